@@ -1,0 +1,274 @@
+//! Regular files and block devices as a [`Source`], opened read-only.
+
+use super::{Geometry, ReadFault, ReadOutcome, Source};
+use crate::error::{Error, Result};
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+
+nix::ioctl_read!(blk_getsize64, 0x12, 114, u64);
+nix::ioctl_read_bad!(blk_sszget, 0x1268, libc::c_int);
+nix::ioctl_read_bad!(blk_pbszget, 0x127b, libc::c_uint);
+
+/// Size in bytes of an open block device (BLKGETSIZE64) or regular file.
+pub fn device_size(file: &File) -> io::Result<u64> {
+    let meta = file.metadata()?;
+    if !meta.file_type().is_block_device() {
+        return Ok(meta.len());
+    }
+    let mut size: u64 = 0;
+    // SAFETY: BLKGETSIZE64 writes one u64 through the pointer, which is valid for the call.
+    unsafe { blk_getsize64(file.as_raw_fd(), &mut size) }.map_err(io::Error::from)?;
+    Ok(size)
+}
+
+/// Logical and physical sector sizes of a block device (512/512 for anything else).
+pub fn sector_sizes(file: &File) -> io::Result<(u32, u32)> {
+    if !file.metadata()?.file_type().is_block_device() {
+        return Ok((512, 512));
+    }
+    let mut logical: libc::c_int = 0;
+    let mut physical: libc::c_uint = 0;
+    // SAFETY: both ioctls write one integer through a pointer valid for the call.
+    unsafe { blk_sszget(file.as_raw_fd(), &mut logical) }.map_err(io::Error::from)?;
+    unsafe { blk_pbszget(file.as_raw_fd(), &mut physical) }.map_err(io::Error::from)?;
+    let logical = u32::try_from(logical).unwrap_or(512).max(512);
+    Ok((logical, physical.max(logical)))
+}
+
+/// What identifies a physical disk across replugs, independent of its /dev name.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Identity {
+    pub model: Option<String>,
+    pub serial: Option<String>,
+    pub wwn: Option<String>,
+    pub size: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OpenOptions {
+    /// O_DIRECT: bypass the page cache (ddrescue's `-d`).
+    pub direct: bool,
+    /// Sector size override (`-b`); 0 = ask the device.
+    pub sector_size: u32,
+}
+
+/// A regular file or block device, read with pread.
+pub struct FileSource {
+    file: File,
+    path: PathBuf,
+    geometry: Geometry,
+    is_block_device: bool,
+    direct: bool,
+    /// Aligned bounce buffer for O_DIRECT reads whose position, length or buffer is unaligned.
+    bounce: Option<AlignedBuf>,
+    identity: Identity,
+}
+
+impl FileSource {
+    pub fn open(path: &Path, opts: OpenOptions) -> Result<FileSource> {
+        let mut oo = std::fs::OpenOptions::new();
+        oo.read(true);
+        if opts.direct {
+            oo.custom_flags(libc::O_DIRECT);
+        }
+        let file = oo.open(path).map_err(|e| Error::io(path, e))?;
+        let meta = file.metadata().map_err(|e| Error::io(path, e))?;
+        let is_block_device = meta.file_type().is_block_device();
+        if !is_block_device && !meta.is_file() {
+            return Err(Error::invalid_arg(
+                path.display().to_string(),
+                "not a regular file or block device",
+            ));
+        }
+        let size = device_size(&file).map_err(|e| Error::io(path, e))?;
+        let (mut logical, mut physical) = sector_sizes(&file).map_err(|e| Error::io(path, e))?;
+        if opts.sector_size != 0 {
+            logical = opts.sector_size;
+            physical = physical.max(logical);
+        }
+        let identity = if is_block_device {
+            crate::blockdev::identity_of_path(path, size).unwrap_or(Identity {
+                size,
+                ..Identity::default()
+            })
+        } else {
+            Identity {
+                size,
+                ..Identity::default()
+            }
+        };
+        Ok(FileSource {
+            file,
+            path: path.to_path_buf(),
+            geometry: Geometry {
+                size,
+                logical_sector: logical,
+                physical_sector: physical,
+            },
+            is_block_device,
+            direct: opts.direct,
+            bounce: None,
+            identity,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn is_block_device(&self) -> bool {
+        self.is_block_device
+    }
+
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    fn read_buffered(&self, pos: u64, buf: &mut [u8]) -> ReadOutcome {
+        let mut done = 0usize;
+        while done < buf.len() {
+            match self.file.read_at(&mut buf[done..], pos + done as u64) {
+                Ok(0) => break,
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    return ReadOutcome {
+                        good: done,
+                        fault: Some(ReadFault::classify(e)),
+                    }
+                }
+            }
+        }
+        ReadOutcome::ok(done)
+    }
+
+    fn read_direct(&mut self, pos: u64, buf: &mut [u8]) -> ReadOutcome {
+        let align = u64::from(self.geometry.logical_sector.max(512));
+        let start = pos - pos % align;
+        let end = (pos + buf.len() as u64).div_ceil(align) * align;
+        let len = (end - start) as usize;
+        let bounce = match &mut self.bounce {
+            Some(b) if b.len() >= len => b,
+            slot => slot.insert(AlignedBuf::new(len, 4096)),
+        };
+        let out = {
+            let file = &self.file;
+            let tmp = &mut bounce.as_mut_slice()[..len];
+            let mut done = 0usize;
+            let mut fault = None;
+            while done < len {
+                match file.read_at(&mut tmp[done..], start + done as u64) {
+                    Ok(0) => break,
+                    Ok(n) => done += n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        fault = Some(ReadFault::classify(e));
+                        break;
+                    }
+                }
+            }
+            (done, fault)
+        };
+        let (done, fault) = out;
+        let skip = (pos - start) as usize;
+        let good = done.saturating_sub(skip).min(buf.len());
+        buf[..good].copy_from_slice(&bounce.as_mut_slice()[skip..skip + good]);
+        ReadOutcome { good, fault }
+    }
+}
+
+impl Source for FileSource {
+    fn geometry(&self) -> Geometry {
+        self.geometry
+    }
+
+    fn read_at(&mut self, pos: u64, buf: &mut [u8]) -> ReadOutcome {
+        if self.direct {
+            self.read_direct(pos, buf)
+        } else {
+            self.read_buffered(pos, buf)
+        }
+    }
+
+    fn describe(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    fn reopen(&mut self) -> io::Result<bool> {
+        if !self.is_block_device {
+            return Ok(false);
+        }
+        let Some(path) = crate::blockdev::find_by_identity(&self.identity) else {
+            return Ok(false);
+        };
+        let reopened = FileSource::open(
+            &path,
+            OpenOptions {
+                direct: self.direct,
+                sector_size: self.geometry.logical_sector,
+            },
+        )
+        .map_err(|e| io::Error::other(e.to_string()))?;
+        if reopened.geometry.size != self.geometry.size {
+            return Ok(false);
+        }
+        *self = reopened;
+        Ok(true)
+    }
+
+    fn is_direct(&self) -> bool {
+        self.direct
+    }
+}
+
+/// A heap buffer aligned for O_DIRECT.
+pub struct AlignedBuf {
+    ptr: std::ptr::NonNull<u8>,
+    layout: std::alloc::Layout,
+}
+
+// SAFETY: AlignedBuf owns its allocation exclusively, like a Vec<u8>.
+unsafe impl Send for AlignedBuf {}
+unsafe impl Sync for AlignedBuf {}
+
+impl AlignedBuf {
+    /// A zeroed buffer of `len` bytes (at least 1) aligned to `align` (a power of two).
+    pub fn new(len: usize, align: usize) -> AlignedBuf {
+        let layout = std::alloc::Layout::from_size_align(len.max(1), align.max(1))
+            .unwrap_or_else(|_| std::alloc::Layout::new::<u8>());
+        // SAFETY: layout has a non-zero size.
+        let raw = unsafe { std::alloc::alloc_zeroed(layout) };
+        let Some(ptr) = std::ptr::NonNull::new(raw) else {
+            std::alloc::handle_alloc_error(layout)
+        };
+        AlignedBuf { ptr, layout }
+    }
+
+    pub fn len(&self) -> usize {
+        self.layout.size()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.layout.size() == 0
+    }
+
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: ptr is valid for layout.size() bytes and uniquely borrowed through &mut self.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.layout.size()) }
+    }
+
+    pub fn as_slice(&self) -> &[u8] {
+        // SAFETY: ptr is valid for layout.size() bytes.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.layout.size()) }
+    }
+}
+
+impl Drop for AlignedBuf {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with this layout.
+        unsafe { std::alloc::dealloc(self.ptr.as_ptr(), self.layout) }
+    }
+}

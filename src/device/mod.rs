@@ -1,0 +1,129 @@
+//! Device access: every byte salvor reads from a disk goes through [`Source`], every byte it writes
+//! to a disk or image goes through [`Dest`].
+//!
+//! A source is opened read-only and never written. Reads report partial success the way the kernel
+//! does for buffered reads: the bytes before the first failing sector are good, the fault says why
+//! the rest failed. A fault is either a media error ("this sector is bad", EIO) or the device being
+//! gone (ENODEV/ENXIO/EBADF after an unplug): the rescue algorithm treats those very differently.
+
+pub mod clock;
+pub mod dest;
+pub mod faulty;
+pub mod file;
+pub mod testmode;
+
+pub use clock::{Clock, SimClock, SystemClock};
+pub use dest::{Dest, FileDest};
+pub use faulty::{FaultySource, FaultySpec};
+pub use file::{FileSource, Identity, OpenOptions};
+pub use testmode::TestModeSource;
+
+use std::io;
+
+/// Sector sizes of a device (or the defaults for a regular file).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Geometry {
+    pub size: u64,
+    pub logical_sector: u32,
+    pub physical_sector: u32,
+}
+
+/// Why a read stopped short.
+#[derive(Debug)]
+pub enum ReadFault {
+    /// The medium could not deliver these sectors (EIO, ENODATA, EILSEQ, ...). Worth retrying later.
+    Media(io::Error),
+    /// The device is gone: unplugged, removed, reset beyond recovery. Reading on is pointless until it
+    /// comes back; the rest of the disk must not be marked bad because of this.
+    Gone(io::Error),
+    /// An error that is neither: bad alignment for O_DIRECT, EINVAL, ... (a bug or a misconfiguration).
+    Other(io::Error),
+}
+
+impl ReadFault {
+    /// Sorts an OS error into one of the three classes.
+    pub fn classify(err: io::Error) -> ReadFault {
+        match err.raw_os_error() {
+            Some(libc::ENODEV)
+            | Some(libc::ENXIO)
+            | Some(libc::EBADF)
+            | Some(libc::ENOMEDIUM)
+            | Some(libc::ESHUTDOWN) => ReadFault::Gone(err),
+            Some(libc::EINVAL) | Some(libc::EFAULT) => ReadFault::Other(err),
+            _ => ReadFault::Media(err),
+        }
+    }
+
+    pub fn is_gone(&self) -> bool {
+        matches!(self, ReadFault::Gone(_))
+    }
+}
+
+impl std::fmt::Display for ReadFault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReadFault::Media(e) => write!(f, "read error: {e}"),
+            ReadFault::Gone(e) => write!(f, "device gone: {e}"),
+            ReadFault::Other(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// The result of one read: `good` bytes at the start of the buffer are valid; if `fault` is set,
+/// the byte at `pos + good` could not be read.
+#[derive(Debug)]
+pub struct ReadOutcome {
+    pub good: usize,
+    pub fault: Option<ReadFault>,
+}
+
+impl ReadOutcome {
+    pub fn ok(n: usize) -> Self {
+        ReadOutcome {
+            good: n,
+            fault: None,
+        }
+    }
+}
+
+/// Something salvor reads disk data from. Implementations never write to the underlying device.
+pub trait Source: Send {
+    /// Size and sector sizes.
+    fn geometry(&self) -> Geometry;
+
+    /// Reads `buf.len()` bytes at `pos` (or fewer at the end of the source). With direct I/O the
+    /// caller passes sector-aligned positions and lengths and an aligned buffer.
+    fn read_at(&mut self, pos: u64, buf: &mut [u8]) -> ReadOutcome;
+
+    /// A human description for messages ("/dev/sdb", "test source").
+    fn describe(&self) -> String;
+
+    /// Tries to get the device back after it was gone (reopen by identity). Returns Ok(true) if the
+    /// source is usable again. Sources that cannot disappear return Ok(false).
+    fn reopen(&mut self) -> io::Result<bool> {
+        Ok(false)
+    }
+
+    /// Whether reads bypass the page cache (then positions, lengths and buffers must be aligned).
+    fn is_direct(&self) -> bool {
+        false
+    }
+}
+
+impl<S: Source + ?Sized> Source for Box<S> {
+    fn geometry(&self) -> Geometry {
+        (**self).geometry()
+    }
+    fn read_at(&mut self, pos: u64, buf: &mut [u8]) -> ReadOutcome {
+        (**self).read_at(pos, buf)
+    }
+    fn describe(&self) -> String {
+        (**self).describe()
+    }
+    fn reopen(&mut self) -> io::Result<bool> {
+        (**self).reopen()
+    }
+    fn is_direct(&self) -> bool {
+        (**self).is_direct()
+    }
+}

@@ -1,0 +1,14 @@
+//! salvor: rescue failing drives ddrescue-style, image, restore, clone and verify disks.
+//!
+//! See ARCHITECTURE.md for the codemap and the invariants.
+
+pub mod blockdev;
+pub mod cli;
+pub mod device;
+pub mod error;
+pub mod mapfile;
+pub mod progress;
+pub mod rescue;
+pub mod units;
+
+pub use error::{Error, ErrorKind, Result};

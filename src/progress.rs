@@ -1,0 +1,129 @@
+//! How engines report and how they are steered, without knowing who listens.
+//!
+//! An engine (rescue, image, ...) calls an observer trait with events and periodic snapshots; the
+//! CLI printer, the JSON stream, the TUI and the tests implement it. The engine checks a [`Control`]
+//! between reads to pause or stop; signal handlers and the TUI set it.
+
+use crate::mapfile::{Phase, Totals};
+use serde::Serialize;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::time::Duration;
+
+/// Shared steering for a running job.
+#[derive(Debug, Default)]
+pub struct Control {
+    /// 0 = run; a signal number = stop because of that signal; -1 = stop because the user asked.
+    stop: AtomicI32,
+    pause: AtomicBool,
+}
+
+/// Why a job was asked to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    Signal(i32),
+    User,
+}
+
+impl Control {
+    pub fn new() -> Control {
+        Control::default()
+    }
+
+    pub fn request_stop(&self, reason: StopReason) {
+        let v = match reason {
+            StopReason::Signal(s) => s,
+            StopReason::User => -1,
+        };
+        let _ = self
+            .stop
+            .compare_exchange(0, v, Ordering::SeqCst, Ordering::SeqCst);
+    }
+
+    pub fn stop_requested(&self) -> Option<StopReason> {
+        match self.stop.load(Ordering::SeqCst) {
+            0 => None,
+            -1 => Some(StopReason::User),
+            s => Some(StopReason::Signal(s)),
+        }
+    }
+
+    pub fn set_paused(&self, paused: bool) {
+        self.pause.store(paused, Ordering::SeqCst);
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.pause.load(Ordering::SeqCst)
+    }
+}
+
+/// Direction of a pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    Forwards,
+    Backwards,
+}
+
+/// A point-in-time view of a rescue, cheap to copy and send to another thread.
+#[derive(Debug, Clone, Serialize)]
+pub struct RescueSnapshot {
+    pub phase: Phase,
+    pub pass: u32,
+    pub direction: Direction,
+    /// Current input position.
+    pub pos: u64,
+    /// Bytes per status, within the rescue domain.
+    pub totals: Totals,
+    /// Size of the rescue domain.
+    pub domain_size: u64,
+    pub reads: u64,
+    pub read_errors: u64,
+    pub elapsed: Duration,
+    pub since_last_good_read: Duration,
+    /// Bytes per second over the last few seconds.
+    pub current_rate: f64,
+    /// Bytes rescued per second since the start of this run.
+    pub average_rate: f64,
+    /// An honest range for the remaining time, if one can be given at all.
+    pub remaining: Option<(Duration, Duration)>,
+    /// Set while the source is gone and salvor waits for it.
+    pub waiting_for_device: bool,
+}
+
+/// Things worth telling the user about, as they happen.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum RescueEvent {
+    PassStarted {
+        phase: Phase,
+        pass: u32,
+        direction: Direction,
+    },
+    ReadError {
+        pos: u64,
+        size: u64,
+        message: String,
+    },
+    DeviceGone {
+        message: String,
+    },
+    DeviceBack,
+    MapfileSaved,
+    Message {
+        message: String,
+    },
+    Finished {
+        complete: bool,
+    },
+}
+
+/// Receives a rescue's progress. Both methods default to doing nothing.
+pub trait RescueObserver {
+    fn event(&mut self, _event: &RescueEvent) {}
+    fn progress(&mut self, _snapshot: &RescueSnapshot) {}
+}
+
+/// An observer that ignores everything.
+pub struct NoProgress;
+
+impl RescueObserver for NoProgress {}
