@@ -9,6 +9,7 @@ pub mod error;
 pub mod mapfile;
 pub mod progress;
 pub mod rescue;
+pub mod safety;
 pub mod units;
 
 pub use error::{Error, ErrorKind, Result};

@@ -53,3 +53,13 @@ pub fn render(map: &Mapfile, header: &Header) -> String {
     }
     s
 }
+
+// TEMP (main): replaced by the mapfile branch.
+pub fn parse_domain(text: &str, path: &Path) -> Result<Vec<(u64, u64)>> {
+    let m = parse(text, path)?;
+    Ok(m.blocks()
+        .iter()
+        .filter(|b| b.status == super::BlockStatus::Finished)
+        .map(|b| (b.pos, b.end()))
+        .collect())
+}

@@ -1,5 +1,34 @@
-//! The rescue algorithm: ddrescue-style copying, trimming, sweeping, scraping and retrying, driven by
-//! the mapfile. STUB.
+//! The rescue algorithm: get all the readable data first, touch bad areas last.
+//!
+//! Phases, each working only on blocks of its status inside the rescue domain:
+//!
+//! 1. **Copying.** Pass 1 reads non-tried areas in large reads; after a failed read it skips ahead.
+//!    The skip doubles while reads keep failing and, once good data is found again, salvor remembers
+//!    how wide that bad run was and starts the next run's skip from there: on a disk with a dead
+//!    head the bad stripes repeat with the same width, so after the first stripe one probe usually
+//!    jumps over a whole stripe. Passes 2, 3, … alternate direction and read only non-tried areas
+//!    that touch rescued data on the side they enter from, stopping at the first error in each: this
+//!    delimits bad areas from the good side, so the probes that would hit the inside of a bad area
+//!    are never made. Passes repeat until no such area is left.
+//! 2. **Trimming.** Non-trimmed areas are read sector by sector from each edge that touches
+//!    rescued data, until a bad sector; the rest becomes non-scraped.
+//! 3. **Sweeping.** What is still non-tried lies between failures on both sides; it is read in full
+//!    (no skipping). Any good data found there is grown with the passes of 1 and trimmed again.
+//! 4. **Scraping.** Non-scraped areas are read sector by sector, smallest areas (the edges of bad
+//!    areas) first.
+//! 5. **Retrying** (`-r N`) bad sectors, alternating direction.
+//!
+//! A failed read that delivered some good bytes (as the kernel's buffered reads do) tells exactly
+//! where it failed: that sector is marked non-scraped (it has been tried once and will be tried
+//! once more when scraping), the rest of the read non-trimmed. So an isolated bad sector costs one
+//! error before all the data around it is rescued.
+//!
+//! The destination is fsynced before every mapfile save, so the map never claims data that is not
+//! durable. A source that disappears is never marked bad: salvor saves and waits for it or stops.
+
+pub mod engine;
+
+pub use engine::{rescue, Outcome, RescueStats};
 
 use std::time::Duration;
 
@@ -8,7 +37,7 @@ use std::time::Duration;
 pub struct RescueOptions {
     /// Sector size in bytes (`-b`); 0 = the source's logical sector size.
     pub sector_size: u32,
-    /// Bytes per read in the copying phase (`-c` sectors × sector size); 0 = default.
+    /// Bytes per read in the copying phase (`-c` sectors × sector size); 0 = default (1 MiB).
     pub cluster_bytes: u64,
     /// Initial and maximum skip sizes (`-K`); 0 = automatic.
     pub skip_initial: u64,
@@ -23,7 +52,7 @@ pub struct RescueOptions {
     pub input_pos: u64,
     pub output_pos: Option<u64>,
     pub max_size: Option<u64>,
-    /// Rescue domain from `-m` (byte ranges), intersected with `-i`/`-s`.
+    /// Rescue domain from `-m` (sorted byte ranges), intersected with `-i`/`-s`.
     pub domain: Option<Vec<(u64, u64)>>,
     /// `-S`: don't write all-zero blocks.
     pub sparse: bool,
@@ -31,8 +60,10 @@ pub struct RescueOptions {
     pub timeout: Option<Duration>,
     /// How often the mapfile is saved (after syncing the destination).
     pub save_interval: Duration,
-    /// How long to wait for a source that disappeared to come back; zero = exit at once.
+    /// How long to wait for a source that disappeared to come back; zero = stop at once (exit 1).
     pub wait_for_device: Duration,
+    /// Minimum time between progress snapshots.
+    pub progress_interval: Duration,
 }
 
 impl Default for RescueOptions {
@@ -55,6 +86,10 @@ impl Default for RescueOptions {
             timeout: None,
             save_interval: Duration::from_secs(30),
             wait_for_device: Duration::ZERO,
+            progress_interval: Duration::from_millis(200),
         }
     }
 }
+
+/// Default bytes per read while copying: large enough to stream at the device's sequential rate.
+pub const DEFAULT_CLUSTER: u64 = 1 << 20;

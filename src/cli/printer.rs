@@ -1,0 +1,210 @@
+//! Progress printers: a human display on stderr and a JSON-lines stream on stdout.
+
+use crate::mapfile::BlockStatus;
+use crate::progress::{Direction, RescueEvent, RescueObserver, RescueSnapshot};
+use crate::units::{format_bytes, format_duration};
+use std::io::{IsTerminal, Write};
+use std::time::{Duration, Instant};
+
+/// ddrescue-like status block on stderr, redrawn in place on a terminal, a line every few seconds
+/// otherwise (logs, serial consoles without cursor control).
+pub struct HumanPrinter {
+    tty: bool,
+    verbose: bool,
+    lines_drawn: usize,
+    last_plain: Option<Instant>,
+}
+
+impl HumanPrinter {
+    pub fn new(verbose: bool) -> HumanPrinter {
+        HumanPrinter {
+            tty: std::io::stderr().is_terminal(),
+            verbose,
+            lines_drawn: 0,
+            last_plain: None,
+        }
+    }
+
+    fn clear(&mut self, err: &mut impl Write) {
+        if self.tty && self.lines_drawn > 0 {
+            let _ = write!(err, "\x1b[{}A\x1b[J", self.lines_drawn);
+            self.lines_drawn = 0;
+        }
+    }
+}
+
+fn pct(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        part as f64 * 100.0 / whole as f64
+    }
+}
+
+fn rate(r: f64) -> String {
+    format!("{}/s", format_bytes(r.max(0.0) as u64))
+}
+
+/// The status block shown to a person.
+pub fn render_snapshot(s: &RescueSnapshot) -> Vec<String> {
+    let t = &s.totals;
+    let dir = match s.direction {
+        Direction::Forwards => "forwards",
+        Direction::Backwards => "backwards",
+    };
+    let remaining = match s.remaining {
+        Some((lo, _)) if t.pending() == 0 => format_duration(lo),
+        Some((lo, hi)) if hi == Duration::MAX => format!("at least {}", format_duration(lo)),
+        Some((lo, hi)) => format!("{} to {}", format_duration(lo), format_duration(hi)),
+        None => "unknown".to_string(),
+    };
+    let mut lines = vec![
+        format!(
+            "    phase: {}, pass {} ({dir}){}",
+            s.phase.describe(),
+            s.pass,
+            if s.waiting_for_device {
+                "  -- WAITING FOR THE SOURCE TO COME BACK"
+            } else {
+                ""
+            }
+        ),
+        format!(
+            "     ipos: {:>10}   rescued: {:>10} ({:6.2}%)   bad-sector: {:>10}",
+            format_bytes(s.pos),
+            format_bytes(t.finished),
+            pct(t.finished, s.domain_size),
+            format_bytes(t.bad_sector)
+        ),
+        format!(
+            "non-tried: {:>10}   non-trimmed: {:>8}   non-scraped: {:>10}   bad areas: {}",
+            format_bytes(t.non_tried),
+            format_bytes(t.non_trimmed),
+            format_bytes(t.non_scraped),
+            t.bad_areas
+        ),
+        format!(
+            "     rate: {:>10} now, {:>10} average   read errors: {}   last good read: {} ago",
+            rate(s.current_rate),
+            rate(s.average_rate),
+            s.read_errors,
+            format_duration(s.since_last_good_read)
+        ),
+        format!(
+            "  elapsed: {:>10}   remaining: {remaining}",
+            format_duration(s.elapsed)
+        ),
+    ];
+    if t.pending() == 0 {
+        let bad = t.bytes(BlockStatus::BadSector);
+        lines.push(if bad == 0 {
+            "Finished: everything was rescued.".to_string()
+        } else {
+            format!(
+                "Finished: {} could not be read ({} bad areas); `-r N` retries them.",
+                format_bytes(bad),
+                t.bad_areas
+            )
+        });
+    }
+    lines
+}
+
+impl RescueObserver for HumanPrinter {
+    fn event(&mut self, event: &RescueEvent) {
+        let mut err = std::io::stderr().lock();
+        let text = match event {
+            RescueEvent::PassStarted {
+                phase,
+                pass,
+                direction,
+            } if self.verbose => Some(format!(
+                "{}... pass {pass} ({})",
+                phase.describe(),
+                match direction {
+                    Direction::Forwards => "forwards",
+                    Direction::Backwards => "backwards",
+                }
+            )),
+            RescueEvent::ReadError { pos, size, message } if self.verbose => Some(format!(
+                "read error at 0x{pos:X} (+{size} bytes): {message}"
+            )),
+            RescueEvent::DeviceGone { message } => Some(format!("salvor: {message}")),
+            RescueEvent::DeviceBack => Some("salvor: the source is back; continuing".to_string()),
+            RescueEvent::Message { message } => Some(message.clone()),
+            _ => None,
+        };
+        if let Some(text) = text {
+            self.clear(&mut err);
+            let _ = writeln!(err, "{text}");
+        }
+    }
+
+    fn progress(&mut self, s: &RescueSnapshot) {
+        let mut err = std::io::stderr().lock();
+        let lines = render_snapshot(s);
+        if self.tty {
+            self.clear(&mut err);
+            for l in &lines {
+                let _ = writeln!(err, "{l}\x1b[K");
+            }
+            self.lines_drawn = lines.len();
+        } else {
+            let due = self
+                .last_plain
+                .is_none_or(|t| t.elapsed() >= Duration::from_secs(5));
+            if due || s.totals.pending() == 0 {
+                self.last_plain = Some(Instant::now());
+                let _ = writeln!(err, "{}", lines.join("\n"));
+                let _ = writeln!(err);
+            }
+        }
+        let _ = err.flush();
+    }
+}
+
+/// One JSON object per line on stdout: `{"type":"progress",...}` and `{"type":"event",...}`.
+pub struct JsonPrinter;
+
+impl RescueObserver for JsonPrinter {
+    fn event(&mut self, event: &RescueEvent) {
+        if let Ok(mut v) = serde_json::to_value(event) {
+            if let Some(o) = v.as_object_mut() {
+                o.insert("type".into(), "event".into());
+            }
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{v}");
+            let _ = out.flush();
+        }
+    }
+
+    fn progress(&mut self, s: &RescueSnapshot) {
+        if let Ok(mut v) = serde_json::to_value(s) {
+            if let Some(o) = v.as_object_mut() {
+                o.insert("type".into(), "progress".into());
+                o.insert("elapsed".into(), s.elapsed.as_secs_f64().into());
+                o.insert(
+                    "since_last_good_read".into(),
+                    s.since_last_good_read.as_secs_f64().into(),
+                );
+                o.insert(
+                    "remaining".into(),
+                    match s.remaining {
+                        Some((lo, hi)) => serde_json::json!([
+                            lo.as_secs_f64(),
+                            if hi == Duration::MAX {
+                                None
+                            } else {
+                                Some(hi.as_secs_f64())
+                            }
+                        ]),
+                        None => serde_json::Value::Null,
+                    },
+                );
+            }
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{v}");
+            let _ = out.flush();
+        }
+    }
+}

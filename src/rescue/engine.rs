@@ -1,0 +1,1156 @@
+//! The rescue engine: phases and passes over a [`Mapfile`] (see the module doc of `rescue`).
+
+use super::{RescueOptions, DEFAULT_CLUSTER};
+use crate::device::file::AlignedBuf;
+use crate::device::{Clock, Dest, ReadFault, Source};
+use crate::error::{Error, Result};
+use crate::mapfile::{BlockStatus, Mapfile, MapfileSaver, Phase};
+use crate::progress::{
+    Control, Direction, RescueEvent, RescueObserver, RescueSnapshot, StopReason,
+};
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+/// How a run ended (errors are returned as `Err`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every phase ran to its end (bad sectors may remain: that is still a normal end).
+    Finished,
+    /// Stopped on request (signal or user) after saving the mapfile.
+    Stopped(StopReason),
+}
+
+/// Counters of one run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RescueStats {
+    pub reads: u64,
+    pub read_errors: u64,
+    /// Bytes turned into "finished" by this run.
+    pub rescued_this_run: u64,
+}
+
+/// Where the engine saves the map. The engine syncs the destination before calling `store`.
+pub trait MapStore {
+    fn store(&mut self, map: &Mapfile, status_message: &str) -> Result<()>;
+}
+
+impl MapStore for MapfileSaver {
+    fn store(&mut self, map: &Mapfile, status_message: &str) -> Result<()> {
+        self.save(map, status_message)
+    }
+}
+
+/// A store that keeps nothing (for simulations).
+pub struct NoStore;
+
+impl MapStore for NoStore {
+    fn store(&mut self, _map: &Mapfile, _status_message: &str) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Runs (or resumes) a rescue of `src` into `dest`, recording progress in `map`.
+///
+/// `map` may come from an earlier run of salvor or GNU ddrescue; it is extended to the source size.
+/// Returns after all phases ran, on a stop request (after saving), or on an error (after saving
+/// whenever that is still possible).
+#[allow(clippy::too_many_arguments)]
+pub fn rescue(
+    src: &mut dyn Source,
+    dest: &mut dyn Dest,
+    map: &mut Mapfile,
+    store: &mut dyn MapStore,
+    opts: &RescueOptions,
+    clock: &dyn Clock,
+    control: &Control,
+    observer: &mut dyn RescueObserver,
+) -> Result<(Outcome, RescueStats)> {
+    let mut engine = Engine::new(src, dest, map, store, opts, clock, control, observer)?;
+    let result = engine.run();
+    let stats = engine.stats;
+    match result {
+        Ok(()) => {
+            engine.map.phase = Phase::Finished;
+            engine.save("Finished")?;
+            engine.observer.event(&RescueEvent::Finished {
+                complete: engine.domain_totals().pending() == 0,
+            });
+            engine.emit_progress(true);
+            Ok((Outcome::Finished, stats))
+        }
+        Err(Halt::Stop(reason)) => {
+            engine.save("Interrupted")?;
+            engine.emit_progress(true);
+            Ok((Outcome::Stopped(reason), stats))
+        }
+        Err(Halt::Fail(e)) => {
+            // Save what is durable; a failing save must not hide the original error.
+            let _ = engine.save("Stopped by an error");
+            engine.emit_progress(true);
+            Err(e)
+        }
+    }
+}
+
+/// Why a phase stopped early.
+enum Halt {
+    Stop(StopReason),
+    Fail(Error),
+}
+
+impl From<Error> for Halt {
+    fn from(e: Error) -> Self {
+        Halt::Fail(e)
+    }
+}
+
+type Step<T = ()> = std::result::Result<T, Halt>;
+
+/// What one read did.
+#[derive(Debug, Clone, Copy)]
+struct ReadResult {
+    good: u64,
+    failed: bool,
+}
+
+/// A run of one status inside the domain, with what lies on each side.
+#[derive(Debug, Clone, Copy)]
+struct Segment {
+    pos: u64,
+    end: u64,
+    /// The byte before is rescued, or this is the edge of the domain.
+    open_left: bool,
+    /// The byte after is rescued, or this is the edge of the domain.
+    open_right: bool,
+}
+
+struct Engine<'a> {
+    src: &'a mut dyn Source,
+    dest: &'a mut dyn Dest,
+    map: &'a mut Mapfile,
+    store: &'a mut dyn MapStore,
+    opts: &'a RescueOptions,
+    clock: &'a dyn Clock,
+    control: &'a Control,
+    observer: &'a mut dyn RescueObserver,
+
+    sector: u64,
+    cluster: u64,
+    skip_initial: u64,
+    skip_max: u64,
+    /// Sorted, disjoint byte ranges to rescue.
+    domain: Vec<(u64, u64)>,
+    domain_size: u64,
+    /// dest position = source position + shift.
+    shift: i128,
+    buf: AlignedBuf,
+    dest_was_new: bool,
+
+    stats: RescueStats,
+    direction: Direction,
+    start: Duration,
+    last_good: Duration,
+    last_save: Instant,
+    last_progress: Instant,
+    /// (drive time, bytes rescued this run) samples for the current rate.
+    rate_window: VecDeque<(Duration, u64)>,
+    /// Drive time spent in failed reads, for the remaining-time estimate.
+    error_time: Duration,
+    waiting: bool,
+}
+
+impl<'a> Engine<'a> {
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        src: &'a mut dyn Source,
+        dest: &'a mut dyn Dest,
+        map: &'a mut Mapfile,
+        store: &'a mut dyn MapStore,
+        opts: &'a RescueOptions,
+        clock: &'a dyn Clock,
+        control: &'a Control,
+        observer: &'a mut dyn RescueObserver,
+    ) -> Result<Engine<'a>> {
+        let geo = src.geometry();
+        let sector = if opts.sector_size != 0 {
+            u64::from(opts.sector_size)
+        } else {
+            u64::from(geo.logical_sector.max(1))
+        };
+        if !sector.is_power_of_two() {
+            return Err(Error::invalid_arg(
+                "--sector-size",
+                format!("{sector} is not a power of two"),
+            ));
+        }
+        let cluster = if opts.cluster_bytes != 0 {
+            round_up(opts.cluster_bytes, sector)
+        } else {
+            round_up(DEFAULT_CLUSTER, sector)
+        };
+        let size = geo.size;
+
+        // Check the map against the source before touching anything.
+        let past_end = map
+            .blocks()
+            .iter()
+            .find(|b| b.end() > size && b.status != BlockStatus::NonTried);
+        if let Some(b) = past_end {
+            return Err(Error::corrupt(
+                "mapfile",
+                format!("block at 0x{:X}", b.pos),
+                format!(
+                    "the mapfile records {} data up to 0x{:X}, past the end of {} (size 0x{:X}): \
+                     is this the mapfile of another disk?",
+                    b.status.name(),
+                    b.end(),
+                    src.describe(),
+                    size
+                ),
+            ));
+        }
+        map.truncate(size);
+        map.extend_to(size);
+
+        let mut domain = vec![(
+            opts.input_pos.min(size),
+            opts.max_size
+                .map_or(size, |s| opts.input_pos.saturating_add(s).min(size)),
+        )];
+        if let Some(d) = &opts.domain {
+            domain = intersect(&domain, d);
+        }
+        domain.retain(|&(a, b)| a < b);
+        let domain_size = domain.iter().map(|&(a, b)| b - a).sum();
+
+        let skip_initial = if opts.skip_initial != 0 {
+            round_up(opts.skip_initial, sector)
+        } else {
+            round_up((size / 16_384).max(64 << 10), sector)
+        };
+        let skip_max = if opts.skip_max != 0 {
+            round_up(opts.skip_max, sector).max(skip_initial)
+        } else {
+            round_up(size / 50, sector).max(skip_initial)
+        };
+        let opos = opts.output_pos.unwrap_or(opts.input_pos);
+        let shift = i128::from(opos) - i128::from(opts.input_pos);
+        let dest_was_new = dest.size().map(|s| s == 0).unwrap_or(false);
+        let now = clock.now();
+        Ok(Engine {
+            src,
+            dest,
+            map,
+            store,
+            opts,
+            clock,
+            control,
+            observer,
+            sector,
+            cluster,
+            skip_initial,
+            skip_max,
+            domain,
+            domain_size,
+            shift,
+            buf: AlignedBuf::new(cluster as usize, 4096),
+            dest_was_new,
+            stats: RescueStats::default(),
+            direction: if opts.reverse {
+                Direction::Backwards
+            } else {
+                Direction::Forwards
+            },
+            start: now,
+            last_good: now,
+            last_save: Instant::now(),
+            last_progress: Instant::now(),
+            rate_window: VecDeque::new(),
+            error_time: Duration::ZERO,
+            waiting: false,
+        })
+    }
+
+    fn run(&mut self) -> Step {
+        // A new regular-file destination gets its full size now, so skipped and bad areas are holes
+        // that read as zeros and the file has the source's size even if the run stops early.
+        if self.dest_was_new {
+            if let Some(&(_, end)) = self.domain.last() {
+                let len = (i128::from(end) + self.shift).max(0) as u64;
+                self.dest.extend_to(len)?;
+            }
+        }
+        let resume_phase = self.map.phase;
+        let resume_pass = self.map.pass.max(1);
+        // Pass 1 (the skipping pass) is only run on a fresh map or when resuming inside it: running
+        // it again would probe the insides of bad areas that later passes deliberately avoid.
+        let mut pass = 1;
+        if resume_phase == Phase::Copying && resume_pass == 1 {
+            let resume_pos = (self.map.current_pos > 0).then_some(self.map.current_pos);
+            self.skipping_pass(1, resume_pos)?;
+            pass = 2;
+        } else if resume_phase == Phase::Copying {
+            pass = resume_pass;
+        }
+        loop {
+            pass = self.adjacency_passes(pass)?;
+            if !self.opts.no_trim {
+                self.trim()?;
+            }
+            if self.opts.no_sweep || !self.sweep(pass)? {
+                break;
+            }
+            pass += 1;
+        }
+        if !self.opts.no_trim {
+            // Whatever trimming could not reach from rescued data is left to scraping.
+            self.relabel(BlockStatus::NonTrimmed, BlockStatus::NonScraped);
+        }
+        if !self.opts.no_scrape {
+            self.scrape()?;
+        }
+        self.retry()?;
+        Ok(())
+    }
+
+    // ----- phases -----
+
+    /// Pass 1: large reads over all non-tried areas, skipping ahead after errors.
+    fn skipping_pass(&mut self, pass: u32, resume_pos: Option<u64>) -> Step {
+        let dir = self.pass_direction(pass);
+        self.begin_pass(Phase::Copying, pass, dir)?;
+        let segments = self.segments(BlockStatus::NonTried);
+        let mut skip = self.skip_initial;
+        let mut learned = self.skip_initial;
+        // The current run of errors: where it started and how far its last failed read reached
+        // (both measured in the pass direction), for learning how wide bad areas are.
+        let mut run: Option<(u64, u64, u32)> = None;
+        // Skipping moves the next read to here (exclusive bound in the pass direction).
+        let mut next: Option<u64> = None;
+        let ordered: Vec<Segment> = match dir {
+            Direction::Forwards => segments,
+            Direction::Backwards => segments.into_iter().rev().collect(),
+        };
+        for seg in ordered {
+            let (mut lo, mut hi) = (seg.pos, seg.end);
+            // Resuming inside pass 1: continue from where the last run was.
+            if let Some(resume_pos) = resume_pos {
+                match dir {
+                    Direction::Forwards => lo = lo.max(resume_pos.min(hi)),
+                    Direction::Backwards => hi = hi.min(resume_pos.max(lo)),
+                }
+            }
+            if let Some(n) = next {
+                match dir {
+                    Direction::Forwards => lo = lo.max(n.min(hi)),
+                    Direction::Backwards => hi = hi.min(n.max(lo)),
+                }
+            }
+            while lo < hi {
+                let (pos, len) = match dir {
+                    Direction::Forwards => {
+                        let len = (self.cluster - lo % self.cluster).min(hi - lo);
+                        (lo, len)
+                    }
+                    Direction::Backwards => {
+                        let rem = hi % self.cluster;
+                        let len = if rem == 0 { self.cluster } else { rem }.min(hi - lo);
+                        (hi - len, len)
+                    }
+                };
+                let r = self.read(pos, len)?;
+                if !r.failed {
+                    if let Some((start, last_fail, errors)) = run.take() {
+                        // A run of one error was jumped over in one go: it says nothing new about
+                        // the width of bad areas. Otherwise the bad area ended somewhere between the
+                        // last failed read and here: take the distance to here, but no more than
+                        // twice what is known to be bad.
+                        if errors > 1 {
+                            let (known, upper) = match dir {
+                                Direction::Forwards => (last_fail - start, pos - start),
+                                Direction::Backwards => (start - last_fail, start - (pos + len)),
+                            };
+                            let width = upper.min(known.saturating_mul(2));
+                            learned = round_up(width, self.sector)
+                                .clamp(self.skip_initial, self.skip_max);
+                        }
+                    }
+                    skip = learned;
+                    match dir {
+                        Direction::Forwards => lo = pos + len,
+                        Direction::Backwards => hi = pos,
+                    }
+                    continue;
+                }
+                self.mark_failed_read(pos, len, r.good);
+                let (fail_start, fail_end) = match dir {
+                    Direction::Forwards => (pos + r.good, pos + len),
+                    Direction::Backwards => (pos + len, pos),
+                };
+                run = Some(match run {
+                    None => (fail_start, fail_end, 1),
+                    Some((start, _, n)) => (start, fail_end, n + 1),
+                });
+                let jump = skip;
+                skip = skip.saturating_mul(2).min(self.skip_max);
+                match dir {
+                    Direction::Forwards => {
+                        let target = round_up(pos + len + jump, self.sector);
+                        lo = target.min(hi);
+                        next = Some(target);
+                    }
+                    Direction::Backwards => {
+                        let target = round_down(pos.saturating_sub(jump), self.sector);
+                        hi = target.max(lo);
+                        next = Some(target);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Passes that read non-tried areas entered from rescued data, alternating direction, until
+    /// no such area is left. Returns the next pass number.
+    fn adjacency_passes(&mut self, mut pass: u32) -> Step<u32> {
+        let mut idle_passes = 0;
+        while idle_passes < 2 {
+            let dir = self.pass_direction(pass);
+            let eligible: Vec<Segment> = self
+                .segments(BlockStatus::NonTried)
+                .into_iter()
+                .filter(|s| match dir {
+                    Direction::Forwards => s.open_left,
+                    Direction::Backwards => s.open_right,
+                })
+                .collect();
+            if eligible.is_empty() {
+                idle_passes += 1;
+                pass += 1;
+                continue;
+            }
+            idle_passes = 0;
+            self.begin_pass(Phase::Copying, pass, dir)?;
+            let ordered: Vec<Segment> = match dir {
+                Direction::Forwards => eligible,
+                Direction::Backwards => eligible.into_iter().rev().collect(),
+            };
+            for seg in ordered {
+                self.read_until_error(seg, dir)?;
+            }
+            pass += 1;
+        }
+        Ok(pass)
+    }
+
+    /// Reads a segment in large reads from one side until the first error.
+    fn read_until_error(&mut self, seg: Segment, dir: Direction) -> Step {
+        let (mut lo, mut hi) = (seg.pos, seg.end);
+        while lo < hi {
+            let (pos, len) = match dir {
+                Direction::Forwards => (lo, (self.cluster - lo % self.cluster).min(hi - lo)),
+                Direction::Backwards => {
+                    let rem = hi % self.cluster;
+                    let len = if rem == 0 { self.cluster } else { rem }.min(hi - lo);
+                    (hi - len, len)
+                }
+            };
+            let r = self.read(pos, len)?;
+            if r.failed {
+                self.mark_failed_read(pos, len, r.good);
+                return Ok(());
+            }
+            match dir {
+                Direction::Forwards => lo = pos + len,
+                Direction::Backwards => hi = pos,
+            }
+        }
+        Ok(())
+    }
+
+    /// Trimming: from each edge that touches rescued data, read sector by sector up to the first
+    /// bad sector; the inside becomes non-scraped.
+    fn trim(&mut self) -> Step {
+        let segments = self.segments(BlockStatus::NonTrimmed);
+        if segments.is_empty() {
+            return Ok(());
+        }
+        self.begin_pass(Phase::Trimming, 1, Direction::Forwards)?;
+        for seg in segments {
+            let (mut lo, mut hi) = (seg.pos, seg.end);
+            let mut left_hit = false;
+            if seg.open_left {
+                while lo < hi {
+                    let len = self.sector.min(hi - lo);
+                    let r = self.read(lo, len)?;
+                    if r.failed {
+                        self.map.set(lo, len, BlockStatus::BadSector);
+                        lo += len;
+                        left_hit = true;
+                        break;
+                    }
+                    lo += len;
+                }
+            }
+            if seg.open_right || (seg.open_left && !left_hit) {
+                while lo < hi {
+                    let len = round_up(hi - lo, self.sector).min(self.sector).min(hi - lo);
+                    let pos = hi - len;
+                    let r = self.read(pos, len)?;
+                    if r.failed {
+                        self.map.set(pos, len, BlockStatus::BadSector);
+                        hi = pos;
+                        break;
+                    }
+                    hi = pos;
+                }
+            }
+            if lo < hi {
+                self.map.set(lo, hi - lo, BlockStatus::NonScraped);
+            }
+        }
+        Ok(())
+    }
+
+    /// Sweeping: reads what is still non-tried in full. Returns whether it rescued anything (then
+    /// the caller grows those islands with more passes).
+    fn sweep(&mut self, pass: u32) -> Step<bool> {
+        let segments = self.segments(BlockStatus::NonTried);
+        if segments.is_empty() {
+            return Ok(false);
+        }
+        let dir = self.pass_direction(pass);
+        self.begin_pass(Phase::Copying, pass, dir)?;
+        let before = self.stats.rescued_this_run;
+        let ordered: Vec<Segment> = match dir {
+            Direction::Forwards => segments,
+            Direction::Backwards => segments.into_iter().rev().collect(),
+        };
+        for seg in ordered {
+            let mut pos = seg.pos;
+            while pos < seg.end {
+                let len = (self.cluster - pos % self.cluster).min(seg.end - pos);
+                let r = self.read(pos, len)?;
+                if r.failed {
+                    self.mark_failed_read(pos, len, r.good);
+                }
+                pos += len;
+            }
+        }
+        Ok(self.stats.rescued_this_run > before)
+    }
+
+    /// Scraping: every non-scraped sector is read once more, smallest areas first.
+    fn scrape(&mut self) -> Step {
+        let mut segments = self.segments(BlockStatus::NonScraped);
+        if segments.is_empty() {
+            return Ok(());
+        }
+        self.begin_pass(Phase::Scraping, 1, Direction::Forwards)?;
+        segments.sort_by_key(|s| (s.end - s.pos, s.pos));
+        for seg in segments {
+            let mut pos = seg.pos;
+            while pos < seg.end {
+                let len = self.sector.min(seg.end - pos);
+                let r = self.read(pos, len)?;
+                if r.failed {
+                    self.map.set(pos, len, BlockStatus::BadSector);
+                }
+                pos += len;
+            }
+        }
+        Ok(())
+    }
+
+    /// Retry passes over bad sectors, alternating direction.
+    fn retry(&mut self) -> Step {
+        let mut pass: u32 = 1;
+        loop {
+            if self.opts.retry_passes >= 0 && i64::from(pass) > i64::from(self.opts.retry_passes) {
+                return Ok(());
+            }
+            let segments = self.segments(BlockStatus::BadSector);
+            if segments.is_empty() {
+                return Ok(());
+            }
+            let dir = if (pass % 2 == 1) != self.opts.reverse {
+                Direction::Forwards
+            } else {
+                Direction::Backwards
+            };
+            self.begin_pass(Phase::Retrying, pass, dir)?;
+            let ordered: Vec<Segment> = match dir {
+                Direction::Forwards => segments,
+                Direction::Backwards => segments.into_iter().rev().collect(),
+            };
+            for seg in ordered {
+                let sectors: Vec<u64> = {
+                    let mut v = Vec::new();
+                    let mut p = seg.pos;
+                    while p < seg.end {
+                        v.push(p);
+                        p += self.sector.min(seg.end - p);
+                    }
+                    if dir == Direction::Backwards {
+                        v.reverse();
+                    }
+                    v
+                };
+                for p in sectors {
+                    let len = self.sector.min(seg.end - p);
+                    self.read(p, len)?;
+                }
+            }
+            pass += 1;
+        }
+    }
+
+    // ----- helpers -----
+
+    fn pass_direction(&self, pass: u32) -> Direction {
+        if (pass % 2 == 1) != self.opts.reverse {
+            Direction::Forwards
+        } else {
+            Direction::Backwards
+        }
+    }
+
+    fn begin_pass(&mut self, phase: Phase, pass: u32, dir: Direction) -> Step {
+        self.map.phase = phase;
+        self.map.pass = pass;
+        self.direction = dir;
+        self.observer.event(&RescueEvent::PassStarted {
+            phase,
+            pass,
+            direction: dir,
+        });
+        self.emit_progress(true);
+        Ok(())
+    }
+
+    fn relabel(&mut self, from: BlockStatus, to: BlockStatus) {
+        for seg in self.segments(from) {
+            self.map.set(seg.pos, seg.end - seg.pos, to);
+        }
+    }
+
+    /// Marks a failed read: the good prefix is already finished; the first failing sector is
+    /// non-scraped when the read told us where it failed, the rest non-trimmed.
+    fn mark_failed_read(&mut self, pos: u64, len: u64, good: u64) {
+        let fail_at = pos + good;
+        let end = pos + len;
+        if good > 0 {
+            let s = self.sector.min(end - fail_at);
+            self.map.set(fail_at, s, BlockStatus::NonScraped);
+            if fail_at + s < end {
+                self.map
+                    .set(fail_at + s, end - fail_at - s, BlockStatus::NonTrimmed);
+            }
+        } else if len <= self.sector {
+            self.map.set(pos, len, BlockStatus::NonScraped);
+        } else {
+            self.map.set(pos, len, BlockStatus::NonTrimmed);
+        }
+    }
+
+    /// Blocks of `status` clipped to the domain, with whether each side touches rescued data.
+    fn segments(&self, status: BlockStatus) -> Vec<Segment> {
+        let mut out = Vec::new();
+        let blocks = self.map.blocks();
+        for &(dpos, dend) in &self.domain {
+            let Some(mut i) = self.map.index_of(dpos) else {
+                continue;
+            };
+            while i < blocks.len() && blocks[i].pos < dend {
+                let b = blocks[i];
+                if b.status == status {
+                    let pos = b.pos.max(dpos);
+                    let end = b.end().min(dend);
+                    let open_left =
+                        pos == dpos || (i > 0 && blocks[i - 1].status == BlockStatus::Finished);
+                    let open_right = end == dend
+                        || (i + 1 < blocks.len() && blocks[i + 1].status == BlockStatus::Finished);
+                    out.push(Segment {
+                        pos,
+                        end,
+                        open_left,
+                        open_right,
+                    });
+                }
+                i += 1;
+            }
+        }
+        out
+    }
+
+    fn domain_totals(&self) -> crate::mapfile::Totals {
+        self.map.totals_in(&self.domain)
+    }
+
+    /// One read of `[pos, pos+len)`: honours stop/pause/timeout, waits for a vanished device,
+    /// writes the good part to the destination and marks it finished. A failed read that the
+    /// source blamed on the medium is returned with `failed`; the caller marks it.
+    fn read(&mut self, pos: u64, len: u64) -> Step<ReadResult> {
+        self.checkpoint()?;
+        self.map.current_pos = match self.direction {
+            Direction::Forwards => pos,
+            Direction::Backwards => pos + len,
+        };
+        {
+            let t0 = self.clock.now();
+            let buf = &mut self.buf.as_mut_slice()[..len as usize];
+            let outcome = self.src.read_at(pos, buf);
+            self.stats.reads += 1;
+            let raw_good = (outcome.good as u64).min(len);
+            // With a fault, only whole sectors before it count as read.
+            let (good, fault) = match outcome.fault {
+                None => (raw_good, None),
+                Some(f) => (round_down(raw_good, self.sector), Some(f)),
+            };
+            if good > 0 {
+                self.write_good(pos, good)?;
+                self.last_good = self.clock.now();
+            }
+            match fault {
+                None => {
+                    if good < len {
+                        // Short read without an error: the source is smaller than it said.
+                        return Err(Halt::Fail(Error::Internal(format!(
+                            "{} ended at 0x{:X}, inside its reported size",
+                            self.src.describe(),
+                            pos + good
+                        ))));
+                    }
+                    self.after_read(false);
+                    return Ok(ReadResult {
+                        good,
+                        failed: false,
+                    });
+                }
+                Some(ReadFault::Media(e)) => {
+                    self.stats.read_errors += 1;
+                    self.error_time += self.clock.now().saturating_sub(t0);
+                    self.observer.event(&RescueEvent::ReadError {
+                        pos: pos + good,
+                        size: len - good,
+                        message: e.to_string(),
+                    });
+                    self.after_read(true);
+                    return Ok(ReadResult { good, failed: true });
+                }
+                Some(ReadFault::Gone(e)) => {
+                    self.device_gone(pos + good, &e)?;
+                    // The device is back: read again what is left.
+                    if good == len {
+                        return Ok(ReadResult {
+                            good,
+                            failed: false,
+                        });
+                    }
+                    let rest = self.read(pos + good, len - good)?;
+                    return Ok(ReadResult {
+                        good: good + rest.good,
+                        failed: rest.failed,
+                    });
+                }
+                Some(ReadFault::Other(e)) => {
+                    return Err(Halt::Fail(Error::io(
+                        self.src.describe(),
+                        std::io::Error::new(
+                            e.kind(),
+                            format!("reading 0x{:X} (+{} bytes): {e}", pos + good, len - good),
+                        ),
+                    )));
+                }
+            }
+        }
+    }
+
+    fn write_good(&mut self, pos: u64, len: u64) -> Step {
+        let data = &self.buf.as_slice()[..len as usize];
+        let dpos = i128::from(pos) + self.shift;
+        let dpos = u64::try_from(dpos).map_err(|_| {
+            Halt::Fail(Error::invalid_arg(
+                "--output-position",
+                "the output position would be negative",
+            ))
+        })?;
+        let skip_write = self.opts.sparse && is_zero(data);
+        if !skip_write {
+            self.dest.write_at(dpos, data)?;
+        }
+        let before = self.map.status_at(pos);
+        self.map.set(pos, len, BlockStatus::Finished);
+        if before != Some(BlockStatus::Finished) {
+            self.stats.rescued_this_run += len;
+        }
+        Ok(())
+    }
+
+    fn after_read(&mut self, _failed: bool) {
+        let now = self.clock.now();
+        self.rate_window
+            .push_back((now, self.stats.rescued_this_run));
+        while self.rate_window.len() > 2
+            && now.saturating_sub(self.rate_window[0].0) > Duration::from_secs(10)
+        {
+            self.rate_window.pop_front();
+        }
+        while self.rate_window.len() > 4096 {
+            self.rate_window.pop_front();
+        }
+        self.emit_progress(false);
+    }
+
+    /// Between reads: stop, pause, timeout and periodic saves.
+    fn checkpoint(&mut self) -> Step {
+        if let Some(reason) = self.control.stop_requested() {
+            return Err(Halt::Stop(reason));
+        }
+        if self.control.is_paused() {
+            self.save("Paused")?;
+            while self.control.is_paused() {
+                if let Some(reason) = self.control.stop_requested() {
+                    return Err(Halt::Stop(reason));
+                }
+                std::thread::sleep(Duration::from_millis(100));
+                self.emit_progress(false);
+            }
+        }
+        if let Some(t) = self.opts.timeout {
+            let since = self.clock.now().saturating_sub(self.last_good);
+            if since > t {
+                return Err(Halt::Fail(Error::LimitReached(format!(
+                    "no successful read for {} (--timeout {})",
+                    crate::units::format_duration(since),
+                    crate::units::format_duration(t)
+                ))));
+            }
+        }
+        if self.last_save.elapsed() >= self.opts.save_interval {
+            let msg = self.status_message();
+            self.save(&msg)?;
+        }
+        Ok(())
+    }
+
+    fn status_message(&self) -> String {
+        let dir = match self.direction {
+            Direction::Forwards => "forwards",
+            Direction::Backwards => "backwards",
+        };
+        format!(
+            "{}... Pass {} ({dir})",
+            self.map.phase.describe(),
+            self.map.pass
+        )
+    }
+
+    /// Makes the destination durable, then saves the map.
+    fn save(&mut self, message: &str) -> Result<()> {
+        self.dest.sync()?;
+        self.store.store(self.map, message)?;
+        self.last_save = Instant::now();
+        self.observer.event(&RescueEvent::MapfileSaved);
+        Ok(())
+    }
+
+    /// The source vanished: save, then wait for it to come back (identified by its identity, not
+    /// its name) or give up with a retryable error so that a re-run resumes.
+    fn device_gone(&mut self, pos: u64, err: &std::io::Error) -> Step {
+        let message = format!(
+            "{} disappeared at 0x{pos:X} ({err}); the mapfile is saved",
+            self.src.describe()
+        );
+        self.observer.event(&RescueEvent::DeviceGone {
+            message: message.clone(),
+        });
+        self.save("Source device gone")?;
+        let deadline = Instant::now() + self.opts.wait_for_device;
+        self.waiting = true;
+        loop {
+            match self.src.reopen() {
+                Ok(true) => {
+                    self.waiting = false;
+                    self.observer.event(&RescueEvent::DeviceBack);
+                    return Ok(());
+                }
+                Ok(false) | Err(_) => {}
+            }
+            if Instant::now() >= deadline {
+                self.waiting = false;
+                return Err(Halt::Fail(Error::DeviceGone {
+                    path: self.src.describe().into(),
+                    reason: format!(
+                        "{message}. Nothing was marked bad; run the same command again to resume \
+                         when the disk is back"
+                    ),
+                }));
+            }
+            if let Some(reason) = self.control.stop_requested() {
+                self.waiting = false;
+                return Err(Halt::Stop(reason));
+            }
+            self.emit_progress(false);
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    fn emit_progress(&mut self, force: bool) {
+        if !force && self.last_progress.elapsed() < self.opts.progress_interval {
+            return;
+        }
+        self.last_progress = Instant::now();
+        let snap = self.snapshot();
+        self.observer.progress(&snap);
+    }
+
+    fn snapshot(&self) -> RescueSnapshot {
+        let now = self.clock.now();
+        let totals = self.domain_totals();
+        let elapsed = now.saturating_sub(self.start);
+        let average_rate = if elapsed.as_secs_f64() > 0.0 {
+            self.stats.rescued_this_run as f64 / elapsed.as_secs_f64()
+        } else {
+            0.0
+        };
+        let current_rate = match (self.rate_window.front(), self.rate_window.back()) {
+            (Some(a), Some(b)) if b.0 > a.0 => (b.1 - a.1) as f64 / (b.0 - a.0).as_secs_f64(),
+            _ => average_rate,
+        };
+        RescueSnapshot {
+            phase: self.map.phase,
+            pass: self.map.pass,
+            direction: self.direction,
+            pos: self.map.current_pos,
+            totals,
+            domain_size: self.domain_size,
+            reads: self.stats.reads,
+            read_errors: self.stats.read_errors,
+            elapsed,
+            since_last_good_read: now.saturating_sub(self.last_good),
+            current_rate,
+            average_rate,
+            remaining: self.remaining(&totals, current_rate, average_rate),
+            waiting_for_device: self.waiting,
+        }
+    }
+
+    /// An honest range: the low end assumes the rest reads at the better of the current and average
+    /// rates with no new errors; the high end assumes the worse rate and that every sector still
+    /// waiting for trimming or scraping fails at the average cost of the failures seen so far.
+    fn remaining(
+        &self,
+        t: &crate::mapfile::Totals,
+        current: f64,
+        average: f64,
+    ) -> Option<(Duration, Duration)> {
+        if t.pending() == 0 {
+            return Some((Duration::ZERO, Duration::ZERO));
+        }
+        let best = current.max(average);
+        let worst = current.min(average);
+        if best <= 0.0 {
+            return None;
+        }
+        let low = t.non_tried as f64 / best;
+        let per_error = if self.stats.read_errors > 0 {
+            self.error_time.as_secs_f64() / self.stats.read_errors as f64
+        } else {
+            0.0
+        };
+        let bad_sectors = (t.non_trimmed + t.non_scraped).div_ceil(self.sector) as f64;
+        let high = if worst > 0.0 {
+            t.non_tried as f64 / worst + bad_sectors * per_error
+        } else {
+            return Some((Duration::from_secs_f64(low), Duration::MAX));
+        };
+        Some((
+            Duration::from_secs_f64(low.min(1e12)),
+            Duration::from_secs_f64(high.clamp(low, 1e12)),
+        ))
+    }
+}
+
+fn round_up(x: u64, to: u64) -> u64 {
+    x.div_ceil(to).saturating_mul(to)
+}
+
+fn round_down(x: u64, to: u64) -> u64 {
+    x - x % to
+}
+
+fn is_zero(data: &[u8]) -> bool {
+    let chunks = data.chunks_exact(16);
+    let tail = chunks.remainder();
+    tail.iter().all(|&b| b == 0)
+        && chunks
+            .into_iter()
+            .all(|c| <[u8; 16]>::try_from(c).is_ok_and(|a| u128::from_ne_bytes(a) == 0))
+}
+
+/// Intersection of two sorted lists of disjoint ranges.
+fn intersect(a: &[(u64, u64)], b: &[(u64, u64)]) -> Vec<(u64, u64)> {
+    let mut out = Vec::new();
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        let lo = a[i].0.max(b[j].0);
+        let hi = a[i].1.min(b[j].1);
+        if lo < hi {
+            out.push((lo, hi));
+        }
+        if a[i].1 < b[j].1 {
+            i += 1;
+        } else {
+            j += 1;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device::{Geometry, ReadOutcome, SimClock};
+    use crate::progress::NoProgress;
+
+    /// A source whose bad byte ranges fail with partial reads; it records how many errors had
+    /// happened when the last readable byte was delivered.
+    struct Striped {
+        size: u64,
+        bad: Vec<(u64, u64)>,
+        readable: u64,
+        delivered: u64,
+        reads: u64,
+        errors: u64,
+        errors_when_all_read: Option<u64>,
+    }
+
+    impl Striped {
+        fn new(size: u64, bad: Vec<(u64, u64)>) -> Striped {
+            let bad_bytes: u64 = bad.iter().map(|(a, b)| b - a).sum();
+            Striped {
+                size,
+                bad,
+                readable: size - bad_bytes,
+                delivered: 0,
+                reads: 0,
+                errors: 0,
+                errors_when_all_read: None,
+            }
+        }
+    }
+
+    impl Source for Striped {
+        fn geometry(&self) -> Geometry {
+            Geometry {
+                size: self.size,
+                logical_sector: 512,
+                physical_sector: 512,
+            }
+        }
+        fn read_at(&mut self, pos: u64, buf: &mut [u8]) -> ReadOutcome {
+            self.reads += 1;
+            let end = pos + buf.len() as u64;
+            let first_bad = self
+                .bad
+                .iter()
+                .filter(|(a, b)| *a < end && *b > pos)
+                .map(|(a, _)| (*a).max(pos))
+                .min();
+            let good = first_bad.map_or(buf.len() as u64, |b| b - pos);
+            buf[..good as usize].fill(0xAB);
+            self.delivered += good;
+            if first_bad.is_some() {
+                self.errors += 1;
+            }
+            if self.delivered >= self.readable && self.errors_when_all_read.is_none() {
+                self.errors_when_all_read = Some(self.errors);
+            }
+            ReadOutcome {
+                good: good as usize,
+                fault: first_bad
+                    .map(|_| ReadFault::Media(std::io::Error::from_raw_os_error(libc::EIO))),
+            }
+        }
+        fn describe(&self) -> String {
+            "striped".into()
+        }
+    }
+
+    struct NullDest;
+    impl Dest for NullDest {
+        fn write_at(&mut self, _pos: u64, _buf: &[u8]) -> Result<()> {
+            Ok(())
+        }
+        fn sync(&mut self) -> Result<()> {
+            Ok(())
+        }
+        fn size(&self) -> Result<u64> {
+            Ok(1)
+        }
+        fn extend_to(&mut self, _len: u64) -> Result<()> {
+            Ok(())
+        }
+        fn path(&self) -> &std::path::Path {
+            std::path::Path::new("/dev/null")
+        }
+    }
+
+    fn run(src: &mut Striped, opts: &RescueOptions) -> Mapfile {
+        let mut map = Mapfile::new(src.size);
+        let clock = SimClock::new();
+        let control = Control::new();
+        rescue(
+            src,
+            &mut NullDest,
+            &mut map,
+            &mut NoStore,
+            opts,
+            &clock,
+            &control,
+            &mut NoProgress,
+        )
+        .expect("rescue runs");
+        map
+    }
+
+    #[test]
+    fn dead_head_stripes_cost_few_errors() {
+        const MIB: u64 = 1 << 20;
+        let size = 4096 * MIB;
+        let bad: Vec<(u64, u64)> = (0..16)
+            .map(|i| (i * 256 * MIB + 192 * MIB, i * 256 * MIB + 256 * MIB))
+            .collect();
+        let mut src = Striped::new(size, bad.clone());
+        let opts = RescueOptions {
+            no_scrape: true,
+            no_sweep: true,
+            ..RescueOptions::default()
+        };
+        let map = run(&mut src, &opts);
+        let t = map.totals();
+        assert_eq!(t.finished, size / 4 * 3);
+        let reached = src.errors_when_all_read.expect("all readable data rescued");
+        eprintln!("errors until all readable: {reached}, total {}", src.errors);
+        assert!(reached <= 64, "needed {reached} errors");
+    }
+
+    #[test]
+    fn isolated_bad_sectors_cost_one_error_each() {
+        let size = 64 << 20;
+        let bad: Vec<(u64, u64)> = (1..20)
+            .map(|i| (i * 3_000_000 / 512 * 512, i * 3_000_000 / 512 * 512 + 512))
+            .collect();
+        let mut src = Striped::new(size, bad.clone());
+        let map = run(&mut src, &RescueOptions::default());
+        let t = map.totals();
+        assert_eq!(t.bad_sector, 19 * 512);
+        assert_eq!(t.finished, size - 19 * 512);
+        let reached = src.errors_when_all_read.expect("all readable data rescued");
+        eprintln!("errors until all readable: {reached}, total {}", src.errors);
+        assert!(reached <= 19);
+        // Each bad sector is tried twice at most (once while copying, once while scraping).
+        assert!(src.errors <= 38);
+    }
+}

@@ -1,0 +1,93 @@
+//! Refusals before anything is written: a destination must not be the source (or on it), must not
+//! be mounted, and must be large enough. Every writing command calls these checks first.
+
+use crate::error::{Error, Result};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::Path;
+
+/// Whether two paths name the same file or device node (same inode, or same device number).
+fn same_node(a: &Path, b: &Path) -> bool {
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(ma), Ok(mb)) => {
+            (ma.dev() == mb.dev() && ma.ino() == mb.ino())
+                || (ma.file_type().is_block_device()
+                    && mb.file_type().is_block_device()
+                    && ma.rdev() == mb.rdev())
+        }
+        _ => false,
+    }
+}
+
+/// Checks for `salvor rescue`: DEST (file or device) may be written with `needed` bytes.
+pub fn check_rescue_destination(
+    source: &Path,
+    dest: &Path,
+    mapfile: &Path,
+    needed: u64,
+    force: bool,
+) -> Result<()> {
+    if same_node(source, dest) {
+        return Err(Error::refused(dest, "it is the source"));
+    }
+    if same_node(mapfile, source) || same_node(mapfile, dest) {
+        return Err(Error::refused(
+            mapfile,
+            "the mapfile must not be the source or the destination",
+        ));
+    }
+    let meta = match std::fs::metadata(dest) {
+        Ok(m) => Some(m),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(Error::io(dest, e)),
+    };
+    let is_device = meta
+        .as_ref()
+        .is_some_and(|m| m.file_type().is_block_device());
+    if is_device {
+        if !force {
+            return Err(Error::refused(
+                dest,
+                "it is a block device; use -f/--force to overwrite it",
+            ));
+        }
+        if crate::blockdev::same_device(source, dest) {
+            return Err(Error::refused(
+                dest,
+                "it is the source disk or a partition of it",
+            ));
+        }
+        let mounts = crate::blockdev::mount_points_of(dest)?;
+        if let Some(m) = mounts.first() {
+            return Err(Error::refused(
+                dest,
+                format!(
+                    "it (or a partition of it) is mounted at {}",
+                    m.mount_point.display()
+                ),
+            ));
+        }
+        let file = std::fs::File::open(dest).map_err(|e| Error::io(dest, e))?;
+        let size = crate::device::file::device_size(&file).map_err(|e| Error::io(dest, e))?;
+        if size < needed {
+            return Err(Error::refused(
+                dest,
+                format!("it holds {size} bytes but the rescue needs {needed}"),
+            ));
+        }
+    } else {
+        // A file on the failing disk itself would make the rescue write where it reads.
+        let dir = dest
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        if let Some(disk) = crate::blockdev::disk_holding_file(dir) {
+            if crate::blockdev::same_device(&disk, source) {
+                return Err(Error::refused(
+                    dest,
+                    format!("it is on {}, the disk being rescued", disk.display()),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
