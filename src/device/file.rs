@@ -155,6 +155,12 @@ impl FileSource {
         self.dio_align
     }
 
+    /// Size of the O_DIRECT bounce buffer allocated so far: 0 while every read was aligned and
+    /// went straight into the caller's buffer.
+    pub fn bounce_bytes(&self) -> usize {
+        self.bounce.as_ref().map_or(0, AlignedBuf::len)
+    }
+
     fn read_buffered(&self, pos: u64, buf: &mut [u8]) -> ReadOutcome {
         let (good, fault) = pread_all(&self.file, pos, buf, None);
         ReadOutcome { good, fault }
