@@ -1,4 +1,14 @@
 //! Regular files and block devices as a [`Source`], opened read-only.
+//!
+//! Size comes from BLKGETSIZE64 (or the file length), sector sizes from BLKSSZGET/BLKPBSZGET
+//! (512/512 for files; `-b` overrides the logical size reported, not the O_DIRECT alignment).
+//!
+//! Buffered reads are partial like the kernel's: the bytes delivered before an error are `good`.
+//! With O_DIRECT (`-d`), a read whose position, length and buffer address are all aligned to
+//! [`FileSource::direct_alignment`] goes straight into the caller's buffer (pass an [`AlignedBuf`]);
+//! anything else goes through an aligned bounce buffer covering the enclosing sectors, and only the
+//! requested bytes are copied out. Note that the kernel usually fails an O_DIRECT request with a bad
+//! sector as a whole (good = 0), so the engine has to trim to find the edges.
 
 use super::{Geometry, ReadFault, ReadOutcome, Source};
 use crate::error::{Error, Result};
