@@ -2,7 +2,8 @@
 
 use crate::error::{Error, Result};
 use std::fs::File;
-use std::os::unix::fs::FileExt;
+use std::io;
+use std::os::unix::fs::{FileExt, FileTypeExt};
 use std::path::{Path, PathBuf};
 
 /// A destination for data: a regular file or a block device.
@@ -23,6 +24,8 @@ pub struct FileDest {
     file: File,
     path: PathBuf,
     is_block_device: bool,
+    /// Created by this open: unwritten areas are holes that read as zeros.
+    is_new: bool,
 }
 
 impl FileDest {
@@ -31,7 +34,65 @@ impl FileDest {
             file,
             path,
             is_block_device,
+            is_new: false,
         }
+    }
+
+    /// Opens a destination for writing. A regular file is used as is (never truncated: a resumed
+    /// rescue keeps what it wrote), or created if missing and `create` is set. A block device is
+    /// only accepted with `force`, because writing it destroys what is on it. Anything else is
+    /// refused.
+    pub fn open(path: &Path, force: bool, create: bool) -> Result<FileDest> {
+        match std::fs::metadata(path) {
+            Ok(meta) => {
+                let ft = meta.file_type();
+                let is_block_device = ft.is_block_device();
+                if is_block_device && !force {
+                    return Err(Error::refused(
+                        path,
+                        "it is a block device; writing it destroys its contents \
+                         (use -f/--force if you really mean it)",
+                    ));
+                }
+                if !is_block_device && !ft.is_file() {
+                    return Err(Error::refused(path, "not a regular file or block device"));
+                }
+                let file = std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open(path)
+                    .map_err(|e| Error::io(path, e))?;
+                Ok(FileDest {
+                    file,
+                    path: path.to_path_buf(),
+                    is_block_device,
+                    is_new: false,
+                })
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound && create => {
+                // create_new (O_EXCL): if someone creates it meanwhile we fail instead of
+                // claiming a file we did not create is all holes.
+                let file = std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create_new(true)
+                    .open(path)
+                    .map_err(|e| Error::io(path, e))?;
+                Ok(FileDest {
+                    file,
+                    path: path.to_path_buf(),
+                    is_block_device: false,
+                    is_new: true,
+                })
+            }
+            Err(e) => Err(Error::io(path, e)),
+        }
+    }
+
+    /// Whether [`FileDest::open`] created the file: then every area not written yet reads as
+    /// zeros, and the engine may skip writing zeros there.
+    pub fn is_new(&self) -> bool {
+        self.is_new
     }
 
     pub fn is_block_device(&self) -> bool {
@@ -45,14 +106,30 @@ impl FileDest {
 
 impl Dest for FileDest {
     fn write_at(&mut self, pos: u64, buf: &[u8]) -> Result<()> {
-        match self.file.write_all_at(buf, pos) {
-            Ok(()) => Ok(()),
-            Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => Err(Error::NoSpace {
-                path: self.path.clone(),
-                offset: pos,
-            }),
-            Err(e) => Err(Error::io(&self.path, e)),
+        // Our own loop instead of write_all_at, to report the exact offset where space ran out.
+        let mut done = 0usize;
+        while done < buf.len() {
+            let at = pos + done as u64;
+            match self.file.write_at(&buf[done..], at) {
+                // A block device returns 0 (or ENOSPC) at its end.
+                Ok(0) => {
+                    return Err(Error::NoSpace {
+                        path: self.path.clone(),
+                        offset: at,
+                    })
+                }
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => {
+                    return Err(Error::NoSpace {
+                        path: self.path.clone(),
+                        offset: at,
+                    })
+                }
+                Err(e) => return Err(Error::io(&self.path, e)),
+            }
         }
+        Ok(())
     }
 
     fn sync(&mut self) -> Result<()> {

@@ -1,4 +1,14 @@
 //! Regular files and block devices as a [`Source`], opened read-only.
+//!
+//! Size comes from BLKGETSIZE64 (or the file length), sector sizes from BLKSSZGET/BLKPBSZGET
+//! (512/512 for files; `-b` overrides the logical size reported, not the O_DIRECT alignment).
+//!
+//! Buffered reads are partial like the kernel's: the bytes delivered before an error are `good`.
+//! With O_DIRECT (`-d`), a read whose position, length and buffer address are all aligned to
+//! [`FileSource::direct_alignment`] goes straight into the caller's buffer (pass an [`AlignedBuf`]);
+//! anything else goes through an aligned bounce buffer covering the enclosing sectors, and only the
+//! requested bytes are copied out. Note that the kernel usually fails an O_DIRECT request with a bad
+//! sector as a whole (good = 0), so the engine has to trim to find the edges.
 
 use super::{Geometry, ReadFault, ReadOutcome, Source};
 use crate::error::{Error, Result};
@@ -55,13 +65,17 @@ pub struct OpenOptions {
     pub sector_size: u32,
 }
 
-/// A regular file or block device, read with pread.
+/// A regular file or block device, read with pread. Always opened read-only.
 pub struct FileSource {
     file: File,
     path: PathBuf,
     geometry: Geometry,
     is_block_device: bool,
     direct: bool,
+    /// Alignment O_DIRECT needs for positions, lengths and memory: the device's real logical
+    /// sector size (not a `-b` override), or 4096 for regular files, whose filesystem may sit on a
+    /// 4K device.
+    dio_align: usize,
     /// Aligned bounce buffer for O_DIRECT reads whose position, length or buffer is unaligned.
     bounce: Option<AlignedBuf>,
     identity: Identity,
@@ -70,11 +84,21 @@ pub struct FileSource {
 impl FileSource {
     pub fn open(path: &Path, opts: OpenOptions) -> Result<FileSource> {
         let mut oo = std::fs::OpenOptions::new();
+        // Read-only, always: nothing ever writes a source.
         oo.read(true);
         if opts.direct {
             oo.custom_flags(libc::O_DIRECT);
         }
-        let file = oo.open(path).map_err(|e| Error::io(path, e))?;
+        let file = oo.open(path).map_err(|e| {
+            if opts.direct && e.raw_os_error() == Some(libc::EINVAL) {
+                Error::invalid_arg(
+                    path.display().to_string(),
+                    "direct access (-d, O_DIRECT) is not supported for this file",
+                )
+            } else {
+                Error::io(path, e)
+            }
+        })?;
         let meta = file.metadata().map_err(|e| Error::io(path, e))?;
         let is_block_device = meta.file_type().is_block_device();
         if !is_block_device && !meta.is_file() {
@@ -84,11 +108,17 @@ impl FileSource {
             ));
         }
         let size = device_size(&file).map_err(|e| Error::io(path, e))?;
-        let (mut logical, mut physical) = sector_sizes(&file).map_err(|e| Error::io(path, e))?;
+        let (real_logical, mut physical) = sector_sizes(&file).map_err(|e| Error::io(path, e))?;
+        let mut logical = real_logical;
         if opts.sector_size != 0 {
             logical = opts.sector_size;
             physical = physical.max(logical);
         }
+        let dio_align = if is_block_device {
+            real_logical.max(512) as usize
+        } else {
+            4096
+        };
         let identity = if is_block_device {
             crate::blockdev::identity_of_path(path, size).unwrap_or(Identity {
                 size,
@@ -110,6 +140,7 @@ impl FileSource {
             },
             is_block_device,
             direct: opts.direct,
+            dio_align,
             bounce: None,
             identity,
         })
@@ -127,57 +158,85 @@ impl FileSource {
         &self.identity
     }
 
+    /// The alignment O_DIRECT reads need (position, length and buffer address). Buffers that
+    /// meet it (e.g. an [`AlignedBuf`] of whole sectors at a sector position) are read without a
+    /// bounce copy.
+    pub fn direct_alignment(&self) -> usize {
+        self.dio_align
+    }
+
+    /// Size of the O_DIRECT bounce buffer allocated so far: 0 while every read was aligned and
+    /// went straight into the caller's buffer.
+    pub fn bounce_bytes(&self) -> usize {
+        self.bounce.as_ref().map_or(0, AlignedBuf::len)
+    }
+
     fn read_buffered(&self, pos: u64, buf: &mut [u8]) -> ReadOutcome {
-        let mut done = 0usize;
-        while done < buf.len() {
-            match self.file.read_at(&mut buf[done..], pos + done as u64) {
-                Ok(0) => break,
-                Ok(n) => done += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    return ReadOutcome {
-                        good: done,
-                        fault: Some(ReadFault::classify(e)),
-                    }
-                }
-            }
-        }
-        ReadOutcome::ok(done)
+        let (good, fault) = pread_all(&self.file, pos, buf, None);
+        ReadOutcome { good, fault }
     }
 
     fn read_direct(&mut self, pos: u64, buf: &mut [u8]) -> ReadOutcome {
-        let align = u64::from(self.geometry.logical_sector.max(512));
-        let start = pos - pos % align;
-        let end = (pos + buf.len() as u64).div_ceil(align) * align;
+        let align = self.dio_align;
+        let a = align as u64;
+        if pos % a == 0 && buf.len() % align == 0 && (buf.as_ptr() as usize) % align == 0 {
+            // Already aligned: the kernel can DMA straight into the caller's buffer.
+            let (good, fault) = pread_all(&self.file, pos, buf, Some(align));
+            return ReadOutcome { good, fault };
+        }
+        let start = pos - pos % a;
+        let Some(end) = pos
+            .checked_add(buf.len() as u64)
+            .and_then(|e| e.checked_next_multiple_of(a))
+        else {
+            return ReadOutcome {
+                good: 0,
+                fault: Some(ReadFault::Other(io::Error::from_raw_os_error(
+                    libc::EOVERFLOW,
+                ))),
+            };
+        };
         let len = (end - start) as usize;
         let bounce = match &mut self.bounce {
             Some(b) if b.len() >= len => b,
-            slot => slot.insert(AlignedBuf::new(len, 4096)),
+            slot => slot.insert(AlignedBuf::new(len, align.max(4096))),
         };
-        let out = {
-            let file = &self.file;
-            let tmp = &mut bounce.as_mut_slice()[..len];
-            let mut done = 0usize;
-            let mut fault = None;
-            while done < len {
-                match file.read_at(&mut tmp[done..], start + done as u64) {
-                    Ok(0) => break,
-                    Ok(n) => done += n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => {
-                        fault = Some(ReadFault::classify(e));
-                        break;
-                    }
-                }
-            }
-            (done, fault)
-        };
-        let (done, fault) = out;
+        let tmp = &mut bounce.as_mut_slice()[..len];
+        let (done, fault) = pread_all(&self.file, start, tmp, Some(align));
         let skip = (pos - start) as usize;
         let good = done.saturating_sub(skip).min(buf.len());
-        buf[..good].copy_from_slice(&bounce.as_mut_slice()[skip..skip + good]);
+        buf[..good].copy_from_slice(&tmp[skip..skip + good]);
+        // Bytes of the caller's range that the kernel delivered count; a fault that hit only the
+        // padding after the caller's range is not the caller's fault.
+        let fault = if good == buf.len() { None } else { fault };
         ReadOutcome { good, fault }
     }
+}
+
+/// Reads `buf` at `pos` until full, EOF or an error; returns the bytes read and the fault.
+/// With `align` (O_DIRECT), a short read that is not a whole number of units is end of file:
+/// asking again at an unaligned offset would only fail with EINVAL.
+fn pread_all(
+    file: &File,
+    pos: u64,
+    buf: &mut [u8],
+    align: Option<usize>,
+) -> (usize, Option<ReadFault>) {
+    let mut done = 0usize;
+    while done < buf.len() {
+        match file.read_at(&mut buf[done..], pos + done as u64) {
+            Ok(0) => break,
+            Ok(n) => {
+                done += n;
+                if align.is_some_and(|a| n % a != 0) {
+                    break;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return (done, Some(ReadFault::classify(e))),
+        }
+    }
+    (done, None)
 }
 
 impl Source for FileSource {
@@ -186,6 +245,9 @@ impl Source for FileSource {
     }
 
     fn read_at(&mut self, pos: u64, buf: &mut [u8]) -> ReadOutcome {
+        if buf.is_empty() {
+            return ReadOutcome::ok(0);
+        }
         if self.direct {
             self.read_direct(pos, buf)
         } else {
@@ -237,7 +299,9 @@ unsafe impl Sync for AlignedBuf {}
 impl AlignedBuf {
     /// A zeroed buffer of `len` bytes (at least 1) aligned to `align` (a power of two).
     pub fn new(len: usize, align: usize) -> AlignedBuf {
-        let layout = std::alloc::Layout::from_size_align(len.max(1), align.max(1))
+        // A non-power-of-two alignment would make the layout invalid; round it up instead.
+        let align = align.max(1).checked_next_power_of_two().unwrap_or(4096);
+        let layout = std::alloc::Layout::from_size_align(len.max(1), align)
             .unwrap_or_else(|_| std::alloc::Layout::new::<u8>());
         // SAFETY: layout has a non-zero size.
         let raw = unsafe { std::alloc::alloc_zeroed(layout) };
@@ -263,6 +327,19 @@ impl AlignedBuf {
     pub fn as_slice(&self) -> &[u8] {
         // SAFETY: ptr is valid for layout.size() bytes.
         unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.layout.size()) }
+    }
+}
+
+impl std::ops::Deref for AlignedBuf {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
+impl std::ops::DerefMut for AlignedBuf {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        self.as_mut_slice()
     }
 }
 
