@@ -159,22 +159,3 @@ impl Dest for FileDest {
     }
 }
 
-// TEMP (main): replaced by the device branch.
-impl FileDest {
-    pub fn open(path: &Path, force: bool, create: bool) -> Result<FileDest> {
-        use std::os::unix::fs::FileTypeExt;
-        let is_dev = std::fs::metadata(path)
-            .map(|m| m.file_type().is_block_device())
-            .unwrap_or(false);
-        if is_dev && !force {
-            return Err(Error::refused(path, "block device needs --force"));
-        }
-        let f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(create && !is_dev)
-            .truncate(false)
-            .open(path)
-            .map_err(|e| Error::io(path, e))?;
-        Ok(FileDest::new(f, path.to_path_buf(), is_dev))
-    }
-}
