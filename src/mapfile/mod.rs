@@ -9,7 +9,10 @@ pub mod save;
 pub mod text;
 
 pub use save::MapfileSaver;
-pub use text::{parse, parse_file, render, Header};
+pub use text::{
+    format_local_time, parse, parse_bytes, parse_domain, parse_domain_file, parse_file, render,
+    Header,
+};
 
 use serde::Serialize;
 

@@ -73,15 +73,17 @@ impl MapfileSaver {
         };
 
         let text = text::render(map, &self.header);
-        if let Err(e) = write_synced(&tmp, text.as_bytes(), previous.as_ref()) {
-            // Do not leave a partial file taking space on a disk that may be full.
+        let replaced = write_synced(&tmp, text.as_bytes(), previous.as_ref())
+            .and_then(|()| match previous {
+                Some(_) => keep_backup(&target),
+                None => Ok(()),
+            })
+            .and_then(|()| fs::rename(&tmp, &target).map_err(|e| Error::io(&target, e)));
+        if let Err(e) = replaced {
+            // Do not leave a stale file taking space on a disk that may be full.
             let _ = fs::remove_file(&tmp);
             return Err(e);
         }
-        if previous.is_some() {
-            keep_backup(&target)?;
-        }
-        fs::rename(&tmp, &target).map_err(|e| Error::io(&target, e))?;
         sync_dir(&target)
     }
 }
@@ -141,10 +143,11 @@ fn keep_backup(target: &Path) -> Result<()> {
     }
     if fs::hard_link(target, &staging).is_err() {
         // No hard links here (FAT, some network filesystems): copy instead.
-        fs::copy(target, &staging).map_err(|e| Error::io(&staging, e))?;
-        File::open(&staging)
-            .and_then(|f| f.sync_all())
-            .map_err(|e| Error::io(&staging, e))?;
+        let copied = fs::copy(target, &staging).and_then(|_| File::open(&staging)?.sync_all());
+        if let Err(e) = copied {
+            let _ = fs::remove_file(&staging);
+            return Err(Error::io(&staging, e));
+        }
     }
     fs::rename(&staging, &bak).map_err(|e| Error::io(&bak, e))?;
     // If `bak` already was a link to the same file, rename() leaves both names in place.

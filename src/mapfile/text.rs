@@ -348,7 +348,10 @@ fn check_end_marker(text: &[u8], path: &Path) -> Result<()> {
         let said = String::from_utf8_lossy(&last[END_MARKER.len()..]).into_owned();
         return Err(truncated(
             n,
-            &format!("the end marker says {said} but there are {found} block lines"),
+            &format!(
+                "the end marker says {said} but there are {found} block lines; if you edited \
+                 the file, correct the count"
+            ),
         ));
     }
     Err(truncated(n, "no end marker"))

@@ -95,7 +95,7 @@ fn render_layout() {
 "
     );
     // Wide numbers are not cut.
-    let mut big = Mapfile::new(0x1_2345_6789_A);
+    let mut big = Mapfile::new(0x12_3456_789A);
     big.pass = 12;
     let t = render(&big, &Header::salvor("x"));
     assert!(t.contains("\n0x00000000     ?               12\n"), "{t}");
