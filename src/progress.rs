@@ -121,6 +121,29 @@ pub enum RescueEvent {
 pub trait RescueObserver {
     fn event(&mut self, _event: &RescueEvent) {}
     fn progress(&mut self, _snapshot: &RescueSnapshot) {}
+    /// Every read attempt: `good` bytes of `size` at `pos` were read; `failed` if it hit an error.
+    fn read_done(&mut self, _pos: u64, _size: u64, _good: u64, _failed: bool) {}
+}
+
+/// Sends everything to two observers.
+pub struct Tee<'a>(
+    pub &'a mut dyn RescueObserver,
+    pub &'a mut dyn RescueObserver,
+);
+
+impl RescueObserver for Tee<'_> {
+    fn event(&mut self, event: &RescueEvent) {
+        self.0.event(event);
+        self.1.event(event);
+    }
+    fn progress(&mut self, snapshot: &RescueSnapshot) {
+        self.0.progress(snapshot);
+        self.1.progress(snapshot);
+    }
+    fn read_done(&mut self, pos: u64, size: u64, good: u64, failed: bool) {
+        self.0.read_done(pos, size, good, failed);
+        self.1.read_done(pos, size, good, failed);
+    }
 }
 
 /// An observer that ignores everything.

@@ -208,3 +208,45 @@ impl RescueObserver for JsonPrinter {
         }
     }
 }
+
+/// `--log-reads FILE`: every read attempt in GNU ddrescue's read-log layout
+/// (`ipos size copied_size error_size`), so both tools' logs can be compared by one script.
+pub struct ReadLog {
+    out: std::io::BufWriter<std::fs::File>,
+}
+
+impl ReadLog {
+    pub fn create(path: &std::path::Path) -> crate::Result<ReadLog> {
+        let file = std::fs::File::create(path).map_err(|e| crate::Error::io(path, e))?;
+        let mut out = std::io::BufWriter::new(file);
+        let _ = writeln!(
+            out,
+            "# Reads Logfile. Created by salvor version {}",
+            env!("CARGO_PKG_VERSION")
+        );
+        let _ = writeln!(out, "#  Ipos       Size  Copied_size  Error_size");
+        Ok(ReadLog { out })
+    }
+}
+
+impl RescueObserver for ReadLog {
+    fn event(&mut self, event: &RescueEvent) {
+        if let RescueEvent::PassStarted { phase, pass, .. } = event {
+            let _ = writeln!(self.out, "# {}... Pass {pass}", phase.describe());
+        }
+        if let RescueEvent::Finished { .. } = event {
+            let _ = self.out.flush();
+        }
+    }
+
+    fn read_done(&mut self, pos: u64, size: u64, good: u64, failed: bool) {
+        let error = if failed { size - good } else { 0 };
+        let _ = writeln!(self.out, "0x{pos:08X}\t{size}\t{good}\t{error}");
+    }
+}
+
+impl Drop for ReadLog {
+    fn drop(&mut self) {
+        let _ = self.out.flush();
+    }
+}

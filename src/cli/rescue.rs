@@ -1,10 +1,10 @@
 //! `salvor rescue [OPTIONS] SOURCE DEST MAPFILE`, with ddrescue's option letters and meanings.
 
-use super::printer::{HumanPrinter, JsonPrinter};
+use super::printer::{HumanPrinter, JsonPrinter, ReadLog};
 use crate::device::{FileDest, FileSource, OpenOptions, Source, SystemClock, TestModeSource};
 use crate::error::{Error, Result};
 use crate::mapfile::{self, Mapfile, MapfileSaver};
-use crate::progress::{Control, RescueObserver, StopReason};
+use crate::progress::{Control, RescueObserver, StopReason, Tee};
 use crate::rescue::{self, Outcome, RescueOptions};
 use crate::units::parse_size;
 use std::path::PathBuf;
@@ -92,6 +92,9 @@ pub struct RescueArgs {
     /// If the source disappears, wait this long for it to come back (0 = exit at once).
     #[arg(long = "wait-device", value_name = "INTERVAL", default_value = "0")]
     wait_device: String,
+    /// Log every read attempt to FILE (GNU ddrescue's --log-reads layout).
+    #[arg(long = "log-reads", value_name = "FILE")]
+    log_reads: Option<PathBuf>,
     /// Print events (passes, read errors).
     #[arg(short = 'v', long)]
     verbose: bool,
@@ -244,12 +247,21 @@ pub fn run(args: &RescueArgs) -> Result<i32> {
     let mut human = HumanPrinter::new(args.verbose);
     let mut json = JsonPrinter;
     let mut quiet = Quiet::default();
-    let observer: &mut dyn RescueObserver = if args.json {
+    let display: &mut dyn RescueObserver = if args.json {
         &mut json
     } else if args.quiet {
         &mut quiet
     } else {
         &mut human
+    };
+    let mut read_log = args.log_reads.as_deref().map(ReadLog::create).transpose()?;
+    let mut tee;
+    let observer: &mut dyn RescueObserver = match &mut read_log {
+        Some(log) => {
+            tee = Tee(display, log);
+            &mut tee
+        }
+        None => display,
     };
     let (outcome, _stats) = rescue::rescue(
         source.as_mut(),

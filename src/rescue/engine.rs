@@ -701,6 +701,12 @@ impl<'a> Engine<'a> {
             let buf = &mut self.buf.as_mut_slice()[..len as usize];
             let outcome = self.src.read_at(pos, buf);
             self.stats.reads += 1;
+            self.observer.read_done(
+                pos,
+                len,
+                (outcome.good as u64).min(len),
+                outcome.fault.is_some(),
+            );
             let raw_good = (outcome.good as u64).min(len);
             // With a fault, only whole sectors before it count as read.
             let (good, fault) = match outcome.fault {
