@@ -79,6 +79,9 @@ pub struct RescueArgs {
     /// Give up when no read succeeded for this long (e.g. 30s, 5m, 1h).
     #[arg(short = 'T', long, value_name = "INTERVAL")]
     timeout: Option<String>,
+    /// Give up after more than N read errors.
+    #[arg(short = 'X', long = "max-read-errors", value_name = "N")]
+    max_read_errors: Option<u64>,
     /// ddrescue's test mode: reads of blocks not finished in this mapfile fail.
     #[arg(short = 'H', long = "test-mode", value_name = "FILE")]
     test_mode: Option<PathBuf>,
@@ -190,6 +193,7 @@ fn options(args: &RescueArgs) -> Result<RescueOptions> {
             .as_deref()
             .map(|t| parse_interval("--timeout", t))
             .transpose()?,
+        max_read_errors: args.max_read_errors,
         save_interval: Duration::from_secs(args.mapfile_interval),
         wait_for_device: parse_interval("--wait-device", &args.wait_device)?,
         ..RescueOptions::default()

@@ -823,6 +823,14 @@ impl<'a> Engine<'a> {
                 self.emit_progress(false);
             }
         }
+        if let Some(max) = self.opts.max_read_errors {
+            if self.stats.read_errors > max {
+                return Err(Halt::Fail(Error::LimitReached(format!(
+                    "{} read errors, more than --max-read-errors {max}",
+                    self.stats.read_errors
+                ))));
+            }
+        }
         if let Some(t) = self.opts.timeout {
             let since = self.clock.now().saturating_sub(self.last_good);
             if since > t {

@@ -58,6 +58,8 @@ pub struct RescueOptions {
     pub sparse: bool,
     /// `-T`: give up when no read succeeded for this long.
     pub timeout: Option<Duration>,
+    /// `-X`: give up after more than this many read errors.
+    pub max_read_errors: Option<u64>,
     /// How often the mapfile is saved (after syncing the destination).
     pub save_interval: Duration,
     /// How long to wait for a source that disappeared to come back; zero = stop at once (exit 1).
@@ -84,6 +86,7 @@ impl Default for RescueOptions {
             domain: None,
             sparse: false,
             timeout: None,
+            max_read_errors: None,
             save_interval: Duration::from_secs(30),
             wait_for_device: Duration::ZERO,
             progress_interval: Duration::from_millis(200),
