@@ -79,6 +79,9 @@ pub struct RescueArgs {
     /// Give up when no read succeeded for this long (e.g. 30s, 5m, 1h).
     #[arg(short = 'T', long, value_name = "INTERVAL")]
     timeout: Option<String>,
+    /// Read no faster than this (bytes per second, e.g. 20M).
+    #[arg(short = 'Z', long = "max-read-rate", value_name = "BYTES")]
+    max_read_rate: Option<String>,
     /// Give up after more than N read errors.
     #[arg(short = 'X', long = "max-read-errors", value_name = "N")]
     max_read_errors: Option<u64>,
@@ -194,6 +197,7 @@ fn options(args: &RescueArgs) -> Result<RescueOptions> {
             .map(|t| parse_interval("--timeout", t))
             .transpose()?,
         max_read_errors: args.max_read_errors,
+        max_read_rate: size_arg("--max-read-rate", &args.max_read_rate, unit)?,
         save_interval: Duration::from_secs(args.mapfile_interval),
         wait_for_device: parse_interval("--wait-device", &args.wait_device)?,
         ..RescueOptions::default()

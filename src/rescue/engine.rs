@@ -157,6 +157,8 @@ struct Engine<'a> {
     /// Drive time spent in failed reads, for the remaining-time estimate.
     error_time: Duration,
     waiting: bool,
+    /// Bytes read and when reading started, for `--max-read-rate`.
+    throttle: (u64, Instant),
 }
 
 impl<'a> Engine<'a> {
@@ -268,6 +270,7 @@ impl<'a> Engine<'a> {
             rate_window: VecDeque::new(),
             error_time: Duration::ZERO,
             waiting: false,
+            throttle: (0, Instant::now()),
         })
     }
 
@@ -713,6 +716,7 @@ impl<'a> Engine<'a> {
                 None => (raw_good, None),
                 Some(f) => (round_down(raw_good, self.sector), Some(f)),
             };
+            self.throttle(len);
             if good > 0 {
                 self.write_good(pos, good)?;
                 self.last_good = self.clock.now();
@@ -769,6 +773,19 @@ impl<'a> Engine<'a> {
                     )));
                 }
             }
+        }
+    }
+
+    /// Sleeps as long as reading is ahead of `--max-read-rate`.
+    fn throttle(&mut self, bytes: u64) {
+        let Some(rate) = self.opts.max_read_rate.filter(|&r| r > 0) else {
+            return;
+        };
+        self.throttle.0 += bytes;
+        let due = Duration::from_secs_f64(self.throttle.0 as f64 / rate as f64);
+        let spent = self.throttle.1.elapsed();
+        if due > spent {
+            std::thread::sleep(due - spent);
         }
     }
 

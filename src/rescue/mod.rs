@@ -58,6 +58,8 @@ pub struct RescueOptions {
     pub sparse: bool,
     /// `-T`: give up when no read succeeded for this long.
     pub timeout: Option<Duration>,
+    /// `-Z`: read no faster than this many bytes per second (spare a hot or fragile drive).
+    pub max_read_rate: Option<u64>,
     /// `-X`: give up after more than this many read errors.
     pub max_read_errors: Option<u64>,
     /// How often the mapfile is saved (after syncing the destination).
@@ -87,6 +89,7 @@ impl Default for RescueOptions {
             sparse: false,
             timeout: None,
             max_read_errors: None,
+            max_read_rate: None,
             save_interval: Duration::from_secs(30),
             wait_for_device: Duration::ZERO,
             progress_interval: Duration::from_millis(200),

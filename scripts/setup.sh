@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs everything salvor's build, tests, demo and benchmarks need on a fresh Debian machine
+# (as root). Safe to run again: it only installs what is missing.
+set -euo pipefail
+
+packages=(
+  musl-tools            # musl-gcc: zstd's C code for the static musl binary
+  gddrescue             # GNU ddrescue + ddrescuelog: interop tests and benchmarks
+  gdisk fdisk           # sgdisk/sfdisk: partition tables in tests
+  e2fsprogs dosfstools  # mkfs/fsck in tests
+  mount util-linux      # losetup, mount
+  qemu-system-x86       # real-kernel tests (TCG)
+  busybox-static cpio kmod   # test initramfs
+  zstd                  # stock zstd: image interop
+  hyperfine             # benchmarks
+  tmux                  # terminal UI end-to-end test
+  python3 file
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q || true
+  apt-get install -y -q "${missing[@]}"
+fi
+if ! rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-linux-musl; then
+  rustup target add x86_64-unknown-linux-musl
+fi
