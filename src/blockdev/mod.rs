@@ -329,6 +329,10 @@ fn merge_table(parts: &mut Vec<PartitionInfo>, table: &PartitionTable) {
         p.bootable = e.bootable;
         p.extended = e.extended;
         p.logical = e.logical;
+        // The kernel gives an extended partition 1 KiB (just its EBR); the container is bigger.
+        if e.extended {
+            p.size = e.size;
+        }
     }
     parts.sort_by_key(|p| p.number);
 }
