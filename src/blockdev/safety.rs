@@ -360,6 +360,58 @@ mod tests {
         assert!(same_device(&a, &l));
     }
 
+    /// sda with partition sda1, and dm-0 (say dm-crypt) on sda1.
+    fn fake_stack() -> (tempfile::TempDir, Sys) {
+        use std::os::unix::fs::symlink;
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path().to_path_buf();
+        let sda = r.join("devices/pci0/block/sda");
+        let sda1 = sda.join("sda1");
+        let dm = r.join("devices/virtual/block/dm-0");
+        for d in [
+            &sda1.join("holders"),
+            &dm.join("slaves"),
+            &r.join("class/block"),
+            &r.join("dev/block"),
+        ] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        std::fs::write(sda.join("dev"), "8:0\n").unwrap();
+        std::fs::write(sda1.join("dev"), "8:1\n").unwrap();
+        std::fs::write(sda1.join("partition"), "1\n").unwrap();
+        std::fs::write(sda1.join("holders/dm-0"), "").unwrap();
+        std::fs::write(dm.join("dev"), "253:0\n").unwrap();
+        std::fs::write(dm.join("slaves/sda1"), "").unwrap();
+        for (name, dev, dir) in [
+            ("sda", "8:0", &sda),
+            ("sda1", "8:1", &sda1),
+            ("dm-0", "253:0", &dm),
+        ] {
+            symlink(dir, r.join("class/block").join(name)).unwrap();
+            symlink(dir, r.join("dev/block").join(dev)).unwrap();
+        }
+        (t, Sys { root: r })
+    }
+
+    #[test]
+    fn stacked_devices_reach_their_disk_and_back() {
+        let (_t, sys) = fake_stack();
+        let lower = lower_devices(&sys, (253, 0));
+        assert!(lower.contains(&(8, 1)) && lower.contains(&(8, 0)));
+        let lower = lower_devices(&sys, (8, 1));
+        assert!(lower.contains(&(8, 0)) && !lower.contains(&(253, 0)));
+
+        let (mut devs, mut names) = (BTreeSet::new(), BTreeSet::new());
+        let sda = sys.dev_dir((8, 0)).unwrap();
+        collect_users(&sys, &sda, &mut devs, &mut names, 0);
+        assert_eq!(devs, BTreeSet::from([(8, 0), (8, 1), (253, 0)]));
+        assert!(names.contains("dm-0"));
+
+        let mut chain = Vec::new();
+        descend(&sys, &sys.dev_dir((253, 0)).unwrap(), &mut chain, 0);
+        assert_eq!(chain, ["dm-0", "sda"]);
+    }
+
     #[test]
     fn mount_points_of_a_regular_file_is_empty() {
         let t = tempfile::NamedTempFile::new().unwrap();
