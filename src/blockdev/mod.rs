@@ -515,28 +515,3 @@ mod tests {
     }
 }
 
-// TEMP STUB (main): replaced by the blockdev branch.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct MountInfo {
-    pub mount_point: PathBuf,
-}
-// TEMP STUB (main)
-pub fn mount_points_of(_path: &Path) -> crate::Result<Vec<MountInfo>> {
-    Ok(Vec::new())
-}
-// TEMP STUB (main)
-pub fn same_device(_a: &Path, _b: &Path) -> bool {
-    false
-}
-// TEMP STUB (main)
-pub fn disk_holding_file(_path: &Path) -> Option<PathBuf> {
-    None
-}
-// TEMP STUB (main)
-pub fn list_disks() -> crate::Result<Vec<MountInfo>> {
-    Ok(Vec::new())
-}
-// TEMP STUB (main)
-pub fn render_table(_d: &[MountInfo]) -> String {
-    String::new()
-}
