@@ -80,14 +80,35 @@ pub fn check_rescue_destination(
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
-        if let Some(disk) = crate::blockdev::disk_holding_file(dir) {
-            if crate::blockdev::same_device(&disk, source) {
-                return Err(Error::refused(
-                    dest,
-                    format!("it is on {}, the disk being rescued", disk.display()),
-                ));
+        // (A loop-device source backed by an image file is a different matter: writing another
+        // file on the disk holding that image does not touch it.)
+        if let Some(source_disk) = whole_disk(source) {
+            for disk in crate::blockdev::disks_holding_file(dir) {
+                if whole_disk(&disk).as_deref() == Some(source_disk.as_str()) {
+                    return Err(Error::refused(
+                        dest,
+                        format!("it is on {}, the disk being rescued", disk.display()),
+                    ));
+                }
             }
         }
     }
     Ok(())
+}
+
+/// The kernel name of the whole disk a block device belongs to ("sda" for /dev/sda2).
+fn whole_disk(dev: &Path) -> Option<String> {
+    let meta = std::fs::metadata(dev).ok()?;
+    if !meta.file_type().is_block_device() {
+        return None;
+    }
+    let rdev = meta.rdev();
+    let (major, minor) = (libc::major(rdev), libc::minor(rdev));
+    let sys = std::fs::canonicalize(format!("/sys/dev/block/{major}:{minor}")).ok()?;
+    let disk = if sys.join("partition").exists() {
+        sys.parent()?.to_path_buf()
+    } else {
+        sys
+    };
+    disk.file_name().map(|n| n.to_string_lossy().into_owned())
 }

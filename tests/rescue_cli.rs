@@ -222,7 +222,7 @@ fn rescues_a_real_block_device() {
 fn refuses_dangerous_destinations_without_writing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let p = dir.path();
-    write_pattern(&p.join("src.img"), 6, (4 * MIB) as usize);
+    let source = write_pattern(&p.join("src.img"), 6, (4 * MIB) as usize);
     // DEST == SOURCE.
     let out = run(salvor()
         .args(["rescue", "-q"])
@@ -271,7 +271,6 @@ fn refuses_dangerous_destinations_without_writing() {
         .arg("-F")
         .arg(p.join("fs.img")));
     assert!(mk.status.success());
-    let before = std::fs::read(p.join("fs.img")).expect("read");
     let fs_dev = LoopDev::attach(&p.join("fs.img"), false);
     {
         let _mount = Mount::new(&fs_dev.dev, &p.join("mnt"));
@@ -288,9 +287,15 @@ fn refuses_dangerous_destinations_without_writing() {
         );
     }
     drop(fs_dev);
+    // Mounting changes the superblock itself, so check that none of the source was written and
+    // the filesystem is intact.
+    let after = std::fs::read(p.join("fs.img")).expect("read");
+    assert!(after[..1024] != source[..1024] && after[1024..2048] != source[1024..2048]);
+    let fsck = run(Command::new("e2fsck").arg("-fn").arg(p.join("fs.img")));
     assert!(
-        std::fs::read(p.join("fs.img")).expect("read") == before,
-        "mounted target was written"
+        fsck.status.success(),
+        "mounted target was damaged: {}",
+        String::from_utf8_lossy(&fsck.stdout)
     );
     assert!(
         !p.join("map").exists(),

@@ -514,4 +514,3 @@ mod tests {
         assert!(parts[0].logical);
     }
 }
-
