@@ -389,3 +389,60 @@ fn json_progress_is_one_object_per_line() {
     let v: serde_json::Value = serde_json::from_str(last).expect("json");
     assert_eq!(v["totals"]["bad_sector"], 4096);
 }
+
+#[test]
+fn full_destination_stops_cleanly_and_the_map_claims_only_written_data() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = dir.path();
+    let source = write_pattern(&p.join("src.img"), 13, (8 * MIB) as usize);
+    let mnt = p.join("small");
+    std::fs::create_dir_all(&mnt).expect("mkdir");
+    let m = run(Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=3m", "tmpfs"])
+        .arg(&mnt));
+    assert!(
+        m.status.success(),
+        "mount tmpfs: {}",
+        String::from_utf8_lossy(&m.stderr)
+    );
+    let _mount = Mount { dir: mnt.clone() };
+    let out = run(salvor()
+        .args(["rescue", "-q"])
+        .arg(p.join("src.img"))
+        .arg(mnt.join("out.img"))
+        .arg(p.join("map")));
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no space left") && err.contains("out.img"),
+        "{err}"
+    );
+    let map = read_map(&p.join("map"));
+    assert!(map.totals().finished > 0 && map.totals().finished < 8 * MIB);
+    let dest = std::fs::read(mnt.join("out.img")).expect("read");
+    assert_finished_bytes_match(&map, &source, &dest);
+}
+
+#[test]
+fn refuses_a_destination_file_on_the_disk_being_rescued() {
+    require_tool("mkfs.ext4", "e2fsprogs");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = dir.path();
+    std::fs::write(p.join("fs.img"), vec![0u8; (16 * MIB) as usize]).expect("write");
+    assert!(run(Command::new("mkfs.ext4")
+        .args(["-q", "-F"])
+        .arg(p.join("fs.img")))
+    .status
+    .success());
+    let dev = LoopDev::attach(&p.join("fs.img"), false);
+    let mount = Mount::new(&dev.dev, &p.join("mnt"));
+    let out = run(salvor()
+        .args(["rescue", "-q"])
+        .arg(&dev.dev)
+        .arg(mount.dir.join("rescued.img"))
+        .arg(p.join("map")));
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("the disk being rescued"), "{err}");
+    assert!(!mount.dir.join("rescued.img").exists());
+}

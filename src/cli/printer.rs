@@ -58,11 +58,13 @@ pub fn render_snapshot(s: &RescueSnapshot) -> Vec<String> {
         Some((lo, hi)) => format!("{} to {}", format_duration(lo), format_duration(hi)),
         None => "unknown".to_string(),
     };
+    let phase = match s.phase {
+        crate::mapfile::Phase::Finished => "Finished".to_string(),
+        p => format!("{}, pass {} ({dir})", p.describe(), s.pass),
+    };
     let mut lines = vec![
         format!(
-            "    phase: {}, pass {} ({dir}){}",
-            s.phase.describe(),
-            s.pass,
+            "    phase: {phase}{}",
             if s.waiting_for_device {
                 "  -- WAITING FOR THE SOURCE TO COME BACK"
             } else {

@@ -898,8 +898,11 @@ impl<'a> Engine<'a> {
         });
         self.save("Source device gone")?;
         let deadline = Instant::now() + self.opts.wait_for_device;
-        self.waiting = true;
+        self.waiting = !self.opts.wait_for_device.is_zero();
         loop {
+            if self.opts.wait_for_device.is_zero() {
+                break;
+            }
             match self.src.reopen() {
                 Ok(true) => {
                     self.waiting = false;
@@ -909,14 +912,7 @@ impl<'a> Engine<'a> {
                 Ok(false) | Err(_) => {}
             }
             if Instant::now() >= deadline {
-                self.waiting = false;
-                return Err(Halt::Fail(Error::DeviceGone {
-                    path: self.src.describe().into(),
-                    reason: format!(
-                        "{message}. Nothing was marked bad; run the same command again to resume \
-                         when the disk is back"
-                    ),
-                }));
+                break;
             }
             if let Some(reason) = self.control.stop_requested() {
                 self.waiting = false;
@@ -925,6 +921,14 @@ impl<'a> Engine<'a> {
             self.emit_progress(false);
             std::thread::sleep(Duration::from_millis(500));
         }
+        self.waiting = false;
+        Err(Halt::Fail(Error::DeviceGone {
+            path: self.src.describe().into(),
+            reason: format!(
+                "{message}. Nothing was marked bad; run the same command again to resume when the \
+                 disk is back"
+            ),
+        }))
     }
 
     fn emit_progress(&mut self, force: bool) {
