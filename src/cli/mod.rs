@@ -23,7 +23,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Rescue a failing drive like GNU ddrescue: SOURCE DEST MAPFILE; re-run to resume.
-    Rescue(rescue::RescueArgs),
+    Rescue(Box<rescue::RescueArgs>),
     /// Show the status of a mapfile (like `ddrescuelog -t`).
     Map(map::MapArgs),
     /// List block devices with identity, sizes, transport, partitions and mounts.

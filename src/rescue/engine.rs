@@ -699,80 +699,65 @@ impl<'a> Engine<'a> {
             Direction::Forwards => pos,
             Direction::Backwards => pos + len,
         };
-        {
-            let t0 = self.clock.now();
-            let buf = &mut self.buf.as_mut_slice()[..len as usize];
-            let outcome = self.src.read_at(pos, buf);
-            self.stats.reads += 1;
-            self.observer.read_done(
-                pos,
-                len,
-                (outcome.good as u64).min(len),
-                outcome.fault.is_some(),
-            );
-            let raw_good = (outcome.good as u64).min(len);
-            // With a fault, only whole sectors before it count as read.
-            let (good, fault) = match outcome.fault {
-                None => (raw_good, None),
-                Some(f) => (round_down(raw_good, self.sector), Some(f)),
-            };
-            self.throttle(len);
-            if good > 0 {
-                self.write_good(pos, good)?;
-                self.last_good = self.clock.now();
+        let t0 = self.clock.now();
+        let outcome = self
+            .src
+            .read_at(pos, &mut self.buf.as_mut_slice()[..len as usize]);
+        self.stats.reads += 1;
+        let raw_good = (outcome.good as u64).min(len);
+        self.observer
+            .read_done(pos, len, raw_good, outcome.fault.is_some());
+        // With a fault, only whole sectors before it count as read.
+        let (good, fault) = match outcome.fault {
+            None => (raw_good, None),
+            Some(f) => (round_down(raw_good, self.sector), Some(f)),
+        };
+        self.throttle(len);
+        if good > 0 {
+            self.write_good(pos, good)?;
+            self.last_good = self.clock.now();
+        }
+        match fault {
+            None if good < len => Err(Halt::Fail(Error::Internal(format!(
+                // A short read without an error: the source is smaller than it said.
+                "{} ended at 0x{:X}, inside its reported size",
+                self.src.describe(),
+                pos + good
+            )))),
+            None => {
+                self.after_read();
+                Ok(ReadResult {
+                    good,
+                    failed: false,
+                })
             }
-            match fault {
-                None => {
-                    if good < len {
-                        // Short read without an error: the source is smaller than it said.
-                        return Err(Halt::Fail(Error::Internal(format!(
-                            "{} ended at 0x{:X}, inside its reported size",
-                            self.src.describe(),
-                            pos + good
-                        ))));
-                    }
-                    self.after_read(false);
-                    return Ok(ReadResult {
-                        good,
-                        failed: false,
-                    });
-                }
-                Some(ReadFault::Media(e)) => {
-                    self.stats.read_errors += 1;
-                    self.error_time += self.clock.now().saturating_sub(t0);
-                    self.observer.event(&RescueEvent::ReadError {
-                        pos: pos + good,
-                        size: len - good,
-                        message: e.to_string(),
-                    });
-                    self.after_read(true);
-                    return Ok(ReadResult { good, failed: true });
-                }
-                Some(ReadFault::Gone(e)) => {
-                    self.device_gone(pos + good, &e)?;
-                    // The device is back: read again what is left.
-                    if good == len {
-                        return Ok(ReadResult {
-                            good,
-                            failed: false,
-                        });
-                    }
-                    let rest = self.read(pos + good, len - good)?;
-                    return Ok(ReadResult {
-                        good: good + rest.good,
-                        failed: rest.failed,
-                    });
-                }
-                Some(ReadFault::Other(e)) => {
-                    return Err(Halt::Fail(Error::io(
-                        self.src.describe(),
-                        std::io::Error::new(
-                            e.kind(),
-                            format!("reading 0x{:X} (+{} bytes): {e}", pos + good, len - good),
-                        ),
-                    )));
-                }
+            Some(ReadFault::Media(e)) => {
+                self.stats.read_errors += 1;
+                self.error_time += self.clock.now().saturating_sub(t0);
+                self.observer.event(&RescueEvent::ReadError {
+                    pos: pos + good,
+                    size: len - good,
+                    message: e.to_string(),
+                });
+                self.after_read();
+                Ok(ReadResult { good, failed: true })
             }
+            Some(ReadFault::Gone(e)) => {
+                self.device_gone(pos + good, &e)?;
+                // The device is back: read what is left of this request.
+                let rest = self.read(pos + good, len - good)?;
+                Ok(ReadResult {
+                    good: good + rest.good,
+                    failed: rest.failed,
+                })
+            }
+            Some(ReadFault::Other(e)) => Err(Halt::Fail(Error::io(
+                self.src.describe(),
+                std::io::Error::new(
+                    e.kind(),
+                    format!("reading 0x{:X} (+{} bytes): {e}", pos + good, len - good),
+                ),
+            ))),
         }
     }
 
@@ -810,7 +795,7 @@ impl<'a> Engine<'a> {
         Ok(())
     }
 
-    fn after_read(&mut self, _failed: bool) {
+    fn after_read(&mut self) {
         let now = self.clock.now();
         self.rate_window
             .push_back((now, self.stats.rescued_this_run));
@@ -903,13 +888,10 @@ impl<'a> Engine<'a> {
             if self.opts.wait_for_device.is_zero() {
                 break;
             }
-            match self.src.reopen() {
-                Ok(true) => {
-                    self.waiting = false;
-                    self.observer.event(&RescueEvent::DeviceBack);
-                    return Ok(());
-                }
-                Ok(false) | Err(_) => {}
+            if let Ok(true) = self.src.reopen() {
+                self.waiting = false;
+                self.observer.event(&RescueEvent::DeviceBack);
+                return Ok(());
             }
             if Instant::now() >= deadline {
                 break;
