@@ -30,7 +30,8 @@ extras=("$@")
 [[ -z $guest || -f $guest ]] || die "no such guest script: $guest"
 for f in "${extras[@]}"; do [[ -f $f ]] || die "no such file: $f"; done
 
-modules=(virtio_pci virtio_blk ${INITRAMFS_MODULES:-})
+read -r -a extra_modules <<<"${INITRAMFS_MODULES:-}"
+modules=(virtio_pci virtio_blk "${extra_modules[@]}")
 
 # The /init program. Kept here (not in a separate file) so that the hash below covers it.
 read -r -d '' INIT_SCRIPT <<'INIT' || true

@@ -27,7 +27,7 @@ copy() {
 # of the first STEP and rescue each with the remaining steps; with no step left, record
 # the range as bad.
 rescue() {
-    local off=$1 len=$2 step p end n
+    local off="$1" len="$2" step p end n
     shift 2
     if copy "$off" "$len"; then
         echo "$off $len +" >>"$recs"
@@ -40,10 +40,10 @@ rescue() {
     step=$1
     shift
     p=$off end=$((off + len))
-    while [ $p -lt $end ]; do
+    while [ "$p" -lt "$end" ]; do
         n=$((end - p))
-        [ $n -gt $step ] && n=$step
-        rescue $p $n "$@"
+        [ "$n" -gt "$step" ] && n=$step
+        rescue "$p" "$n" "$@"
         p=$((p + n))
     done
 }

