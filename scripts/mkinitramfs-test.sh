@@ -96,6 +96,9 @@ else
     mkdir -p "${cache%/*}"
     make_cpio "$tree" "$cache"
     log "built $cache ($(du -h "$cache" | cut -f1))"
+    # Every new salvor build makes a new entry: keep only the 8 most recent.
+    find "${cache%/*}" -maxdepth 1 -name '*.cpio.gz' -printf '%T@ %p\n' | sort -rn \
+        | tail -n +9 | cut -d' ' -f2- | xargs -r rm -f
 fi
 mkdir -p "$(dirname "$out")"
 cp -f "$cache" "$out"
