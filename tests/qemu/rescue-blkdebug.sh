@@ -16,14 +16,10 @@
 # Without SALVOR_BINARY, target/x86_64-unknown-linux-musl/release/salvor is built (or
 # brought up to date) with cargo first. The binary must be static. Environment:
 #   GUEST_CMD     shell command run in the guest with SRC, DST, MAP set
-#                 (default: salvor rescue -f "$SRC" "$DST" "$MAP")
+#                 (default: salvor rescue -d -f "$SRC" "$DST" "$MAP"; -d because blkdebug
+#                 fails whole requests, and buffered reads go through 4 KiB pages)
 #   FAKE=1        use the stand-in rescuer tests/qemu/fake-rescue.sh (busybox dd) as
 #                 GUEST_CMD, and busybox as SALVOR_BINARY if none is given
-#   SALVOR_RESCUE_FALLBACK=1
-#                 if the salvor binary has no working `rescue` subcommand yet (its
-#                 `rescue --help` does not print a usage), run the stand-in rescuer after
-#                 `salvor --version` instead of failing (used by tests/qemu_rescue.rs
-#                 until `salvor rescue` lands)
 #   DISK_MIB      source/destination size in MiB (default 64)
 #   BAD_SECTORS   injected bad areas, "START+COUNT ..." in 512-byte sectors
 #                 (default: "2051+1 40960+8 81918+3 LAST+1"; LAST = the disk's last sector)
@@ -46,13 +42,7 @@ if [[ ${FAKE:-0} == 1 ]]; then
     salvor_bin=${1:-$(command -v busybox || true)}
 else
     salvor_bin=${1:-$(build_salvor_musl)}
-    rescue_help=$("$salvor_bin" rescue --help 2>&1 || true)
-    if [[ -z ${GUEST_CMD:-} && ${SALVOR_RESCUE_FALLBACK:-0} == 1 ]] \
-        && ! grep -qi 'usage:.*rescue' <<<"$rescue_help"; then
-        log "NOTE: $salvor_bin has no 'rescue' subcommand yet; using the stand-in rescuer"
-        GUEST_CMD="salvor --version && $STAND_IN_CMD"
-    fi
-    GUEST_CMD=${GUEST_CMD:-'salvor rescue -f "$SRC" "$DST" "$MAP"'}
+    GUEST_CMD=${GUEST_CMD:-'salvor rescue -q -d -f "$SRC" "$DST" "$MAP"'}
 fi
 
 need qemu-system-x86_64:qemu-system-x86 timeout:coreutils cmp:diffutils tar:tar \
