@@ -446,3 +446,22 @@ fn refuses_a_destination_file_on_the_disk_being_rescued() {
     assert!(err.contains("the disk being rescued"), "{err}");
     assert!(!mount.dir.join("rescued.img").exists());
 }
+
+#[test]
+fn a_mapfile_of_another_disk_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = dir.path();
+    write_pattern(&p.join("src.img"), 14, (2 * MIB) as usize);
+    write_pattern(&p.join("other.img"), 15, (3 * MIB) as usize);
+    assert!(rescue(p, &[]).status.success());
+    let text = std::fs::read_to_string(p.join("map")).expect("map");
+    assert!(text.contains("# Source: size=2097152"), "{text}");
+    let out = run(salvor()
+        .args(["rescue", "-q"])
+        .arg(p.join("other.img"))
+        .arg(p.join("other.out"))
+        .arg(p.join("map")));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("belongs to another disk"));
+    assert!(!p.join("other.out").exists(), "nothing may be written");
+}

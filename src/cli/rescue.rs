@@ -213,7 +213,7 @@ pub fn run(args: &RescueArgs) -> Result<i32> {
             sector_size: opts.sector_size,
         },
     )?;
-    let source_size = file_source.geometry().size;
+    let identity = describe_identity(file_source.identity());
     let mut source: Box<dyn Source> = match &args.test_mode {
         None => Box::new(file_source),
         Some(p) => {
@@ -239,15 +239,32 @@ pub fn run(args: &RescueArgs) -> Result<i32> {
         needed,
         args.force,
     )?;
-    let _ = source_size;
 
-    let mut map = match mapfile::parse_file(&args.mapfile)? {
-        Some(m) => m,
-        None => Mapfile::new(size),
+    let mut map = match std::fs::read(&args.mapfile) {
+        Ok(bytes) => {
+            let text = String::from_utf8_lossy(&bytes);
+            if let Some(recorded) = mapfile::text::source_of(&text) {
+                if let Some(why) = identity_mismatch(recorded, &identity) {
+                    return Err(Error::refused(
+                        &args.mapfile,
+                        format!(
+                            "this mapfile belongs to another disk ({why}: it was made for \
+                             '{recorded}', the source is '{identity}'); use the right mapfile or \
+                             a new one"
+                        ),
+                    ));
+                }
+            }
+            mapfile::parse_bytes(&bytes, &args.mapfile)?
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Mapfile::new(size),
+        Err(e) => return Err(Error::io(&args.mapfile, e)),
     };
     let mut dest = FileDest::open(&args.dest, args.force, true)?;
     let command_line = std::env::args().collect::<Vec<_>>().join(" ");
-    let mut saver = MapfileSaver::new(&args.mapfile, &command_line);
+    let mut header = mapfile::Header::salvor(&command_line);
+    header.source = identity;
+    let mut saver = MapfileSaver::with_header(&args.mapfile, header);
 
     let control = Arc::new(Control::new());
     super::signals::install(control.clone())?;
@@ -296,6 +313,42 @@ pub fn run(args: &RescueArgs) -> Result<i32> {
     })
 }
 
+/// "size=… model=… serial=… wwn=…" with the fields that are known.
+fn describe_identity(id: &crate::device::Identity) -> String {
+    let mut parts = vec![format!("size={}", id.size)];
+    for (k, v) in [
+        ("model", &id.model),
+        ("serial", &id.serial),
+        ("wwn", &id.wwn),
+    ] {
+        if let Some(v) = v {
+            parts.push(format!("{k}={}", v.replace(char::is_whitespace, "_")));
+        }
+    }
+    parts.join(" ")
+}
+
+/// Why a recorded identity is not this source's, if it is not. Only facts both sides know count.
+fn identity_mismatch(recorded: &str, current: &str) -> Option<&'static str> {
+    let field = |text: &str, key: &str| -> Option<String> {
+        text.split_whitespace()
+            .find_map(|kv| kv.strip_prefix(key).and_then(|v| v.strip_prefix('=')))
+            .map(str::to_string)
+    };
+    for (key, why) in [
+        ("serial", "serial number differs"),
+        ("wwn", "WWN differs"),
+        ("size", "size differs"),
+    ] {
+        if let (Some(a), Some(b)) = (field(recorded, key), field(current, key)) {
+            if a != b {
+                return Some(why);
+            }
+        }
+    }
+    None
+}
+
 #[derive(Default)]
 struct Quiet {
     last: Option<crate::progress::RescueSnapshot>,
@@ -310,6 +363,23 @@ impl RescueObserver for Quiet {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn identities() {
+        assert_eq!(
+            identity_mismatch("size=10 serial=A", "size=10 serial=A model=x"),
+            None
+        );
+        assert_eq!(
+            identity_mismatch("size=10 serial=A", "size=10 serial=B"),
+            Some("serial number differs")
+        );
+        assert_eq!(
+            identity_mismatch("size=10", "size=12 serial=B"),
+            Some("size differs")
+        );
+        assert_eq!(identity_mismatch("size=10", "size=10 serial=B"), None);
+    }
 
     #[test]
     fn intervals() {

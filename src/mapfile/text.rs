@@ -34,6 +34,9 @@ pub struct Header {
     /// The status message line ("Copying non-tried blocks... Pass 1 (forwards)", "Finished");
     /// omitted when empty.
     pub status_message: String,
+    /// Identity of the source ("size=… model=… serial=…"), written as a `# Source:` comment so
+    /// a later run can tell a mapfile of another disk; omitted when empty.
+    pub source: String,
 }
 
 impl Header {
@@ -51,6 +54,15 @@ impl Header {
 /// end marker.
 const SALVOR_SIGNATURE: &str = "# Mapfile. Created by salvor";
 const END_MARKER: &str = "# end of salvor mapfile: ";
+const SOURCE_PREFIX: &str = "# Source: ";
+
+/// The `# Source:` comment of a mapfile salvor wrote (its source's identity), if any.
+pub fn source_of(text: &str) -> Option<&str> {
+    text.lines()
+        .take_while(|l| l.trim_start().starts_with('#'))
+        .find_map(|l| l.strip_prefix(SOURCE_PREFIX))
+        .map(str::trim)
+}
 
 /// ddrescue reads lines into a 127-byte buffer and ignores the rest; mimicking it keeps both tools
 /// agreeing on odd hand-edited files.
@@ -197,6 +209,9 @@ pub fn render(map: &Mapfile, header: &Header) -> String {
     if !header.start_time.is_empty() {
         let _ = writeln!(s, "# Start time:   {}", one_line(&header.start_time));
         let _ = writeln!(s, "# Current time: {}", one_line(&header.current_time));
+    }
+    if !header.source.is_empty() {
+        let _ = writeln!(s, "{SOURCE_PREFIX}{}", one_line(&header.source));
     }
     if !header.status_message.is_empty() {
         let _ = writeln!(s, "# {}", one_line(&header.status_message));

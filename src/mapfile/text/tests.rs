@@ -60,6 +60,7 @@ fn manual_example() {
         start_time: "2015-07-21 09:37:44".into(),
         current_time: "2015-07-21 09:38:19".into(),
         status_message: "Copying non-tried blocks... Pass 1 (forwards)".into(),
+        source: String::new(),
     };
     assert_eq!(
         render(&m, &header),
@@ -79,6 +80,7 @@ fn render_layout() {
         start_time: "2026-11-25 07:56:22".into(),
         current_time: "2026-11-25 07:56:23".into(),
         status_message: "Finished".into(),
+        source: String::new(),
     };
     assert_eq!(
         render(&m, &h),
