@@ -132,6 +132,7 @@ fn header_of(text: &str) -> Header {
         status_message: comments[comments.len() - 2]
             .trim_start_matches("# ")
             .to_string(),
+        source: String::new(),
     }
 }
 
