@@ -465,3 +465,68 @@ fn a_mapfile_of_another_disk_is_refused() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("belongs to another disk"));
     assert!(!p.join("other.out").exists(), "nothing may be written");
 }
+
+#[test]
+fn domain_and_positions_restrict_what_is_read_and_where_it_goes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = dir.path();
+    let source = write_pattern(&p.join("src.img"), 16, (4 * MIB) as usize);
+    // -m: only the finished blocks of the domain mapfile are rescued.
+    std::fs::write(
+        p.join("domain"),
+        "0 + 1\n0 0x100000 ?\n0x100000 0x80000 +\n0x180000 0x200000 ?\n0x380000 0x10000 +\n0x390000 0x70000 ?\n",
+    )
+    .expect("write");
+    let out = rescue(
+        p,
+        &[
+            "-m",
+            p.join("domain").to_str().unwrap(),
+            "--log-reads",
+            p.join("reads").to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let map = read_map(&p.join("map"));
+    let finished: Vec<(u64, u64)> = map
+        .blocks()
+        .iter()
+        .filter(|b| b.status == BlockStatus::Finished)
+        .map(|b| (b.pos, b.end()))
+        .collect();
+    assert_eq!(finished, vec![(0x100000, 0x180000), (0x380000, 0x390000)]);
+    let dest = std::fs::read(p.join("out.img")).expect("read");
+    assert_finished_bytes_match(&map, &source, &dest);
+    for line in std::fs::read_to_string(p.join("reads"))
+        .expect("log")
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+    {
+        let mut f = line.split_whitespace();
+        let pos = u64::from_str_radix(f.next().unwrap().trim_start_matches("0x"), 16).unwrap();
+        let size: u64 = f.next().unwrap().parse().unwrap();
+        assert!(
+            (0x100000..0x180000).contains(&pos) && pos + size <= 0x180000
+                || (0x380000..0x390000).contains(&pos) && pos + size <= 0x390000,
+            "read outside the domain: {line}"
+        );
+    }
+
+    // -i/-s/-o: 2 MiB from input offset 1 MiB, written at output offset 0.
+    let out = run(salvor()
+        .args(["rescue", "-q", "-i", "1MiB", "-s", "2MiB", "-o", "0"])
+        .arg(p.join("src.img"))
+        .arg(p.join("part.img"))
+        .arg(p.join("part.map")));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let part = std::fs::read(p.join("part.img")).expect("read");
+    assert_eq!(part, source[MIB as usize..3 * MIB as usize]);
+}
