@@ -198,7 +198,10 @@ pub enum JobState {
     Running,
     Paused,
     Stopping,
-    Finished { complete: bool },
+    /// `complete`: nothing is left to try (bad sectors may remain).
+    Finished {
+        complete: bool,
+    },
     Stopped,
     Failed(String),
 }
@@ -312,10 +315,11 @@ impl Job {
                 self.state = JobState::Finished {
                     complete: *complete,
                 };
+                // `complete` means nothing is left to try; bad sectors may remain.
                 self.push_log(if *complete {
-                    "Finished: every byte was rescued".into()
+                    "Finished: every phase ran".into()
                 } else {
-                    "Finished: some areas could not be read (marked bad)".into()
+                    "Finished: some areas were left untried (options)".into()
                 });
             }
         }

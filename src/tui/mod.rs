@@ -17,9 +17,11 @@ mod tests;
 
 pub use app::{Action, App, Host, RealHost, RescueRequest};
 
+use crate::progress::{Control, StopReason};
 use ratatui::backend::Backend;
 use ratatui::crossterm::event::{self, Event, KeyEventKind};
 use ratatui::Terminal;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Where key presses come from: the real terminal, or a script in tests.
@@ -53,6 +55,16 @@ pub trait Runner {
 #[derive(Default)]
 pub struct ThreadRunner {
     job: Option<worker::JobHandle>,
+}
+
+impl ThreadRunner {
+    /// Stops a job that is still running and waits a while for its mapfile save.
+    pub fn shutdown(&mut self, reason: StopReason) -> bool {
+        match &mut self.job {
+            Some(j) if !j.is_finished() => j.shutdown(reason, Duration::from_secs(20)),
+            _ => true,
+        }
+    }
 }
 
 impl Runner for ThreadRunner {
@@ -121,20 +133,29 @@ pub fn step<B: Backend>(
     Ok(true)
 }
 
-/// Runs until the user quits.
+/// Runs until the user quits or `signals` asks to stop.
 pub fn run_loop<B: Backend>(
     terminal: &mut Terminal<B>,
     app: &mut App,
     events: &mut dyn Events,
     runner: &mut dyn Runner,
+    signals: &Control,
 ) -> std::io::Result<()> {
     // 100 ms: the screen stays live while no key comes, without burning CPU.
-    while step(terminal, app, events, runner, Duration::from_millis(100))? {}
+    while signals.stop_requested().is_none()
+        && step(terminal, app, events, runner, Duration::from_millis(100))?
+    {}
     Ok(())
 }
 
 /// Entry point for `salvor` / `salvor tui`: returns the exit code.
 pub fn run() -> i32 {
+    // SIGTERM, and SIGHUP when a serial line drops, must still let a running job save its map.
+    let signals = Arc::new(Control::new());
+    if let Err(e) = crate::cli::signals::install(signals.clone()) {
+        eprintln!("salvor: {e}");
+        return 1;
+    }
     // try_init installs a panic hook that restores the terminal before the message is printed.
     let mut terminal = match ratatui::try_init() {
         Ok(t) => t,
@@ -145,16 +166,28 @@ pub fn run() -> i32 {
     };
     let mut app = App::new(Box::new(RealHost));
     let mut runner = ThreadRunner::default();
-    let result = run_loop(&mut terminal, &mut app, &mut TerminalEvents, &mut runner);
+    let result = run_loop(
+        &mut terminal,
+        &mut app,
+        &mut TerminalEvents,
+        &mut runner,
+        &signals,
+    );
     ratatui::restore();
-    // Quitting is refused while a job runs; should one still be alive, dropping the runner asks it
-    // to stop without waiting, so a read stuck in the kernel cannot hang the exit.
-    drop(runner);
-    match result {
-        Ok(()) => 0,
-        Err(e) => {
-            eprintln!("salvor: terminal error: {e}");
-            1
-        }
+    let reason = signals.stop_requested().unwrap_or(StopReason::User);
+    // Normally no job runs here (quitting is refused while one does); after a signal or a lost
+    // terminal one may, and it gets a bounded time to save: a stuck read must not hang the exit.
+    if !runner.shutdown(reason) {
+        eprintln!(
+            "salvor: the rescue did not stop in time; its mapfile holds the last periodic save"
+        );
+    }
+    if let Err(e) = result {
+        eprintln!("salvor: terminal error: {e}");
+        return 1;
+    }
+    match reason {
+        StopReason::Signal(s) => 128 + s,
+        StopReason::User => 0,
     }
 }

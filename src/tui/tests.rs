@@ -614,7 +614,26 @@ fn snap_job() {
     key(&mut a, KeyCode::Char('a'));
     snap("job_paused_abort_prompt", &a);
     key(&mut a, KeyCode::Char('n'));
-    a.on_worker(WorkerMsg::Event(RescueEvent::Finished { complete: false }));
+    let size = sample_map().end();
+    let done = Mapfile::from_blocks(vec![
+        blk(0, 100 * GB, BlockStatus::Finished),
+        blk(100 * GB, 4096, BlockStatus::BadSector),
+        blk(100 * GB + 4096, 230 * GB - 4096, BlockStatus::Finished),
+        blk(330 * GB, 1 << 20, BlockStatus::BadSector),
+        blk(
+            330 * GB + (1 << 20),
+            size - 330 * GB - (1 << 20),
+            BlockStatus::Finished,
+        ),
+    ])
+    .unwrap();
+    let mut s = snapshot(&done);
+    s.phase = Phase::Finished;
+    s.pos = size;
+    s.remaining = Some((Duration::ZERO, Duration::ZERO));
+    a.on_worker(WorkerMsg::Event(RescueEvent::Finished { complete: true }));
+    a.on_worker(WorkerMsg::Map(done.blocks().to_vec()));
+    a.on_worker(WorkerMsg::Snapshot(s));
     a.on_worker(WorkerMsg::Done(Ok(crate::rescue::Outcome::Finished)));
     snap("job_finished", &a);
 }

@@ -1027,11 +1027,17 @@ fn state_span(job: &Job) -> Span<'static> {
             Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD),
         ),
         JobState::Stopping => Span::styled("stopping, saving the mapfile...", BOLD),
-        JobState::Finished { complete: true } => Span::styled("Finished: every byte rescued", GOOD),
-        JobState::Finished { complete: false } => Span::styled(
-            "Finished: some areas unreadable",
-            Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD),
-        ),
+        JobState::Finished { complete } => {
+            let bad = job.snapshot.as_ref().map_or(0, |s| s.totals.bad_sector);
+            let pending = job.snapshot.as_ref().map_or(0, |s| s.totals.pending());
+            if bad == 0 && pending == 0 && *complete {
+                Span::styled("Finished: every byte rescued", GOOD)
+            } else if bad > 0 {
+                Span::styled(format!("Finished: {} unreadable", format_bytes(bad)), WARN)
+            } else {
+                Span::styled("Finished: some areas not tried", BOLD)
+            }
+        }
         JobState::Stopped => Span::styled("Stopped (mapfile saved; resumable)", BOLD),
         JobState::Failed(_) => Span::styled("! FAILED: see the log", WARN),
     }

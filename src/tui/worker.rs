@@ -4,7 +4,7 @@
 //! freezes nothing but this worker.
 
 use super::app::{RescueRequest, TargetKind};
-use crate::device::{FileDest, FileSource, OpenOptions, Source, SystemClock};
+use crate::device::{Clock, Dest, FileDest, FileSource, OpenOptions, Source, SystemClock};
 use crate::error::Result;
 use crate::mapfile::{self, Block, BlockStatus, Mapfile, MapfileSaver, Phase};
 use crate::progress::{Control, RescueEvent, RescueObserver, RescueSnapshot};
@@ -126,6 +126,24 @@ impl JobHandle {
     pub fn is_finished(&self) -> bool {
         self.thread.as_ref().is_none_or(JoinHandle::is_finished)
     }
+
+    /// Asks the engine to stop and waits up to `wait` for it to save the mapfile and end.
+    /// Returns whether it ended; a read stuck in the kernel may keep it from doing so.
+    pub fn shutdown(&mut self, reason: crate::progress::StopReason, wait: Duration) -> bool {
+        self.control.set_paused(false);
+        self.control.request_stop(reason);
+        let deadline = Instant::now() + wait;
+        while !self.is_finished() {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        true
+    }
 }
 
 impl Drop for JobHandle {
@@ -145,7 +163,7 @@ fn options(req: &RescueRequest) -> RescueOptions {
     }
 }
 
-/// The body of the worker thread.
+/// The body of the worker thread: open, check, then run the engine.
 fn work(req: &RescueRequest, control: &Control, tx: &Sender<WorkerMsg>) -> Result<Outcome> {
     let opts = options(req);
     let source = FileSource::open(
@@ -160,12 +178,7 @@ fn work(req: &RescueRequest, control: &Control, tx: &Sender<WorkerMsg>) -> Resul
     let is_disk = req.target_kind == TargetKind::Disk;
     // The user confirmed a disk target by typing its name: that is the CLI's --force.
     crate::safety::check_rescue_destination(&req.source, &req.dest, &req.mapfile, size, is_disk)?;
-    let mut map = match mapfile::parse_file(&req.mapfile)? {
-        Some(m) => m,
-        None => Mapfile::new(size),
-    };
-    map.extend_to(size);
-    let _ = tx.send(WorkerMsg::Map(map.blocks().to_vec()));
+    let map = mapfile::parse_file(&req.mapfile)?.unwrap_or_else(|| Mapfile::new(size));
     let mut dest = FileDest::open(&req.dest, is_disk, true)?;
     let command_line = format!(
         "salvor rescue {} {} {}",
@@ -173,6 +186,33 @@ fn work(req: &RescueRequest, control: &Control, tx: &Sender<WorkerMsg>) -> Resul
         req.dest.display(),
         req.mapfile.display()
     );
+    let saver = MapfileSaver::new(&req.mapfile, &command_line);
+    run_engine(
+        source.as_mut(),
+        &mut dest,
+        map,
+        saver,
+        &opts,
+        &SystemClock::new(),
+        control,
+        tx,
+    )
+}
+
+/// Runs the engine with the channel observer and the shadow map.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn run_engine(
+    source: &mut dyn Source,
+    dest: &mut dyn Dest,
+    mut map: Mapfile,
+    saver: MapfileSaver,
+    opts: &RescueOptions,
+    clock: &dyn Clock,
+    control: &Control,
+    tx: &Sender<WorkerMsg>,
+) -> Result<Outcome> {
+    map.extend_to(source.geometry().size);
+    let _ = tx.send(WorkerMsg::Map(map.blocks().to_vec()));
     let shadow = Rc::new(RefCell::new(Shadow {
         map: map.clone(),
         phase: map.phase,
@@ -180,21 +220,20 @@ fn work(req: &RescueRequest, control: &Control, tx: &Sender<WorkerMsg>) -> Resul
         last_sent: Some(Instant::now()),
     }));
     let mut store = ShadowStore {
-        saver: MapfileSaver::new(&req.mapfile, &command_line),
+        saver,
         shadow: shadow.clone(),
     };
     let mut observer = ChannelObserver {
         tx: tx.clone(),
         shadow,
     };
-    let clock = SystemClock::new();
     let (outcome, _stats) = rescue::rescue(
-        source.as_mut(),
-        &mut dest,
+        source,
+        dest,
         &mut map,
         &mut store,
-        &opts,
-        &clock,
+        opts,
+        clock,
         control,
         &mut observer,
     )?;
@@ -219,4 +258,76 @@ pub fn start(req: RescueRequest) -> std::io::Result<JobHandle> {
         rx,
         thread: Some(thread),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device::{FaultySource, FaultySpec, SimClock};
+
+    #[test]
+    fn shadow_follows_reads_by_phase() {
+        let mut sh = Shadow {
+            map: Mapfile::new(4096),
+            phase: Phase::Copying,
+            dirty: false,
+            last_sent: None,
+        };
+        sh.read_done(0, 1024, 512, true);
+        assert_eq!(sh.map.status_at(0), Some(BlockStatus::Finished));
+        assert_eq!(sh.map.status_at(600), Some(BlockStatus::NonTrimmed));
+        sh.phase = Phase::Trimming;
+        sh.read_done(512, 512, 0, true);
+        assert_eq!(sh.map.status_at(600), Some(BlockStatus::NonScraped));
+        sh.phase = Phase::Scraping;
+        sh.read_done(512, 512, 0, true);
+        assert_eq!(sh.map.status_at(600), Some(BlockStatus::BadSector));
+        assert!(sh.dirty);
+    }
+
+    #[test]
+    fn engine_reports_over_the_channel() {
+        let dir = tempfile::tempdir().unwrap();
+        let size = 8u64 << 20;
+        let bad = (3u64 << 20, (3u64 << 20) + 65536);
+        let spec = FaultySpec::new(size).with_bad(bad.0, bad.1);
+        let clock = SimClock::new();
+        let mut src = FaultySource::new(spec, clock.clone());
+        let mut dest = FileDest::open(&dir.path().join("img"), false, true).unwrap();
+        let map_path = dir.path().join("img.map");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let control = Control::new();
+        let outcome = run_engine(
+            &mut src,
+            &mut dest,
+            Mapfile::new(size),
+            MapfileSaver::new(&map_path, "test"),
+            &RescueOptions::default(),
+            &clock,
+            &control,
+            &tx,
+        )
+        .unwrap();
+        assert_eq!(outcome, Outcome::Finished);
+        let msgs: Vec<WorkerMsg> = rx.try_iter().collect();
+        assert!(matches!(msgs.first(), Some(WorkerMsg::Map(_))));
+        assert!(msgs.iter().any(|m| matches!(m, WorkerMsg::Snapshot(_))));
+        assert!(msgs
+            .iter()
+            .any(|m| matches!(m, WorkerMsg::Event(RescueEvent::Finished { .. }))));
+        let last_map = msgs
+            .iter()
+            .rev()
+            .find_map(|m| match m {
+                WorkerMsg::Map(b) => Some(b.clone()),
+                _ => None,
+            })
+            .unwrap();
+        let m = Mapfile::from_blocks(last_map).unwrap();
+        assert_eq!(m.status_at(bad.0), Some(BlockStatus::BadSector));
+        assert_eq!(m.status_at(bad.1 - 1), Some(BlockStatus::BadSector));
+        assert_eq!(m.status_at(0), Some(BlockStatus::Finished));
+        assert_eq!(m.status_at(size - 1), Some(BlockStatus::Finished));
+        assert!(map_path.exists());
+    }
 }
