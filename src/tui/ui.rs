@@ -411,7 +411,7 @@ fn disk_line(d: &DiskRow, w: usize, selected: bool, note: Option<&str>) -> Line<
         None => disk_flags(d),
     };
     let flags_w = 14;
-    let fixed = 2 + 9 + 9 + 6 + flags_w;
+    let fixed = 2 + 9 + 9 + 7 + flags_w;
     let rest = w.saturating_sub(fixed);
     let model_w = rest * 3 / 5;
     let serial_w = rest - model_w;
@@ -428,7 +428,7 @@ fn disk_line(d: &DiskRow, w: usize, selected: bool, note: Option<&str>) -> Line<
             serial_w.saturating_sub(1)
         ),
         fit(&format_bytes(d.size), 8),
-        fit(&d.transport, 5),
+        fit(&d.transport, 6),
         fit(&flags, flags_w.saturating_sub(1)),
     );
     let style = if selected {
@@ -445,7 +445,7 @@ fn disk_line(d: &DiskRow, w: usize, selected: bool, note: Option<&str>) -> Line<
 
 fn disk_header(w: usize, note: bool) -> Line<'static> {
     let flags_w = 14;
-    let rest = w.saturating_sub(2 + 9 + 9 + 6 + flags_w);
+    let rest = w.saturating_sub(2 + 9 + 9 + 7 + flags_w);
     let model_w = rest * 3 / 5;
     let serial_w = rest - model_w;
     Line::styled(
@@ -455,7 +455,7 @@ fn disk_header(w: usize, note: bool) -> Line<'static> {
             fit("MODEL", model_w.saturating_sub(1)),
             fit("SERIAL", serial_w.saturating_sub(1)),
             fit("SIZE", 8),
-            fit("BUS", 5),
+            fit("BUS", 6),
             fit(
                 if note { "NOT ALLOWED" } else { "FLAGS" },
                 flags_w.saturating_sub(1)
