@@ -10,6 +10,7 @@ pub mod mapfile;
 pub mod progress;
 pub mod rescue;
 pub mod safety;
+pub mod tui;
 pub mod units;
 
 pub use error::{Error, ErrorKind, Result};

@@ -16,8 +16,9 @@ use clap::{Parser, Subcommand};
     long_about = None
 )]
 struct Cli {
+    /// No command opens the terminal UI.
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -28,6 +29,8 @@ enum Command {
     Map(map::MapArgs),
     /// List block devices with identity, sizes, transport, partitions and mounts.
     List(ListArgs),
+    /// Open the terminal UI (also what `salvor` alone does).
+    Tui,
 }
 
 #[derive(clap::Args, Debug)]
@@ -52,9 +55,10 @@ pub fn run() -> i32 {
         }
     };
     let result = match &cli.command {
-        Command::Rescue(args) => rescue::run(args),
-        Command::Map(args) => map::run(args),
-        Command::List(args) => list(args),
+        Some(Command::Rescue(args)) => rescue::run(args),
+        Some(Command::Map(args)) => map::run(args),
+        Some(Command::List(args)) => list(args),
+        None | Some(Command::Tui) => Ok(crate::tui::run()),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,193 @@
+//! The terminal UI: `salvor` with no arguments, or `salvor tui`.
+//!
+//! Shaped like gitui: an [`App`] model that keys mutate and `ui::draw` only reads; long work runs
+//! on a worker thread ([`worker`]) that reports over a channel, which the loop polls between
+//! frames. The loop is generic over the ratatui backend, so tests run the whole app on
+//! `TestBackend`. This module is the only part of salvor that touches the terminal.
+
+pub mod app;
+pub mod blockmap;
+pub mod disks;
+pub mod sysinfo;
+pub mod ui;
+pub mod worker;
+
+#[cfg(test)]
+mod tests;
+
+pub use app::{Action, App, Host, RealHost, RescueRequest};
+
+use crate::progress::{Control, StopReason};
+use ratatui::backend::Backend;
+use ratatui::crossterm::event::{self, Event, KeyEventKind};
+use ratatui::Terminal;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Where key presses come from: the real terminal, or a script in tests.
+pub trait Events {
+    /// The next event, waiting at most `timeout`; `None` if nothing happened.
+    fn next(&mut self, timeout: Duration) -> std::io::Result<Option<Event>>;
+}
+
+/// Events from the terminal through crossterm.
+pub struct TerminalEvents;
+
+impl Events for TerminalEvents {
+    fn next(&mut self, timeout: Duration) -> std::io::Result<Option<Event>> {
+        if event::poll(timeout)? {
+            Ok(Some(event::read()?))
+        } else {
+            Ok(None)
+        }
+    }
+}
+
+/// Starts and steers jobs for the loop; tests can replace it to observe requests.
+pub trait Runner {
+    fn start(&mut self, req: RescueRequest) -> Result<(), String>;
+    fn act(&mut self, action: &Action);
+    /// Messages from the running job, without blocking.
+    fn poll(&mut self) -> Vec<worker::WorkerMsg>;
+}
+
+/// Runs jobs on worker threads.
+#[derive(Default)]
+pub struct ThreadRunner {
+    job: Option<worker::JobHandle>,
+}
+
+impl ThreadRunner {
+    /// Stops a job that is still running and waits a while for its mapfile save.
+    pub fn shutdown(&mut self, reason: StopReason) -> bool {
+        match &mut self.job {
+            Some(j) if !j.is_finished() => j.shutdown(reason, Duration::from_secs(20)),
+            _ => true,
+        }
+    }
+}
+
+impl Runner for ThreadRunner {
+    fn start(&mut self, req: RescueRequest) -> Result<(), String> {
+        if self.job.as_ref().is_some_and(|j| !j.is_finished()) {
+            return Err("a rescue is already running".into());
+        }
+        self.job = Some(worker::start(req).map_err(|e| format!("cannot start the worker: {e}"))?);
+        Ok(())
+    }
+
+    fn act(&mut self, action: &Action) {
+        let Some(job) = &self.job else {
+            return;
+        };
+        match action {
+            Action::Pause => job.control.set_paused(true),
+            Action::Resume => job.control.set_paused(false),
+            Action::Abort => {
+                // A paused engine must wake up to see the stop and save.
+                job.control.set_paused(false);
+                job.control.request_stop(crate::progress::StopReason::User);
+            }
+            _ => {}
+        }
+    }
+
+    fn poll(&mut self) -> Vec<worker::WorkerMsg> {
+        let Some(job) = &self.job else {
+            return Vec::new();
+        };
+        // Bounded so that a flood of read errors cannot starve the screen.
+        job.rx.try_iter().take(10_000).collect()
+    }
+}
+
+/// One turn of the loop: apply worker messages, draw, wait briefly for a key and handle it.
+/// Returns false when the user quit.
+pub fn step<B: Backend>(
+    terminal: &mut Terminal<B>,
+    app: &mut App,
+    events: &mut dyn Events,
+    runner: &mut dyn Runner,
+    timeout: Duration,
+) -> std::io::Result<bool> {
+    for msg in runner.poll() {
+        app.on_worker(msg);
+    }
+    terminal.draw(|f| ui::draw(app, f))?;
+    let Some(Event::Key(key)) = events.next(timeout)? else {
+        return Ok(true);
+    };
+    if key.kind != KeyEventKind::Press {
+        return Ok(true);
+    }
+    match app.on_key(key) {
+        Action::Quit => return Ok(false),
+        Action::StartRescue(req) => {
+            if let Err(e) = runner.start(req) {
+                app.on_worker(worker::WorkerMsg::Done(Err(e)));
+            }
+        }
+        a @ (Action::Pause | Action::Resume | Action::Abort) => runner.act(&a),
+        Action::None => {}
+    }
+    Ok(true)
+}
+
+/// Runs until the user quits or `signals` asks to stop.
+pub fn run_loop<B: Backend>(
+    terminal: &mut Terminal<B>,
+    app: &mut App,
+    events: &mut dyn Events,
+    runner: &mut dyn Runner,
+    signals: &Control,
+) -> std::io::Result<()> {
+    // 100 ms: the screen stays live while no key comes, without burning CPU.
+    while signals.stop_requested().is_none()
+        && step(terminal, app, events, runner, Duration::from_millis(100))?
+    {}
+    Ok(())
+}
+
+/// Entry point for `salvor` / `salvor tui`: returns the exit code.
+pub fn run() -> i32 {
+    // SIGTERM, and SIGHUP when a serial line drops, must still let a running job save its map.
+    let signals = Arc::new(Control::new());
+    if let Err(e) = crate::cli::signals::install(signals.clone()) {
+        eprintln!("salvor: {e}");
+        return 1;
+    }
+    // try_init installs a panic hook that restores the terminal before the message is printed.
+    let mut terminal = match ratatui::try_init() {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("salvor: cannot start the terminal UI: {e}");
+            return 1;
+        }
+    };
+    let mut app = App::new(Box::new(RealHost));
+    let mut runner = ThreadRunner::default();
+    let result = run_loop(
+        &mut terminal,
+        &mut app,
+        &mut TerminalEvents,
+        &mut runner,
+        &signals,
+    );
+    ratatui::restore();
+    let reason = signals.stop_requested().unwrap_or(StopReason::User);
+    // Normally no job runs here (quitting is refused while one does); after a signal or a lost
+    // terminal one may, and it gets a bounded time to save: a stuck read must not hang the exit.
+    if !runner.shutdown(reason) {
+        eprintln!(
+            "salvor: the rescue did not stop in time; its mapfile holds the last periodic save"
+        );
+    }
+    if let Err(e) = result {
+        eprintln!("salvor: terminal error: {e}");
+        return 1;
+    }
+    match reason {
+        StopReason::Signal(s) => 128 + s,
+        StopReason::User => 0,
+    }
+}

@@ -1,0 +1,1268 @@
+//! Drawing: reads the [`App`] and paints one frame. Nothing here changes state.
+//!
+//! Every screen fits 80×24 (a serial console); bigger terminals give the lists and the block map
+//! more room. Colours always come with a symbol or a word so that the screens read in monochrome.
+
+use super::app::{App, Choices, Job, JobState, MenuItem, Screen, Target, MENU};
+use super::blockmap::{self, BlockMap};
+use super::disks::DiskRow;
+use crate::progress::Direction;
+use crate::units::{format_bytes, format_duration};
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span, Text};
+use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
+use ratatui::Frame;
+use std::time::Duration;
+
+const SEL: Style = Style::new().add_modifier(Modifier::REVERSED);
+const DIM: Style = Style::new().fg(Color::DarkGray);
+const BOLD: Style = Style::new().add_modifier(Modifier::BOLD);
+const WARN: Style = Style::new().fg(Color::Red).add_modifier(Modifier::BOLD);
+const GOOD: Style = Style::new().fg(Color::Green).add_modifier(Modifier::BOLD);
+
+/// Cuts or pads `s` to exactly `w` characters, marking a cut with `~`.
+fn fit(s: &str, w: usize) -> String {
+    let n = s.chars().count();
+    if n <= w {
+        format!("{s:<w$}")
+    } else if w == 0 {
+        String::new()
+    } else {
+        let mut t: String = s.chars().take(w - 1).collect();
+        t.push('~');
+        t
+    }
+}
+
+fn yes_no(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "no"
+    }
+}
+
+fn pct(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        part as f64 * 100.0 / whole as f64
+    }
+}
+
+fn rate(r: f64) -> String {
+    format!("{}/s", format_bytes(r.max(0.0) as u64))
+}
+
+/// The first visible row so that `cursor` stays on screen.
+fn scroll(cursor: usize, height: usize) -> usize {
+    if height == 0 {
+        0
+    } else {
+        cursor.saturating_sub(height - 1)
+    }
+}
+
+pub fn draw(app: &App, f: &mut Frame) {
+    let [title, body, status, footer] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Min(1),
+        Constraint::Length(1),
+        Constraint::Length(1),
+    ])
+    .areas(f.area());
+    let body = if app.screen == Screen::Job {
+        // The job view uses the title line for the source identity.
+        Rect {
+            y: title.y,
+            height: body.height + 1,
+            ..body
+        }
+    } else {
+        draw_title(app, f, title);
+        body
+    };
+    match app.screen {
+        Screen::Menu => draw_menu(app, f, body),
+        Screen::Disks => draw_disks(app, f, body),
+        Screen::Source => draw_source(app, f, body),
+        Screen::Dest => draw_dest(app, f, body),
+        Screen::ImagePath => draw_image_path(app, f, body),
+        Screen::Mapfile => draw_mapfile(app, f, body),
+        Screen::MapfilePath => draw_mapfile_path(app, f, body),
+        Screen::Options => draw_options(app, f, body),
+        Screen::Confirm => draw_confirm(app, f, body),
+        Screen::Job => draw_job(app, f, body),
+        Screen::SystemInfo => draw_sysinfo(app, f, body),
+        Screen::ComingSoon(feat) => {
+            let text = vec![
+                Line::styled(feat.title(), BOLD),
+                Line::raw(""),
+                Line::raw("Coming soon: this part of salvor is being written."),
+                Line::raw("Until then, \"Rescue a failing disk\" copies any disk, healthy or not,"),
+                Line::raw("into an image file or onto another disk."),
+            ];
+            f.render_widget(
+                Paragraph::new(text)
+                    .block(Block::bordered())
+                    .wrap(Wrap { trim: false }),
+                body,
+            );
+        }
+    }
+    draw_status(app, f, status);
+    draw_footer(app, f, footer);
+    if app.help {
+        draw_help(app, f);
+    }
+}
+
+fn screen_title(app: &App) -> String {
+    match app.screen {
+        Screen::Menu => "Main menu".into(),
+        Screen::Disks => "Disks on this machine".into(),
+        Screen::Source => "Rescue 1/5: which disk is failing?".into(),
+        Screen::Dest => "Rescue 2/5: where should the rescued data go?".into(),
+        Screen::ImagePath => "Rescue 2/5: image file".into(),
+        Screen::Mapfile | Screen::MapfilePath => "Rescue 3/5: progress record (mapfile)".into(),
+        Screen::Options => "Rescue 4/5: options".into(),
+        Screen::Confirm => "Rescue 5/5: check and confirm".into(),
+        Screen::Job => "Rescue".into(),
+        Screen::SystemInfo => "System information".into(),
+        Screen::ComingSoon(f) => f.title().into(),
+    }
+}
+
+fn draw_title(app: &App, f: &mut Frame, area: Rect) {
+    let mut spans = vec![
+        Span::styled(" salvor ", SEL.add_modifier(Modifier::BOLD)),
+        Span::raw(" "),
+        Span::styled(screen_title(app), BOLD),
+    ];
+    if let Some(job) = &app.job {
+        let s = match &job.state {
+            s if s.is_active() => "  [rescue running]",
+            _ => "  [rescue ended]",
+        };
+        spans.push(Span::styled(s, Style::new().fg(Color::Yellow)));
+    }
+    f.render_widget(Line::from(spans), area);
+}
+
+fn draw_status(app: &App, f: &mut Frame, area: Rect) {
+    let confirm_abort =
+        app.screen == Screen::Job && app.job.as_ref().is_some_and(|j| j.confirm_abort);
+    let line = if confirm_abort {
+        Line::styled(
+            "Stop the rescue? The mapfile is saved, you can resume later. y = stop, n = go on",
+            WARN,
+        )
+    } else if let Some(s) = &app.status {
+        let (mark, st) = if s.is_error {
+            ("! ", WARN)
+        } else {
+            ("i ", BOLD)
+        };
+        Line::from(vec![
+            Span::styled(mark, st),
+            Span::styled(s.text.clone(), st),
+        ])
+    } else {
+        Line::raw("")
+    };
+    f.render_widget(Paragraph::new(line).wrap(Wrap { trim: true }), area);
+}
+
+fn footer_keys(app: &App) -> Vec<(&'static str, &'static str)> {
+    let typing_disk =
+        app.screen == Screen::Confirm && matches!(app.flow.target, Some(Target::Disk(_)));
+    match app.screen {
+        Screen::Menu => vec![
+            ("↑↓/jk", "move"),
+            ("Enter", "open"),
+            ("?", "help"),
+            ("q", "quit"),
+        ],
+        Screen::Disks => vec![
+            ("↑↓/jk", "move"),
+            ("r", "refresh"),
+            ("Esc", "back"),
+            ("?", "help"),
+            ("q", "quit"),
+        ],
+        Screen::Source | Screen::Dest => vec![
+            ("↑↓/jk", "move"),
+            ("Enter", "choose"),
+            ("r", "refresh"),
+            ("Esc", "back"),
+            ("?", "help"),
+            ("q", "quit"),
+        ],
+        Screen::ImagePath | Screen::MapfilePath => {
+            vec![
+                ("type", "the path"),
+                ("Backspace", "erase"),
+                ("Enter", "accept"),
+                ("Esc", "back"),
+            ]
+        }
+        Screen::Mapfile => vec![
+            ("Enter", "continue"),
+            ("e", "other path"),
+            ("Esc", "back"),
+            ("?", "help"),
+            ("q", "quit"),
+        ],
+        Screen::Options => vec![
+            ("↑↓", "move"),
+            ("Space/←→", "change"),
+            ("Enter", "continue"),
+            ("Esc", "back"),
+            ("?", "help"),
+        ],
+        Screen::Confirm if typing_disk => vec![
+            ("type", "the disk's name"),
+            ("Enter", "START"),
+            ("Esc", "back"),
+        ],
+        Screen::Confirm => vec![
+            ("Enter/y", "START"),
+            ("Esc", "back"),
+            ("?", "help"),
+            ("q", "quit"),
+        ],
+        Screen::Job => match &app.job {
+            Some(j) if j.confirm_abort => vec![("y", "stop"), ("other key", "keep going")],
+            Some(j) if j.state == JobState::Paused => {
+                vec![
+                    ("p/r", "resume"),
+                    ("a", "abort"),
+                    ("Esc", "menu (keeps running)"),
+                    ("?", "help"),
+                ]
+            }
+            Some(j) if j.state.is_active() => {
+                vec![
+                    ("p", "pause"),
+                    ("a", "abort"),
+                    ("Esc", "menu (keeps running)"),
+                    ("?", "help"),
+                ]
+            }
+            _ => vec![("Enter/Esc", "back to menu"), ("?", "help")],
+        },
+        Screen::SystemInfo | Screen::ComingSoon(_) => {
+            vec![("Esc", "back"), ("?", "help"), ("q", "quit")]
+        }
+    }
+}
+
+fn draw_footer(app: &App, f: &mut Frame, area: Rect) {
+    let mut spans = Vec::new();
+    for (k, what) in footer_keys(app) {
+        spans.push(Span::styled(format!(" {k} "), SEL));
+        spans.push(Span::raw(format!(" {what} ")));
+    }
+    f.render_widget(Line::from(spans), area);
+}
+
+fn help_lines(app: &App) -> Vec<Line<'static>> {
+    let mut l = vec![
+        Line::styled("Keys", BOLD),
+        Line::raw("  ↑ ↓ or j k   move          Enter   choose / continue"),
+        Line::raw("  Esc          go back       q       quit (not while a rescue runs)"),
+        Line::raw("  ?            this help     r       re-read the list of disks"),
+        Line::raw(""),
+    ];
+    let specific: &[&str] = match app.screen {
+        Screen::Job => &[
+            "The block map shows the whole source disk. Each cell is a slice of it,",
+            "drawn with the worst state found inside: one bad sector marks its cell.",
+            "p pauses and resumes; a stops (the mapfile is saved: run the same rescue",
+            "again to continue). Esc returns to the menu while the rescue goes on.",
+        ],
+        Screen::Confirm => &[
+            "Check both sides: the left disk is only read, the right side is",
+            "overwritten. For a disk target, type its name (like sdb) to confirm.",
+        ],
+        Screen::Dest => &[
+            "Best: an image file on a healthy disk. Disks that are the source, the",
+            "disk salvor runs from, mounted, or too small cannot be chosen.",
+        ],
+        Screen::Options => &[
+            "The defaults are right for most failing disks. Space or arrows change",
+            "the highlighted option.",
+        ],
+        _ => &[
+            "salvor never writes to the disk being rescued. Anything that will be",
+            "overwritten is named with its model, serial and size before it starts.",
+        ],
+    };
+    l.extend(specific.iter().map(|s| Line::raw(*s)));
+    l.push(Line::raw(""));
+    l.push(Line::styled("Press any key to close", DIM));
+    l
+}
+
+fn draw_help(app: &App, f: &mut Frame) {
+    let lines = help_lines(app);
+    let area = f.area();
+    let w = area.width.min(76);
+    let h = (lines.len() as u16 + 2).min(area.height);
+    let r = Rect {
+        x: area.x + (area.width - w) / 2,
+        y: area.y + (area.height - h) / 2,
+        width: w,
+        height: h,
+    };
+    f.render_widget(Clear, r);
+    f.render_widget(
+        Paragraph::new(lines)
+            .block(Block::bordered().title(" Help "))
+            .wrap(Wrap { trim: false }),
+        r,
+    );
+}
+
+fn menu_label(app: &App, item: MenuItem) -> (String, &'static str) {
+    match item {
+        MenuItem::Rescue => match &app.job {
+            Some(j) if j.state.is_active() => ("Show the running rescue".into(), ""),
+            Some(_) => ("Show the last rescue".into(), ""),
+            None => (
+                "Rescue a failing disk".into(),
+                "copy what can still be read; resumable",
+            ),
+        },
+        MenuItem::Disks => (
+            "Disks".into(),
+            "every disk with model, serial, size, mounts",
+        ),
+        MenuItem::Soon(f) => (f.title().into(), "coming soon"),
+        MenuItem::SystemInfo => ("System info".into(), "kernel, memory, Secure Boot"),
+        MenuItem::Quit => ("Quit".into(), "back to the shell"),
+    }
+}
+
+fn draw_menu(app: &App, f: &mut Frame, area: Rect) {
+    let [list, info] = Layout::vertical([
+        Constraint::Length(MENU.len() as u16 + 2),
+        Constraint::Min(0),
+    ])
+    .areas(area);
+    let lines: Vec<Line> = MENU
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let (label, hint) = menu_label(app, *item);
+            let sel = i == app.menu_cursor;
+            let mark = if sel { "> " } else { "  " };
+            let style = if sel { SEL } else { Style::new() };
+            let hint_style = if matches!(item, MenuItem::Soon(_)) {
+                DIM
+            } else {
+                Style::new()
+            };
+            Line::from(vec![
+                Span::styled(format!("{mark}{:<26}", label), style),
+                Span::styled(format!("  {hint}"), hint_style),
+            ])
+        })
+        .collect();
+    f.render_widget(
+        Paragraph::new(lines).block(Block::bordered().title(" What do you want to do? ")),
+        list,
+    );
+    let n = app.disks.len();
+    let mut text = vec![
+        Line::raw(""),
+        Line::raw(format!(
+            "  {n} disk{} found. salvor never writes to a disk you rescue from.",
+            if n == 1 { "" } else { "s" }
+        )),
+        Line::raw("  Before anything is overwritten you see it named by model, serial and size."),
+    ];
+    if let Some(e) = &app.disks_error {
+        text.push(Line::styled(format!("  Could not list disks: {e}"), WARN));
+    }
+    f.render_widget(Paragraph::new(text).wrap(Wrap { trim: false }), info);
+}
+
+fn disk_flags(d: &DiskRow) -> String {
+    let mut v = Vec::new();
+    if d.is_boot {
+        v.push("BOOT");
+    }
+    if d.is_mounted() {
+        v.push("mounted");
+    }
+    if d.read_only {
+        v.push("ro");
+    }
+    v.join(" ")
+}
+
+/// One disk as a table row of width `w`.
+fn disk_line(d: &DiskRow, w: usize, selected: bool, note: Option<&str>) -> Line<'static> {
+    let mark = if selected { "> " } else { "  " };
+    let flags = match note {
+        Some(n) => format!("x {n}"),
+        None => disk_flags(d),
+    };
+    let flags_w = 14;
+    let fixed = 2 + 9 + 9 + 7 + flags_w;
+    let rest = w.saturating_sub(fixed);
+    let model_w = rest * 3 / 5;
+    let serial_w = rest - model_w;
+    let model = match &d.backing_file {
+        Some(b) => format!("file {}", b.display()),
+        None => d.model_or_unknown().to_string(),
+    };
+    let text = format!(
+        "{mark}{} {} {} {} {} {}",
+        fit(&d.name(), 8),
+        fit(&model, model_w.saturating_sub(1)),
+        fit(
+            d.serial.as_deref().unwrap_or("-"),
+            serial_w.saturating_sub(1)
+        ),
+        fit(&format_bytes(d.size), 8),
+        fit(&d.transport, 6),
+        fit(&flags, flags_w.saturating_sub(1)),
+    );
+    let style = if selected {
+        SEL
+    } else if note.is_some() {
+        DIM
+    } else if d.is_boot {
+        Style::new().fg(Color::Cyan)
+    } else {
+        Style::new()
+    };
+    Line::styled(text, style)
+}
+
+fn disk_header(w: usize, note: bool) -> Line<'static> {
+    let flags_w = 14;
+    let rest = w.saturating_sub(2 + 9 + 9 + 7 + flags_w);
+    let model_w = rest * 3 / 5;
+    let serial_w = rest - model_w;
+    Line::styled(
+        format!(
+            "  {} {} {} {} {} {}",
+            fit("NAME", 8),
+            fit("MODEL", model_w.saturating_sub(1)),
+            fit("SERIAL", serial_w.saturating_sub(1)),
+            fit("SIZE", 8),
+            fit("BUS", 6),
+            fit(
+                if note { "NOT ALLOWED" } else { "FLAGS" },
+                flags_w.saturating_sub(1)
+            ),
+        ),
+        BOLD,
+    )
+}
+
+/// The detail lines of one disk: identity, partitions, mounts.
+/// `narrow` puts one fact per line (the confirmation screen's half-width panels).
+fn disk_details(d: &DiskRow, narrow: bool) -> Vec<Line<'static>> {
+    let facts = [
+        ("Model: ", d.model_or_unknown().to_string()),
+        ("Serial: ", d.serial_or_unknown().to_string()),
+        (
+            "Size: ",
+            format!("{} ({} bytes)", format_bytes(d.size), d.size),
+        ),
+        ("Bus: ", d.transport.clone()),
+        ("Removable: ", yes_no(d.removable).to_string()),
+    ];
+    let groups: &[&[usize]] = if narrow {
+        &[&[0], &[1], &[2], &[3, 4]]
+    } else {
+        &[&[0, 1], &[2, 3, 4]]
+    };
+    let mut l: Vec<Line<'static>> = groups
+        .iter()
+        .map(|g| {
+            let mut spans = Vec::new();
+            for (n, &i) in g.iter().enumerate() {
+                let (k, v) = &facts[i];
+                let k = if n > 0 {
+                    format!("   {k}")
+                } else {
+                    (*k).to_string()
+                };
+                spans.push(Span::styled(k, BOLD));
+                spans.push(Span::raw(v.clone()));
+            }
+            Line::from(spans)
+        })
+        .collect();
+    if let Some(b) = &d.backing_file {
+        l.push(Line::raw(format!(
+            "Loop device backed by the file {}",
+            b.display()
+        )));
+    }
+    if d.is_boot {
+        l.push(Line::styled(
+            "BOOT DISK: salvor is running from this disk; it is never offered as a target",
+            Style::new().fg(Color::Cyan).add_modifier(Modifier::BOLD),
+        ));
+    }
+    if d.read_only {
+        l.push(Line::raw("Read-only device"));
+    }
+    for m in &d.mountpoints {
+        l.push(Line::raw(format!("Mounted at {}", m.display())));
+    }
+    if d.partitions.is_empty() {
+        l.push(Line::styled("No partitions", DIM));
+    }
+    for p in &d.partitions {
+        let name = p
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let mut s = format!(
+            "  {name}  {}  {}",
+            format_bytes(p.size),
+            p.fstype.as_deref().unwrap_or("?")
+        );
+        if let Some(lab) = &p.label {
+            s.push_str(&format!("  \"{lab}\""));
+        }
+        if let Some(m) = p.mountpoints.first() {
+            s.push_str(&format!("  mounted at {}", m.display()));
+        }
+        l.push(Line::raw(s));
+    }
+    l
+}
+
+/// A bordered table of disks with a details panel for the highlighted one.
+#[allow(clippy::too_many_arguments)]
+fn draw_disk_table(
+    app: &App,
+    f: &mut Frame,
+    area: Rect,
+    title: &str,
+    rows: &[(Option<&DiskRow>, Option<String>)],
+    cursor: usize,
+    detail_title: &str,
+    choosing_target: bool,
+) {
+    let max_list = (area.height / 2).max(5);
+    let list_h = (rows.len() as u16 + 3).min(max_list).min(area.height);
+    let [list, detail] =
+        Layout::vertical([Constraint::Length(list_h), Constraint::Min(0)]).areas(area);
+    let inner_w = usize::from(list.width.saturating_sub(2));
+    let visible = usize::from(list.height.saturating_sub(3));
+    let first = scroll(cursor, visible);
+    let any_note = rows.iter().any(|(_, n)| n.is_some());
+    let mut lines = vec![disk_header(inner_w, any_note)];
+    for (i, (d, note)) in rows.iter().enumerate().skip(first).take(visible) {
+        let sel = i == cursor;
+        match d {
+            Some(d) => lines.push(disk_line(d, inner_w, sel, note.as_deref())),
+            None => {
+                let mark = if sel { "> " } else { "  " };
+                lines.push(Line::styled(
+                    fit(
+                        &format!("{mark}[ An image file on a healthy disk: you type its path ]"),
+                        inner_w,
+                    ),
+                    if sel { SEL } else { GOOD },
+                ));
+            }
+        }
+    }
+    if rows.is_empty() {
+        lines.push(Line::styled(
+            match &app.disks_error {
+                Some(e) => format!("  Could not list disks: {e}"),
+                None => "  No disks found. Plug the disk in and press r.".into(),
+            },
+            WARN,
+        ));
+    }
+    f.render_widget(
+        Paragraph::new(lines).block(Block::bordered().title(format!(" {title} "))),
+        list,
+    );
+    let detail_lines = match rows.get(cursor) {
+        Some((Some(d), note)) => {
+            let mut l = Vec::new();
+            if let Some(why) = note
+                .as_ref()
+                .and_then(|_| app.target_refusal(d))
+                .map(|(_, why)| why)
+            {
+                l.push(Line::styled(format!("Cannot be the target: {why}"), WARN));
+            } else if choosing_target {
+                l.push(Line::styled(
+                    "If chosen, EVERYTHING on this disk is overwritten",
+                    WARN,
+                ));
+            }
+            l.extend(disk_details(d, false));
+            l
+        }
+        Some((None, _)) => vec![
+            Line::raw("Save everything that can be read into a file (an image of the disk)."),
+            Line::raw("The file must be on another, healthy disk that is mounted here."),
+            Line::raw(
+                "This is the safest choice: nothing existing is overwritten except that file.",
+            ),
+        ],
+        None => Vec::new(),
+    };
+    f.render_widget(
+        Paragraph::new(detail_lines)
+            .block(Block::bordered().title(format!(" {detail_title} ")))
+            .wrap(Wrap { trim: false }),
+        detail,
+    );
+}
+
+fn draw_disks(app: &App, f: &mut Frame, area: Rect) {
+    let rows: Vec<_> = app.disks.iter().map(|d| (Some(d), None)).collect();
+    let title = format!(
+        "{} disk{}",
+        rows.len(),
+        if rows.len() == 1 { "" } else { "s" }
+    );
+    draw_disk_table(
+        app,
+        f,
+        area,
+        &title,
+        &rows,
+        app.disk_cursor,
+        "Details",
+        false,
+    );
+}
+
+fn draw_source(app: &App, f: &mut Frame, area: Rect) {
+    let rows: Vec<_> = app.disks.iter().map(|d| (Some(d), None)).collect();
+    draw_disk_table(
+        app,
+        f,
+        area,
+        "Choose the disk to rescue: it is only READ, never written",
+        &rows,
+        app.disk_cursor,
+        "This disk",
+        false,
+    );
+}
+
+fn source_line(app: &App) -> Line<'static> {
+    let s = app
+        .flow
+        .source
+        .as_ref()
+        .map(DiskRow::identity_line)
+        .unwrap_or_default();
+    Line::from(vec![Span::styled("Reading from: ", GOOD), Span::raw(s)])
+}
+
+fn draw_dest(app: &App, f: &mut Frame, area: Rect) {
+    let [top, rest] = Layout::vertical([Constraint::Length(1), Constraint::Min(0)]).areas(area);
+    f.render_widget(source_line(app), top);
+    let mut rows: Vec<(Option<&DiskRow>, Option<String>)> = vec![(None, None)];
+    rows.extend(app.disks.iter().map(|d| {
+        (
+            Some(d),
+            app.target_refusal(d).map(|(short, _)| short.to_string()),
+        )
+    }));
+    draw_disk_table(
+        app,
+        f,
+        rest,
+        "Choose the target: it will be OVERWRITTEN",
+        &rows,
+        app.flow.dest_cursor,
+        "Target",
+        true,
+    );
+}
+
+fn input_box(title: &str, text: &str) -> Paragraph<'static> {
+    Paragraph::new(Line::from(vec![
+        Span::raw(text.to_string()),
+        Span::styled("_", SEL),
+    ]))
+    .block(Block::bordered().title(format!(" {title} ")))
+}
+
+/// Mounted filesystems that are not on the source: where an image could go.
+fn writable_places(app: &App) -> Vec<Line<'static>> {
+    let src = app.flow.source.as_ref().map(|s| s.path.clone());
+    let mut l = Vec::new();
+    for d in &app.disks {
+        // The rescue stick is usually a read-only live medium: not a place for an image.
+        if Some(&d.path) == src.as_ref() || d.is_boot {
+            continue;
+        }
+        let ident = format!("{}, {}", d.model_or_unknown(), format_bytes(d.size));
+        for m in d.mountpoints.iter() {
+            l.push(Line::raw(format!(
+                "  {}  ({}: {ident})",
+                m.display(),
+                d.name()
+            )));
+        }
+        for p in &d.partitions {
+            for m in &p.mountpoints {
+                let name = p
+                    .path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                l.push(Line::raw(format!(
+                    "  {}  ({name} {} {}: {ident})",
+                    m.display(),
+                    p.fstype.as_deref().unwrap_or("?"),
+                    format_bytes(p.size)
+                )));
+            }
+        }
+    }
+    if l.is_empty() {
+        l.push(Line::styled("  (none: mount a healthy disk first)", DIM));
+    }
+    l
+}
+
+fn draw_image_path(app: &App, f: &mut Frame, area: Rect) {
+    let [top, input, rest] = Layout::vertical([
+        Constraint::Length(3),
+        Constraint::Length(3),
+        Constraint::Min(0),
+    ])
+    .areas(area);
+    let need = app.flow.source.as_ref().map_or(0, |s| s.size);
+    f.render_widget(
+        Paragraph::new(vec![
+            source_line(app),
+            Line::raw(format!(
+                "Type the full path of the image file. It needs up to {} of free space",
+                format_bytes(need)
+            )),
+            Line::raw("on a healthy disk. A mapfile named like it plus .map goes beside it."),
+        ]),
+        top,
+    );
+    f.render_widget(input_box("Image file path", &app.flow.input), input);
+    let mut l = vec![Line::styled(
+        "Mounted places (not on the source disk):",
+        BOLD,
+    )];
+    l.extend(writable_places(app));
+    f.render_widget(Paragraph::new(l).wrap(Wrap { trim: false }), rest);
+}
+
+fn draw_mapfile(app: &App, f: &mut Frame, area: Rect) {
+    let fl = &app.flow;
+    let mut l = vec![
+        source_line(app),
+        Line::raw(""),
+        Line::raw("salvor writes down what it has read in a mapfile. If the rescue stops (power"),
+        Line::raw("cut, disk unplugged, you press a), starting it again with the same mapfile"),
+        Line::raw("continues where it stopped and never reads good areas twice."),
+        Line::raw(""),
+        Line::from(vec![
+            Span::styled("Mapfile: ", BOLD),
+            Span::raw(fl.mapfile.display().to_string()),
+        ]),
+        Line::raw(""),
+    ];
+    if fl.mapfile_exists {
+        l.push(Line::styled(
+            "A mapfile from an earlier rescue is already there.",
+            GOOD,
+        ));
+        l.push(Line::raw(
+            "salvor will RESUME that rescue: parts already rescued are not read again.",
+        ));
+        l.push(Line::raw(
+            "If it belongs to another disk, press e and choose another path.",
+        ));
+    } else {
+        l.push(Line::raw(
+            "There is no mapfile there yet: a new rescue starts.",
+        ));
+        if matches!(fl.target, Some(Target::Disk(_))) {
+            l.push(Line::raw(
+                "Keep it on a disk that survives a reboot (press e to change it).",
+            ));
+        }
+    }
+    f.render_widget(
+        Paragraph::new(l)
+            .block(Block::bordered())
+            .wrap(Wrap { trim: false }),
+        area,
+    );
+}
+
+fn draw_mapfile_path(app: &App, f: &mut Frame, area: Rect) {
+    let [top, input, rest] = Layout::vertical([
+        Constraint::Length(2),
+        Constraint::Length(3),
+        Constraint::Min(0),
+    ])
+    .areas(area);
+    f.render_widget(
+        Paragraph::new(vec![
+            source_line(app),
+            Line::raw("Type the full path of the mapfile (an existing one is resumed)."),
+        ]),
+        top,
+    );
+    f.render_widget(input_box("Mapfile path", &app.flow.input), input);
+    let mut l = vec![Line::styled(
+        "Mounted places (not on the source disk):",
+        BOLD,
+    )];
+    l.extend(writable_places(app));
+    f.render_widget(Paragraph::new(l), rest);
+}
+
+fn retry_text(n: i32) -> String {
+    match n {
+        -1 => "until all are read".into(),
+        0 => "none".into(),
+        n => n.to_string(),
+    }
+}
+
+fn option_rows(c: &Choices) -> [(&'static str, String, &'static str); 4] {
+    [
+        (
+            "Retry bad sectors",
+            retry_text(c.retry_passes),
+            "Extra passes over unreadable sectors at the very end. Each pass wears a dying disk.",
+        ),
+        (
+            "Direct disk access",
+            if c.direct { "on" } else { "off" }.into(),
+            "Bypass the kernel's cache: finds bad sectors exactly, but can be slower.",
+        ),
+        (
+            "Read backwards",
+            if c.reverse { "on" } else { "off" }.into(),
+            "Start at the end of the disk. Helps when the start makes the disk hang.",
+        ),
+        (
+            "Scrape bad areas",
+            if c.scrape { "on" } else { "off" }.into(),
+            "Read around bad areas sector by sector. Off = only the easy data, faster.",
+        ),
+    ]
+}
+
+fn draw_options(app: &App, f: &mut Frame, area: Rect) {
+    let mut l = vec![
+        source_line(app),
+        Line::raw("The defaults suit most failing disks."),
+        Line::raw(""),
+    ];
+    for (i, (name, value, help)) in option_rows(&app.flow.choices).into_iter().enumerate() {
+        let sel = i == app.flow.opt_cursor;
+        let mark = if sel { "> " } else { "  " };
+        l.push(Line::from(vec![
+            Span::styled(format!("{mark}{name:<22}"), if sel { SEL } else { BOLD }),
+            Span::styled(
+                format!(" < {value} >"),
+                if sel { SEL } else { Style::new() },
+            ),
+        ]));
+        l.push(Line::styled(format!("    {help}"), DIM));
+    }
+    f.render_widget(
+        Paragraph::new(l)
+            .block(Block::bordered())
+            .wrap(Wrap { trim: false }),
+        area,
+    );
+}
+
+fn choices_summary(c: &Choices) -> String {
+    let mut v = vec![format!("retry passes: {}", retry_text(c.retry_passes))];
+    if c.direct {
+        v.push("direct access".into());
+    }
+    if c.reverse {
+        v.push("backwards".into());
+    }
+    if !c.scrape {
+        v.push("no scraping".into());
+    }
+    v.join(", ")
+}
+
+fn draw_confirm(app: &App, f: &mut Frame, area: Rect) {
+    let fl = &app.flow;
+    let [sides, below] = Layout::vertical([Constraint::Min(6), Constraint::Length(7)]).areas(area);
+    let [left, right] =
+        Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(sides);
+    let src_lines = fl
+        .source
+        .as_ref()
+        .map(|d| disk_details(d, true))
+        .unwrap_or_default();
+    let mut src = vec![Line::styled(
+        fl.source
+            .as_ref()
+            .map(|s| s.path.display().to_string())
+            .unwrap_or_default(),
+        BOLD,
+    )];
+    src.extend(src_lines);
+    f.render_widget(
+        Paragraph::new(src)
+            .block(
+                Block::bordered()
+                    .title(" READ FROM (never written) ")
+                    .border_style(GOOD),
+            )
+            .wrap(Wrap { trim: false }),
+        left,
+    );
+    let mut dst = Vec::new();
+    match &fl.target {
+        Some(Target::Disk(d)) => {
+            dst.push(Line::styled(
+                format!("{}: EVERYTHING ON IT", d.path.display()),
+                WARN,
+            ));
+            dst.extend(disk_details(d, true));
+        }
+        Some(Target::Image(p)) => {
+            dst.push(Line::styled(format!("Image file {}", p.display()), WARN));
+            if fl.image_exists {
+                dst.push(Line::raw(
+                    "The file exists: rescued data is written into it.",
+                ));
+            } else {
+                dst.push(Line::raw("A new file is created."));
+            }
+            if let Some(d) = app.disk_holding(p) {
+                dst.push(Line::raw(format!("On {}", d.identity_line())));
+            }
+        }
+        None => {}
+    }
+    f.render_widget(
+        Paragraph::new(dst)
+            .block(
+                Block::bordered()
+                    .title(" WILL BE OVERWRITTEN ")
+                    .border_style(WARN),
+            )
+            .wrap(Wrap { trim: false }),
+        right,
+    );
+    let resume = if fl.mapfile_exists {
+        "resume the earlier rescue"
+    } else {
+        "new rescue"
+    };
+    let mut l = vec![
+        Line::from(vec![
+            Span::styled("Mapfile: ", BOLD),
+            Span::raw(format!("{} ({resume})", fl.mapfile.display())),
+        ]),
+        Line::from(vec![
+            Span::styled("Options: ", BOLD),
+            Span::raw(choices_summary(&fl.choices)),
+        ]),
+        Line::raw(""),
+    ];
+    let prompt = match &fl.target {
+        Some(Target::Disk(d)) => {
+            l.push(Line::styled(
+                format!(
+                    "Everything on {} will be destroyed. To go on, type its name: {}",
+                    d.path.display(),
+                    d.name()
+                ),
+                WARN,
+            ));
+            Some(input_box("Type the target's name, then Enter", &fl.input))
+        }
+        _ => {
+            l.push(Line::styled(
+                "Press Enter (or y) to start the rescue, Esc to go back.",
+                BOLD,
+            ));
+            None
+        }
+    };
+    let [text, input] =
+        Layout::vertical([Constraint::Length(4), Constraint::Length(3)]).areas(below);
+    f.render_widget(Paragraph::new(l).wrap(Wrap { trim: false }), text);
+    if let Some(p) = prompt {
+        f.render_widget(p, input);
+    }
+}
+
+fn state_span(job: &Job) -> Span<'static> {
+    let waiting = job.snapshot.as_ref().is_some_and(|s| s.waiting_for_device);
+    match &job.state {
+        _ if waiting && job.state.is_active() => {
+            Span::styled("! WAITING FOR THE SOURCE TO COME BACK", WARN)
+        }
+        JobState::Starting => Span::styled("starting...", BOLD),
+        JobState::Running => Span::styled("> running", GOOD),
+        JobState::Paused => Span::styled(
+            "|| PAUSED",
+            Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD),
+        ),
+        JobState::Stopping => Span::styled("stopping, saving the mapfile...", BOLD),
+        JobState::Finished { complete } => {
+            let bad = job.snapshot.as_ref().map_or(0, |s| s.totals.bad_sector);
+            let pending = job.snapshot.as_ref().map_or(0, |s| s.totals.pending());
+            if bad == 0 && pending == 0 && *complete {
+                Span::styled("Finished: every byte rescued", GOOD)
+            } else if bad > 0 {
+                Span::styled(format!("Finished: {} unreadable", format_bytes(bad)), WARN)
+            } else {
+                Span::styled("Finished: some areas not tried", BOLD)
+            }
+        }
+        JobState::Stopped => Span::styled("Stopped (mapfile saved; resumable)", BOLD),
+        JobState::Failed(_) => Span::styled("! FAILED: see the log", WARN),
+    }
+}
+
+fn phase_short(p: crate::mapfile::Phase) -> &'static str {
+    use crate::mapfile::Phase;
+    match p {
+        Phase::Copying => "copying",
+        Phase::Trimming => "trimming",
+        Phase::Scraping => "scraping",
+        Phase::Retrying => "retrying",
+        Phase::Filling => "filling",
+        Phase::Generating => "generating",
+        Phase::Finished => "finished",
+    }
+}
+
+fn kv(k: &str, v: String) -> Line<'static> {
+    Line::from(vec![Span::styled(format!("{k:<10}"), BOLD), Span::raw(v)])
+}
+
+fn remaining_text(r: Option<(Duration, Duration)>) -> String {
+    match r {
+        None => "unknown yet".into(),
+        Some((lo, hi)) if lo == hi => format_duration(lo),
+        Some((lo, hi)) if hi == Duration::MAX => format!("at least {}", format_duration(lo)),
+        Some((lo, hi)) => format!("{} to {}", format_duration(lo), format_duration(hi)),
+    }
+}
+
+fn draw_job(app: &App, f: &mut Frame, area: Rect) {
+    let Some(job) = &app.job else {
+        return;
+    };
+    let log_h = if area.height >= 34 { 10 } else { 5 };
+    let [from, to, map, legend, stats, log] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Length(1),
+        Constraint::Min(3),
+        Constraint::Length(1),
+        Constraint::Length(5),
+        Constraint::Length(log_h),
+    ])
+    .areas(area);
+    f.render_widget(
+        Line::from(vec![
+            Span::styled("From: ", GOOD),
+            Span::raw(job.request.source_identity.clone()),
+        ]),
+        from,
+    );
+    f.render_widget(
+        Line::from(vec![
+            Span::styled("To:   ", WARN),
+            Span::raw(job.request.target_identity.clone()),
+        ]),
+        to,
+    );
+    let size = job.size();
+    let inner_cells =
+        u64::from(map.width.saturating_sub(2)) * u64::from(map.height.saturating_sub(2));
+    let per_cell = if inner_cells > 0 {
+        size.div_ceil(inner_cells)
+    } else {
+        0
+    };
+    let title = format!(
+        " Block map: whole source, one cell = {} ",
+        format_bytes(per_cell)
+    );
+    let block = Block::bordered().title(title);
+    let inner = block.inner(map);
+    f.render_widget(block, map);
+    let pos = job
+        .snapshot
+        .as_ref()
+        .filter(|_| job.state.is_active())
+        .map(|s| s.pos);
+    f.render_widget(
+        BlockMap {
+            blocks: &job.blocks,
+            size,
+            pos,
+        },
+        inner,
+    );
+    f.render_widget(blockmap::legend(pos.is_some()), legend);
+
+    let [left, right] =
+        Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(stats);
+    let mut l = vec![Line::from(vec![
+        Span::styled(format!("{:<10}", "State"), BOLD),
+        state_span(job),
+    ])];
+    let mut r = Vec::new();
+    if let Some(s) = &job.snapshot {
+        let t = &s.totals;
+        let dir = match s.direction {
+            Direction::Forwards => "fwd",
+            Direction::Backwards => "back",
+        };
+        l.push(kv(
+            "Phase",
+            format!("{}, pass {} {dir}", phase_short(s.phase), s.pass),
+        ));
+        l.push(kv(
+            "Rescued",
+            format!(
+                "{} of {} ({:.2}%)",
+                format_bytes(t.finished),
+                format_bytes(s.domain_size),
+                pct(t.finished, s.domain_size)
+            ),
+        ));
+        l.push(Line::from(vec![
+            Span::styled(format!("{:<10}", "Bad"), BOLD),
+            Span::styled(
+                format!(
+                    "{} in {} area{}",
+                    format_bytes(t.bad_sector),
+                    t.bad_areas,
+                    if t.bad_areas == 1 { "" } else { "s" }
+                ),
+                if t.bad_sector > 0 { WARN } else { Style::new() },
+            ),
+        ]));
+        l.push(kv(
+            "Left",
+            format!(
+                "{} ({} near errors)",
+                format_bytes(t.pending()),
+                format_bytes(t.non_trimmed + t.non_scraped)
+            ),
+        ));
+        r.push(kv(
+            "Rate",
+            format!("{} now, {} avg", rate(s.current_rate), rate(s.average_rate)),
+        ));
+        r.push(kv(
+            "Reads",
+            format!("{}, {} failed", s.reads, s.read_errors),
+        ));
+        r.push(kv(
+            "Last good",
+            format!("{} ago", format_duration(s.since_last_good_read)),
+        ));
+        r.push(kv(
+            "Elapsed",
+            format!(
+                "{} (at {})",
+                format_duration(s.elapsed),
+                format_bytes(s.pos)
+            ),
+        ));
+        r.push(kv("Time left", remaining_text(s.remaining)));
+    } else {
+        l.push(Line::raw("Opening the source..."));
+    }
+    f.render_widget(Paragraph::new(l), left);
+    f.render_widget(Paragraph::new(r), right);
+
+    let log_block = Block::new().borders(Borders::TOP).title(" Log ");
+    let visible = usize::from(log_block.inner(log).height);
+    let start = job.log.len().saturating_sub(visible);
+    let lines: Vec<Line> = job.log[start..]
+        .iter()
+        .map(|s| {
+            let st = if s.contains("error") || s.contains("GONE") || s.contains("Error") {
+                WARN
+            } else {
+                Style::new()
+            };
+            Line::styled(s.clone(), st)
+        })
+        .collect();
+    f.render_widget(Paragraph::new(Text::from(lines)).block(log_block), log);
+}
+
+fn draw_sysinfo(app: &App, f: &mut Frame, area: Rect) {
+    let Some(s) = &app.sysinfo else {
+        return;
+    };
+    let sb = s.secure_boot.map_or("unknown", |b| b.describe());
+    let l = vec![
+        kv("salvor", s.version.clone()),
+        kv("Kernel", s.kernel.clone()),
+        kv("CPU", s.cpu.clone()),
+        kv(
+            "Memory",
+            format!(
+                "{} total, {} available",
+                format_bytes(s.mem_total),
+                format_bytes(s.mem_available)
+            ),
+        ),
+        Line::from(vec![
+            Span::styled(format!("{:<10}", "Secure Boot"), BOLD),
+            Span::raw(format!(" {sb}")),
+        ]),
+        kv("Disks", app.disks.len().to_string()),
+    ];
+    f.render_widget(
+        Paragraph::new(l)
+            .block(Block::bordered())
+            .wrap(Wrap { trim: false }),
+        area,
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fit_cuts_and_pads() {
+        assert_eq!(fit("abc", 5), "abc  ");
+        assert_eq!(fit("abcdef", 4), "abc~");
+        assert_eq!(fit("abc", 0), "");
+    }
+
+    #[test]
+    fn scrolling_keeps_cursor_visible() {
+        assert_eq!(scroll(0, 5), 0);
+        assert_eq!(scroll(4, 5), 0);
+        assert_eq!(scroll(7, 5), 3);
+    }
+}

@@ -1,0 +1,333 @@
+//! Runs the rescue engine on its own thread and reports over a channel.
+//!
+//! The UI thread only ever polls the channel, so a read that hangs for minutes on a dying disk
+//! freezes nothing but this worker.
+
+use super::app::{RescueRequest, TargetKind};
+use crate::device::{Clock, Dest, FileDest, FileSource, OpenOptions, Source, SystemClock};
+use crate::error::Result;
+use crate::mapfile::{self, Block, BlockStatus, Mapfile, MapfileSaver, Phase};
+use crate::progress::{Control, RescueEvent, RescueObserver, RescueSnapshot};
+use crate::rescue::{self, engine::MapStore, Outcome, RescueOptions};
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::mpsc::{Receiver, Sender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// What the worker tells the UI.
+#[derive(Debug, Clone)]
+pub enum WorkerMsg {
+    Snapshot(RescueSnapshot),
+    Event(RescueEvent),
+    /// A copy of the map's blocks for the block map (at most about once a second).
+    Map(Vec<Block>),
+    /// The run ended: how, or why it failed.
+    Done(std::result::Result<Outcome, String>),
+}
+
+/// How often the block map is refreshed: enough to look alive, cheap on huge maps.
+const MAP_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The worker's picture of the map. Between saves it is updated from each read (an approximation
+/// of what the engine marks); every save replaces it with the engine's exact map.
+struct Shadow {
+    map: Mapfile,
+    phase: Phase,
+    dirty: bool,
+    last_sent: Option<Instant>,
+}
+
+impl Shadow {
+    fn read_done(&mut self, pos: u64, size: u64, good: u64, failed: bool) {
+        if good > 0 {
+            self.map.set(pos, good.min(size), BlockStatus::Finished);
+        }
+        if failed && good < size {
+            // What the failed rest becomes depends on the phase that read it.
+            let status = match self.phase {
+                Phase::Copying => BlockStatus::NonTrimmed,
+                Phase::Trimming => BlockStatus::NonScraped,
+                _ => BlockStatus::BadSector,
+            };
+            self.map.set(pos + good, size - good, status);
+        }
+        self.dirty = true;
+    }
+}
+
+/// A [`RescueObserver`] that forwards everything to the UI thread.
+pub struct ChannelObserver {
+    tx: Sender<WorkerMsg>,
+    shadow: Rc<RefCell<Shadow>>,
+}
+
+impl ChannelObserver {
+    fn send_map(&mut self, force: bool) {
+        let mut sh = self.shadow.borrow_mut();
+        let due = sh.last_sent.is_none_or(|t| t.elapsed() >= MAP_INTERVAL);
+        if sh.dirty && (force || due) {
+            sh.dirty = false;
+            sh.last_sent = Some(Instant::now());
+            // A closed channel means the UI is gone; the rescue goes on and saves as usual.
+            let _ = self.tx.send(WorkerMsg::Map(sh.map.blocks().to_vec()));
+        }
+    }
+}
+
+impl RescueObserver for ChannelObserver {
+    fn event(&mut self, event: &RescueEvent) {
+        if let RescueEvent::PassStarted { phase, .. } = event {
+            self.shadow.borrow_mut().phase = *phase;
+        }
+        let force = matches!(event, RescueEvent::Finished { .. });
+        if force {
+            self.send_map(true);
+        }
+        let _ = self.tx.send(WorkerMsg::Event(event.clone()));
+    }
+
+    fn progress(&mut self, snapshot: &RescueSnapshot) {
+        self.send_map(false);
+        let _ = self.tx.send(WorkerMsg::Snapshot(snapshot.clone()));
+    }
+
+    fn read_done(&mut self, pos: u64, size: u64, good: u64, failed: bool) {
+        self.shadow.borrow_mut().read_done(pos, size, good, failed);
+    }
+}
+
+/// Saves like the CLI does, and hands the exact map to the shadow.
+struct ShadowStore {
+    saver: MapfileSaver,
+    shadow: Rc<RefCell<Shadow>>,
+}
+
+impl MapStore for ShadowStore {
+    fn store(&mut self, map: &Mapfile, status_message: &str) -> Result<()> {
+        self.saver.save(map, status_message)?;
+        let mut sh = self.shadow.borrow_mut();
+        sh.map = map.clone();
+        sh.dirty = true;
+        Ok(())
+    }
+}
+
+/// A running job: its steering and its channel.
+pub struct JobHandle {
+    pub control: Arc<Control>,
+    pub rx: Receiver<WorkerMsg>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl JobHandle {
+    /// Whether the worker thread has ended.
+    pub fn is_finished(&self) -> bool {
+        self.thread.as_ref().is_none_or(JoinHandle::is_finished)
+    }
+
+    /// Asks the engine to stop and waits up to `wait` for it to save the mapfile and end.
+    /// Returns whether it ended; a read stuck in the kernel may keep it from doing so.
+    pub fn shutdown(&mut self, reason: crate::progress::StopReason, wait: Duration) -> bool {
+        self.control.set_paused(false);
+        self.control.request_stop(reason);
+        let deadline = Instant::now() + wait;
+        while !self.is_finished() {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        true
+    }
+}
+
+impl Drop for JobHandle {
+    fn drop(&mut self) {
+        // Ask the engine to stop (it saves the mapfile) but do not wait: a read stuck in the
+        // kernel must not keep the UI from exiting.
+        self.control.request_stop(crate::progress::StopReason::User);
+    }
+}
+
+fn options(req: &RescueRequest) -> RescueOptions {
+    RescueOptions {
+        retry_passes: req.choices.retry_passes,
+        reverse: req.choices.reverse,
+        no_scrape: !req.choices.scrape,
+        ..RescueOptions::default()
+    }
+}
+
+/// The body of the worker thread: open, check, then run the engine.
+fn work(req: &RescueRequest, control: &Control, tx: &Sender<WorkerMsg>) -> Result<Outcome> {
+    let opts = options(req);
+    let source = FileSource::open(
+        &req.source,
+        OpenOptions {
+            direct: req.choices.direct,
+            sector_size: 0,
+        },
+    )?;
+    let mut source: Box<dyn Source> = Box::new(source);
+    let size = source.geometry().size;
+    let is_disk = req.target_kind == TargetKind::Disk;
+    // The user confirmed a disk target by typing its name: that is the CLI's --force.
+    crate::safety::check_rescue_destination(&req.source, &req.dest, &req.mapfile, size, is_disk)?;
+    let map = mapfile::parse_file(&req.mapfile)?.unwrap_or_else(|| Mapfile::new(size));
+    let mut dest = FileDest::open(&req.dest, is_disk, true)?;
+    let command_line = format!(
+        "salvor rescue {} {} {}",
+        req.source.display(),
+        req.dest.display(),
+        req.mapfile.display()
+    );
+    let saver = MapfileSaver::new(&req.mapfile, &command_line);
+    run_engine(
+        source.as_mut(),
+        &mut dest,
+        map,
+        saver,
+        &opts,
+        &SystemClock::new(),
+        control,
+        tx,
+    )
+}
+
+/// Runs the engine with the channel observer and the shadow map.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn run_engine(
+    source: &mut dyn Source,
+    dest: &mut dyn Dest,
+    mut map: Mapfile,
+    saver: MapfileSaver,
+    opts: &RescueOptions,
+    clock: &dyn Clock,
+    control: &Control,
+    tx: &Sender<WorkerMsg>,
+) -> Result<Outcome> {
+    map.extend_to(source.geometry().size);
+    let _ = tx.send(WorkerMsg::Map(map.blocks().to_vec()));
+    let shadow = Rc::new(RefCell::new(Shadow {
+        map: map.clone(),
+        phase: map.phase,
+        dirty: false,
+        last_sent: Some(Instant::now()),
+    }));
+    let mut store = ShadowStore {
+        saver,
+        shadow: shadow.clone(),
+    };
+    let mut observer = ChannelObserver {
+        tx: tx.clone(),
+        shadow,
+    };
+    let (outcome, _stats) = rescue::rescue(
+        source,
+        dest,
+        &mut map,
+        &mut store,
+        opts,
+        clock,
+        control,
+        &mut observer,
+    )?;
+    // The final save has the exact map; make sure the UI shows it.
+    observer.send_map(true);
+    Ok(outcome)
+}
+
+/// Starts a rescue on a new thread.
+pub fn start(req: RescueRequest) -> std::io::Result<JobHandle> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let control = Arc::new(Control::new());
+    let c = control.clone();
+    let thread = std::thread::Builder::new()
+        .name("salvor-rescue".into())
+        .spawn(move || {
+            let result = work(&req, &c, &tx).map_err(|e| e.to_string());
+            let _ = tx.send(WorkerMsg::Done(result));
+        })?;
+    Ok(JobHandle {
+        control,
+        rx,
+        thread: Some(thread),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device::{FaultySource, FaultySpec, SimClock};
+
+    #[test]
+    fn shadow_follows_reads_by_phase() {
+        let mut sh = Shadow {
+            map: Mapfile::new(4096),
+            phase: Phase::Copying,
+            dirty: false,
+            last_sent: None,
+        };
+        sh.read_done(0, 1024, 512, true);
+        assert_eq!(sh.map.status_at(0), Some(BlockStatus::Finished));
+        assert_eq!(sh.map.status_at(600), Some(BlockStatus::NonTrimmed));
+        sh.phase = Phase::Trimming;
+        sh.read_done(512, 512, 0, true);
+        assert_eq!(sh.map.status_at(600), Some(BlockStatus::NonScraped));
+        sh.phase = Phase::Scraping;
+        sh.read_done(512, 512, 0, true);
+        assert_eq!(sh.map.status_at(600), Some(BlockStatus::BadSector));
+        assert!(sh.dirty);
+    }
+
+    #[test]
+    fn engine_reports_over_the_channel() {
+        let dir = tempfile::tempdir().unwrap();
+        let size = 8u64 << 20;
+        let bad = (3u64 << 20, (3u64 << 20) + 65536);
+        let spec = FaultySpec::new(size).with_bad(bad.0, bad.1);
+        let clock = SimClock::new();
+        let mut src = FaultySource::new(spec, clock.clone());
+        let mut dest = FileDest::open(&dir.path().join("img"), false, true).unwrap();
+        let map_path = dir.path().join("img.map");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let control = Control::new();
+        let outcome = run_engine(
+            &mut src,
+            &mut dest,
+            Mapfile::new(size),
+            MapfileSaver::new(&map_path, "test"),
+            &RescueOptions::default(),
+            &clock,
+            &control,
+            &tx,
+        )
+        .unwrap();
+        assert_eq!(outcome, Outcome::Finished);
+        let msgs: Vec<WorkerMsg> = rx.try_iter().collect();
+        assert!(matches!(msgs.first(), Some(WorkerMsg::Map(_))));
+        assert!(msgs.iter().any(|m| matches!(m, WorkerMsg::Snapshot(_))));
+        assert!(msgs
+            .iter()
+            .any(|m| matches!(m, WorkerMsg::Event(RescueEvent::Finished { .. }))));
+        let last_map = msgs
+            .iter()
+            .rev()
+            .find_map(|m| match m {
+                WorkerMsg::Map(b) => Some(b.clone()),
+                _ => None,
+            })
+            .unwrap();
+        let m = Mapfile::from_blocks(last_map).unwrap();
+        assert_eq!(m.status_at(bad.0), Some(BlockStatus::BadSector));
+        assert_eq!(m.status_at(bad.1 - 1), Some(BlockStatus::BadSector));
+        assert_eq!(m.status_at(0), Some(BlockStatus::Finished));
+        assert_eq!(m.status_at(size - 1), Some(BlockStatus::Finished));
+        assert!(map_path.exists());
+    }
+}
