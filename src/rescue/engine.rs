@@ -1,8 +1,8 @@
 //! The rescue engine: phases and passes over a [`Mapfile`] (see the module doc of `rescue`).
 
+use super::reader::{Chunk, Reader};
 use super::{RescueOptions, DEFAULT_CLUSTER};
-use crate::device::file::AlignedBuf;
-use crate::device::{Clock, Dest, ReadFault, Source};
+use crate::device::{Clock, Dest, Geometry, ReadFault, Source};
 use crate::error::{Error, Result};
 use crate::mapfile::{BlockStatus, Mapfile, MapfileSaver, Phase};
 use crate::progress::{
@@ -65,29 +65,65 @@ pub fn rescue(
     control: &Control,
     observer: &mut dyn RescueObserver,
 ) -> Result<(Outcome, RescueStats)> {
-    let mut engine = Engine::new(src, dest, map, store, opts, clock, control, observer)?;
-    let result = engine.run();
-    let stats = engine.stats;
-    match result {
-        Ok(()) => {
-            engine.map.phase = Phase::Finished;
-            engine.save("Finished")?;
-            engine.observer.event(&RescueEvent::Finished {
-                complete: engine.domain_totals().pending() == 0,
-            });
-            engine.emit_progress(true);
-            Ok((Outcome::Finished, stats))
+    let geometry = src.geometry();
+    std::thread::scope(|scope| {
+        let reader = super::reader::spawn(scope, src, cluster_size(opts, &geometry));
+        let mut engine = Engine::new(
+            reader, geometry, dest, map, store, opts, clock, control, observer,
+        )?;
+        let result = engine.run();
+        let stats = engine.stats;
+        match result {
+            Ok(()) => {
+                engine.map.phase = Phase::Finished;
+                engine.save("Finished")?;
+                engine.observer.event(&RescueEvent::Finished {
+                    complete: engine.domain_totals().pending() == 0,
+                });
+                engine.emit_progress(true);
+                Ok((Outcome::Finished, stats))
+            }
+            Err(Halt::Stop(reason)) => {
+                engine.save("Interrupted")?;
+                engine.emit_progress(true);
+                Ok((Outcome::Stopped(reason), stats))
+            }
+            Err(Halt::Fail(e)) => {
+                // Save what is durable; a failing save must not hide the original error.
+                let _ = engine.save("Stopped by an error");
+                engine.emit_progress(true);
+                Err(e)
+            }
         }
-        Err(Halt::Stop(reason)) => {
-            engine.save("Interrupted")?;
-            engine.emit_progress(true);
-            Ok((Outcome::Stopped(reason), stats))
-        }
-        Err(Halt::Fail(e)) => {
-            // Save what is durable; a failing save must not hide the original error.
-            let _ = engine.save("Stopped by an error");
-            engine.emit_progress(true);
-            Err(e)
+    })
+}
+
+fn sector_size(opts: &RescueOptions, geo: &Geometry) -> u64 {
+    if opts.sector_size != 0 {
+        u64::from(opts.sector_size)
+    } else {
+        u64::from(geo.logical_sector.max(1))
+    }
+}
+
+fn cluster_size(opts: &RescueOptions, geo: &Geometry) -> u64 {
+    let sector = sector_size(opts, geo).max(1);
+    if opts.cluster_bytes != 0 {
+        round_up(opts.cluster_bytes, sector)
+    } else {
+        round_up(DEFAULT_CLUSTER, sector)
+    }
+}
+
+/// The next read of a sequential walk over `[lo, hi)`: reads end on cluster boundaries, so that
+/// the I/O thread reading ahead and the engine agree on every chunk.
+pub(super) fn engine_chunk(lo: u64, hi: u64, dir: Direction, cluster: u64) -> (u64, u64) {
+    match dir {
+        Direction::Forwards => (lo, (cluster - lo % cluster).min(hi - lo)),
+        Direction::Backwards => {
+            let rem = hi % cluster;
+            let len = if rem == 0 { cluster } else { rem }.min(hi - lo);
+            (hi - len, len)
         }
     }
 }
@@ -125,7 +161,7 @@ struct Segment {
 }
 
 struct Engine<'a> {
-    src: &'a mut dyn Source,
+    reader: Reader,
     dest: &'a mut dyn Dest,
     map: &'a mut Mapfile,
     store: &'a mut dyn MapStore,
@@ -143,7 +179,8 @@ struct Engine<'a> {
     domain_size: u64,
     /// dest position = source position + shift.
     shift: i128,
-    buf: AlignedBuf,
+    /// The chunk of the last read, until its good part is written.
+    chunk: Option<Chunk>,
     dest_was_new: bool,
 
     stats: RescueStats,
@@ -164,7 +201,8 @@ struct Engine<'a> {
 impl<'a> Engine<'a> {
     #[allow(clippy::too_many_arguments)]
     fn new(
-        src: &'a mut dyn Source,
+        reader: Reader,
+        geo: Geometry,
         dest: &'a mut dyn Dest,
         map: &'a mut Mapfile,
         store: &'a mut dyn MapStore,
@@ -173,23 +211,14 @@ impl<'a> Engine<'a> {
         control: &'a Control,
         observer: &'a mut dyn RescueObserver,
     ) -> Result<Engine<'a>> {
-        let geo = src.geometry();
-        let sector = if opts.sector_size != 0 {
-            u64::from(opts.sector_size)
-        } else {
-            u64::from(geo.logical_sector.max(1))
-        };
+        let sector = sector_size(opts, &geo);
         if !sector.is_power_of_two() {
             return Err(Error::invalid_arg(
                 "--sector-size",
                 format!("{sector} is not a power of two"),
             ));
         }
-        let cluster = if opts.cluster_bytes != 0 {
-            round_up(opts.cluster_bytes, sector)
-        } else {
-            round_up(DEFAULT_CLUSTER, sector)
-        };
+        let cluster = cluster_size(opts, &geo);
         let size = geo.size;
 
         // Check the map against the source before touching anything.
@@ -206,7 +235,7 @@ impl<'a> Engine<'a> {
                      is this the mapfile of another disk?",
                     b.status.name(),
                     b.end(),
-                    src.describe(),
+                    reader.describe,
                     size
                 ),
             ));
@@ -240,7 +269,7 @@ impl<'a> Engine<'a> {
         let dest_was_new = dest.size().map(|s| s == 0).unwrap_or(false);
         let now = clock.now();
         Ok(Engine {
-            src,
+            reader,
             dest,
             map,
             store,
@@ -255,7 +284,7 @@ impl<'a> Engine<'a> {
             domain,
             domain_size,
             shift,
-            buf: AlignedBuf::new(cluster as usize, 4096),
+            chunk: None,
             dest_was_new,
             stats: RescueStats::default(),
             direction: if opts.reverse {
@@ -349,18 +378,11 @@ impl<'a> Engine<'a> {
                     Direction::Backwards => hi = hi.min(n.max(lo)),
                 }
             }
+            if lo < hi {
+                self.reader.sequential(lo, hi, dir);
+            }
             while lo < hi {
-                let (pos, len) = match dir {
-                    Direction::Forwards => {
-                        let len = (self.cluster - lo % self.cluster).min(hi - lo);
-                        (lo, len)
-                    }
-                    Direction::Backwards => {
-                        let rem = hi % self.cluster;
-                        let len = if rem == 0 { self.cluster } else { rem }.min(hi - lo);
-                        (hi - len, len)
-                    }
-                };
+                let (pos, len) = engine_chunk(lo, hi, dir, self.cluster);
                 let r = self.read(pos, len)?;
                 if !r.failed {
                     if let Some((start, last_fail, errors)) = run.take() {
@@ -408,6 +430,9 @@ impl<'a> Engine<'a> {
                         next = Some(target);
                     }
                 }
+                if lo < hi {
+                    self.reader.sequential(lo, hi, dir);
+                }
             }
         }
         Ok(())
@@ -449,15 +474,9 @@ impl<'a> Engine<'a> {
     /// Reads a segment in large reads from one side until the first error.
     fn read_until_error(&mut self, seg: Segment, dir: Direction) -> Step {
         let (mut lo, mut hi) = (seg.pos, seg.end);
+        self.reader.sequential(lo, hi, dir);
         while lo < hi {
-            let (pos, len) = match dir {
-                Direction::Forwards => (lo, (self.cluster - lo % self.cluster).min(hi - lo)),
-                Direction::Backwards => {
-                    let rem = hi % self.cluster;
-                    let len = if rem == 0 { self.cluster } else { rem }.min(hi - lo);
-                    (hi - len, len)
-                }
-            };
+            let (pos, len) = engine_chunk(lo, hi, dir, self.cluster);
             let r = self.read(pos, len)?;
             if r.failed {
                 self.mark_failed_read(pos, len, r.good);
@@ -531,11 +550,15 @@ impl<'a> Engine<'a> {
         };
         for seg in ordered {
             let mut pos = seg.pos;
+            self.reader.sequential(pos, seg.end, Direction::Forwards);
             while pos < seg.end {
-                let len = (self.cluster - pos % self.cluster).min(seg.end - pos);
+                let (_, len) = engine_chunk(pos, seg.end, Direction::Forwards, self.cluster);
                 let r = self.read(pos, len)?;
                 if r.failed {
                     self.mark_failed_read(pos, len, r.good);
+                    // Reading ahead stops at a failure; the sweep goes on after it.
+                    self.reader
+                        .sequential(pos + len, seg.end, Direction::Forwards);
                 }
                 pos += len;
             }
@@ -700,28 +723,36 @@ impl<'a> Engine<'a> {
             Direction::Backwards => pos + len,
         };
         let t0 = self.clock.now();
-        let outcome = self
-            .src
-            .read_at(pos, &mut self.buf.as_mut_slice()[..len as usize]);
+        let Some(mut chunk) = self.reader.read(pos, len) else {
+            return Err(Halt::Fail(Error::Internal(
+                "the device I/O thread ended".into(),
+            )));
+        };
         self.stats.reads += 1;
-        let raw_good = (outcome.good as u64).min(len);
+        let raw_good = (chunk.good as u64).min(len);
+        let outcome_fault = chunk.fault.take();
         self.observer
-            .read_done(pos, len, raw_good, outcome.fault.is_some());
+            .read_done(pos, len, raw_good, outcome_fault.is_some());
+        self.chunk = Some(chunk);
         // With a fault, only whole sectors before it count as read.
-        let (good, fault) = match outcome.fault {
+        let (good, fault) = match outcome_fault {
             None => (raw_good, None),
             Some(f) => (round_down(raw_good, self.sector), Some(f)),
         };
         self.throttle(len);
         if good > 0 {
-            self.write_good(pos, good)?;
+            let written = self.write_good(pos, good);
             self.last_good = self.clock.now();
+            written?;
+        }
+        if let Some(c) = self.chunk.take() {
+            self.reader.recycle(c.buf);
         }
         match fault {
             None if good < len => Err(Halt::Fail(Error::Internal(format!(
                 // A short read without an error: the source is smaller than it said.
                 "{} ended at 0x{:X}, inside its reported size",
-                self.src.describe(),
+                self.reader.describe.clone(),
                 pos + good
             )))),
             None => {
@@ -752,7 +783,7 @@ impl<'a> Engine<'a> {
                 })
             }
             Some(ReadFault::Other(e)) => Err(Halt::Fail(Error::io(
-                self.src.describe(),
+                self.reader.describe.clone(),
                 std::io::Error::new(
                     e.kind(),
                     format!("reading 0x{:X} (+{} bytes): {e}", pos + good, len - good),
@@ -775,7 +806,10 @@ impl<'a> Engine<'a> {
     }
 
     fn write_good(&mut self, pos: u64, len: u64) -> Step {
-        let data = &self.buf.as_slice()[..len as usize];
+        let Some(chunk) = &self.chunk else {
+            return Err(Halt::Fail(Error::Internal("no data to write".into())));
+        };
+        let data = &chunk.buf.as_slice()[..len as usize];
         let dpos = i128::from(pos) + self.shift;
         let dpos = u64::try_from(dpos).map_err(|_| {
             Halt::Fail(Error::invalid_arg(
@@ -876,7 +910,7 @@ impl<'a> Engine<'a> {
     fn device_gone(&mut self, pos: u64, err: &std::io::Error) -> Step {
         let message = format!(
             "{} disappeared at 0x{pos:X} ({err}); the mapfile is saved",
-            self.src.describe()
+            self.reader.describe.clone()
         );
         self.observer.event(&RescueEvent::DeviceGone {
             message: message.clone(),
@@ -888,7 +922,7 @@ impl<'a> Engine<'a> {
             if self.opts.wait_for_device.is_zero() {
                 break;
             }
-            if let Ok(true) = self.src.reopen() {
+            if let Ok(true) = self.reader.reopen() {
                 self.waiting = false;
                 self.observer.event(&RescueEvent::DeviceBack);
                 return Ok(());
@@ -905,7 +939,7 @@ impl<'a> Engine<'a> {
         }
         self.waiting = false;
         Err(Halt::Fail(Error::DeviceGone {
-            path: self.src.describe().into(),
+            path: self.reader.describe.clone().into(),
             reason: format!(
                 "{message}. Nothing was marked bad; run the same command again to resume when the \
                  disk is back"
