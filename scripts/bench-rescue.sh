@@ -4,14 +4,16 @@
 #  1. Read errors (deterministic): ddrescue's test mode (-H) over a sparse 4 GiB source with four
 #     generated test maps; salvor (defaults, and -n) vs ddrescue (defaults, -n, and the expert
 #     options `--cpass=1,2 -K 32MiB -n -N`). Counts come from each tool's --log-reads file.
-#  2. Healthy throughput: a 2 GiB file of random data copied by salvor, ddrescue and dd, page cache
-#     dropped before every run, tools alternated round by round, medians compared.
+#  2. Healthy throughput: a 2 GiB file of random data (cached in work/bench/) copied by salvor,
+#     ddrescue and dd, page cache dropped before every run, tools alternated round by round (who
+#     goes first rotates), medians compared; plus a hyperfine cross-check.
 #
 # Results go to stdout as Markdown (and to work/bench/rescue-results.md). Benchmarks are not
 # tests: the exit status is non-zero only if a run failed or a final map is wrong ("FAIL").
 #
-# Environment: RUNS (throughput runs per tool and variant, default 11), BENCH_HYPERFINE=0 to skip
-# the hyperfine cross-check, BENCH_SKIP_ERRORS=1 / BENCH_SKIP_THROUGHPUT=1 to run one part only.
+# Environment: RUNS (throughput runs per tool and variant, default 11), VARIANTS (throughput
+# variants, default "file null direct"), BENCH_HYPERFINE=0 to skip the hyperfine cross-check,
+# BENCH_SKIP_ERRORS=1 / BENCH_SKIP_THROUGHPUT=1 to run one part only. Takes about 10 minutes.
 set -euo pipefail
 export LC_ALL=C
 
@@ -19,6 +21,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BENCH="$ROOT/work/bench"
 HELPER="$ROOT/scripts/bench-rescue.py"
 RUNS=${RUNS:-11}
+VARIANTS=${VARIANTS:-file null direct}
 BENCH_HYPERFINE=${BENCH_HYPERFINE:-1}
 mkdir -p "$BENCH"
 TMP=$(mktemp -d "$BENCH/tmp.XXXXXX")
@@ -136,16 +139,19 @@ if [ "${BENCH_SKIP_THROUGHPUT:-0}" != 1 ]; then
     fi
     dflag=() ddflag=()
     if [ "$DIRECT" = 1 ]; then dflag=(-d); ddflag=(iflag=direct); fi
+    # Variants: file (write OUT), null (DEST /dev/null), direct (/dev/null, source O_DIRECT: no
+    # kernel readahead, so each tool's own read size shows).
     run_tool() { # variant tool
-        local dst=$OUTF
-        if [ "$1" = null ]; then dst=/dev/null; fi
+        local dst=$OUTF d=("${dflag[@]}") ddf=("${ddflag[@]}")
+        if [ "$1" != file ]; then dst=/dev/null; fi
+        if [ "$1" = direct ]; then d=(-d) ddf=(iflag=direct); fi
         case $2 in
-        salvor) "$SALVOR" rescue -q -f "${dflag[@]}" "$SRC" "$dst" "$MAPF" >"$TMP/salvor.out" 2>&1 ;;
-        ddrescue) ddrescue -q -f "${dflag[@]}" "$SRC" "$dst" "$MAPF" ;;
-        dd) if [ "$1" = null ]; then
-                dd if="$SRC" of=/dev/null bs=4M "${ddflag[@]}" status=none
+        salvor) "$SALVOR" rescue -q -f "${d[@]}" "$SRC" "$dst" "$MAPF" >"$TMP/salvor.out" 2>&1 ;;
+        ddrescue) ddrescue -q -f "${d[@]}" "$SRC" "$dst" "$MAPF" ;;
+        dd) if [ "$1" = file ]; then
+                dd if="$SRC" of="$OUTF" bs=4M conv=fsync "${ddf[@]}" status=none
             else
-                dd if="$SRC" of="$OUTF" bs=4M conv=fsync "${ddflag[@]}" status=none
+                dd if="$SRC" of=/dev/null bs=4M "${ddf[@]}" status=none
             fi ;;
         esac
     }
@@ -157,7 +163,7 @@ if [ "${BENCH_SKIP_THROUGHPUT:-0}" != 1 ]; then
     TIMEFORMAT='%3R %3U %3S' # wall, user and system seconds of the timed command
     : >"$TIMES"
     tools=(salvor ddrescue dd)
-    for variant in file null; do
+    for variant in $VARIANTS; do
         for ((round = 0; round < RUNS; round++)); do
             for ((k = 0; k < 3; k++)); do
                 tool=${tools[$(((round + k) % 3))]} # rotate who goes first each round
@@ -177,6 +183,11 @@ if [ "${BENCH_SKIP_THROUGHPUT:-0}" != 1 ]; then
     out "### Reading only (DEST = /dev/null; dd without fsync)"
     out ""
     python3 "$HELPER" throughput "$TIMES" null | outcat
+    if [ "$DIRECT" = 0 ]; then
+        out "### Reading only with O_DIRECT (salvor/ddrescue \`-d\`, dd \`iflag=direct\`; no readahead, each tool's read size shows)"
+        out ""
+        python3 "$HELPER" throughput "$TIMES" direct | outcat
+    fi
     if grep -qP '\t[1-9][0-9]*$' "$TIMES"; then FAILED=1; cat "$TMP/tool.err" >&2; fi
 
     if [ "$BENCH_HYPERFINE" = 1 ]; then
