@@ -268,6 +268,24 @@ fn sparse_output_skips_zero_blocks_and_dest_is_synced_before_saves() {
     assert!(dest.syncs >= 1);
 }
 
+/// Counts read errors until a given number of bytes has been rescued.
+struct UntilRescued {
+    target: u64,
+    rescued: u64,
+    errors: u64,
+    errors_when_reached: Option<u64>,
+}
+
+impl RescueObserver for UntilRescued {
+    fn read_done(&mut self, _pos: u64, _size: u64, good: u64, failed: bool) {
+        self.rescued += good;
+        self.errors += u64::from(failed);
+        if self.rescued >= self.target && self.errors_when_reached.is_none() {
+            self.errors_when_reached = Some(self.errors);
+        }
+    }
+}
+
 #[test]
 fn dead_head_needs_few_errors_with_default_options() {
     // 1 GiB, every 4th 16 MiB stripe dead: all readable data must come with few failed reads.
@@ -275,17 +293,38 @@ fn dead_head_needs_few_errors_with_default_options() {
     let spec = FaultySpec::dead_head(size, 16 * MIB, 64 * MIB, 16 * MIB);
     let bad = spec.bad_bytes();
     let mut src = FaultySource::new(spec, SimClock::new());
-    let counters = src.counters();
     let mut dest = MemDest::new(0);
     let mut map = Mapfile::new(size);
     let opts = RescueOptions {
-        no_sweep: true,
         no_scrape: true,
         ..Default::default()
     };
-    go(&mut src, &mut dest, &mut map, &opts, &mut Events::default()).expect("rescue");
+    let mut count = UntilRescued {
+        target: size - bad,
+        rescued: 0,
+        errors: 0,
+        errors_when_reached: None,
+    };
+    let clock = src.clock();
+    rescue(
+        &mut src,
+        &mut dest,
+        &mut map,
+        &mut NoStore,
+        &opts,
+        &clock,
+        &Control::new(),
+        &mut count,
+    )
+    .expect("rescue");
     assert_eq!(map.totals().finished, size - bad);
-    let failed = counters.snapshot().1;
-    eprintln!("dead head: {failed} failed reads for 16 stripes (copy + trim)");
-    assert!(failed <= 16 * 4 + 12, "{failed} failed reads");
+    let reached = count
+        .errors_when_reached
+        .expect("all readable data rescued");
+    eprintln!(
+        "dead head: {reached} failed reads until all readable data, {} in all",
+        count.errors
+    );
+    // GNU ddrescue 1.27's expert options need 4 per stripe.
+    assert!(reached <= 16 * 4, "{reached} failed reads");
 }

@@ -107,7 +107,7 @@ pub struct RescueArgs {
     /// Machine-readable progress: one JSON object per line on stdout.
     #[arg(long)]
     json: bool,
-    /// Print a final summary only, no live display.
+    /// Print nothing but errors.
     #[arg(short = 'q', long)]
     quiet: bool,
 }
@@ -271,7 +271,7 @@ pub fn run(args: &RescueArgs) -> Result<i32> {
     let clock = SystemClock::new();
     let mut human = HumanPrinter::new(args.verbose);
     let mut json = JsonPrinter;
-    let mut quiet = Quiet::default();
+    let mut quiet = Quiet;
     let display: &mut dyn RescueObserver = if args.json {
         &mut json
     } else if args.quiet {
@@ -298,11 +298,6 @@ pub fn run(args: &RescueArgs) -> Result<i32> {
         &control,
         observer,
     )?;
-    if args.quiet {
-        if let Some(s) = &quiet.last {
-            eprintln!("{}", super::printer::render_snapshot(s).join("\n"));
-        }
-    }
     Ok(match outcome {
         Outcome::Finished => 0,
         Outcome::Stopped(StopReason::Signal(sig)) => {
@@ -349,16 +344,11 @@ fn identity_mismatch(recorded: &str, current: &str) -> Option<&'static str> {
     None
 }
 
+/// `-q`: nothing on the terminal, like ddrescue's quiet mode.
 #[derive(Default)]
-struct Quiet {
-    last: Option<crate::progress::RescueSnapshot>,
-}
+struct Quiet;
 
-impl RescueObserver for Quiet {
-    fn progress(&mut self, s: &crate::progress::RescueSnapshot) {
-        self.last = Some(s.clone());
-    }
-}
+impl RescueObserver for Quiet {}
 
 #[cfg(test)]
 mod tests {

@@ -335,8 +335,10 @@ impl<'a> Engine<'a> {
             pass += 1;
         }
         if !self.opts.no_trim {
-            // Whatever trimming could not reach from rescued data is left to scraping.
+            // Whatever trimming could not reach from rescued data is left to dividing and
+            // scraping.
             self.relabel(BlockStatus::NonTrimmed, BlockStatus::NonScraped);
+            self.divide()?;
         }
         if !self.opts.no_scrape {
             self.scrape()?;
@@ -357,6 +359,8 @@ impl<'a> Engine<'a> {
         // The current run of errors: where it started and how far its last failed read reached
         // (both measured in the pass direction), for learning how wide bad areas are.
         let mut run: Option<(u64, u64, u32)> = None;
+        // Good bytes read since the last run of errors ended.
+        let mut good_since_run: u64 = 0;
         // Skipping moves the next read to here (exclusive bound in the pass direction).
         let mut next: Option<u64> = None;
         let ordered: Vec<Segment> = match dir {
@@ -401,6 +405,7 @@ impl<'a> Engine<'a> {
                         }
                     }
                     skip = learned;
+                    good_since_run += len;
                     match dir {
                         Direction::Forwards => lo = pos + len,
                         Direction::Backwards => hi = pos,
@@ -408,6 +413,16 @@ impl<'a> Engine<'a> {
                     continue;
                 }
                 self.mark_failed_read(pos, len, r.good);
+                if run.is_none() {
+                    // Bad areas that repeat closer together than the learned width are not the
+                    // wide stripes of a dead head (a few unlucky probes among scattered bad
+                    // sectors can look like one): start small again.
+                    if good_since_run + r.good < learned {
+                        learned = self.skip_initial;
+                        skip = learned;
+                    }
+                    good_since_run = 0;
+                }
                 let (fail_start, fail_end) = match dir {
                     Direction::Forwards => (pos + r.good, pos + len),
                     Direction::Backwards => (pos + len, pos),
@@ -564,6 +579,34 @@ impl<'a> Engine<'a> {
             }
         }
         Ok(self.stats.rescued_this_run > before)
+    }
+
+    /// Dividing: the insides of failed areas are read in chunks of 1/16 of a cluster, so that good
+    /// data between bad spots (dense damage) costs one error per bad chunk instead of one per bad
+    /// sector. An area whose reads keep failing is left to scraping.
+    fn divide(&mut self) -> Step {
+        const GIVE_UP_AFTER: u32 = 8;
+        let size = round_up((self.cluster / 16).max(self.sector), self.sector);
+        let segments: Vec<Segment> = self
+            .segments(BlockStatus::NonScraped)
+            .into_iter()
+            .filter(|s| s.end - s.pos > size)
+            .collect();
+        if segments.is_empty() {
+            return Ok(());
+        }
+        self.begin_pass(Phase::Trimming, 2, Direction::Forwards)?;
+        for seg in segments {
+            let mut pos = seg.pos;
+            let mut failures = 0;
+            while pos < seg.end && failures < GIVE_UP_AFTER {
+                let (_, len) = engine_chunk(pos, seg.end, Direction::Forwards, size);
+                let r = self.read(pos, len)?;
+                failures = if r.failed { failures + 1 } else { 0 };
+                pos += len;
+            }
+        }
+        Ok(())
     }
 
     /// Scraping: every non-scraped sector is read once more, smallest areas first.

@@ -14,9 +14,12 @@
 //!    rescued data, until a bad sector; the rest becomes non-scraped.
 //! 3. **Sweeping.** What is still non-tried lies between failures on both sides; it is read in full
 //!    (no skipping). Any good data found there is grown with the passes of 1 and trimmed again.
-//! 4. **Scraping.** Non-scraped areas are read sector by sector, smallest areas (the edges of bad
+//! 4. **Dividing** (part of trimming). The insides of failed areas are read in chunks of 1/16
+//!    cluster; an area is given up after 8 failures in a row (a solid bad area). On dense damage
+//!    this finds the good chunks between bad ones with one error per bad chunk.
+//! 5. **Scraping.** Non-scraped areas are read sector by sector, smallest areas (the edges of bad
 //!    areas) first.
-//! 5. **Retrying** (`-r N`) bad sectors, alternating direction.
+//! 6. **Retrying** (`-r N`) bad sectors, alternating direction.
 //!
 //! A failed read that delivered some good bytes (as the kernel's buffered reads do) tells exactly
 //! where it failed: that sector is marked non-scraped (it has been tried once and will be tried
