@@ -218,7 +218,7 @@ fn run_pipeline(
         }
         for _ in 0..threads {
             let (tx, job_rx, abort, counters) = (tx.clone(), job_rx.clone(), &abort, &counters);
-            let out_home_rx = &out_home_rx;
+            let (out_home_rx, out_home_tx) = (&out_home_rx, out_home_tx.clone());
             s.spawn(move || {
                 let mut cctx = match new_compressor(opts.level) {
                     Ok(c) => c,
@@ -233,6 +233,8 @@ fn run_pipeline(
                     let Some((k, buf)) = next_job(&job_rx, abort) else { return };
                     let data = buf.data();
                     let frame = if data.len() == chunk && is_zero(data) {
+                        // The output buffer was not needed: put it straight back.
+                        let _ = out_home_tx.send(out);
                         Frame::Zero
                     } else {
                         out.clear();

@@ -89,7 +89,7 @@ impl GptHeader {
         }
         let num_entries = le32(sector, 80);
         let entry_size = le32(sector, 84);
-        if entry_size < 128 || entry_size > 4096 || num_entries > 65_536 {
+        if !(128..=4096).contains(&entry_size) || num_entries > 65_536 {
             return None;
         }
         Some(GptHeader {

@@ -273,7 +273,7 @@ pub fn run_restore(
         let got = hash_target(&dest, size, opts.chunk_size, control, obs)?;
         if got != want {
             return Err(Error::corrupt(
-                &dest.path().to_path_buf(),
+                dest.path().to_path_buf(),
                 "whole target",
                 format!("re-read SHA-256 {got} differs from the written data's {want}"),
             ));
