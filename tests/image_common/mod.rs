@@ -49,6 +49,24 @@ impl LoopDev {
         LoopDev { path: PathBuf::from(dev) }
     }
 
+    /// A loop device over `[offset, offset + size)` of a file: a partition without needing udev
+    /// to create partition nodes.
+    pub fn attach_range(file: &Path, offset: u64, size: u64) -> LoopDev {
+        require_tool("losetup");
+        let dev = run(Command::new("losetup")
+            .arg("--find")
+            .arg("--show")
+            .arg("--offset")
+            .arg(offset.to_string())
+            .arg("--sizelimit")
+            .arg(size.to_string())
+            .arg(file))
+        .trim()
+        .to_string();
+        assert!(dev.starts_with("/dev/loop"), "losetup said {dev:?}");
+        LoopDev { path: PathBuf::from(dev) }
+    }
+
     pub fn part(&self, n: u32) -> PathBuf {
         PathBuf::from(format!("{}p{n}", self.path.display()))
     }
@@ -70,6 +88,21 @@ impl Drop for LoopDev {
     fn drop(&mut self) {
         let _ = Command::new("losetup").arg("-d").arg(&self.path).status();
     }
+}
+
+/// (first byte, size) of GPT partition `n` of a disk image, from `sgdisk -i`.
+pub fn gpt_partition(disk: &Path, n: u32) -> (u64, u64) {
+    require_tool("sgdisk");
+    let out = run(Command::new("sgdisk").arg("-i").arg(n.to_string()).arg(disk));
+    let field = |name: &str| -> u64 {
+        out.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no '{name}' in sgdisk -i output:\n{out}"))
+    };
+    let (first, last) = (field("First sector:"), field("Last sector:"));
+    (first * 512, (last - first + 1) * 512)
 }
 
 /// A mount that is unmounted on drop.
