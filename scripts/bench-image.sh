@@ -11,6 +11,7 @@
 #   salvor image (level 3) vs zstd -T0 -3 < disk > out
 #   salvor restore --yes vs zstd -d -T0 < image > target (target: a loop device when root)
 #   salvor image vs salvor image --no-hash (cost of the whole-disk SHA-256)
+# SALVOR_HASH_IN_READER=1 makes salvor hash in the reader thread instead of a thread of its own.
 # Output goes to the page cache; both sides then `sync`, since salvor fsyncs before it reports
 # success and zstd does not.
 #
@@ -54,21 +55,20 @@ fi
 
 LOOPS=()
 cleanup() {
-    for l in "${LOOPS[@]}"; do losetup -d "$l" 2>/dev/null || true; done
+    for l in "${LOOPS[@]}"; do [ -n "$l" ] && losetup -d "$l" 2>/dev/null || true; done
 }
 trap cleanup EXIT
 
-target_for() { # NAME SIZE-FILE -> path of a restore target of that size
+# Sets TARGET to a restore target as big as file $2: a loop device when root, else a file.
+# (Not a $(function): the loop device must be recorded in this shell for the cleanup trap.)
+make_target() {
     local name=$1 size
     size=$(stat -c %s "$2")
     truncate -s "$size" "$name.target"
+    TARGET="$BENCH_DIR/$name.target"
     if [ "$(id -u)" = 0 ]; then
-        local l
-        l=$(losetup --find --show "$name.target")
-        LOOPS+=("$l")
-        echo "$l"
-    else
-        echo "$BENCH_DIR/$name.target"
+        TARGET=$(losetup --find --show "$name.target")
+        LOOPS+=("$TARGET")
     fi
 }
 
@@ -105,12 +105,15 @@ for d in mixed random; do
     rm -f out.img.zst out.zst
     "$SALVOR" image "$disk" "$d.img.zst" --level 3 >/dev/null 2>&1 || { rm -f "$d.img.zst"; "$SALVOR" image "$disk" "$d.img.zst" --level 3; }
     zstd -q -f -T0 -3 < "$disk" > "$d.zst"
-    tgt=$(target_for "$d" "$disk")
+    make_target "$d" "$disk"
+    tgt=$TARGET
     compare "restore $d" \
         salvor "$SALVOR restore $d.img.zst $tgt --yes" \
         zstd "zstd -q -d -T0 < $d.zst > $tgt && sync" \
         "sync"
     rm -f "$d.img.zst" "$d.zst"
+    if [ "$(id -u)" = 0 ]; then losetup -d "$tgt"; LOOPS=(); fi
+    rm -f "$d.target"
 done
 
 python3 - "$RESULTS" <<'EOF'

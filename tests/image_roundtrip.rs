@@ -130,3 +130,49 @@ fn existing_output_is_refused() {
     assert!(matches!(e, salvor::Error::Refused { .. }), "{e}");
     assert_eq!(read(&img), b"precious");
 }
+
+#[test]
+fn stop_request_interrupts_and_leaves_no_image() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("disk.bin");
+    write_file(&src, &disk_bytes(2 * 1024 * 1024, 4));
+    let img = dir.path().join("disk.img.zst");
+    let control = Control::new();
+    control.request_stop(salvor::progress::StopReason::Signal(15));
+    let e = salvor::image::create_image(&src, &img, &opts(CHUNK), &control, &mut NoProgress).unwrap_err();
+    assert!(matches!(e, salvor::Error::Interrupted(15)), "{e}");
+    assert_eq!(e.exit_code(), 128 + 15);
+    assert!(!img.exists());
+}
+
+/// Collects what an observer is told.
+#[derive(Default)]
+struct Recorder {
+    events: Vec<salvor::progress::ImageEvent>,
+    snapshots: Vec<salvor::progress::ImageSnapshot>,
+}
+
+impl salvor::progress::ImageObserver for Recorder {
+    fn event(&mut self, e: &salvor::progress::ImageEvent) {
+        self.events.push(e.clone());
+    }
+    fn progress(&mut self, s: &salvor::progress::ImageSnapshot) {
+        self.snapshots.push(s.clone());
+    }
+}
+
+#[test]
+fn observer_sees_phases_and_final_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("disk.bin");
+    let data = disk_bytes(1024 * 1024, 9);
+    write_file(&src, &data);
+    let img = dir.path().join("disk.img.zst");
+    let mut rec = Recorder::default();
+    salvor::image::create_image(&src, &img, &opts(CHUNK), &Control::new(), &mut rec).unwrap();
+    let last = rec.snapshots.last().expect("a final snapshot");
+    assert_eq!(last.bytes_in, data.len() as u64);
+    assert_eq!(last.bytes_read, data.len() as u64);
+    assert!(last.ratio > 0.0 && last.ratio <= 1.1, "{}", last.ratio);
+    assert!(matches!(rec.events.last(), Some(salvor::progress::ImageEvent::Finished { ok: true })));
+}

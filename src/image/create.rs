@@ -176,8 +176,11 @@ fn run_pipeline(
     }
     let zero_sum = frame_checksum(zero_frame);
 
+    // Where SHA-256 runs: its own thread (default) or the reader, right after each read while the
+    // chunk is still in cache. The environment knob exists to measure the two (bench-image.sh).
+    let hash_in_reader = opts.hash && std::env::var_os("SALVOR_HASH_IN_READER").is_some();
     std::thread::scope(|s| {
-        let hasher = opts.hash.then(|| {
+        let hasher = (opts.hash && !hash_in_reader).then(|| {
             let (htx, hrx) = mpsc::channel::<Arc<PooledBuf>>();
             let h = s.spawn(move || {
                 let mut sha = Sha256::new();
@@ -189,33 +192,38 @@ fn run_pipeline(
             });
             (htx, h)
         });
-        {
+        let reader = {
             let (tx, pool, abort, counters) = (tx.clone(), &pool, &abort, &counters);
             let htx = hasher.as_ref().map(|h| h.0.clone());
-            s.spawn(move || {
+            s.spawn(move || -> Option<[u8; 32]> {
+                let mut sha = hash_in_reader.then(Sha256::new);
                 for k in 0..nchunks {
                     if check_control(control, abort).is_some() {
-                        return;
+                        return None;
                     }
-                    let Some(mut buf) = pool.get(abort) else { return };
+                    let mut buf = pool.get(abort)?;
                     let pos = k * chunk as u64;
                     let len = (size - pos).min(chunk as u64) as usize;
                     buf.len = len;
                     if let Err(e) = read_chunk(src, name, pos, &mut buf.full_mut()[..len], readable) {
                         let _ = tx.send(Msg::Err(e));
-                        return;
+                        return None;
                     }
                     Counters::add(&counters.read, len as u64);
+                    if let Some(sha) = &mut sha {
+                        sha.update(buf.data());
+                    }
                     let buf = Arc::new(buf);
                     if let Some(h) = &htx {
                         let _ = h.send(buf.clone());
                     }
                     if job_tx.send((k, buf)).is_err() {
-                        return;
+                        return None;
                     }
                 }
-            });
-        }
+                sha.map(|s| s.finalize().into())
+            })
+        };
         for _ in 0..threads {
             let (tx, job_rx, abort, counters) = (tx.clone(), job_rx.clone(), &abort, &counters);
             let (out_home_rx, out_home_tx) = (&out_home_rx, out_home_tx.clone());
@@ -253,6 +261,9 @@ fn run_pipeline(
                 }
             });
         }
+        // Only the compressors may hold the job queue: when they all stop, a reader blocked on a
+        // full queue gets an error instead of waiting forever.
+        drop(job_rx);
         drop(tx);
         let result = (|| {
             let mut pending: BTreeMap<u64, (usize, Frame)> = BTreeMap::new();
@@ -304,15 +315,14 @@ fn run_pipeline(
         })();
         abort.store(true, Ordering::Relaxed);
         drop(rx);
+        let panicked = |_| Error::Internal("imaging thread panicked".into());
+        let from_reader = reader.join().map_err(panicked)?;
         let digest = match hasher {
             Some((htx, h)) => {
                 drop(htx);
-                Some(
-                    h.join()
-                        .map_err(|_| Error::Internal("hash thread panicked".into()))?,
-                )
+                Some(h.join().map_err(panicked)?)
             }
-            None => None,
+            None => from_reader,
         };
         result.map(|z| (digest, z))
     })

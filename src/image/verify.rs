@@ -98,14 +98,18 @@ pub fn verify_image(
         Ok(d) => d,
         Err(e) => {
             if let Error::Corrupt { location, reason, .. } = &e {
-                if location.starts_with("chunk ") {
+                // Locations read "chunk K (disk offset N)".
+                let num_after = |key: &str| {
+                    location
+                        .split(key)
+                        .nth(1)
+                        .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+                        .and_then(|n| n.parse().ok())
+                };
+                if let (Some(chunk), Some(offset)) = (num_after("chunk "), num_after("disk offset ")) {
                     obs.event(&ImageEvent::BadChunk {
-                        chunk: location
-                            .split_whitespace()
-                            .nth(1)
-                            .and_then(|n| n.parse().ok())
-                            .unwrap_or(0),
-                        offset: 0,
+                        chunk,
+                        offset,
                         reason: reason.clone(),
                     });
                 }
