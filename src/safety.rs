@@ -3,7 +3,7 @@
 
 use crate::error::{Error, Result};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Whether two paths name the same file or device node (same inode, or same device number).
 fn same_node(a: &Path, b: &Path) -> bool {
@@ -80,20 +80,43 @@ pub fn check_rescue_destination(
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
-        // (A loop-device source backed by an image file is a different matter: writing another
-        // file on the disk holding that image does not touch it.)
-        if let Some(source_disk) = whole_disk(source) {
-            for disk in crate::blockdev::disks_holding_file(dir) {
-                if whole_disk(&disk).as_deref() == Some(source_disk.as_str()) {
-                    return Err(Error::refused(
-                        dest,
-                        format!("it is on {}, the disk being rescued", disk.display()),
-                    ));
-                }
-            }
+        if let Some(disk) = device_holds_file(source, dir) {
+            return Err(Error::refused(
+                dest,
+                format!("it is on {}, the disk being rescued", disk.display()),
+            ));
         }
     }
     Ok(())
+}
+
+/// Whether writing the block device `device` could overwrite the file (or directory) at `path`:
+/// the filesystem holding `path` lives on `device`, on its whole disk or on one of its partitions,
+/// or `device` is a loop device whose backing file is `path`. Returns the device holding `path`.
+///
+/// (A loop device backed by an image file is not the disk holding that image: writing the loop
+/// device writes only its backing file.)
+pub fn device_holds_file(device: &Path, path: &Path) -> Option<PathBuf> {
+    let disk = whole_disk(device)?;
+    if let Some(backing) = loop_backing_file(&disk) {
+        if same_node(&backing, path) {
+            return Some(device.to_path_buf());
+        }
+    }
+    crate::blockdev::disks_holding_file(path)
+        .into_iter()
+        .find(|d| whole_disk(d).as_deref() == Some(disk.as_str()))
+}
+
+/// Whether two block devices are on the same whole disk (a disk and its partitions, or two
+/// partitions of one disk).
+pub fn same_disk(a: &Path, b: &Path) -> bool {
+    matches!((whole_disk(a), whole_disk(b)), (Some(x), Some(y)) if x == y)
+}
+
+fn loop_backing_file(disk_name: &str) -> Option<PathBuf> {
+    let text = std::fs::read_to_string(format!("/sys/block/{disk_name}/loop/backing_file")).ok()?;
+    Some(PathBuf::from(text.trim_end_matches('\n')))
 }
 
 /// The kernel name of the whole disk a block device belongs to ("sda" for /dev/sda2).

@@ -1,12 +1,15 @@
 //! The command line: argument parsing, command dispatch, progress printers, signal setup and the
 //! mapping of errors to exit codes. Everything here is presentation; the work is done by engines.
 
+pub mod image;
 mod map;
 mod printer;
 mod rescue;
 pub mod signals;
 
+use crate::progress::Control;
 use clap::{Parser, Subcommand};
+use std::sync::Arc;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -29,6 +32,16 @@ enum Command {
     Map(map::MapArgs),
     /// List block devices with identity, sizes, transport, partitions and mounts.
     List(ListArgs),
+    /// Image a disk to a compressed, verifiable image (seekable zstd) or a sparse raw image.
+    Image(Box<image::ImageArgs>),
+    /// Write an image back to a disk (also to a bigger one).
+    Restore(Box<image::RestoreArgs>),
+    /// Copy a disk to another disk.
+    Clone(Box<image::CloneArgs>),
+    /// Check an image (every chunk and the whole-disk SHA-256), or compare it with a disk.
+    Verify(Box<image::VerifyArgs>),
+    /// Show an image's metadata, or a disk's identity and partition table.
+    Info(Box<image::InfoArgs>),
     /// Open the terminal UI (also what `salvor` alone does).
     Tui,
 }
@@ -58,6 +71,11 @@ pub fn run() -> i32 {
         Some(Command::Rescue(args)) => rescue::run(args),
         Some(Command::Map(args)) => map::run(args),
         Some(Command::List(args)) => list(args),
+        Some(Command::Image(args)) => with_signals(|c| image::run_image(args, c)),
+        Some(Command::Restore(args)) => with_signals(|c| image::run_restore(args, c)),
+        Some(Command::Clone(args)) => with_signals(|c| image::run_clone(args, c)),
+        Some(Command::Verify(args)) => with_signals(|c| image::run_verify(args, c)),
+        Some(Command::Info(args)) => with_signals(|c| image::run_info(args, c)),
         None | Some(Command::Tui) => Ok(crate::tui::run()),
     };
     match result {
@@ -67,6 +85,13 @@ pub fn run() -> i32 {
             e.exit_code()
         }
     }
+}
+
+/// Runs a job with SIGINT/SIGTERM/SIGHUP routed to its `Control`.
+fn with_signals(job: impl FnOnce(&Control) -> crate::Result<i32>) -> crate::Result<i32> {
+    let control = Arc::new(Control::new());
+    signals::install(control.clone())?;
+    job(&control)
 }
 
 fn list(args: &ListArgs) -> crate::Result<i32> {

@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# Benchmarks salvor's imaging engine against stock zstd.
+#
+#   scripts/bench-image.sh [ROUNDS]
+#
+# Data sets (made once in $BENCH_DIR, default /tmp/salvor-bench):
+#   mixed.disk  2 GiB: a 1 GiB ext4 filesystem populated from /usr/share, then 1 GiB of zeros
+#   random.disk 1 GiB from /dev/urandom (incompressible)
+# Comparisons, each run ROUNDS times alternating the two commands (hyperfine --runs 1 per round,
+# so neither side always runs on a warmer machine), reporting medians and their ratio:
+#   salvor image (level 3) vs zstd -T0 -3 < disk > out
+#   salvor restore --yes vs zstd -d -T0 < image > target (target: a loop device when root)
+#   salvor image vs salvor image --no-hash (cost of the whole-disk SHA-256)
+# SALVOR_HASH_IN_READER=1 makes salvor hash in the reader thread instead of a thread of its own.
+# Output goes to the page cache; both sides then `sync`, since salvor fsyncs before it reports
+# success and zstd does not.
+#
+# Needs: hyperfine, zstd, e2fsprogs, python3; root for loop-device restore targets.
+set -euo pipefail
+
+ROUNDS=${1:-5}
+BENCH_DIR=${BENCH_DIR:-/tmp/salvor-bench}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+
+for t in hyperfine zstd mkfs.ext4 python3; do
+    command -v "$t" >/dev/null || { echo "bench-image: '$t' is missing" >&2; exit 1; }
+done
+
+cd "$ROOT"
+# SALVOR=path/to/salvor uses that binary; otherwise the release build.
+if [ -z "${SALVOR:-}" ]; then
+    cargo build --release >&2
+    SALVOR="$ROOT/target/release/salvor"
+fi
+
+mkdir -p "$BENCH_DIR"
+cd "$BENCH_DIR"
+
+if [ ! -f mixed.disk ]; then
+    echo "making mixed.disk (ext4 from /usr/share + 1 GiB empty)" >&2
+    rm -f fs.part
+    truncate -s 1G fs.part
+    mkfs.ext4 -q -F -d /usr/share fs.part
+    truncate -s 2G mixed.disk.tmp
+    dd if=fs.part of=mixed.disk.tmp bs=4M conv=notrunc,sparse status=none
+    rm -f fs.part
+    mv mixed.disk.tmp mixed.disk
+fi
+if [ ! -f random.disk ]; then
+    echo "making random.disk (1 GiB of /dev/urandom)" >&2
+    head -c 1G /dev/urandom > random.disk.tmp
+    mv random.disk.tmp random.disk
+fi
+
+LOOPS=()
+cleanup() {
+    for l in "${LOOPS[@]}"; do [ -n "$l" ] && losetup -d "$l" 2>/dev/null || true; done
+}
+trap cleanup EXIT
+
+# Sets TARGET to a restore target as big as file $2: a loop device when root, else a file.
+# (Not a $(function): the loop device must be recorded in this shell for the cleanup trap.)
+make_target() {
+    local name=$1 size
+    size=$(stat -c %s "$2")
+    truncate -s "$size" "$name.target"
+    TARGET="$BENCH_DIR/$name.target"
+    if [ "$(id -u)" = 0 ]; then
+        TARGET=$(losetup --find --show "$name.target")
+        LOOPS+=("$TARGET")
+    fi
+}
+
+RESULTS=$BENCH_DIR/results.tsv
+: > "$RESULTS"
+
+# compare LABEL NAME_A CMD_A NAME_B CMD_B PREPARE
+compare() {
+    local label=$1 na=$2 ca=$3 nb=$4 cb=$5 prep=$6
+    echo "== $label" >&2
+    for ((r = 1; r <= ROUNDS; r++)); do
+        hyperfine --style none --runs 1 --prepare "$prep" \
+            --export-json "round.json" -n "$na" "$ca" -n "$nb" "$cb" >/dev/null 2>&1 ||
+            { echo "hyperfine failed for $label; running once to show the error:" >&2; bash -c "$prep"; bash -c "$ca"; bash -c "$cb"; exit 1; }
+        python3 - "$label" "round.json" >> "$RESULTS" <<'EOF'
+import json, sys
+label, path = sys.argv[1], sys.argv[2]
+for r in json.load(open(path))["results"]:
+    print(f"{label}\t{r['command']}\t{r['mean']:.4f}")
+EOF
+    done
+}
+
+for d in mixed random; do
+    disk=$d.disk
+    compare "image $d" \
+        salvor "$SALVOR image $disk out.img.zst --level 3" \
+        zstd "zstd -q -T0 -3 < $disk > out.zst && sync" \
+        "rm -f out.img.zst out.zst; sync"
+    compare "hash $d" \
+        "salvor" "$SALVOR image $disk out.img.zst --level 3" \
+        "salvor-no-hash" "$SALVOR image $disk out.img.zst --level 3 --no-hash" \
+        "rm -f out.img.zst; sync"
+    rm -f out.img.zst out.zst
+    "$SALVOR" image "$disk" "$d.img.zst" --level 3 >/dev/null 2>&1 || { rm -f "$d.img.zst"; "$SALVOR" image "$disk" "$d.img.zst" --level 3; }
+    zstd -q -f -T0 -3 < "$disk" > "$d.zst"
+    make_target "$d" "$disk"
+    tgt=$TARGET
+    compare "restore $d" \
+        salvor "$SALVOR restore $d.img.zst $tgt --yes" \
+        zstd "zstd -q -d -T0 < $d.zst > $tgt && sync" \
+        "sync"
+    rm -f "$d.img.zst" "$d.zst"
+    if [ "$(id -u)" = 0 ]; then losetup -d "$tgt"; LOOPS=(); fi
+    rm -f "$d.target"
+done
+
+python3 - "$RESULTS" <<'EOF'
+import sys, statistics, collections
+rows = collections.defaultdict(lambda: collections.defaultdict(list))
+order = []
+for line in open(sys.argv[1]):
+    label, cmd, t = line.rstrip("\n").split("\t")
+    if label not in order:
+        order.append(label)
+    rows[label][cmd].append(float(t))
+print(f"{'comparison':<16} {'A':<16} {'median A':>9} {'B':<16} {'median B':>9} {'A/B':>6}")
+for label in order:
+    (a, ta), (b, tb) = list(rows[label].items())[:2]
+    ma, mb = statistics.median(ta), statistics.median(tb)
+    print(f"{label:<16} {a:<16} {ma:9.3f} {b:<16} {mb:9.3f} {ma/mb:6.2f}")
+EOF

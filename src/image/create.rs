@@ -1,0 +1,442 @@
+//! Imaging: disk → salvor image (seekable zstd) or sparse raw image.
+//!
+//! Compressed pipeline: a reader thread fills pooled chunk buffers from the source and hands each
+//! to the SHA-256 thread and to the compressor queue; N compressor threads (one reusable zstd
+//! context and output buffer each) turn chunks into frames; the calling thread writes frames in
+//! disk order and reports progress. All-zero chunks skip compression and reuse one precomputed
+//! frame.
+
+use super::format::*;
+use super::parts::PartWriter;
+use super::pool::{buffers_for, check_control, Counters, Meter, Pool, PooledBuf, TICK};
+use super::srcread::{read_chunk, Readable};
+use super::stream::{next_job, stream_chunks, Input};
+use super::{ImageOptions, ImageSummary};
+use crate::device::{Dest, FileDest, Source};
+use crate::error::{Error, Result};
+use crate::progress::{Control, ImageEvent, ImageObserver, ImagePhase};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+enum Frame {
+    /// The precomputed all-zero frame.
+    Zero,
+    /// A compressed frame (the Vec goes back to the output pool after writing).
+    Data(Vec<u8>),
+}
+
+enum Msg {
+    Frame {
+        index: u64,
+        raw_len: usize,
+        frame: Frame,
+    },
+    Err(Error),
+}
+
+/// The checksum a frame carries in its last four bytes (XXH64 low 32 bits of the content).
+fn frame_checksum(frame: &[u8]) -> u32 {
+    le32(frame, frame.len() - 4)
+}
+
+fn new_compressor(level: i32) -> Result<zstd::bulk::Compressor<'static>> {
+    let zerr = |e: std::io::Error| Error::Internal(format!("zstd: {e}"));
+    let mut c = zstd::bulk::Compressor::new(level).map_err(zerr)?;
+    c.set_parameter(zstd::zstd_safe::CParameter::ChecksumFlag(true))
+        .map_err(zerr)?;
+    c.set_parameter(zstd::zstd_safe::CParameter::ContentSizeFlag(true))
+        .map_err(zerr)?;
+    Ok(c)
+}
+
+/// Images `src` (of `size` bytes; only `readable` parts are read) into a salvor image at `output`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn create_compressed(
+    src: &mut dyn Source,
+    name: &Path,
+    size: u64,
+    readable: &Readable,
+    mut metadata: Metadata,
+    output: &Path,
+    opts: &ImageOptions,
+    control: &Control,
+    obs: &mut dyn ImageObserver,
+) -> Result<ImageSummary> {
+    let start = Instant::now();
+    let chunk = opts.chunk_size;
+    let level = opts.level;
+    let nchunks = size.div_ceil(chunk as u64);
+    let zero_frame = {
+        let mut c = new_compressor(level)?;
+        c.compress(&vec![0u8; chunk])
+            .map_err(|e| Error::Internal(format!("zstd: {e}")))?
+    };
+    metadata.split_size = opts.split;
+    let mut writer = PartWriter::create(output, opts.split)?;
+    obs.event(&ImageEvent::PhaseStarted {
+        phase: ImagePhase::Imaging,
+    });
+    for h in &readable.holes {
+        obs.event(&ImageEvent::Hole {
+            offset: h.offset,
+            size: h.size,
+        });
+    }
+    let result = (|| {
+        let meta_json = serde_json::to_vec_pretty(&metadata)
+            .map_err(|e| Error::Internal(format!("metadata JSON: {e}")))?;
+        let meta_frame = encode_json_frame(META_TAG, &meta_json);
+        let mut entries = Vec::with_capacity(nchunks as usize + 2);
+        entries.push(SeekEntry {
+            compressed: meta_frame.len() as u32,
+            decompressed: 0,
+            checksum: XXH64_EMPTY_LOW32,
+        });
+        writer.write(&meta_frame)?;
+        let (digest, zero_chunks) = run_pipeline(
+            src,
+            name,
+            size,
+            readable,
+            opts,
+            &zero_frame,
+            &mut writer,
+            &mut entries,
+            control,
+            obs,
+        )?;
+        obs.event(&ImageEvent::PhaseStarted {
+            phase: ImagePhase::Finishing,
+        });
+        let trailer = Trailer {
+            chunks: nchunks,
+            raw_size: size,
+            sha256: digest.map(|d| to_hex(&d)),
+            zero_chunks,
+            holes: readable.holes.clone(),
+            finished_unix: now_unix(),
+        };
+        let tjson = serde_json::to_vec_pretty(&trailer)
+            .map_err(|e| Error::Internal(format!("trailer JSON: {e}")))?;
+        let tframe = encode_json_frame(TRAILER_TAG, &tjson);
+        entries.push(SeekEntry {
+            compressed: tframe.len() as u32,
+            decompressed: 0,
+            checksum: XXH64_EMPTY_LOW32,
+        });
+        writer.write(&tframe)?;
+        writer.write(&encode_seek_table(&entries))?;
+        Ok((trailer, writer.position()))
+    })();
+    match result {
+        Ok((trailer, compressed)) => {
+            let parts = writer.finish()?;
+            obs.event(&ImageEvent::Finished { ok: true });
+            Ok(ImageSummary {
+                raw_size: size,
+                output_size: compressed,
+                parts,
+                sha256: trailer.sha256,
+                zero_chunks: trailer.zero_chunks,
+                holes: trailer.holes,
+                elapsed: start.elapsed(),
+            })
+        }
+        Err(e) => {
+            // Without its seek table the partial file is no image at all.
+            writer.discard();
+            obs.event(&ImageEvent::Finished { ok: false });
+            Err(e)
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_pipeline(
+    src: &mut dyn Source,
+    name: &Path,
+    size: u64,
+    readable: &Readable,
+    opts: &ImageOptions,
+    zero_frame: &[u8],
+    writer: &mut PartWriter,
+    entries: &mut Vec<SeekEntry>,
+    control: &Control,
+    obs: &mut dyn ImageObserver,
+) -> Result<(Option<[u8; 32]>, u64)> {
+    let chunk = opts.chunk_size;
+    let threads = opts.threads.max(1);
+    let nchunks = size.div_ceil(chunk as u64);
+    let nbuf = buffers_for(threads);
+    let pool = Pool::new(nbuf, chunk);
+    let abort = AtomicBool::new(false);
+    let counters = Counters::default();
+    let mut meter = Meter::new(ImagePhase::Imaging, size, true);
+    let (tx, rx) = mpsc::channel::<Msg>();
+    let (job_tx, job_rx) = mpsc::sync_channel::<(u64, Arc<PooledBuf>)>(nbuf);
+    let job_rx = Arc::new(Mutex::new(job_rx));
+    // Output buffers circulate writer → compressors; their number bounds queued frames.
+    let (out_home_tx, out_home_rx) = mpsc::channel::<Vec<u8>>();
+    let out_home_rx = Mutex::new(out_home_rx);
+    let bound = zstd::zstd_safe::compress_bound(chunk);
+    for _ in 0..nbuf {
+        let _ = out_home_tx.send(Vec::with_capacity(bound));
+    }
+    let zero_sum = frame_checksum(zero_frame);
+
+    // Where SHA-256 runs: its own thread (default) or the reader, right after each read while the
+    // chunk is still in cache. The environment knob exists to measure the two (bench-image.sh).
+    let hash_in_reader = opts.hash && std::env::var_os("SALVOR_HASH_IN_READER").is_some();
+    std::thread::scope(|s| {
+        let hasher = (opts.hash && !hash_in_reader).then(|| {
+            let (htx, hrx) = mpsc::channel::<Arc<PooledBuf>>();
+            let h = s.spawn(move || {
+                let mut sha = Sha256::new();
+                for b in hrx {
+                    sha.update(b.data());
+                }
+                let d: [u8; 32] = sha.finalize().into();
+                d
+            });
+            (htx, h)
+        });
+        let reader = {
+            let (tx, pool, abort, counters) = (tx.clone(), &pool, &abort, &counters);
+            let htx = hasher.as_ref().map(|h| h.0.clone());
+            s.spawn(move || -> Option<[u8; 32]> {
+                let mut sha = hash_in_reader.then(Sha256::new);
+                for k in 0..nchunks {
+                    if check_control(control, abort).is_some() {
+                        return None;
+                    }
+                    let mut buf = pool.get(abort)?;
+                    let pos = k * chunk as u64;
+                    let len = (size - pos).min(chunk as u64) as usize;
+                    buf.len = len;
+                    if let Err(e) = read_chunk(src, name, pos, &mut buf.full_mut()[..len], readable)
+                    {
+                        let _ = tx.send(Msg::Err(e));
+                        return None;
+                    }
+                    Counters::add(&counters.read, len as u64);
+                    if let Some(sha) = &mut sha {
+                        sha.update(buf.data());
+                    }
+                    let buf = Arc::new(buf);
+                    if let Some(h) = &htx {
+                        let _ = h.send(buf.clone());
+                    }
+                    if job_tx.send((k, buf)).is_err() {
+                        return None;
+                    }
+                }
+                sha.map(|s| s.finalize().into())
+            })
+        };
+        for _ in 0..threads {
+            let (tx, job_rx, abort, counters) = (tx.clone(), job_rx.clone(), &abort, &counters);
+            let (out_home_rx, out_home_tx) = (&out_home_rx, out_home_tx.clone());
+            s.spawn(move || {
+                let mut cctx = match new_compressor(opts.level) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        let _ = tx.send(Msg::Err(e));
+                        return;
+                    }
+                };
+                loop {
+                    // Output buffer first, then the job (see stream.rs: no wait cycle).
+                    let Some(mut out) = next_job(out_home_rx, abort) else {
+                        return;
+                    };
+                    let Some((k, buf)) = next_job(&job_rx, abort) else {
+                        return;
+                    };
+                    let data = buf.data();
+                    let frame = if data.len() == chunk && is_zero(data) {
+                        // The output buffer was not needed: put it straight back.
+                        let _ = out_home_tx.send(out);
+                        Frame::Zero
+                    } else {
+                        out.clear();
+                        if let Err(e) = cctx.compress_to_buffer(data, &mut out) {
+                            let _ = tx.send(Msg::Err(Error::Internal(format!("zstd: {e}"))));
+                            return;
+                        }
+                        Frame::Data(out)
+                    };
+                    Counters::add(&counters.processed, data.len() as u64);
+                    let raw_len = data.len();
+                    drop(buf);
+                    if tx
+                        .send(Msg::Frame {
+                            index: k,
+                            raw_len,
+                            frame,
+                        })
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+        // Only the compressors may hold the job queue: when they all stop, a reader blocked on a
+        // full queue gets an error instead of waiting forever.
+        drop(job_rx);
+        drop(tx);
+        let result = (|| {
+            let mut pending: BTreeMap<u64, (usize, Frame)> = BTreeMap::new();
+            let mut next = 0u64;
+            let mut zero_chunks = 0u64;
+            while next < nchunks {
+                if let Some(e) = check_control(control, &abort) {
+                    return Err(e);
+                }
+                if let Some(snap) = meter.snapshot(&counters, false) {
+                    obs.progress(&snap);
+                }
+                match rx.recv_timeout(TICK) {
+                    Ok(Msg::Frame {
+                        index,
+                        raw_len,
+                        frame,
+                    }) => {
+                        pending.insert(index, (raw_len, frame));
+                    }
+                    Ok(Msg::Err(e)) => return Err(e),
+                    Err(RecvTimeoutError::Timeout) => continue,
+                    Err(RecvTimeoutError::Disconnected) => {
+                        return Err(Error::Internal("imaging pipeline stopped early".into()))
+                    }
+                }
+                while let Some((raw_len, frame)) = pending.remove(&next) {
+                    let (bytes, checksum) = match &frame {
+                        Frame::Zero => {
+                            zero_chunks += 1;
+                            (zero_frame, zero_sum)
+                        }
+                        Frame::Data(v) => (&v[..], frame_checksum(v)),
+                    };
+                    writer.write(bytes)?;
+                    entries.push(SeekEntry {
+                        compressed: bytes.len() as u32,
+                        decompressed: raw_len as u32,
+                        checksum,
+                    });
+                    Counters::add(&counters.written, bytes.len() as u64);
+                    Counters::add(&counters.raw_done, raw_len as u64);
+                    if let Frame::Data(v) = frame {
+                        let _ = out_home_tx.send(v);
+                    }
+                    next += 1;
+                }
+            }
+            if let Some(snap) = meter.snapshot(&counters, true) {
+                obs.progress(&snap);
+            }
+            Ok(zero_chunks)
+        })();
+        abort.store(true, Ordering::Relaxed);
+        drop(rx);
+        let panicked = |_| Error::Internal("imaging thread panicked".into());
+        let from_reader = reader.join().map_err(panicked)?;
+        let digest = match hasher {
+            Some((htx, h)) => {
+                drop(htx);
+                Some(h.join().map_err(panicked)?)
+            }
+            None => from_reader,
+        };
+        result.map(|z| (digest, z))
+    })
+}
+
+/// Images into a sparse raw file: all-zero 64 KiB blocks are not written, only the file length
+/// is set, so they become holes.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn create_raw(
+    src: &mut dyn Source,
+    name: &Path,
+    size: u64,
+    readable: &Readable,
+    output: &Path,
+    opts: &ImageOptions,
+    control: &Control,
+    obs: &mut dyn ImageObserver,
+) -> Result<ImageSummary> {
+    const SPARSE_BLOCK: usize = 64 << 10;
+    let start = Instant::now();
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(output)
+        .map_err(|e| {
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                Error::refused(output, "file exists; remove it or choose another name")
+            } else {
+                Error::io(output, e)
+            }
+        })?;
+    let mut dest = FileDest::new(file, output.to_path_buf(), false);
+    obs.event(&ImageEvent::PhaseStarted {
+        phase: ImagePhase::Imaging,
+    });
+    let mut zero_chunks = 0u64;
+    let r = stream_chunks(
+        Input::Source {
+            src,
+            name: name.to_path_buf(),
+            readable: readable.clone(),
+            chunk_size: opts.chunk_size,
+            size,
+        },
+        opts.hash,
+        ImagePhase::Imaging,
+        control,
+        obs,
+        &mut |c, counters| {
+            let data = c.data();
+            let mut all_zero = true;
+            for (i, block) in data.chunks(SPARSE_BLOCK).enumerate() {
+                if !is_zero(block) {
+                    all_zero = false;
+                    dest.write_at(c.offset + (i * SPARSE_BLOCK) as u64, block)?;
+                    Counters::add(&counters.written, block.len() as u64);
+                }
+            }
+            zero_chunks += u64::from(all_zero);
+            Ok(())
+        },
+    )
+    .and_then(|d| {
+        dest.extend_to(size)?;
+        dest.sync()?;
+        Ok(d)
+    });
+    match r {
+        Ok(digest) => {
+            obs.event(&ImageEvent::Finished { ok: true });
+            Ok(ImageSummary {
+                raw_size: size,
+                output_size: size,
+                parts: vec![output.to_path_buf()],
+                sha256: digest.map(|d| to_hex(&d)),
+                zero_chunks,
+                holes: readable.holes.clone(),
+                elapsed: start.elapsed(),
+            })
+        }
+        Err(e) => {
+            drop(dest);
+            let _ = std::fs::remove_file(output);
+            obs.event(&ImageEvent::Finished { ok: false });
+            Err(e)
+        }
+    }
+}

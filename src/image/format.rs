@@ -1,0 +1,355 @@
+//! The salvor image format on the byte level: skippable frames carrying JSON, the zstd seekable
+//! seek table, and the JSON documents. See `docs/image-format.md` for the full description.
+
+use serde::{Deserialize, Serialize};
+
+/// Magic of a regular zstd frame (little-endian on disk: 28 B5 2F FD).
+pub const ZSTD_FRAME_MAGIC: u32 = 0xFD2F_B528;
+/// Skippable frame magic used for salvor's metadata and trailer (any of 0x184D2A50..5F is a
+/// skippable frame to zstd; 0x184D2A5E is taken by the seek table, so use another one).
+pub const SALVOR_SKIPPABLE_MAGIC: u32 = 0x184D_2A53;
+/// Skippable frame magic of the seek table (zstd seekable format).
+pub const SEEK_TABLE_MAGIC: u32 = 0x184D_2A5E;
+/// The last four bytes of a seekable file.
+pub const SEEKABLE_FOOTER_MAGIC: u32 = 0x8F92_EAB1;
+/// Seek table descriptor: bit 7 = every entry carries a checksum.
+pub const DESCRIPTOR_CHECKSUM: u8 = 0x80;
+/// Size of the seek table footer: frame count, descriptor, magic.
+pub const FOOTER_SIZE: usize = 9;
+/// Least significant 32 bits of XXH64("") — the checksum of a frame that holds no data.
+pub const XXH64_EMPTY_LOW32: u32 = 0x51D8_E999;
+/// Tags at the start of the two salvor skippable frames' payload.
+pub const META_TAG: [u8; 4] = *b"SVMD";
+pub const TRAILER_TAG: [u8; 4] = *b"SVTR";
+/// The format version written into the metadata; readers refuse newer major versions.
+pub const FORMAT_VERSION: u32 = 1;
+/// The zstd seekable format caps a frame's decompressed size at 1 GiB.
+pub const MAX_CHUNK_SIZE: usize = 1 << 30;
+/// Chunks must be multiples of this so that O_DIRECT reads and writes stay aligned.
+pub const CHUNK_ALIGN: usize = 4096;
+pub const DEFAULT_CHUNK_SIZE: usize = 4 << 20;
+/// At most this many frames in a seek table (the reference implementation's limit).
+pub const MAX_FRAMES: u32 = 0x0800_0000;
+
+pub(crate) fn crc32(data: &[u8]) -> u32 {
+    crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC).checksum(data)
+}
+
+pub(crate) fn le32(b: &[u8], at: usize) -> u32 {
+    let mut a = [0u8; 4];
+    a.copy_from_slice(&b[at..at + 4]);
+    u32::from_le_bytes(a)
+}
+
+pub(crate) fn le64(b: &[u8], at: usize) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(a)
+}
+
+/// Builds a salvor skippable frame: magic, size, tag, CRC-32 of the JSON, JSON.
+pub fn encode_json_frame(tag: [u8; 4], json: &[u8]) -> Vec<u8> {
+    let payload_len = 8 + json.len();
+    let mut out = Vec::with_capacity(8 + payload_len);
+    out.extend_from_slice(&SALVOR_SKIPPABLE_MAGIC.to_le_bytes());
+    out.extend_from_slice(&(payload_len as u32).to_le_bytes());
+    out.extend_from_slice(&tag);
+    out.extend_from_slice(&crc32(json).to_le_bytes());
+    out.extend_from_slice(json);
+    out
+}
+
+/// Checks a whole salvor skippable frame and returns its JSON bytes.
+pub fn decode_json_frame(tag: [u8; 4], frame: &[u8]) -> Result<&[u8], String> {
+    if frame.len() < 16 {
+        return Err(format!("frame of {} bytes is too short", frame.len()));
+    }
+    if le32(frame, 0) != SALVOR_SKIPPABLE_MAGIC {
+        return Err(format!("bad magic 0x{:08X}", le32(frame, 0)));
+    }
+    if le32(frame, 4) as usize != frame.len() - 8 {
+        return Err("skippable frame size does not match the seek table".into());
+    }
+    if frame[8..12] != tag {
+        return Err(format!(
+            "expected tag {:?}, found {:?}",
+            String::from_utf8_lossy(&tag),
+            String::from_utf8_lossy(&frame[8..12])
+        ));
+    }
+    let json = &frame[16..];
+    if crc32(json) != le32(frame, 12) {
+        return Err("CRC-32 of the JSON does not match".into());
+    }
+    Ok(json)
+}
+
+/// One seek table entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeekEntry {
+    pub compressed: u32,
+    pub decompressed: u32,
+    pub checksum: u32,
+}
+
+/// Encodes the seek table skippable frame (entries with checksums).
+pub fn encode_seek_table(entries: &[SeekEntry]) -> Vec<u8> {
+    let body = entries.len() * 12 + FOOTER_SIZE;
+    let mut out = Vec::with_capacity(8 + body);
+    out.extend_from_slice(&SEEK_TABLE_MAGIC.to_le_bytes());
+    out.extend_from_slice(&(body as u32).to_le_bytes());
+    for e in entries {
+        out.extend_from_slice(&e.compressed.to_le_bytes());
+        out.extend_from_slice(&e.decompressed.to_le_bytes());
+        out.extend_from_slice(&e.checksum.to_le_bytes());
+    }
+    out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
+    out.push(DESCRIPTOR_CHECKSUM);
+    out.extend_from_slice(&SEEKABLE_FOOTER_MAGIC.to_le_bytes());
+    out
+}
+
+/// The parsed footer: how many frames and how big the whole seek table frame is.
+#[derive(Debug, Clone, Copy)]
+pub struct Footer {
+    pub frames: u32,
+    pub entry_size: usize,
+    pub table_frame_size: u64,
+}
+
+pub fn parse_footer(footer: &[u8; FOOTER_SIZE]) -> Result<Footer, String> {
+    if le32(footer, 5) != SEEKABLE_FOOTER_MAGIC {
+        return Err(format!(
+            "no zstd seek table (last 4 bytes are 0x{:08X}, not 0x{SEEKABLE_FOOTER_MAGIC:08X}): \
+             truncated file, missing last part, or not a salvor image",
+            le32(footer, 5)
+        ));
+    }
+    let frames = le32(footer, 0);
+    let descriptor = footer[4];
+    if descriptor & 0x7C != 0 {
+        return Err(format!(
+            "seek table descriptor 0x{descriptor:02X} has reserved bits set"
+        ));
+    }
+    if frames > MAX_FRAMES {
+        return Err(format!("seek table claims {frames} frames"));
+    }
+    let entry_size = if descriptor & DESCRIPTOR_CHECKSUM != 0 {
+        12
+    } else {
+        8
+    };
+    Ok(Footer {
+        frames,
+        entry_size,
+        table_frame_size: 8 + u64::from(frames) * entry_size as u64 + FOOTER_SIZE as u64,
+    })
+}
+
+/// Parses the seek table frame (whole frame including header and footer).
+pub fn parse_seek_table(frame: &[u8], footer: &Footer) -> Result<Vec<SeekEntry>, String> {
+    if frame.len() as u64 != footer.table_frame_size {
+        return Err("seek table size mismatch".into());
+    }
+    if le32(frame, 0) != SEEK_TABLE_MAGIC {
+        return Err(format!(
+            "seek table frame has magic 0x{:08X}, expected 0x{SEEK_TABLE_MAGIC:08X}",
+            le32(frame, 0)
+        ));
+    }
+    if u64::from(le32(frame, 4)) != footer.table_frame_size - 8 {
+        return Err("seek table frame size field does not match its frame count".into());
+    }
+    let mut entries = Vec::with_capacity(footer.frames as usize);
+    for i in 0..footer.frames as usize {
+        let at = 8 + i * footer.entry_size;
+        entries.push(SeekEntry {
+            compressed: le32(frame, at),
+            decompressed: le32(frame, at + 4),
+            checksum: if footer.entry_size == 12 {
+                le32(frame, at + 8)
+            } else {
+                0
+            },
+        });
+    }
+    Ok(entries)
+}
+
+/// Where the imaged disk came from.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SourceInfo {
+    pub path: String,
+    pub model: Option<String>,
+    pub serial: Option<String>,
+    pub wwn: Option<String>,
+    pub is_block_device: bool,
+}
+
+/// One partition as summarised in the metadata and by `info`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PartitionInfo {
+    pub number: u32,
+    pub first_lba: u64,
+    pub last_lba: u64,
+    pub size: u64,
+    /// GPT type GUID, or MBR type byte as "0x83".
+    pub type_id: String,
+    /// A readable name of the type, when known.
+    pub type_name: Option<String>,
+    /// GPT partition name.
+    pub name: Option<String>,
+    pub guid: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PartitionTable {
+    /// "gpt" or "mbr".
+    pub kind: String,
+    pub disk_guid: Option<String>,
+    pub partitions: Vec<PartitionInfo>,
+}
+
+/// The JSON document at the start of an image.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Metadata {
+    pub format: String,
+    pub format_version: u32,
+    pub tool_version: String,
+    /// Seconds since the Unix epoch, and the same as ISO 8601 UTC.
+    pub created_unix: u64,
+    pub created: String,
+    pub label: Option<String>,
+    pub source_size: u64,
+    pub logical_sector: u32,
+    pub physical_sector: u32,
+    pub chunk_size: u64,
+    pub compression_level: i32,
+    /// Size of every part but the last, when the image is split.
+    pub split_size: Option<u64>,
+    pub source: SourceInfo,
+    pub partition_table: Option<PartitionTable>,
+    /// The rescue mapfile the image was made from, if any.
+    pub mapfile: Option<String>,
+}
+
+/// An area of the disk that the image holds as zeros because it was never rescued.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Hole {
+    pub offset: u64,
+    pub size: u64,
+}
+
+/// The JSON document just before the seek table.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Trailer {
+    pub chunks: u64,
+    pub raw_size: u64,
+    /// SHA-256 of the whole raw disk as hex; absent when imaged with hashing off.
+    pub sha256: Option<String>,
+    pub zero_chunks: u64,
+    pub holes: Vec<Hole>,
+    pub finished_unix: u64,
+}
+
+/// Whether every byte is zero. Scans eight bytes at a time; the compiler vectorises the fold.
+pub fn is_zero(buf: &[u8]) -> bool {
+    let (head, words, tail) = {
+        // SAFETY: any bit pattern is a valid u64; align_to only reinterprets the aligned middle.
+        unsafe { buf.align_to::<u64>() }
+    };
+    head.iter().all(|&b| b == 0)
+        && tail.iter().all(|&b| b == 0)
+        && words
+            .chunks(64)
+            .all(|c| c.iter().fold(0u64, |acc, &w| acc | w) == 0)
+}
+
+pub fn to_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Seconds since the epoch as "YYYY-MM-DDTHH:MM:SSZ" (civil-from-days, proleptic Gregorian).
+pub fn iso8601_utc(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+pub fn now_unix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zero_scan() {
+        let mut v = vec![0u8; 4099];
+        assert!(is_zero(&v));
+        assert!(is_zero(&v[1..]));
+        v[4098] = 1;
+        assert!(!is_zero(&v));
+        v[4098] = 0;
+        v[2000] = 0x80;
+        assert!(!is_zero(&v[3..]));
+    }
+
+    #[test]
+    fn dates() {
+        assert_eq!(iso8601_utc(0), "1970-01-01T00:00:00Z");
+        assert_eq!(iso8601_utc(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(iso8601_utc(1_700_000_000), "2023-11-14T22:13:20Z");
+    }
+
+    #[test]
+    fn seek_table_round_trip() {
+        let e = vec![
+            SeekEntry {
+                compressed: 100,
+                decompressed: 0,
+                checksum: XXH64_EMPTY_LOW32,
+            },
+            SeekEntry {
+                compressed: 5,
+                decompressed: 4096,
+                checksum: 7,
+            },
+        ];
+        let t = encode_seek_table(&e);
+        let mut f = [0u8; FOOTER_SIZE];
+        f.copy_from_slice(&t[t.len() - FOOTER_SIZE..]);
+        let footer = parse_footer(&f).unwrap();
+        assert_eq!(footer.table_frame_size, t.len() as u64);
+        assert_eq!(parse_seek_table(&t, &footer).unwrap(), e);
+    }
+
+    #[test]
+    fn json_frame() {
+        let f = encode_json_frame(META_TAG, b"{}");
+        assert_eq!(decode_json_frame(META_TAG, &f).unwrap(), b"{}");
+        assert!(decode_json_frame(TRAILER_TAG, &f).is_err());
+        let mut g = f.clone();
+        g[17] ^= 1;
+        assert!(decode_json_frame(META_TAG, &g).is_err());
+    }
+}

@@ -1,0 +1,296 @@
+//! Opening a salvor image: find the seek table from the end, check that the layout adds up, read
+//! the metadata and trailer, and decode single chunks.
+
+use super::format::*;
+use super::parts::PartReader;
+use crate::error::{Error, Result};
+use std::path::{Path, PathBuf};
+
+/// JSON frames larger than this are not believed (a corrupt size field would make us allocate it).
+const MAX_JSON_FRAME: u32 = 64 << 20;
+
+/// Where one data chunk lives.
+#[derive(Debug, Clone, Copy)]
+pub struct FrameLoc {
+    /// Offset of the zstd frame in the (concatenated) image.
+    pub offset: u64,
+    /// Offset of the chunk's first byte on the disk.
+    pub raw_offset: u64,
+    pub entry: SeekEntry,
+}
+
+/// An open salvor image.
+pub struct ImageFile {
+    pub parts: PartReader,
+    pub metadata: Metadata,
+    pub trailer: Trailer,
+    pub frames: Vec<FrameLoc>,
+    /// Whether the seek table carries per-frame checksums.
+    pub has_checksums: bool,
+}
+
+impl ImageFile {
+    pub fn open(path: &Path) -> Result<ImageFile> {
+        let parts = PartReader::open(path)?;
+        let len = parts.len();
+        let shown = parts.part_of(len.saturating_sub(1)).to_path_buf();
+        let corrupt = |loc: String, why: String| Error::corrupt(&shown, loc, why);
+        if len < (8 + FOOTER_SIZE) as u64 {
+            return Err(corrupt(
+                "offset 0".into(),
+                format!("{len} bytes is too short for a salvor image"),
+            ));
+        }
+        let mut footer = [0u8; FOOTER_SIZE];
+        parts.read_exact_at(len - FOOTER_SIZE as u64, &mut footer)?;
+        let footer = parse_footer(&footer).map_err(|mut why| {
+            let sizes = parts.part_sizes();
+            if sizes.len() > 1 || split_hint(&parts) {
+                why.push_str(&format!(
+                    "; if the image was split, part {:03} may be missing",
+                    sizes.len()
+                ));
+            }
+            corrupt(format!("offset {}", len - FOOTER_SIZE as u64), why)
+        })?;
+        if footer.table_frame_size > len {
+            return Err(corrupt(
+                format!("offset {}", len - FOOTER_SIZE as u64),
+                format!(
+                    "seek table of {} bytes is larger than the file",
+                    footer.table_frame_size
+                ),
+            ));
+        }
+        let table_at = len - footer.table_frame_size;
+        let mut table = vec![0u8; footer.table_frame_size as usize];
+        parts.read_exact_at(table_at, &mut table)?;
+        let entries = parse_seek_table(&table, &footer)
+            .map_err(|why| corrupt(format!("offset {table_at}"), why))?;
+        let listed: u64 = entries.iter().map(|e| u64::from(e.compressed)).sum();
+        if listed != table_at {
+            return Err(corrupt(
+                format!("offset {table_at}"),
+                format!(
+                    "the seek table's frames add up to {listed} bytes but the seek table starts at \
+                     {table_at}: the file was truncated, extended or a part is missing"
+                ),
+            ));
+        }
+        if entries.len() < 2 {
+            return Err(corrupt(
+                format!("offset {table_at}"),
+                "seek table lists no metadata and trailer frames: not a salvor image".into(),
+            ));
+        }
+        let display = parts.display_path().to_path_buf();
+        let last = entries.len() - 1;
+        let trailer_at = table_at - u64::from(entries[last].compressed);
+        let metadata: Metadata = read_json(&parts, 0, &entries[0], META_TAG, &display)?;
+        if metadata.format != "salvor-image" || metadata.format_version > FORMAT_VERSION {
+            return Err(Error::corrupt(
+                &display,
+                "metadata",
+                format!(
+                    "format {} version {} is not supported (this salvor reads version {FORMAT_VERSION})",
+                    metadata.format, metadata.format_version
+                ),
+            ));
+        }
+        let trailer: Trailer =
+            read_json(&parts, trailer_at, &entries[last], TRAILER_TAG, &display)?;
+        let chunk = metadata.chunk_size;
+        if chunk == 0 || chunk > MAX_CHUNK_SIZE as u64 {
+            return Err(Error::corrupt(
+                &display,
+                "metadata",
+                format!("chunk size {chunk}"),
+            ));
+        }
+        let data = &entries[1..last];
+        if data.len() as u64 != trailer.chunks
+            || trailer.raw_size != metadata.source_size
+            || metadata.source_size.div_ceil(chunk) != trailer.chunks
+        {
+            return Err(Error::corrupt(
+                &display,
+                "trailer",
+                format!(
+                    "seek table has {} chunks, trailer says {} of a {}-byte disk in {}-byte chunks",
+                    data.len(),
+                    trailer.chunks,
+                    metadata.source_size,
+                    chunk
+                ),
+            ));
+        }
+        let mut frames = Vec::with_capacity(data.len());
+        let mut offset = u64::from(entries[0].compressed);
+        for (k, e) in data.iter().enumerate() {
+            let raw_offset = k as u64 * chunk;
+            let expect = chunk.min(metadata.source_size - raw_offset);
+            if u64::from(e.decompressed) != expect || e.compressed < 9 {
+                return Err(Error::corrupt(
+                    &display,
+                    format!("chunk {k} (disk offset {raw_offset})"),
+                    format!(
+                        "seek table entry says {} -> {} bytes, expected a frame of {expect} bytes",
+                        e.compressed, e.decompressed
+                    ),
+                ));
+            }
+            frames.push(FrameLoc {
+                offset,
+                raw_offset,
+                entry: *e,
+            });
+            offset += u64::from(e.compressed);
+        }
+        if let Some(split) = metadata.split_size {
+            let sizes = parts.part_sizes();
+            let paths = parts.part_paths();
+            for (i, s) in sizes.iter().enumerate() {
+                if i + 1 < sizes.len() && *s != split {
+                    return Err(Error::corrupt(
+                        &paths[i],
+                        format!("part {i:03}"),
+                        format!("part is {s} bytes, every part but the last must be {split}"),
+                    ));
+                }
+            }
+        }
+        Ok(ImageFile {
+            parts,
+            metadata,
+            trailer,
+            frames,
+            has_checksums: footer.entry_size == 12,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        self.parts.display_path()
+    }
+
+    pub fn part_paths(&self) -> Vec<PathBuf> {
+        self.parts.part_paths()
+    }
+
+    /// Total bytes of the image (all parts).
+    pub fn compressed_size(&self) -> u64 {
+        self.parts.len()
+    }
+
+    pub fn location(&self, k: usize) -> String {
+        let raw = self.frames.get(k).map_or(0, |f| f.raw_offset);
+        format!("chunk {k} (disk offset {raw})")
+    }
+
+    fn corrupt_chunk(&self, k: usize, why: impl Into<String>) -> Error {
+        let at = self.frames.get(k).map_or(0, |f| f.offset);
+        Error::corrupt(self.parts.part_of(at), self.location(k), why)
+    }
+
+    /// Reads chunk `k`'s compressed frame into `buf` (resized).
+    pub fn read_frame(&self, k: usize, buf: &mut Vec<u8>) -> Result<()> {
+        let f = self.frames[k];
+        buf.resize(f.entry.compressed as usize, 0);
+        self.parts.read_exact_at(f.offset, buf)
+    }
+
+    /// Decodes chunk `k` from its compressed frame into `out` (at least the chunk's size).
+    /// Checks: zstd magic, frame checksum (by zstd while decoding), the seek table's checksum
+    /// against the frame's, and the decoded size.
+    pub fn decode_frame(
+        &self,
+        k: usize,
+        comp: &[u8],
+        dctx: &mut zstd::bulk::Decompressor<'static>,
+        out: &mut [u8],
+    ) -> Result<usize> {
+        let f = self.frames[k];
+        let want = f.entry.decompressed as usize;
+        if comp.len() < 9 || le32(comp, 0) != ZSTD_FRAME_MAGIC {
+            return Err(self.corrupt_chunk(k, "not a zstd frame (bad magic)"));
+        }
+        // Frame header descriptor bit 2: the frame ends with a 4-byte content checksum.
+        let frame_has_checksum = comp[4] & 0x04 != 0;
+        if self.has_checksums && frame_has_checksum {
+            let c = le32(comp, comp.len() - 4);
+            if c != f.entry.checksum {
+                return Err(self.corrupt_chunk(
+                    k,
+                    format!(
+                        "frame checksum 0x{c:08X} differs from the seek table's 0x{:08X}",
+                        f.entry.checksum
+                    ),
+                ));
+            }
+        }
+        if out.len() < want {
+            return Err(Error::Internal("decode buffer too small".into()));
+        }
+        let n = dctx
+            .decompress_to_buffer(comp, &mut out[..want])
+            .map_err(|e| self.corrupt_chunk(k, format!("zstd: {e}")))?;
+        if n != want {
+            return Err(self.corrupt_chunk(k, format!("decoded {n} bytes, expected {want}")));
+        }
+        Ok(n)
+    }
+}
+
+/// Whether a single-file image looks like one part of a split image.
+fn split_hint(parts: &PartReader) -> bool {
+    parts
+        .part_paths()
+        .first()
+        .and_then(|p| p.extension())
+        .is_some_and(|e| e.len() == 3 && e.to_string_lossy().bytes().all(|b| b.is_ascii_digit()))
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(
+    parts: &PartReader,
+    at: u64,
+    entry: &SeekEntry,
+    tag: [u8; 4],
+    display: &Path,
+) -> Result<T> {
+    let what = if tag == META_TAG {
+        "metadata"
+    } else {
+        "trailer"
+    };
+    if entry.decompressed != 0 || entry.compressed > MAX_JSON_FRAME || entry.compressed < 16 {
+        return Err(Error::corrupt(
+            display,
+            format!("offset {at}"),
+            format!("seek table entry for the {what} frame is implausible"),
+        ));
+    }
+    let mut buf = vec![0u8; entry.compressed as usize];
+    parts.read_exact_at(at, &mut buf)?;
+    let json = decode_json_frame(tag, &buf).map_err(|why| {
+        Error::corrupt(
+            parts.part_of(at),
+            format!("offset {at}"),
+            format!("{what}: {why}"),
+        )
+    })?;
+    serde_json::from_slice(json)
+        .map_err(|e| Error::corrupt(display, format!("offset {at}"), format!("{what} JSON: {e}")))
+}
+
+/// Whether `path` should be treated as a salvor image (vs. a raw image or a device): by name,
+/// then by the first frame's magic.
+pub fn looks_like_salvor_image(path: &Path) -> bool {
+    use std::io::Read;
+    let name = path.to_string_lossy();
+    if name.ends_with(".zst") || super::parts_suffix(&name) {
+        return true;
+    }
+    let mut m = [0u8; 4];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut m))
+        .is_ok_and(|_| u32::from_le_bytes(m) == SALVOR_SKIPPABLE_MAGIC)
+}

@@ -1,0 +1,224 @@
+//! `verify IMAGE [--against DEVICE]` and `info`.
+
+use super::format::{to_hex, Metadata, PartitionTable, Trailer};
+use super::reader::{looks_like_salvor_image, ImageFile};
+use super::restore::read_table;
+use super::srcread::{read_chunk, Readable};
+use super::stream::{stream_chunks, Input};
+use crate::device::{FileSource, Identity, OpenOptions, Source};
+use crate::error::{Error, Result};
+use crate::progress::{Control, ImageEvent, ImageObserver, ImagePhase};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct VerifyReport {
+    pub image: PathBuf,
+    pub chunks: u64,
+    pub raw_size: u64,
+    pub sha256: String,
+    /// False when the image was made without a hash (then only per-chunk checks were done).
+    pub sha256_checked: bool,
+    pub against: Option<PathBuf>,
+    pub elapsed: Duration,
+}
+
+/// Decodes every chunk (zstd frame checksums, seek-table checksums, sizes), checks the whole-disk
+/// SHA-256 and, with `against`, compares every byte with a disk. The first problem is returned as
+/// [`Error::Corrupt`] naming the chunk and its disk offset.
+pub fn verify_image(
+    image: &Path,
+    against: Option<&Path>,
+    threads: usize,
+    control: &Control,
+    obs: &mut dyn ImageObserver,
+) -> Result<VerifyReport> {
+    let start = Instant::now();
+    let img = ImageFile::open(image)?;
+    let mut dev = match against {
+        Some(p) => {
+            let s = FileSource::open(p, OpenOptions::default())?;
+            if s.geometry().size < img.metadata.source_size {
+                return Err(Error::corrupt(
+                    p,
+                    "size",
+                    format!(
+                        "{} bytes, the image holds {}",
+                        s.geometry().size,
+                        img.metadata.source_size
+                    ),
+                ));
+            }
+            Some((p.to_path_buf(), s))
+        }
+        None => None,
+    };
+    obs.event(&ImageEvent::PhaseStarted {
+        phase: ImagePhase::Verifying,
+    });
+    let mut other = Vec::new();
+    let mut events = Vec::new();
+    let digest = stream_chunks(
+        Input::Image {
+            image: &img,
+            threads,
+        },
+        true,
+        ImagePhase::Verifying,
+        control,
+        obs,
+        &mut |c, _| {
+            let Some((p, s)) = dev.as_mut() else {
+                return Ok(());
+            };
+            let data = c.data();
+            other.resize(data.len(), 0);
+            read_chunk(s, p, c.offset, &mut other, &Readable::all())?;
+            if other[..] != data[..] {
+                let i = data
+                    .iter()
+                    .zip(&other)
+                    .position(|(a, b)| a != b)
+                    .unwrap_or(0);
+                let off = c.offset + i as u64;
+                events.push(ImageEvent::BadChunk {
+                    chunk: c.index,
+                    offset: off,
+                    reason: "differs from the disk".into(),
+                });
+                return Err(Error::corrupt(
+                    p.as_path(),
+                    format!("offset {off} (chunk {})", c.index),
+                    format!("differs from the image {}", img.path().display()),
+                ));
+            }
+            Ok(())
+        },
+    );
+    for e in &events {
+        obs.event(e);
+    }
+    let digest = match digest {
+        Ok(d) => d,
+        Err(e) => {
+            if let Error::Corrupt {
+                location, reason, ..
+            } = &e
+            {
+                // Locations read "chunk K (disk offset N)".
+                let num_after = |key: &str| {
+                    location
+                        .split(key)
+                        .nth(1)
+                        .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+                        .and_then(|n| n.parse().ok())
+                };
+                if let (Some(chunk), Some(offset)) =
+                    (num_after("chunk "), num_after("disk offset "))
+                {
+                    obs.event(&ImageEvent::BadChunk {
+                        chunk,
+                        offset,
+                        reason: reason.clone(),
+                    });
+                }
+            }
+            obs.event(&ImageEvent::Finished { ok: false });
+            return Err(e);
+        }
+    };
+    let got = digest
+        .map(|d| to_hex(&d))
+        .ok_or_else(|| Error::Internal("no digest".into()))?;
+    let checked = match &img.trailer.sha256 {
+        Some(want) if *want != got => {
+            obs.event(&ImageEvent::Finished { ok: false });
+            return Err(Error::corrupt(
+                img.path(),
+                "whole image",
+                format!(
+                    "SHA-256 of the decoded disk is {got}, the trailer records {want} (every \
+                     chunk passed its own checksum)"
+                ),
+            ));
+        }
+        Some(_) => true,
+        None => false,
+    };
+    obs.event(&ImageEvent::Finished { ok: true });
+    Ok(VerifyReport {
+        image: image.to_path_buf(),
+        chunks: img.frames.len() as u64,
+        raw_size: img.metadata.source_size,
+        sha256: got,
+        sha256_checked: checked,
+        against: against.map(Path::to_path_buf),
+        elapsed: start.elapsed(),
+    })
+}
+
+/// What `info` shows.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Info {
+    /// A salvor image.
+    Image {
+        path: PathBuf,
+        parts: Vec<PathBuf>,
+        compressed_size: u64,
+        /// compressed / raw.
+        ratio: f64,
+        metadata: Box<Metadata>,
+        trailer: Box<Trailer>,
+    },
+    /// A block device or a raw image file.
+    Raw {
+        path: PathBuf,
+        is_block_device: bool,
+        size: u64,
+        logical_sector: u32,
+        physical_sector: u32,
+        identity: Identity,
+        /// Allocated bytes of a (sparse) file.
+        allocated: Option<u64>,
+        partition_table: Option<PartitionTable>,
+    },
+}
+
+pub fn info(path: &Path) -> Result<Info> {
+    if looks_like_salvor_image(path) {
+        let img = ImageFile::open(path)?;
+        let raw = img.metadata.source_size;
+        return Ok(Info::Image {
+            path: path.to_path_buf(),
+            parts: img.part_paths(),
+            compressed_size: img.compressed_size(),
+            ratio: if raw > 0 {
+                img.compressed_size() as f64 / raw as f64
+            } else {
+                0.0
+            },
+            metadata: Box::new(img.metadata),
+            trailer: Box::new(img.trailer),
+        });
+    }
+    let mut src = FileSource::open(path, OpenOptions::default())?;
+    let g = src.geometry();
+    let table = read_table(&mut src, g.logical_sector, g.size)?;
+    let allocated = if src.is_block_device() {
+        None
+    } else {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(path).ok().map(|m| m.blocks() * 512)
+    };
+    Ok(Info::Raw {
+        path: path.to_path_buf(),
+        is_block_device: src.is_block_device(),
+        size: g.size,
+        logical_sector: g.logical_sector,
+        physical_sector: g.physical_sector,
+        identity: src.identity().clone(),
+        allocated,
+        partition_table: table,
+    })
+}
