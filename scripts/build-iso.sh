@@ -15,6 +15,10 @@
 #   OUT            output path (default work/salvor.iso)
 #   GRUB_TIMEOUT   seconds the boot menu waits (default 3)
 #   INITRD_COMPRESSION  zstd (default), xz or gzip
+#   EFI_LOADER     signed (default): Debian's Microsoft-signed shim -> Debian-signed GRUB ->
+#                  the Debian-signed kernel, so UEFI Secure Boot accepts it; unsigned: a
+#                  standalone GRUB from grub-efi-amd64-bin (Secure Boot refuses it; used as
+#                  the tests' negative control)
 #   FORCE=1        rebuild even if the inputs did not change
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -24,6 +28,7 @@ source "$here/lib/build.sh"
 OUT=${OUT:-$SALVOR_REPO/work/salvor.iso}
 GRUB_TIMEOUT=${GRUB_TIMEOUT:-3}
 INITRD_COMPRESSION=${INITRD_COMPRESSION:-zstd}
+EFI_LOADER=${EFI_LOADER:-signed}
 build="$SALVOR_REPO/work/iso-build"
 
 # Drivers, each taken if this kernel has it as a module (built-in ones need nothing).
@@ -48,6 +53,9 @@ apt_pkgs=(musl-tools:musl-gcc xorriso:xorriso grub-pc-bin:/usr/lib/grub/i386-pc/
     mtools:mcopy kmod:depmod cpio:cpio zstd:zstd dosfstools:mkfs.vfat xz-utils:xz)
 specs=()
 for p in "${apt_pkgs[@]}"; do specs+=("${p#*:}:${p%%:*}"); done
+[[ $EFI_LOADER == signed ]] && specs+=(/usr/lib/shim/shimx64.efi.signed:shim-signed
+    /usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed:grub-efi-amd64-signed
+    /usr/lib/shim/mmx64.efi.signed:shim-helpers-amd64-signed)
 need "${specs[@]}"
 bb=$(busybox_static_path)
 
@@ -57,7 +65,7 @@ file -L "$salvor" 2>/dev/null | grep -q 'dynamically linked' && die "$salvor is 
 fetch_kernel
 
 inputs=("$0" "$here"/lib/*.sh "$salvor" "$bb" "$KERNEL_PKG" "$KERNEL_VMLINUZ" "$GRUB_TIMEOUT"
-    "$INITRD_COMPRESSION" "$SALVOR_REPO/iso/grub.cfg" "$SALVOR_REPO/iso/early.cfg"
+    "$INITRD_COMPRESSION" "$EFI_LOADER" "$SALVOR_REPO/iso/grub.cfg" "$SALVOR_REPO/iso/early.cfg"
     "${MODULES_STORAGE[*]} ${MODULES_FS[*]} ${MODULES_INPUT[*]} ${MODULES_CONSOLE[*]} ${MODULES_MISC[*]}"
     "${MODULES_BOOT[*]}")
 while IFS= read -r f; do inputs+=("$f" "${f#"$SALVOR_REPO"/}"); done \
@@ -105,20 +113,38 @@ echo "salvor rescue environment ($KERNEL_VERSION)" >"$iso/.disk/info"
 cp "$KERNEL_VMLINUZ" "$iso/boot/vmlinuz"
 cp "$tmp/initrd.img" "$iso/boot/initrd.img"
 sed "s/@TIMEOUT@/$GRUB_TIMEOUT/" "$SALVOR_REPO/iso/grub.cfg" >"$iso/boot/grub/grub.cfg"
+# Debian's signed GRUB reads $prefix/grub.cfg with prefix (its device)/EFI/debian: the ISO
+# file system when started through El Torito, the ESP when started from the USB partition.
+mkdir -p "$iso/EFI/debian"
+cp "$SALVOR_REPO/iso/early.cfg" "$iso/EFI/debian/grub.cfg"
 
 grub_mods=(search search_fs_file configfile normal linux echo test serial terminal
     iso9660 part_msdos part_gpt fat ls cat halt reboot)
 # BIOS: a GRUB core image for El Torito (CD) that the hybrid MBR also starts (USB stick).
 grub-mkimage -O i386-pc-eltorito -p /boot/grub -c "$SALVOR_REPO/iso/early.cfg" \
     -o "$iso/boot/grub/i386-pc/eltorito.img" biosdisk "${grub_mods[@]}"
-# UEFI: the same menu from a standalone GRUB on a FAT ESP image (El Torito and MBR partition 2).
-grub-mkimage -O x86_64-efi -p /boot/grub -c "$SALVOR_REPO/iso/early.cfg" \
-    -o "$tmp/BOOTX64.EFI" "${grub_mods[@]}" efi_gop efi_uga
 esp="$tmp/efiboot.img"
-esp_kib=$(( ($(stat -c %s "$tmp/BOOTX64.EFI") / 1024 + 256) ))
+if [[ $EFI_LOADER == signed ]]; then
+    # UEFI + Secure Boot: shim (Microsoft-signed) starts grubx64.efi from its own directory
+    # (Debian-signed, built-in modules only), which checks the kernel through shim. No
+    # fbx64.efi: shim would start the fallback loader instead of GRUB.
+    efi_files=(/usr/lib/shim/shimx64.efi.signed:BOOTX64.EFI
+        /usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed:grubx64.efi
+        /usr/lib/shim/mmx64.efi.signed:mmx64.efi)
+elif [[ $EFI_LOADER == unsigned ]]; then
+    # UEFI without Secure Boot: a standalone GRUB with the menu finder built in.
+    grub-mkimage -O x86_64-efi -p /boot/grub -c "$SALVOR_REPO/iso/early.cfg" \
+        -o "$tmp/BOOTX64.EFI" "${grub_mods[@]}" efi_gop efi_uga
+    efi_files=("$tmp/BOOTX64.EFI:BOOTX64.EFI")
+else
+    die "EFI_LOADER must be signed or unsigned"
+fi
+esp_kib=256
+for f in "${efi_files[@]}"; do esp_kib=$((esp_kib + $(stat -c %s "${f%%:*}") / 1024 + 4)); done
 mkfs.vfat -C -n SALVOR_ESP "$esp" "$esp_kib" >/dev/null
-mmd -i "$esp" ::/EFI ::/EFI/BOOT
-mcopy -i "$esp" "$tmp/BOOTX64.EFI" ::/EFI/BOOT/BOOTX64.EFI
+mmd -i "$esp" ::/EFI ::/EFI/BOOT ::/EFI/debian
+for f in "${efi_files[@]}"; do mcopy -i "$esp" "${f%%:*}" "::/EFI/BOOT/${f#*:}"; done
+mcopy -i "$esp" "$SALVOR_REPO/iso/early.cfg" ::/EFI/debian/grub.cfg
 
 rm -f "$OUT.tmp"
 xorriso -as mkisofs -quiet -o "$OUT.tmp" -V SALVOR -iso-level 3 -r -J -joliet-long \
@@ -146,7 +172,8 @@ mods_z=$(tar -C "$tree" -cf - "lib/modules" | zstd -q -19 -T0 | wc -c)
     echo "    salvor                     $(mib "$(sz "$salvor")") raw, ~$(mib "$(zstd -q -19 -c "$salvor" | wc -c)") compressed"
     echo "    busybox                    $(mib "$(sz "$bb")") raw, ~$(mib "$(zstd -q -19 -c "$bb" | wc -c)") compressed"
     echo "  GRUB BIOS (eltorito.img)     $(mib "$(sz "$iso/boot/grub/i386-pc/eltorito.img")")"
-    echo "  ESP image (GRUB EFI)         $(mib "$(sz "$esp")")"
+    echo "  ESP image ($EFI_LOADER)         $(mib "$(sz "$esp")")"
+    for f in "${efi_files[@]}"; do echo "    ${f#*:}  $(mib "$(sz "${f%%:*}")")"; done
 } | tee "$build/sizes.txt" >&2
 echo "$key" >"$OUT.key"
 log "built $OUT"

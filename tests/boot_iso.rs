@@ -7,6 +7,9 @@
 //! - `iso_rescue_with_blkdebug_faults`: `salvor.run="rescue ..."` on a blkdebug source with
 //!   256 MiB of RAM; the host checks every rescued byte and the bad sectors; forensic mode
 //!   refuses to write.
+//! - `iso_secure_boot`: OVMF with Secure Boot enforced and Microsoft's keys: the ISO boots as
+//!   a CD, as a USB stick through El Torito and through its ESP partition, with lockdown; an
+//!   unsigned-loader build of the same ISO is refused.
 //! - `iso_image_and_restore`: `salvor.run="image ..."` to an ext4 disk, restored on the host.
 //!   Fails while salvor has no `image`/`restore` subcommands.
 //!
@@ -64,4 +67,9 @@ fn iso_rescue_with_blkdebug_faults() {
 #[test]
 fn iso_image_and_restore() {
     run_script("iso-image.sh", &[]);
+}
+
+#[test]
+fn iso_secure_boot() {
+    run_script("iso-secureboot.sh", &[]);
 }
