@@ -10,6 +10,10 @@
 #   read .ko.xz/.ko.zst), and write DESTROOT/lib/modules/<version>/load-order listing the
 #   .ko paths (relative to that dir) in load order.
 
+# available_modules MODDIR NAME...: print those of NAME... that exist as loadable modules
+#   of this kernel, one per line; names that are built in or absent are reported on stderr
+#   and left out (for lists of drivers wanted "if present").
+
 if [[ -n "${_SALVOR_MODULES_SH:-}" ]]; then return 0; fi
 _SALVOR_MODULES_SH=1
 # shellcheck source=common.sh
@@ -67,4 +71,23 @@ stage_modules() {
         esac
         printf '%s\n' "$ko" >>"$out/load-order"
     done <<<"$list"
+}
+
+available_modules() {
+    local moddir=$1; shift
+    local name norm
+    for name in "$@"; do
+        norm=${name//-/_}
+        if awk -v n="$norm" '{ b = $1; sub(/.*\//, "", b); sub(/\.ko(\.(xz|zst|gz))?:?$/, "", b)
+                gsub(/-/, "_", b); if (b == n) { found = 1; exit } } END { exit !found }' \
+                "$moddir/modules.dep"; then
+            printf '%s\n' "$norm"
+        elif [[ -f $moddir/modules.builtin ]] && awk -v n="$norm" '{ b = $1; sub(/.*\//, "", b)
+                sub(/\.ko$/, "", b); gsub(/-/, "_", b); if (b == n) { found = 1; exit } }
+                END { exit !found }' "$moddir/modules.builtin"; then
+            log "module $name: built into the kernel"
+        else
+            log "module $name: not in this kernel, left out"
+        fi
+    done
 }

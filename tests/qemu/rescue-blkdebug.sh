@@ -32,6 +32,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 source "$repo/scripts/lib/kernel.sh"
 source "$repo/scripts/lib/build.sh"
+source "$repo/scripts/lib/rescuecheck.sh"
 
 DISK_MIB=${DISK_MIB:-64}
 BAD_GRANULE=${BAD_GRANULE:-512}
@@ -70,39 +71,15 @@ trap 'exit 130' INT TERM
 size=$((DISK_MIB * 1048576))
 nsect=$((size / 512))
 BAD_SECTORS=${BAD_SECTORS:-"2051+1 40960+8 81918+3 LAST+1"}
-BAD_SECTORS=${BAD_SECTORS//LAST/$((nsect - 1))}
 
 # --- disks ---------------------------------------------------------------------------
 t_start=$(date +%s.%N)
-# Source: deterministic, every 32-byte record names its sector, record index and a value
-# from a fixed LCG, so misplaced or missing data is never mistaken for correct data.
-awk -v n="$nsect" 'BEGIN {
-    x = 12345
-    for (s = 0; s < n; s++)
-        for (r = 0; r < 16; r++) {
-            x = (x * 69069 + 1) % 4294967296
-            printf "s%09d r%02d x%015.0f\n", s, r, x
-        }
-}' >"$work/src.img"
-[[ $(stat -c %s "$work/src.img") -eq $size ]] || die "source image has the wrong size"
+rescue_make_source "$work/src.img" "$nsect"
 truncate -s "$size" "$work/dst.img"
 truncate -s 4M "$work/out.img"
-
-# blkdebug rules: one [inject-error] per bad sector. A rule fails every request whose
-# byte range contains sector*512, so each rule covers exactly one sector for 512-byte reads.
-: >"$work/rules.conf"
+# blkdebug rules: one [inject-error] per bad sector (see scripts/lib/rescuecheck.sh).
+rescue_make_rules "$work" "$nsect" "$BAD_SECTORS"
 bad_list="$work/bad.sectors"
-: >"$bad_list"
-for area in $BAD_SECTORS; do
-    start=${area%+*} count=${area#*+}
-    [[ $start =~ ^[0-9]+$ && $count =~ ^[0-9]+$ && $count -gt 0 ]] || die "bad BAD_SECTORS entry: $area"
-    [[ $((start + count)) -le $nsect ]] || die "bad area $area beyond the disk ($nsect sectors)"
-    for ((s = start; s < start + count; s++)); do
-        printf '[inject-error]\nevent = "read_aio"\nerrno = "5"\nsector = "%d"\nonce = "off"\n\n' "$s" >>"$work/rules.conf"
-        echo "$s" >>"$bad_list"
-    done
-done
-sort -n -u -o "$bad_list" "$bad_list"
 
 # --- initramfs + kernel ------------------------------------------------------------------
 fetch_kernel
@@ -114,15 +91,13 @@ t_prep=$(date +%s.%N)
 cmd_b64=$(printf '%s' "$GUEST_CMD" | base64 -w0)
 append="console=ttyS0 panic=-1 quiet loglevel=4 salvor.cmd_b64=$cmd_b64"
 [[ ${#append} -lt 1900 ]] || die "GUEST_CMD too long for the kernel command line"
+mapfile -t src_args < <(rescue_blkdebug_args src "$work/src.img" "$work/rules.conf" salvor-src)
 log "booting $KERNEL_VERSION under TCG (timeout ${QEMU_TIMEOUT}s); guest command: $GUEST_CMD"
 timeout --kill-after=10 "$QEMU_TIMEOUT" qemu-system-x86_64 \
     -accel tcg -m 256 -smp 1 -nodefaults -display none -no-reboot \
     -serial "file:$work/console.log" \
     -kernel "$KERNEL_VMLINUZ" -initrd "$work/initrd.cpio.gz" -append "$append" \
-    -blockdev "driver=file,node-name=src-file,filename=$work/src.img,read-only=on" \
-    -blockdev "driver=blkdebug,node-name=src-dbg,image=src-file,config=$work/rules.conf,read-only=on" \
-    -blockdev "driver=raw,node-name=src,file=src-dbg,read-only=on" \
-    -device virtio-blk-pci,drive=src,serial=salvor-src \
+    "${src_args[@]}" \
     -blockdev "driver=file,node-name=dst-file,filename=$work/dst.img" \
     -blockdev "driver=raw,node-name=dst,file=dst-file" \
     -device virtio-blk-pci,drive=dst,serial=salvor-dst \
@@ -142,11 +117,6 @@ t_end=$(date +%s.%N)
 # --- checks ------------------------------------------------------------------------------
 fails=()
 fail() { fails+=("$*"); }
-# set_minus A B: the first ten lines of file A that are not in file B, space-separated.
-set_minus() {
-    awk 'FILENAME == ARGV[1] { b[$1]; next } !($1 in b) && n++ < 10 { printf "%s ", $1 }' "$2" "$1"
-}
-
 console=$(tr -d '\r' <"$work/console.log")
 if [[ ${VERBOSE:-0} != 1 ]]; then
     printf '%s\n' "----- guest console -----" "$console" "-------------------------"
@@ -165,77 +135,8 @@ guest_rc=$(cat "$work/res/rc" 2>/dev/null || echo missing)
 guest_secs=$(cat "$work/res/seconds" 2>/dev/null || echo '?')
 [[ $guest_rc == 0 ]] || fail "rescue command exit code: $guest_rc"
 
-if [[ ! -s $map ]]; then
-    fail "no mapfile came back from the guest"
-else
-    # Parse the mapfile: skip comments, the first data line is the status line
-    # (current_pos current_status [current_pass]), then "pos size status" blocks.
-    if ! awk -v size="$size" '
-        /^[ \t]*#/ || /^[ \t]*$/ { next }
-        !seen_status { seen_status = 1; next }
-        {
-            if (NF < 3) { print "malformed line: " $0 > "/dev/stderr"; bad = 1; next }
-            pos = strtonum_($1); sz = strtonum_($2)
-            if (pos != expect) { printf "gap or overlap at 0x%X (expected 0x%X)\n", pos, expect > "/dev/stderr"; bad = 1 }
-            expect = pos + sz
-            printf "%d %d %s\n", pos, sz, $3
-        }
-        END {
-            if (expect != size) { printf "map covers 0x%X bytes, disk is 0x%X\n", expect, size > "/dev/stderr"; bad = 1 }
-            exit bad
-        }
-        function strtonum_(s,   v, i, c, d) {
-            if (s ~ /^0[xX]/) {
-                v = 0; s = tolower(substr(s, 3))
-                for (i = 1; i <= length(s); i++) { c = substr(s, i, 1); d = index("0123456789abcdef", c) - 1
-                    if (d < 0) return -1; v = v * 16 + d }
-                return v
-            }
-            return s + 0
-        }' "$map" >"$work/blocks" 2>"$work/map.err"; then
-        fail "mapfile is inconsistent: $(cat "$work/map.err")"
-    fi
-
-    # (a) rescued bytes are identical in source and destination
-    while read -r pos sz st; do
-        [[ $st == + ]] || continue
-        if ! cmp -s -n "$sz" -i "$pos:$pos" "$work/src.img" "$work/dst.img"; then
-            fail "(a) rescued area pos=$pos size=$sz differs from the source"
-        fi
-    done <"$work/blocks"
-
-    # Non-finished sectors according to the map, one per line.
-    awk '$3 != "+" { for (s = $1 / 512; s < ($1 + $2) / 512; s++) print s }' "$work/blocks" \
-        >"$work/notfinished.sectors"
-
-    # (b) every injected sector is not '+'
-    missed=$(set_minus "$bad_list" "$work/notfinished.sectors")
-    [[ -z $missed ]] || fail "(b) injected bad sectors marked rescued: $missed"
-
-    # (c) non-finished area == injected sectors widened to BAD_GRANULE
-    per=$((BAD_GRANULE / 512))
-    awk -v per="$per" '{ b = int($1 / per) * per; for (s = b; s < b + per; s++) print s }' "$bad_list" \
-        | sort -n -u >"$work/expected.sectors"
-    extra=$(set_minus "$work/notfinished.sectors" "$work/expected.sectors")
-    [[ -z $extra ]] || fail "(c) good sectors not rescued (beyond BAD_GRANULE=$BAD_GRANULE): $extra"
-    rescued=$(awk '$3 == "+" { t += $2 } END { printf "%d", t }' "$work/blocks")
-    n_bad=$(wc -l <"$bad_list")
-    n_expected=$(wc -l <"$work/expected.sectors")
-    n_notfin=$(wc -l <"$work/notfinished.sectors")
-
-    # GNU ddrescuelog must read the mapfile and agree on the rescued size.
-    gnu_sectors=$(ddrescuelog -b 512 -l+ "$map" 2>"$work/ddrescuelog.err" | wc -l) \
-        || fail "ddrescuelog could not read the mapfile: $(cat "$work/ddrescuelog.err")"
-    [[ $((gnu_sectors * 512)) -eq $rescued ]] \
-        || fail "ddrescuelog counts $((gnu_sectors * 512)) rescued bytes, our parse $rescued"
-fi
-
-# (d) the faults reached the guest: injected sectors were not copied
-while read -r s; do
-    if cmp -s -n 512 -i "$((s * 512)):$((s * 512))" "$work/src.img" "$work/dst.img"; then
-        fail "(d) injected sector $s has source data in the destination (fault not seen?)"
-    fi
-done <"$bad_list"
+rescue_check "$work" "$size" "$map" "$work/src.img" "$work/dst.img" "$BAD_GRANULE"
+rescued=$RESCUED n_bad=$N_BAD n_expected=$N_EXPECTED n_notfin=$N_NOTFIN
 
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
 echo "timing: prepare $(secs "$t_start" "$t_prep")s, boot+run+poweroff $(secs "$t_prep" "$t_end")s, rescue in guest ${guest_secs}s"
