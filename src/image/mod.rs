@@ -148,13 +148,11 @@ pub fn create_image(
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    if is_dev {
-        if crate::safety::device_holds_file(source, out_parent).is_some() {
-            return Err(Error::refused(
-                output,
-                "it would be written onto the disk being imaged",
-            ));
-        }
+    if is_dev && crate::safety::device_holds_file(source, out_parent).is_some() {
+        return Err(Error::refused(
+            output,
+            "it would be written onto the disk being imaged",
+        ));
     }
     let info = SourceInfo {
         path: source.display().to_string(),
