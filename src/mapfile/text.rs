@@ -245,6 +245,9 @@ fn end_marker(blocks: usize) -> String {
 
 /// Formats a time as local time "YYYY-MM-DD HH:MM:SS", as ddrescue writes it in the header
 /// (UTC if the local time zone cannot be determined).
+// libc marks musl's `time_t` deprecated (its width changed on 32-bit musl); on x86_64 it is i64
+// either way, and localtime_r takes exactly that type.
+#[allow(deprecated)]
 pub fn format_local_time(t: SystemTime) -> String {
     let secs: i64 = match t.duration_since(UNIX_EPOCH) {
         Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),

@@ -59,7 +59,7 @@ if [[ ! -s $work/disk.salvor ]]; then
 else
     echo "image file: $(stat -c %s "$work/disk.salvor") bytes for a $(stat -c %s "$src")-byte disk"
     truncate -s "$(stat -c %s "$src")" "$work/restored.img"
-    if "$salvor" restore "$work/disk.salvor" "$work/restored.img" >"$work/restore.log" 2>&1; then
+    if "$salvor" restore --yes "$work/disk.salvor" "$work/restored.img" >"$work/restore.log" 2>&1; then
         cmp "$src" "$work/restored.img" || fail "the restored disk differs from the source"
     else
         fail "salvor restore failed: $(tail -n 5 "$work/restore.log")"
