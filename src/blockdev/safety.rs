@@ -323,6 +323,9 @@ fn mount_backing(path: &Path, dev: (u32, u32)) -> Backing {
     Backing::Paths(Vec::new())
 }
 
+/// Where salvor's initramfs writes the boot medium's device node.
+pub const MEDIUM_DEVICE_FILE: &str = "/run/salvor/medium-device";
+
 /// The disk the running system came from, or `None` when it cannot be told (booted over the
 /// network, or copied to RAM with the medium unmounted).
 ///
@@ -330,6 +333,13 @@ fn mount_backing(path: &Path, dev: (u32, u32)) -> Backing {
 /// medium, which may hold more than what `/` is made of), else the disk holding `/` (through
 /// overlay, squashfs-on-loop, dm-crypt, LVM and md).
 pub fn boot_disk() -> Option<PathBuf> {
+    // The rescue environment's init records the device it booted from (it never mounts it).
+    if let Ok(dev) = std::fs::read_to_string(MEDIUM_DEVICE_FILE) {
+        let dev = PathBuf::from(dev.trim());
+        if dev.exists() {
+            return Some(dev);
+        }
+    }
     let mounts = read_mounts();
     BOOT_MEDIUM_MOUNTS
         .iter()
