@@ -96,9 +96,48 @@ pub fn format_duration(d: std::time::Duration) -> String {
     }
 }
 
+/// Seconds since the Unix epoch as a UTC civil date and time: (year, month, day, h, m, s).
+/// Proleptic Gregorian; the year is shifted to start in March so that leap days come last.
+pub fn civil_utc(secs: i64) -> (i64, i64, i64, i64, i64, i64) {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day, rem / 3600, rem / 60 % 60, rem % 60)
+}
+
+/// `part` as a percentage of `whole` (0 when `whole` is 0).
+pub fn percent(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        part as f64 * 100.0 / whole as f64
+    }
+}
+
+/// A rate in bytes per second, e.g. "81 MB/s".
+pub fn format_rate(bytes_per_sec: f64) -> String {
+    format!("{}/s", format_bytes(bytes_per_sec.max(0.0) as u64))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn civil_dates() {
+        assert_eq!(civil_utc(0), (1970, 1, 1, 0, 0, 0));
+        assert_eq!(civil_utc(951_782_400), (2000, 2, 29, 0, 0, 0));
+        assert_eq!(civil_utc(1_795_607_782), (2026, 11, 25, 11, 56, 22));
+        assert_eq!(civil_utc(-1), (1969, 12, 31, 23, 59, 59));
+    }
 
     #[test]
     fn sizes() {

@@ -11,47 +11,21 @@
 //!   a CD, as a USB stick through El Torito and through its ESP partition, with lockdown; an
 //!   unsigned-loader build of the same ISO is refused.
 //! - `iso_image_and_restore`: `salvor.run="image ..."` to an ext4 disk, restored on the host.
-//!   Fails while salvor has no `image`/`restore` subcommands.
 //!
 //! The boots are serialised (one QEMU at a time: TCG on two cores). Needs root on Debian: the
 //! scripts apt-get install what they use. They never skip.
 
 #![cfg(all(target_os = "linux", target_arch = "x86_64"))]
 
-use std::path::Path;
-use std::process::Command;
+mod common;
+
 use std::sync::Mutex;
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 fn run_script(name: &str, args: &[&str]) {
     let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let script = repo.join("tests/boot").join(name);
-    let started = std::time::Instant::now();
-    let out = Command::new("bash")
-        .arg(&script)
-        .args(args)
-        .current_dir(repo)
-        .env_remove("KEEP")
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let elapsed = started.elapsed().as_secs_f64();
-    assert!(
-        out.status.success(),
-        "{} failed ({}) after {elapsed:.1} s\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}",
-        script.display(),
-        out.status,
-    );
-    assert!(
-        stdout.lines().any(|l| l.starts_with("PASS")),
-        "{} exited 0 without printing PASS\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}",
-        script.display(),
-    );
-    println!("{stdout}");
-    println!("{name}: {elapsed:.1} s in total");
+    common::run_script(&format!("tests/boot/{name}"), args, &[], true);
 }
 
 #[test]

@@ -33,17 +33,7 @@ impl HumanPrinter {
     }
 }
 
-fn pct(part: u64, whole: u64) -> f64 {
-    if whole == 0 {
-        0.0
-    } else {
-        part as f64 * 100.0 / whole as f64
-    }
-}
-
-fn rate(r: f64) -> String {
-    format!("{}/s", format_bytes(r.max(0.0) as u64))
-}
+use crate::units::{format_rate as rate, percent as pct};
 
 /// The status block shown to a person.
 pub fn render_snapshot(s: &RescueSnapshot) -> Vec<String> {

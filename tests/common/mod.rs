@@ -142,3 +142,35 @@ impl Drop for Mount {
         let _ = Command::new("umount").arg(&self.dir).status();
     }
 }
+
+/// Runs a test script from the repository with bash and fails the test with its whole output
+/// unless it exits 0 (and, if `want_pass_line`, prints a line starting with "PASS").
+pub fn run_script(rel_path: &str, args: &[&str], envs: &[(&str, &str)], want_pass_line: bool) {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let script = repo.join(rel_path);
+    let started = std::time::Instant::now();
+    let mut cmd = Command::new("bash");
+    cmd.arg(&script).args(args).current_dir(repo);
+    // A developer's ad-hoc overrides must not leak into a test run.
+    for var in ["KEEP", "GUEST_CMD", "FAKE"] {
+        cmd.env_remove(var);
+    }
+    cmd.envs(envs.iter().copied());
+    let out = run(&mut cmd);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let elapsed = started.elapsed().as_secs_f64();
+    assert!(
+        out.status.success(),
+        "{} failed ({}) after {elapsed:.1} s\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}",
+        script.display(),
+        out.status,
+    );
+    assert!(
+        !want_pass_line || stdout.lines().any(|l| l.starts_with("PASS")),
+        "{} exited 0 without printing PASS\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}",
+        script.display(),
+    );
+    println!("{stdout}");
+    println!("{rel_path}: {elapsed:.1} s in total");
+}
