@@ -11,6 +11,8 @@
 //!   a CD, as a USB stick through El Torito and through its ESP partition, with lockdown; an
 //!   unsigned-loader build of the same ISO is refused.
 //! - `iso_image_and_restore`: `salvor.run="image ..."` to an ext4 disk, restored on the host.
+//! - `iso_copytoram_releases_the_medium`: `copytoram` copies the CD to RAM, releases it, and
+//!   `salvor list` flags it as the boot medium.
 //!
 //! The boots are serialised (one QEMU at a time: TCG on two cores). Needs root on Debian: the
 //! scripts apt-get install what they use. They never skip.
@@ -46,4 +48,9 @@ fn iso_image_and_restore() {
 #[test]
 fn iso_secure_boot() {
     run_script("iso-secureboot.sh", &[]);
+}
+
+#[test]
+fn iso_copytoram_releases_the_medium() {
+    run_script("iso-copytoram.sh", &[]);
 }

@@ -96,6 +96,8 @@ pub struct DiskInfo {
     pub mounts: Vec<MountInfo>,
     /// Devices stacked on the whole disk (dm, md).
     pub holders: Vec<String>,
+    /// The disk the running system (or rescue medium) came from: never a target.
+    pub boot: bool,
 }
 
 /// A partition: what the kernel knows (sysfs) merged with what the table says.
@@ -157,11 +159,18 @@ pub fn list_disks_with(opts: ListOptions) -> Result<Vec<DiskInfo>> {
     let block = sys.root.join("block");
     std::fs::read_dir(&block).map_err(|e| Error::io(&block, e))?;
     let mounts = read_mounts();
-    Ok(sys
+    let boot = boot_disk();
+    let mut disks: Vec<DiskInfo> = sys
         .block_names()
         .iter()
         .filter_map(|name| disk_info(&sys, name, &mounts, opts))
-        .collect())
+        .collect();
+    if let Some(boot) = boot {
+        for d in &mut disks {
+            d.boot = crate::safety::same_disk(&d.dev_path, &boot);
+        }
+    }
+    Ok(disks)
 }
 
 fn disk_info(sys: &Sys, name: &str, mounts: &[MountInfo], opts: ListOptions) -> Option<DiskInfo> {
@@ -212,6 +221,7 @@ fn disk_info(sys: &Sys, name: &str, mounts: &[MountInfo], opts: ListOptions) -> 
         partitions: Vec::new(),
         mounts: mounts_of_dev(mounts, (major, minor)),
         holders: sys.holders(&dir),
+        boot: false,
     };
     for (pname, pdir) in sys.partition_dirs(&dir) {
         let pdev = attr(&pdir.join("dev")).and_then(|d| sysfs::parse_dev(&d));

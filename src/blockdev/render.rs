@@ -38,6 +38,9 @@ pub fn render_table(disks: &[DiskInfo]) -> String {
     ]];
     for d in disks {
         let mut flags = Vec::new();
+        if d.boot {
+            flags.push("BOOT");
+        }
         if d.read_only {
             flags.push("RO");
         }
@@ -193,6 +196,7 @@ mod tests {
             }],
             mounts: Vec::new(),
             holders: Vec::new(),
+            boot: false,
         };
         let t = render_table(&[disk]);
         let lines: Vec<&str> = t.lines().collect();

@@ -103,18 +103,14 @@ pub fn scan() -> Result<Vec<DiskRow>, String> {
         probe_fs: false,
     };
     let disks = crate::blockdev::list_disks_with(opts).map_err(|e| e.to_string())?;
-    let boot = crate::blockdev::boot_disk();
-    let mut rows: Vec<DiskRow> = disks
-        .iter()
-        .map(|d| DiskRow::from_info(d, boot.as_deref()))
-        .collect();
+    let mut rows: Vec<DiskRow> = disks.iter().map(DiskRow::from_info).collect();
     rows.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(rows)
 }
 
 impl DiskRow {
     /// What the screens need from the block-device layer's description of a disk.
-    pub fn from_info(d: &crate::blockdev::DiskInfo, boot_disk: Option<&Path>) -> DiskRow {
+    pub fn from_info(d: &crate::blockdev::DiskInfo) -> DiskRow {
         let points = |m: &[crate::blockdev::MountInfo]| -> Vec<PathBuf> {
             m.iter().map(|m| m.mount_point.clone()).collect()
         };
@@ -126,7 +122,7 @@ impl DiskRow {
             transport: d.transport.to_string(),
             removable: d.removable,
             read_only: d.read_only,
-            is_boot: boot_disk.is_some_and(|b| b == d.dev_path),
+            is_boot: d.boot,
             backing_file: d.loop_backing_file.clone(),
             mountpoints: points(&d.mounts),
             partitions: d
