@@ -107,7 +107,24 @@ pub fn read_partition_table<R: Read + Seek>(
     if !has_sig || !looks_like_mbr(&mbr) {
         return Ok(empty(TableKind::None, sizes[0]));
     }
-    read_mbr(&mut dev, sizes[0], &mbr)
+    // An MBR on a device with large sectors (a hybrid ISO on a 2048-byte CD) usually counts in
+    // 512-byte units, as it was written for USB sticks: use those when the device's own sector
+    // size would put partitions past the end of the device.
+    let ss = sizes[0];
+    if ss > 512 && !mbr_fits(&mbr, ss, size) && mbr_fits(&mbr, 512, size) {
+        return read_mbr(&mut dev, 512, &mbr);
+    }
+    read_mbr(&mut dev, ss, &mbr)
+}
+
+/// Whether every primary entry of the MBR ends inside a device of `size` bytes.
+fn mbr_fits(mbr: &[u8; 512], ss: u32, size: u64) -> bool {
+    (0..4).all(|i| {
+        let e = &mbr[446 + 16 * i..462 + 16 * i];
+        let start = u64::from(u32::from_le_bytes([e[8], e[9], e[10], e[11]]));
+        let count = u64::from(u32::from_le_bytes([e[12], e[13], e[14], e[15]]));
+        count == 0 || (start + count) * u64::from(ss) <= size
+    })
 }
 
 fn empty(kind: TableKind, sector_size: u32) -> PartitionTable {
@@ -391,6 +408,19 @@ mod tests {
         let mut c = Cursor::new(vec![0u8; 1 << 20]);
         let t = read_partition_table(&mut c, 1 << 20, 512).unwrap();
         assert_eq!(t.kind, TableKind::None);
+    }
+
+    #[test]
+    fn hybrid_iso_mbr_on_a_cd_counts_in_512_byte_sectors() {
+        // A 4 MiB "CD" (2048-byte sectors) whose MBR describes it in 512-byte units.
+        let mut img = vec![0u8; 4 << 20];
+        put_entry(&mut img, 0, 0x80, 0x17, 0, 8192);
+        put_entry(&mut img, 1, 0, 0xef, 6000, 1000);
+        sig(&mut img, 0);
+        let t = read_partition_table(&mut Cursor::new(img), 4 << 20, 2048).unwrap();
+        assert_eq!(t.kind, TableKind::Mbr);
+        assert_eq!(t.sector_size, 512);
+        assert_eq!(t.entries.iter().map(|e| e.size).max(), Some(4 << 20));
     }
 
     #[test]
