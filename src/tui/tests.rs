@@ -519,6 +519,48 @@ fn snap_menu() {
 }
 
 #[test]
+fn snap_menu_many_disks() {
+    let mut host = FakeHost::new();
+    for i in 0..12u64 {
+        host.disks.push(DiskRow {
+            path: format!("/dev/vd{}", (b'a' + i as u8) as char).into(),
+            serial: Some(format!("salvor-disk{i}")),
+            size: (64 << 20) * (i + 1),
+            transport: "virtio".into(),
+            ..DiskRow::default()
+        });
+    }
+    snap("menu_many_disks", &app_with(host));
+}
+
+/// The boot test waits for `vda .*virtio.*salvor-disk0` on the serial console.
+#[test]
+fn first_screen_lists_a_virtio_disk_like_the_boot_test_expects() {
+    let mut host = FakeHost::new();
+    host.disks = vec![DiskRow {
+        path: "/dev/vda".into(),
+        serial: Some("salvor-disk0".into()),
+        size: 64 << 20,
+        transport: "virtio".into(),
+        ..DiskRow::default()
+    }];
+    let t = render(&app_with(host), 80, 24);
+    let screen = format!("{}", t.backend());
+    let line = screen
+        .lines()
+        .find(|l| l.contains("vda "))
+        .unwrap_or_else(|| panic!("{screen}"));
+    let v = line.find("virtio").expect("transport");
+    let s = line.find("salvor-disk0").expect("serial");
+    assert!(line.find("vda ").unwrap() < v && v < s, "{line}");
+    // Every cell of the row carries a style, so a serial console gets spaces, not cursor moves.
+    let buf = t.backend().buffer();
+    let y = screen.lines().position(|l| l.contains("vda ")).unwrap() as u16;
+    let x = line.find("vda").unwrap() as u16 - 1; // the line starts with a quote
+    assert_ne!(buf[(x + 3, y)], ratatui::buffer::Cell::default());
+}
+
+#[test]
 fn snap_menu_help() {
     let mut a = app();
     key(&mut a, KeyCode::Char('?'));

@@ -386,7 +386,54 @@ fn draw_menu(app: &App, f: &mut Frame, area: Rect) {
     if let Some(e) = &app.disks_error {
         text.push(Line::styled(format!("  Could not list disks: {e}"), WARN));
     }
-    f.render_widget(Paragraph::new(text).wrap(Wrap { trim: false }), info);
+    let room = usize::from(info.height).saturating_sub(text.len());
+    // All disks if they fit; otherwise one row less and a "+N more" line.
+    let shown = if n <= room { n } else { room.saturating_sub(1) };
+    let w = usize::from(info.width);
+    for d in &app.disks[..shown] {
+        text.push(Line::styled(menu_disk_text(d, w), LISTED));
+    }
+    if shown < n {
+        text.push(Line::styled(
+            format!("  +{} more (see Disks)", n - shown),
+            DIM,
+        ));
+    }
+    f.render_widget(Paragraph::new(text), info);
+}
+
+/// A style for text that must reach a serial console verbatim: a cell styled unlike a blank one
+/// is always sent, so the gaps between words arrive as spaces instead of cursor moves (the boot
+/// test reads the console with the escape sequences stripped).
+const LISTED: Style = Style::new().fg(Color::Gray);
+
+/// One disk on the first screen, `w` wide: `  name size transport model serial S flags`. The model
+/// is cut first so that the serial and the flags (BOOT, mounted) stay visible.
+fn menu_disk_text(d: &DiskRow, w: usize) -> String {
+    let what = match &d.backing_file {
+        Some(b) => format!("file {}", b.display()),
+        None => d.model_or_unknown().to_string(),
+    };
+    let head = format!(
+        "  {:<7} {:>8}  {:<6}  ",
+        d.name(),
+        format_bytes(d.size),
+        d.transport
+    );
+    let mut tail = format!("  serial {}", d.serial.as_deref().unwrap_or("-"));
+    let flags = disk_flags(d);
+    if !flags.is_empty() {
+        tail.push_str("  ");
+        tail.push_str(&flags);
+    }
+    let room = w.saturating_sub(head.chars().count() + tail.chars().count());
+    let n = what.chars().count();
+    let what = if n <= room {
+        what
+    } else {
+        fit(&what, room.max(8))
+    };
+    fit(&format!("{head}{what}{tail}"), w)
 }
 
 fn disk_flags(d: &DiskRow) -> String {
