@@ -617,7 +617,7 @@ impl App {
 
     fn quit(&mut self) -> Action {
         if self.job_active() {
-            self.refuse("A rescue is running: open it and press a to stop it first");
+            self.refuse("A job is running: open it and press a to stop it first");
             Action::None
         } else {
             Action::Quit

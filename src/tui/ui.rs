@@ -303,7 +303,7 @@ fn help_lines(app: &App) -> Vec<Line<'static>> {
     let mut l = vec![
         Line::styled("Keys", BOLD),
         Line::raw("  ↑ ↓ or j k   move          Enter   choose / continue"),
-        Line::raw("  Esc          go back       q       quit (not while a rescue runs)"),
+        Line::raw("  Esc          go back       q       quit (not while a job runs)"),
         Line::raw("  ?            this help     r       re-read the list of disks"),
         Line::raw(""),
     ];
