@@ -5,6 +5,7 @@
 //! or a disk, so every flow can be driven by tests.
 
 use super::disks::DiskRow;
+pub use super::imaging::{ImageProgress, ImageRequest, ImageView, ImgChoices, TargetCheck};
 use super::sysinfo::SystemInfo;
 use super::worker::WorkerMsg;
 use crate::mapfile::Block;
@@ -23,6 +24,13 @@ pub trait Host {
     fn canonicalize(&self, p: &Path) -> PathBuf;
     fn current_dir(&self) -> PathBuf;
     fn system_info(&self) -> SystemInfo;
+    /// What an image file holds (reads its metadata, or the start of a raw image).
+    fn image_info(&self, p: &Path) -> Result<ImageView, String>;
+    /// Bytes free for an unprivileged writer on the filesystem holding the folder `dir`.
+    fn free_space(&self, dir: &Path) -> Option<u64>;
+    /// The image engine's own target policy ([`crate::image::check_target`]): the authority on
+    /// whether a restore or clone may write `check.target`.
+    fn check_target(&self, check: &TargetCheck) -> Result<(), String>;
 }
 
 /// The real machine.
@@ -51,6 +59,28 @@ impl Host for RealHost {
     fn system_info(&self) -> SystemInfo {
         SystemInfo::read()
     }
+    fn image_info(&self, p: &Path) -> Result<ImageView, String> {
+        crate::image::info(p)
+            .map(|i| ImageView::from_info(&i))
+            .map_err(|e| e.to_string())
+    }
+    fn free_space(&self, dir: &Path) -> Option<u64> {
+        let s = nix::sys::statvfs::statvfs(dir).ok()?;
+        // Type aliases of u64 on Linux; `as` keeps this portable to 32-bit libcs.
+        Some((s.blocks_available() as u64).saturating_mul(s.fragment_size() as u64))
+    }
+    fn check_target(&self, check: &TargetCheck) -> Result<(), String> {
+        let inputs = crate::image::target::canonical_all(&check.inputs);
+        crate::image::check_target(&crate::image::TargetRequest {
+            target: &check.target,
+            needed: check.needed,
+            inputs: &inputs,
+            logical_sector: check.logical_sector.unwrap_or(512),
+            has_partition_table: check.logical_sector.is_some(),
+        })
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+    }
 }
 
 /// What the outside world must do after a key.
@@ -59,6 +89,8 @@ pub enum Action {
     None,
     Quit,
     StartRescue(RescueRequest),
+    /// Image, restore, clone or verify.
+    StartImage(ImageRequest),
     Pause,
     Resume,
     Abort,
@@ -105,8 +137,11 @@ pub struct RescueRequest {
     pub choices: Choices,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Which flow the user is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Feature {
+    #[default]
+    Rescue,
     Image,
     Restore,
     Clone,
@@ -116,6 +151,7 @@ pub enum Feature {
 impl Feature {
     pub fn title(self) -> &'static str {
         match self {
+            Feature::Rescue => "Rescue a failing disk",
             Feature::Image => "Image a disk",
             Feature::Restore => "Restore an image",
             Feature::Clone => "Clone a disk",
@@ -137,14 +173,20 @@ pub enum Screen {
     Confirm,
     Job,
     SystemInfo,
-    ComingSoon(Feature),
+    /// The image flows (which one is `flow.feature`): a path typed in, an image's contents, the
+    /// target disk, options, confirmation.
+    ImgPath,
+    ImgInfo,
+    ImgTarget,
+    ImgOptions,
+    ImgConfirm,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MenuItem {
     Rescue,
     Disks,
-    Soon(Feature),
+    Flow(Feature),
     SystemInfo,
     Quit,
 }
@@ -152,10 +194,10 @@ pub enum MenuItem {
 pub const MENU: [MenuItem; 8] = [
     MenuItem::Rescue,
     MenuItem::Disks,
-    MenuItem::Soon(Feature::Image),
-    MenuItem::Soon(Feature::Restore),
-    MenuItem::Soon(Feature::Clone),
-    MenuItem::Soon(Feature::Verify),
+    MenuItem::Flow(Feature::Image),
+    MenuItem::Flow(Feature::Restore),
+    MenuItem::Flow(Feature::Clone),
+    MenuItem::Flow(Feature::Verify),
     MenuItem::SystemInfo,
     MenuItem::Quit,
 ];
@@ -188,8 +230,10 @@ pub struct Flow {
     pub choices: Choices,
     pub opt_cursor: usize,
     pub dest_cursor: usize,
-    /// The text being typed on ImagePath, MapfilePath and Confirm.
+    /// The text being typed on ImagePath, MapfilePath, ImgPath and the confirmations.
     pub input: String,
+    pub feature: Feature,
+    pub img: ImgChoices,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -215,12 +259,45 @@ impl JobState {
     }
 }
 
-/// A rescue started from the TUI and what it reported so far.
+/// What a job was started with.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JobRequest {
+    Rescue(RescueRequest),
+    Image(ImageRequest),
+}
+
+impl JobRequest {
+    /// What is read, in words.
+    pub fn from_line(&self) -> String {
+        match self {
+            JobRequest::Rescue(r) => r.source_identity.clone(),
+            JobRequest::Image(r) => r.input_identity.clone(),
+        }
+    }
+
+    /// What is written, in words.
+    pub fn to_line(&self) -> String {
+        match self {
+            JobRequest::Rescue(r) => r.target_identity.clone(),
+            JobRequest::Image(r) => r.output_identity.clone(),
+        }
+    }
+
+    pub fn feature(&self) -> Feature {
+        match self {
+            JobRequest::Rescue(_) => Feature::Rescue,
+            JobRequest::Image(r) => r.feature,
+        }
+    }
+}
+
+/// A job started from the TUI and what it reported so far.
 #[derive(Debug, Clone)]
 pub struct Job {
-    pub request: RescueRequest,
+    pub request: JobRequest,
     pub state: JobState,
     pub snapshot: Option<RescueSnapshot>,
+    pub image: ImageProgress,
     pub blocks: Vec<Block>,
     pub log: Vec<String>,
     pub confirm_abort: bool,
@@ -231,11 +308,12 @@ pub struct Job {
 const LOG_MAX: usize = 500;
 
 impl Job {
-    pub fn new(request: RescueRequest) -> Job {
+    pub fn new(request: JobRequest) -> Job {
         Job {
             request,
             state: JobState::Starting,
             snapshot: None,
+            image: ImageProgress::default(),
             blocks: Vec::new(),
             log: Vec::new(),
             confirm_abort: false,
@@ -247,11 +325,13 @@ impl Job {
         self.blocks.last().map_or(0, Block::end)
     }
 
-    fn push_log(&mut self, line: String) {
-        let stamp = self
-            .snapshot
-            .as_ref()
-            .map(|s| crate::units::format_duration(s.elapsed))
+    pub(super) fn push_log(&mut self, line: String) {
+        let elapsed = match &self.request {
+            JobRequest::Rescue(_) => self.snapshot.as_ref().map(|s| s.elapsed),
+            JobRequest::Image(_) => self.image.snapshot.as_ref().map(|s| s.elapsed),
+        };
+        let stamp = elapsed
+            .map(crate::units::format_duration)
             .unwrap_or_else(|| "0s".into());
         self.log.push(format!("[{stamp:>10}] {line}"));
         if self.log.len() > LOG_MAX {
@@ -285,6 +365,14 @@ impl Job {
                 self.push_log(format!("Error: {e}"));
                 self.state = JobState::Failed(e);
             }
+            WorkerMsg::ImageSnapshot(s) => {
+                if self.state == JobState::Starting {
+                    self.state = JobState::Running;
+                }
+                self.image.snapshot = Some(s);
+            }
+            WorkerMsg::ImageEvent(e) => self.on_image_event(e),
+            WorkerMsg::ImageDone(r) => self.on_image_done(r),
         }
         self.confirm_abort &= self.state.is_active();
     }
@@ -380,14 +468,14 @@ impl App {
         self.disk_cursor = self.disk_cursor.min(self.disks.len().saturating_sub(1));
     }
 
-    fn refuse(&mut self, text: impl Into<String>) {
+    pub(super) fn refuse(&mut self, text: impl Into<String>) {
         self.status = Some(Status {
             text: text.into(),
             is_error: true,
         });
     }
 
-    fn info(&mut self, text: impl Into<String>) {
+    pub(super) fn info(&mut self, text: impl Into<String>) {
         self.status = Some(Status {
             text: text.into(),
             is_error: false,
@@ -400,10 +488,23 @@ impl App {
 
     /// Why `disk` cannot be the rescue's target, or `None` if it can: a short form for the table
     /// and a sentence for the status line.
+    ///
+    /// For restore and clone the image engine's own policy is asked last (it may open the device),
+    /// so screens draw the reasons stored by [`App::note_targets`] instead of calling this.
     pub fn target_refusal(&self, disk: &DiskRow) -> Option<(&'static str, String)> {
-        if let Some(src) = &self.flow.source {
+        let fl = &self.flow;
+        if let Some(src) = &fl.source {
             if src.path == disk.path {
                 return Some(("the source", "it is the source".into()));
+            }
+        }
+        if let (Feature::Restore, Some(img)) = (fl.feature, &fl.img.path) {
+            let on_it = self.disk_holding(img).is_some_and(|h| h.path == disk.path);
+            if on_it || disk.backing_file.as_deref() == Some(img.as_path()) {
+                return Some((
+                    "holds image",
+                    format!("it holds the image {}", img.display()),
+                ));
             }
         }
         if disk.is_boot {
@@ -415,19 +516,31 @@ impl App {
         if disk.read_only {
             return Some(("read-only", "it is read-only".into()));
         }
-        if let Some(src) = &self.flow.source {
-            if disk.size < src.size {
-                return Some((
-                    "too small",
-                    format!(
-                        "it is too small ({} < {})",
-                        crate::units::format_bytes(disk.size),
-                        crate::units::format_bytes(src.size)
-                    ),
-                ));
+        let needed = self.needed_size();
+        if disk.size < needed {
+            return Some((
+                "too small",
+                format!(
+                    "it is too small ({} < {})",
+                    crate::units::format_bytes(disk.size),
+                    crate::units::format_bytes(needed)
+                ),
+            ));
+        }
+        if matches!(fl.feature, Feature::Restore | Feature::Clone) {
+            if let Err(why) = self.host.check_target(&self.target_check(disk)) {
+                return Some(("refused", why));
             }
         }
         None
+    }
+
+    /// Bytes the target must hold: the source disk, or the restored image's disk.
+    pub fn needed_size(&self) -> u64 {
+        match (self.flow.feature, &self.flow.img.info) {
+            (Feature::Restore, Some(i)) => i.size,
+            _ => self.flow.source.as_ref().map_or(0, |s| s.size),
+        }
     }
 
     /// The disk whose mounted filesystem holds `path` (longest mount-point prefix wins).
@@ -461,9 +574,12 @@ impl App {
         }
         let ctrl_c =
             key.modifiers.contains(KeyModifiers::CONTROL) && key.code == KeyCode::Char('c');
-        let typing = matches!(self.screen, Screen::ImagePath | Screen::MapfilePath)
-            || (self.screen == Screen::Confirm
-                && matches!(self.flow.target, Some(Target::Disk(_))));
+        let typing = matches!(
+            self.screen,
+            Screen::ImagePath | Screen::MapfilePath | Screen::ImgPath
+        ) || (self.screen == Screen::Confirm
+            && matches!(self.flow.target, Some(Target::Disk(_))))
+            || self.img_typing();
         if !typing && key.code == KeyCode::Char('?') {
             self.help = true;
             return Action::None;
@@ -478,6 +594,11 @@ impl App {
                 Action::None
             }
             Screen::Source => self.key_source(key.code),
+            Screen::ImgPath => self.key_img_path(key.code),
+            Screen::ImgInfo => self.key_img_info(key.code),
+            Screen::ImgTarget => self.key_img_target(key.code),
+            Screen::ImgOptions => self.key_img_options(key.code),
+            Screen::ImgConfirm => self.key_img_confirm(key.code),
             Screen::Dest => self.key_dest(key.code),
             Screen::ImagePath => self.key_image_path(key.code),
             Screen::Mapfile => self.key_mapfile(key.code),
@@ -485,7 +606,7 @@ impl App {
             Screen::Options => self.key_options(key.code),
             Screen::Confirm => self.key_confirm(key.code),
             Screen::Job => self.key_job(key.code),
-            Screen::SystemInfo | Screen::ComingSoon(_) => {
+            Screen::SystemInfo => {
                 if matches!(key.code, KeyCode::Esc | KeyCode::Enter | KeyCode::Backspace) {
                     self.screen = Screen::Menu;
                 }
@@ -496,7 +617,7 @@ impl App {
 
     fn quit(&mut self) -> Action {
         if self.job_active() {
-            self.refuse("A rescue is running: open it and press a to stop it first");
+            self.refuse("A job is running: open it and press a to stop it first");
             Action::None
         } else {
             Action::Quit
@@ -517,21 +638,12 @@ impl App {
                     .copied()
                     .unwrap_or(MenuItem::Quit)
                 {
-                    MenuItem::Rescue => {
-                        if self.job.is_some() {
-                            self.screen = Screen::Job;
-                        } else {
-                            self.refresh_disks();
-                            self.flow = Flow::default();
-                            self.disk_cursor = 0;
-                            self.screen = Screen::Source;
-                        }
-                    }
+                    MenuItem::Rescue => self.start_flow(Feature::Rescue),
+                    MenuItem::Flow(f) => self.start_flow(f),
                     MenuItem::Disks => {
                         self.refresh_disks();
                         self.screen = Screen::Disks;
                     }
-                    MenuItem::Soon(f) => self.screen = Screen::ComingSoon(f),
                     MenuItem::SystemInfo => {
                         self.sysinfo = Some(self.host.system_info());
                         self.screen = Screen::SystemInfo;
@@ -544,8 +656,37 @@ impl App {
         Action::None
     }
 
+    /// Opens a flow at its first step, or the job view while a job is shown.
+    fn start_flow(&mut self, feature: Feature) {
+        if let Some(job) = &self.job {
+            if job.state.is_active() || job.request.feature() == feature {
+                if feature != job.request.feature() {
+                    self.refuse("A job is running: wait for it or stop it first");
+                } else {
+                    self.screen = Screen::Job;
+                }
+                return;
+            }
+            // A finished job of another kind is dismissed by starting something new.
+            self.job = None;
+        }
+        self.refresh_disks();
+        self.flow = Flow {
+            feature,
+            ..Flow::default()
+        };
+        self.disk_cursor = 0;
+        self.screen = match feature {
+            Feature::Rescue | Feature::Image | Feature::Clone => Screen::Source,
+            Feature::Restore | Feature::Verify => {
+                self.flow.input.clear();
+                Screen::ImgPath
+            }
+        };
+    }
+
     /// Cursor movement shared by the disk lists; `r` re-reads the devices.
-    fn key_disk_list(&mut self, code: KeyCode, esc_to_menu: bool) {
+    pub(super) fn key_disk_list(&mut self, code: KeyCode, esc_to_menu: bool) {
         let n = self.disks.len();
         match code {
             KeyCode::Up | KeyCode::Char('k') => {
@@ -572,7 +713,17 @@ impl App {
                     self.flow.source = Some(d);
                     self.flow.target = None;
                     self.flow.dest_cursor = 0;
-                    self.screen = Screen::Dest;
+                    self.screen = match self.flow.feature {
+                        Feature::Image => {
+                            self.flow.input = self.default_image_path().display().to_string();
+                            Screen::ImgPath
+                        }
+                        Feature::Clone => {
+                            self.enter_img_target();
+                            Screen::ImgTarget
+                        }
+                        _ => Screen::Dest,
+                    };
                 }
                 None => self.refuse("No disk to rescue: plug it in and press r to refresh"),
             },
@@ -627,19 +778,12 @@ impl App {
     }
 
     /// Applies typing keys to the input line; returns true if the key was consumed.
-    fn edit_input(&mut self, code: KeyCode) -> bool {
-        match code {
-            KeyCode::Char(c) => self.flow.input.push(c),
-            KeyCode::Backspace => {
-                self.flow.input.pop();
-            }
-            _ => return false,
-        }
-        true
+    pub(super) fn edit_input(&mut self, code: KeyCode) -> bool {
+        edit_text(&mut self.flow.input, code)
     }
 
-    /// Why `path` cannot take the rescued image, or `None`.
-    fn image_refusal(&self, path: &Path) -> Option<String> {
+    /// Why `path` cannot take the rescued image (or the image of the source), or `None`.
+    pub(super) fn image_refusal(&self, path: &Path) -> Option<String> {
         if !path.is_absolute() {
             return Some("type a full path starting with /".into());
         }
@@ -802,11 +946,8 @@ impl App {
     }
 
     fn key_confirm(&mut self, code: KeyCode) -> Action {
-        let disk_name = match &self.flow.target {
-            Some(Target::Disk(d)) => Some(d.name()),
-            _ => None,
-        };
-        if disk_name.is_some() && self.edit_input(code) {
+        let typing = matches!(self.flow.target, Some(Target::Disk(_)));
+        if typing && self.edit_input(code) {
             return Action::None;
         }
         match code {
@@ -815,41 +956,18 @@ impl App {
                 Action::None
             }
             KeyCode::Enter | KeyCode::Char('y') => {
-                if let Some(name) = &disk_name {
-                    if self.flow.input.trim() != name {
-                        self.refuse(format!(
-                            "Type {name} exactly to confirm that this disk may be overwritten"
-                        ));
+                if let Some(Target::Disk(d)) = self.flow.target.clone() {
+                    if !self.confirm_disk(&d) {
                         return Action::None;
                     }
                 }
-                // The refusals are re-checked against a fresh device list: disks may have been
-                // mounted or swapped since they were chosen.
-                self.refresh_disks();
-                if let Some(Target::Disk(d)) = self.flow.target.clone() {
-                    let now = self.disks.iter().find(|x| x.path == d.path).cloned();
-                    match now {
-                        Some(n) if n.serial == d.serial && n.size == d.size => {
-                            if let Some((_, why)) = self.target_refusal(&n) {
-                                self.refuse(format!("Refused: {why}"));
-                                return Action::None;
-                            }
-                        }
-                        _ => {
-                            self.refuse(
-                                "Refused: the target disk changed or vanished; choose it again",
-                            );
-                            return Action::None;
-                        }
-                    }
-                }
                 if self.job_active() {
-                    self.refuse("A rescue is already running");
+                    self.refuse("A job is already running");
                     return Action::None;
                 }
                 match self.request() {
                     Some(req) => {
-                        self.job = Some(Job::new(req.clone()));
+                        self.job = Some(Job::new(JobRequest::Rescue(req.clone())));
                         self.screen = Screen::Job;
                         Action::StartRescue(req)
                     }
@@ -857,6 +975,34 @@ impl App {
                 }
             }
             _ => Action::None,
+        }
+    }
+
+    /// The last gate before the disk `d` is overwritten: its name must have been typed, and it
+    /// must still be there, unchanged and allowed (the list is re-read: disks may have been
+    /// mounted or swapped since they were chosen). Refuses and returns false otherwise.
+    pub(super) fn confirm_disk(&mut self, d: &DiskRow) -> bool {
+        let name = d.name();
+        if self.flow.input.trim() != name {
+            self.refuse(format!(
+                "Type {name} exactly to confirm that this disk may be overwritten"
+            ));
+            return false;
+        }
+        self.refresh_disks();
+        let now = self.disks.iter().find(|x| x.path == d.path).cloned();
+        match now {
+            Some(n) if n.serial == d.serial && n.size == d.size => match self.target_refusal(&n) {
+                Some((_, why)) => {
+                    self.refuse(format!("Refused: {why}"));
+                    false
+                }
+                None => true,
+            },
+            _ => {
+                self.refuse("Refused: the target disk changed or vanished; choose it again");
+                false
+            }
         }
     }
 
@@ -869,7 +1015,10 @@ impl App {
             job.confirm_abort = false;
             if matches!(code, KeyCode::Char('y') | KeyCode::Char('Y')) && job.state.is_active() {
                 job.state = JobState::Stopping;
-                job.push_log("Stopping: saving the mapfile".into());
+                job.push_log(match job.request {
+                    JobRequest::Rescue(_) => "Stopping: saving the mapfile".into(),
+                    JobRequest::Image(_) => "Stopping".into(),
+                });
                 return Action::Abort;
             }
             return Action::None;
@@ -918,4 +1067,16 @@ impl App {
             job.on_worker(msg);
         }
     }
+}
+
+/// Applies typing keys to `text`; returns true if the key was consumed.
+pub(super) fn edit_text(text: &mut String, code: KeyCode) -> bool {
+    match code {
+        KeyCode::Char(c) => text.push(c),
+        KeyCode::Backspace => {
+            text.pop();
+        }
+        _ => return false,
+    }
+    true
 }

@@ -8,6 +8,8 @@
 pub mod app;
 pub mod blockmap;
 pub mod disks;
+pub mod imaging;
+mod imgui;
 pub mod sysinfo;
 pub mod ui;
 pub mod worker;
@@ -15,7 +17,7 @@ pub mod worker;
 #[cfg(test)]
 mod tests;
 
-pub use app::{Action, App, Host, RealHost, RescueRequest};
+pub use app::{Action, App, Host, JobRequest, RealHost, RescueRequest};
 
 use crate::progress::{Control, StopReason};
 use ratatui::backend::Backend;
@@ -45,7 +47,7 @@ impl Events for TerminalEvents {
 
 /// Starts and steers jobs for the loop; tests can replace it to observe requests.
 pub trait Runner {
-    fn start(&mut self, req: RescueRequest) -> Result<(), String>;
+    fn start(&mut self, req: JobRequest) -> Result<(), String>;
     fn act(&mut self, action: &Action);
     /// Messages from the running job, without blocking.
     fn poll(&mut self) -> Vec<worker::WorkerMsg>;
@@ -58,7 +60,7 @@ pub struct ThreadRunner {
 }
 
 impl ThreadRunner {
-    /// Stops a job that is still running and waits a while for its mapfile save.
+    /// Stops a job that is still running and waits a while for it to save (a rescue's mapfile).
     pub fn shutdown(&mut self, reason: StopReason) -> bool {
         match &mut self.job {
             Some(j) if !j.is_finished() => j.shutdown(reason, Duration::from_secs(20)),
@@ -68,11 +70,15 @@ impl ThreadRunner {
 }
 
 impl Runner for ThreadRunner {
-    fn start(&mut self, req: RescueRequest) -> Result<(), String> {
+    fn start(&mut self, req: JobRequest) -> Result<(), String> {
         if self.job.as_ref().is_some_and(|j| !j.is_finished()) {
-            return Err("a rescue is already running".into());
+            return Err("a job is already running".into());
         }
-        self.job = Some(worker::start(req).map_err(|e| format!("cannot start the worker: {e}"))?);
+        let job = match req {
+            JobRequest::Rescue(r) => worker::start(r),
+            JobRequest::Image(r) => worker::start_image(r),
+        };
+        self.job = Some(job.map_err(|e| format!("cannot start the worker: {e}"))?);
         Ok(())
     }
 
@@ -123,7 +129,12 @@ pub fn step<B: Backend>(
     match app.on_key(key) {
         Action::Quit => return Ok(false),
         Action::StartRescue(req) => {
-            if let Err(e) = runner.start(req) {
+            if let Err(e) = runner.start(JobRequest::Rescue(req)) {
+                app.on_worker(worker::WorkerMsg::Done(Err(e)));
+            }
+        }
+        Action::StartImage(req) => {
+            if let Err(e) = runner.start(JobRequest::Image(req)) {
                 app.on_worker(worker::WorkerMsg::Done(Err(e)));
             }
         }
@@ -179,7 +190,7 @@ pub fn run() -> i32 {
     // terminal one may, and it gets a bounded time to save: a stuck read must not hang the exit.
     if !runner.shutdown(reason) {
         eprintln!(
-            "salvor: the rescue did not stop in time; its mapfile holds the last periodic save"
+            "salvor: the job did not stop in time (a rescue's mapfile holds its last periodic save)"
         );
     }
     if let Err(e) = result {

@@ -2,11 +2,14 @@
 
 use super::app::*;
 use super::disks::{DiskRow, PartRow};
+use super::imaging::ImageResult;
 use super::sysinfo::{SecureBoot, SystemInfo};
 use super::worker::WorkerMsg;
 use super::*;
 use crate::mapfile::{Block, BlockStatus, Mapfile, Phase};
-use crate::progress::{Direction, RescueEvent, RescueSnapshot};
+use crate::progress::{
+    Direction, ImageEvent, ImagePhase, ImageSnapshot, RescueEvent, RescueSnapshot,
+};
 use ratatui::backend::TestBackend;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use std::collections::{HashSet, VecDeque};
@@ -100,18 +103,67 @@ struct FakeHost {
     disks: Vec<DiskRow>,
     existing: HashSet<PathBuf>,
     dirs: HashSet<PathBuf>,
+    images: Vec<ImageView>,
+    /// What the engine's target policy refuses beyond the TUI's own checks.
+    engine_refuses: Vec<(PathBuf, String)>,
 }
 
 impl FakeHost {
     fn new() -> FakeHost {
         FakeHost {
             disks: fixture_disks(),
-            existing: HashSet::new(),
+            existing: [PathBuf::from(IMG)].into_iter().collect(),
             dirs: ["/", "/mnt", "/mnt/backup", "/root", "/tmp", "/mnt/sick"]
                 .iter()
                 .map(PathBuf::from)
                 .collect(),
+            images: vec![fixture_image()],
+            engine_refuses: Vec::new(),
         }
+    }
+}
+
+/// A 1 TB Windows disk imaged onto the backup disk.
+fn fixture_image() -> ImageView {
+    let gpt = |number, size, ty: &str, name: &str| crate::image::PartitionInfo {
+        number,
+        first_lba: 2048,
+        last_lba: 2048 + size / 512,
+        size,
+        type_id: "x".into(),
+        type_name: Some(ty.into()),
+        name: Some(name.into()),
+        guid: None,
+    };
+    ImageView {
+        path: "/mnt/backup/wd.img.zst".into(),
+        salvor: true,
+        size: 1_000_204_886_016,
+        stored: Some(212_000_000_000),
+        label: Some("Anna's laptop".into()),
+        source: Some("/dev/sdb, WDC WD10EZEX-08WN4A0, WD-WCC6Y3KJ1234".into()),
+        created: Some("2025-03-01T10:20:30Z".into()),
+        logical_sector: 512,
+        table: Some(crate::image::PartitionTable {
+            kind: "gpt".into(),
+            disk_guid: None,
+            partitions: vec![
+                gpt(1, 104_857_600, "EFI System", "EFI system partition"),
+                gpt(
+                    2,
+                    16_777_216,
+                    "Microsoft reserved",
+                    "Microsoft reserved partition",
+                ),
+                gpt(
+                    3,
+                    999_000_000_000,
+                    "Microsoft basic data",
+                    "Basic data partition",
+                ),
+            ],
+        }),
+        holes: 0,
     }
 }
 
@@ -133,6 +185,22 @@ impl Host for FakeHost {
     }
     fn current_dir(&self) -> PathBuf {
         "/root".into()
+    }
+    fn image_info(&self, p: &Path) -> Result<ImageView, String> {
+        self.images
+            .iter()
+            .find(|i| i.path == p)
+            .cloned()
+            .ok_or_else(|| format!("{}: not an image salvor can read", p.display()))
+    }
+    fn free_space(&self, dir: &Path) -> Option<u64> {
+        dir.starts_with("/mnt/backup").then_some(900 * GB)
+    }
+    fn check_target(&self, check: &TargetCheck) -> Result<(), String> {
+        match self.engine_refuses.iter().find(|(p, _)| *p == check.target) {
+            Some((_, why)) => Err(why.clone()),
+            None => Ok(()),
+        }
     }
     fn system_info(&self) -> SystemInfo {
         SystemInfo {
@@ -519,6 +587,48 @@ fn snap_menu() {
 }
 
 #[test]
+fn snap_menu_many_disks() {
+    let mut host = FakeHost::new();
+    for i in 0..12u64 {
+        host.disks.push(DiskRow {
+            path: format!("/dev/vd{}", (b'a' + i as u8) as char).into(),
+            serial: Some(format!("salvor-disk{i}")),
+            size: (64 << 20) * (i + 1),
+            transport: "virtio".into(),
+            ..DiskRow::default()
+        });
+    }
+    snap("menu_many_disks", &app_with(host));
+}
+
+/// The boot test waits for `vda .*virtio.*salvor-disk0` on the serial console.
+#[test]
+fn first_screen_lists_a_virtio_disk_like_the_boot_test_expects() {
+    let mut host = FakeHost::new();
+    host.disks = vec![DiskRow {
+        path: "/dev/vda".into(),
+        serial: Some("salvor-disk0".into()),
+        size: 64 << 20,
+        transport: "virtio".into(),
+        ..DiskRow::default()
+    }];
+    let t = render(&app_with(host), 80, 24);
+    let screen = format!("{}", t.backend());
+    let line = screen
+        .lines()
+        .find(|l| l.contains("vda "))
+        .unwrap_or_else(|| panic!("{screen}"));
+    let v = line.find("virtio").expect("transport");
+    let s = line.find("salvor-disk0").expect("serial");
+    assert!(line.find("vda ").unwrap() < v && v < s, "{line}");
+    // Every cell of the row carries a style, so a serial console gets spaces, not cursor moves.
+    let buf = t.backend().buffer();
+    let y = screen.lines().position(|l| l.contains("vda ")).unwrap() as u16;
+    let x = line.find("vda").unwrap() as u16 - 1; // the line starts with a quote
+    assert_ne!(buf[(x + 3, y)], ratatui::buffer::Cell::default());
+}
+
+#[test]
 fn snap_menu_help() {
     let mut a = app();
     key(&mut a, KeyCode::Char('?'));
@@ -653,17 +763,12 @@ fn snap_job_waiting_for_device() {
 }
 
 #[test]
-fn snap_system_info_and_soon() {
+fn snap_system_info() {
     let mut a = app();
     down(&mut a, 6);
     key(&mut a, KeyCode::Enter);
     assert_eq!(a.screen, Screen::SystemInfo);
     snap("system_info", &a);
-    key(&mut a, KeyCode::Esc);
-    a.menu_cursor = 2;
-    key(&mut a, KeyCode::Enter);
-    assert_eq!(a.screen, Screen::ComingSoon(Feature::Image));
-    snap("coming_soon_image", &a);
 }
 
 // ----- the whole loop with the real worker -----
@@ -708,6 +813,15 @@ impl Host for FileHost {
     }
     fn system_info(&self) -> SystemInfo {
         SystemInfo::default()
+    }
+    fn image_info(&self, p: &Path) -> Result<ImageView, String> {
+        RealHost.image_info(p)
+    }
+    fn free_space(&self, dir: &Path) -> Option<u64> {
+        RealHost.free_space(dir)
+    }
+    fn check_target(&self, check: &TargetCheck) -> Result<(), String> {
+        RealHost.check_target(check)
     }
 }
 
@@ -806,4 +920,528 @@ fn loop_runs_a_real_rescue_and_can_quit() {
         Duration::ZERO
     )
     .unwrap());
+}
+
+// ----- the image flows -----
+
+const IMG: &str = "/mnt/backup/wd.img.zst";
+
+fn menu_to(a: &mut App, feature: Feature) {
+    a.menu_cursor = MENU
+        .iter()
+        .position(|m| *m == MenuItem::Flow(feature))
+        .unwrap();
+    key(a, KeyCode::Enter);
+}
+
+fn clear_input(a: &mut App) {
+    for _ in 0..a.flow.input.chars().count() {
+        key(a, KeyCode::Backspace);
+    }
+}
+
+/// Image flow up to the options: source sdb, the default output path.
+fn image_to_options(a: &mut App) {
+    menu_to(a, Feature::Image);
+    assert_eq!(a.screen, Screen::Source);
+    down(a, 1);
+    key(a, KeyCode::Enter);
+    assert_eq!(a.screen, Screen::ImgPath);
+    key(a, KeyCode::Enter);
+    assert_eq!(a.screen, Screen::ImgOptions, "status: {:?}", a.status);
+}
+
+/// Restore flow up to the target list.
+fn restore_to_target(a: &mut App) {
+    menu_to(a, Feature::Restore);
+    assert_eq!(a.screen, Screen::ImgPath);
+    typ(a, IMG);
+    key(a, KeyCode::Enter);
+    assert_eq!(a.screen, Screen::ImgInfo, "status: {:?}", a.status);
+    key(a, KeyCode::Enter);
+    assert_eq!(a.screen, Screen::ImgTarget);
+}
+
+fn choose_target(a: &mut App, row: usize) {
+    a.flow.img.target_cursor = row;
+    key(a, KeyCode::Enter);
+}
+
+fn image_req(act: Action) -> ImageRequest {
+    match act {
+        Action::StartImage(r) => r,
+        other => panic!("expected an image job, got {other:?}"),
+    }
+}
+
+#[test]
+fn image_flow_emits_request() {
+    let mut a = app();
+    image_to_options(&mut a);
+    assert_eq!(
+        a.flow.img.path.as_deref(),
+        Some(Path::new(
+            "/mnt/backup/WDC_WD10EZEX-08WN4A0-WD-WCC6Y3KJ1234.img.zst"
+        ))
+    );
+    assert_eq!(a.flow.img.free, Some(900 * GB));
+    key(&mut a, KeyCode::Right); // level 3 -> 6
+    down(&mut a, 1);
+    // On the label row letters are text, not commands.
+    typ(&mut a, "Anna q?");
+    key(&mut a, KeyCode::Backspace);
+    key(&mut a, KeyCode::Backspace);
+    key(&mut a, KeyCode::Enter);
+    assert_eq!(a.screen, Screen::ImgConfirm);
+    let req = image_req(key(&mut a, KeyCode::Enter));
+    assert_eq!(req.feature, Feature::Image);
+    assert_eq!(req.input, PathBuf::from("/dev/sdb"));
+    assert_eq!(req.level, 6);
+    assert_eq!(req.label.as_deref(), Some("Anna"));
+    assert!(req.input_identity.contains("WD-WCC6Y3KJ1234"));
+    assert_eq!(a.screen, Screen::Job);
+    assert!(a.job_active());
+    // Another job cannot start while this one runs.
+    key(&mut a, KeyCode::Esc);
+    menu_to(&mut a, Feature::Clone);
+    assert_eq!(a.screen, Screen::Menu);
+    assert!(a.status.as_ref().is_some_and(|s| s.is_error));
+}
+
+#[test]
+fn image_output_refusals() {
+    let mut host = FakeHost::new();
+    host.disks[1].partitions[1].mountpoints = vec!["/mnt/sick".into()];
+    let mut a = app_with(host);
+    menu_to(&mut a, Feature::Image);
+    down(&mut a, 1);
+    key(&mut a, KeyCode::Enter);
+    // The default skips the source's own mount.
+    assert!(a.flow.input.starts_with("/mnt/backup/"), "{}", a.flow.input);
+    for (path, why) in [
+        ("/dev/sdb", "the source"),
+        ("/mnt/sick/x.img.zst", "the disk being rescued"),
+        ("/nowhere/x.img", "does not exist"),
+    ] {
+        clear_input(&mut a);
+        typ(&mut a, path);
+        key(&mut a, KeyCode::Enter);
+        assert_eq!(a.screen, Screen::ImgPath, "{path}");
+        assert!(a.status.as_ref().unwrap().text.contains(why), "{path}");
+    }
+}
+
+#[test]
+fn image_default_path_without_mounts_is_cwd() {
+    let mut host = FakeHost::new();
+    host.disks[2].partitions[0].mountpoints.clear();
+    let mut a = app_with(host);
+    menu_to(&mut a, Feature::Image);
+    down(&mut a, 3);
+    key(&mut a, KeyCode::Enter);
+    assert_eq!(
+        a.flow.input,
+        "/root/Samsung_SSD_870_EVO_2TB-S6PNNS0T123456A.img.zst"
+    );
+}
+
+#[test]
+fn restore_flow_emits_request() {
+    let mut a = app();
+    restore_to_target(&mut a);
+    // sda boot, sdb fine (same size), sdc holds the image, sdd fine, loop0 too small.
+    let notes: Vec<Option<String>> = a
+        .flow
+        .img
+        .notes
+        .iter()
+        .map(|n| n.as_ref().map(|(s, _)| s.clone()))
+        .collect();
+    assert_eq!(
+        notes,
+        vec![
+            Some("boot disk".into()),
+            None,
+            Some("holds image".into()),
+            None,
+            Some("too small".into())
+        ]
+    );
+    assert_eq!(
+        a.flow.img.target_cursor, 1,
+        "starts on the first allowed disk"
+    );
+    choose_target(&mut a, 3);
+    assert_eq!(a.screen, Screen::ImgOptions);
+    assert!(a.flow.img.verify);
+    key(&mut a, KeyCode::Char(' '));
+    key(&mut a, KeyCode::Char(' '));
+    key(&mut a, KeyCode::Enter);
+    assert_eq!(a.screen, Screen::ImgConfirm);
+    assert_eq!(key(&mut a, KeyCode::Enter), Action::None);
+    typ(&mut a, "sdb");
+    assert_eq!(key(&mut a, KeyCode::Enter), Action::None);
+    clear_input(&mut a);
+    typ(&mut a, "sdd");
+    let req = image_req(key(&mut a, KeyCode::Enter));
+    assert_eq!(req.feature, Feature::Restore);
+    assert_eq!(req.input, PathBuf::from(IMG));
+    assert_eq!(req.output, Some(PathBuf::from("/dev/sdd")));
+    assert!(req.verify);
+    assert!(req.output_identity.contains("S6PNNS0T123456A"));
+}
+
+#[test]
+fn restore_refusals() {
+    let mut host = FakeHost::new();
+    host.engine_refuses.push((
+        "/dev/sdd".into(),
+        "/dev/sdd: refused: it holds /mnt/x/img, which is being read".into(),
+    ));
+    host.disks[4].size = 2 * 1_000_204_886_016;
+    host.disks[4].backing_file = Some(IMG.into());
+    host.disks[2].partitions[0].mountpoints.clear();
+    let mut a = app_with(host);
+    menu_to(&mut a, Feature::Restore);
+    for (path, why) in [
+        ("/mnt/backup/none.img.zst", "does not exist"),
+        ("/dev/sdb", "Clone a disk"),
+        ("/mnt/backup", "folder"),
+    ] {
+        clear_input(&mut a);
+        typ(&mut a, path);
+        key(&mut a, KeyCode::Enter);
+        assert_eq!(a.screen, Screen::ImgPath, "{path}");
+        assert!(a.status.as_ref().unwrap().text.contains(why), "{path}");
+    }
+    let mut host = FakeHost::new();
+    host.existing.insert("/mnt/backup/notes.txt".into());
+    let mut b = app_with(host);
+    menu_to(&mut b, Feature::Restore);
+    typ(&mut b, "/mnt/backup/notes.txt");
+    key(&mut b, KeyCode::Enter);
+    assert!(b.status.as_ref().unwrap().text.contains("not an image"));
+
+    clear_input(&mut a);
+    a.host = Box::new({
+        let mut h = FakeHost::new();
+        h.existing.insert(IMG.into());
+        h.engine_refuses.push((
+            "/dev/sdd".into(),
+            "/dev/sdd: refused: it holds /mnt/x/img, which is being read".into(),
+        ));
+        h.disks[4].size = 2 * 1_000_204_886_016;
+        h.disks[4].backing_file = Some(IMG.into());
+        h
+    });
+    typ(&mut a, IMG);
+    key(&mut a, KeyCode::Enter);
+    key(&mut a, KeyCode::Enter);
+    assert_eq!(a.screen, Screen::ImgTarget);
+    // The loop device's file is the image; the engine refuses sdd; sdc holds the image.
+    for (row, why) in [
+        (4, "holds the image"),
+        (3, "which is being read"),
+        (2, "holds the image"),
+    ] {
+        choose_target(&mut a, row);
+        assert_eq!(a.screen, Screen::ImgTarget, "row {row}");
+        let s = a.status.clone().unwrap();
+        assert!(s.is_error && s.text.contains(why), "row {row}: {}", s.text);
+    }
+}
+
+#[test]
+fn clone_flow_and_refusals() {
+    let mut a = app();
+    menu_to(&mut a, Feature::Clone);
+    down(&mut a, 1);
+    key(&mut a, KeyCode::Enter);
+    assert_eq!(a.screen, Screen::ImgTarget);
+    choose_target(&mut a, 1);
+    assert!(a.status.as_ref().unwrap().text.contains("it is the source"));
+    choose_target(&mut a, 2);
+    assert!(a.status.as_ref().unwrap().text.contains("mounted"));
+    choose_target(&mut a, 3);
+    assert_eq!(a.screen, Screen::ImgOptions);
+    key(&mut a, KeyCode::Enter);
+    typ(&mut a, "sdd");
+    // The target was mounted meanwhile: refused at the last gate.
+    let mut host = FakeHost::new();
+    host.disks[3].mountpoints = vec!["/media/x".into()];
+    let saved = std::mem::replace(&mut a.host, Box::new(host));
+    assert_eq!(key(&mut a, KeyCode::Enter), Action::None);
+    assert!(a.status.as_ref().unwrap().text.contains("mounted"));
+    a.host = saved;
+    let req = image_req(key(&mut a, KeyCode::Enter));
+    assert_eq!(req.feature, Feature::Clone);
+    assert_eq!(req.input, PathBuf::from("/dev/sdb"));
+    assert_eq!(req.output, Some(PathBuf::from("/dev/sdd")));
+}
+
+#[test]
+fn verify_flow_starts_at_once() {
+    let mut host = FakeHost::new();
+    host.existing.insert(IMG.into());
+    let mut raw = fixture_image();
+    raw.path = "/mnt/backup/raw.img".into();
+    raw.salvor = false;
+    host.images.push(raw);
+    host.existing.insert("/mnt/backup/raw.img".into());
+    let mut a = app_with(host);
+    menu_to(&mut a, Feature::Verify);
+    typ(&mut a, "/mnt/backup/raw.img");
+    assert_eq!(key(&mut a, KeyCode::Enter), Action::None);
+    assert!(a.status.as_ref().unwrap().text.contains("checksums"));
+    clear_input(&mut a);
+    typ(&mut a, IMG);
+    let req = image_req(key(&mut a, KeyCode::Enter));
+    assert_eq!(req.feature, Feature::Verify);
+    assert_eq!(req.output, None);
+    assert_eq!(a.screen, Screen::Job);
+}
+
+#[test]
+fn escape_walks_back_through_the_restore_flow() {
+    let mut a = app();
+    restore_to_target(&mut a);
+    choose_target(&mut a, 3);
+    key(&mut a, KeyCode::Enter);
+    assert_eq!(a.screen, Screen::ImgConfirm);
+    for s in [
+        Screen::ImgOptions,
+        Screen::ImgTarget,
+        Screen::ImgInfo,
+        Screen::ImgPath,
+        Screen::Menu,
+    ] {
+        key(&mut a, KeyCode::Esc);
+        assert_eq!(a.screen, s);
+    }
+}
+
+fn image_snapshot(phase: ImagePhase) -> ImageSnapshot {
+    ImageSnapshot {
+        phase,
+        total: 1_000_204_886_016,
+        bytes_read: 412 * GB,
+        bytes_in: 412 * GB,
+        bytes_out: 97 * GB,
+        read_rate: 142_000_000.0,
+        compress_rate: 610_000_000.0,
+        write_rate: 33_000_000.0,
+        ratio: 0.235,
+        elapsed: Duration::from_secs(48 * 60 + 12),
+        remaining: Some(Duration::from_secs(69 * 60)),
+    }
+}
+
+fn image_job_app() -> App {
+    let mut a = app();
+    image_to_options(&mut a);
+    key(&mut a, KeyCode::Enter);
+    key(&mut a, KeyCode::Enter);
+    a.on_worker(WorkerMsg::ImageEvent(ImageEvent::PhaseStarted {
+        phase: ImagePhase::Imaging,
+    }));
+    a.on_worker(WorkerMsg::ImageSnapshot(image_snapshot(
+        ImagePhase::Imaging,
+    )));
+    a
+}
+
+#[test]
+fn image_job_pause_abort() {
+    let mut a = image_job_app();
+    assert_eq!(a.job.as_ref().unwrap().state, JobState::Running);
+    assert_eq!(key(&mut a, KeyCode::Char('p')), Action::Pause);
+    assert_eq!(key(&mut a, KeyCode::Char('p')), Action::Resume);
+    key(&mut a, KeyCode::Char('a'));
+    assert_eq!(key(&mut a, KeyCode::Char('y')), Action::Abort);
+    a.on_worker(WorkerMsg::ImageDone(ImageResult::Stopped));
+    assert_eq!(a.job.as_ref().unwrap().state, JobState::Stopped);
+    snap("image_job_aborted", &a);
+    key(&mut a, KeyCode::Enter);
+    assert!(a.job.is_none());
+}
+
+#[test]
+fn snap_image_flow() {
+    let mut a = app();
+    menu_to(&mut a, Feature::Image);
+    down(&mut a, 1);
+    snap("image_source", &a);
+    key(&mut a, KeyCode::Enter);
+    snap("image_path", &a);
+    key(&mut a, KeyCode::Enter);
+    down(&mut a, 1);
+    typ(&mut a, "Anna's laptop");
+    snap("image_options", &a);
+    key(&mut a, KeyCode::Enter);
+    snap("image_confirm_tight", &a);
+    key(&mut a, KeyCode::Enter);
+    a.on_worker(WorkerMsg::ImageEvent(ImageEvent::PhaseStarted {
+        phase: ImagePhase::Imaging,
+    }));
+    a.on_worker(WorkerMsg::ImageSnapshot(image_snapshot(
+        ImagePhase::Imaging,
+    )));
+    snap("image_job_running", &a);
+    let mut s = image_snapshot(ImagePhase::Finishing);
+    s.bytes_in = s.total;
+    a.on_worker(WorkerMsg::ImageSnapshot(s));
+    a.on_worker(WorkerMsg::ImageDone(ImageResult::Done(
+        "Done: 1000 GB imaged into 235 GB (ratio 0.235) in 1h 57m".into(),
+    )));
+    snap("image_job_done", &a);
+}
+
+#[test]
+fn snap_restore_flow() {
+    let mut a = app();
+    menu_to(&mut a, Feature::Restore);
+    typ(&mut a, "/mnt/backup/wd");
+    snap("restore_path", &a);
+    typ(&mut a, ".img.zst");
+    key(&mut a, KeyCode::Enter);
+    snap("restore_info", &a);
+    key(&mut a, KeyCode::Enter);
+    snap("restore_target", &a);
+    a.flow.img.target_cursor = 2;
+    snap("restore_target_holds_image", &a);
+    choose_target(&mut a, 3);
+    snap("restore_options", &a);
+    key(&mut a, KeyCode::Enter);
+    typ(&mut a, "sd");
+    snap("restore_confirm", &a);
+    typ(&mut a, "d");
+    key(&mut a, KeyCode::Enter);
+    a.on_worker(WorkerMsg::ImageSnapshot(image_snapshot(
+        ImagePhase::VerifyingTarget,
+    )));
+    snap("restore_job_verifying", &a);
+}
+
+#[test]
+fn snap_clone_and_verify() {
+    let mut a = app();
+    menu_to(&mut a, Feature::Clone);
+    down(&mut a, 1);
+    key(&mut a, KeyCode::Enter);
+    snap("clone_target", &a);
+    choose_target(&mut a, 3);
+    key(&mut a, KeyCode::Enter);
+    snap("clone_confirm", &a);
+
+    let mut host = FakeHost::new();
+    host.existing.insert(IMG.into());
+    let mut a = app_with(host);
+    menu_to(&mut a, Feature::Verify);
+    typ(&mut a, IMG);
+    snap("verify_path", &a);
+    key(&mut a, KeyCode::Enter);
+    let mut s = image_snapshot(ImagePhase::Verifying);
+    s.bytes_out = 0;
+    s.ratio = 0.0;
+    a.on_worker(WorkerMsg::ImageSnapshot(s));
+    a.on_worker(WorkerMsg::ImageEvent(ImageEvent::BadChunk {
+        chunk: 98_304,
+        offset: 412_316_860_416,
+        reason: "zstd frame checksum mismatch".into(),
+    }));
+    a.on_worker(WorkerMsg::ImageEvent(ImageEvent::Finished { ok: false }));
+    a.on_worker(WorkerMsg::ImageDone(ImageResult::Failed(
+        "corrupt image: chunk 98304 (disk offset 412316860416): zstd frame checksum mismatch"
+            .into(),
+    )));
+    snap("verify_job_bad", &a);
+}
+
+/// Waits for an image job on the real worker and returns its log and result.
+fn run_worker(req: ImageRequest) -> (ImageResult, Vec<WorkerMsg>) {
+    let mut h = worker::start_image(req).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let mut msgs = Vec::new();
+    loop {
+        match h.rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(WorkerMsg::ImageDone(r)) => {
+                assert!(h.shutdown(crate::progress::StopReason::User, Duration::from_secs(5)));
+                return (r, msgs);
+            }
+            Ok(m) => msgs.push(m),
+            Err(_) => assert!(std::time::Instant::now() < deadline, "job hung"),
+        }
+    }
+}
+
+#[test]
+fn image_then_restore_round_trip_through_the_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("disk.bin");
+    // Mixed content: compressible runs, zeros and noise-like bytes.
+    let mut data: Vec<u8> = (0..5 * 1024 * 1024u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    data[1 << 20..2 << 20].fill(0);
+    std::fs::write(&src, &data).unwrap();
+    let img = dir.path().join("disk.img.zst");
+    let out = dir.path().join("restored.bin");
+    let base = ImageRequest {
+        feature: Feature::Image,
+        input: src.clone(),
+        input_identity: "test".into(),
+        output: Some(img.clone()),
+        output_identity: "test".into(),
+        level: 1,
+        label: Some("round trip".into()),
+        verify: true,
+    };
+    let (r, msgs) = run_worker(base.clone());
+    assert!(matches!(r, ImageResult::Done(_)), "{r:?}");
+    assert!(msgs
+        .iter()
+        .any(|m| matches!(m, WorkerMsg::ImageSnapshot(_))));
+    // The UI's view of the image: what Restore shows on its second screen.
+    let view = RealHost.image_info(&img).unwrap();
+    assert!(view.salvor);
+    assert_eq!(view.size, data.len() as u64);
+    assert_eq!(view.label.as_deref(), Some("round trip"));
+
+    let (r, _) = run_worker(ImageRequest {
+        feature: Feature::Verify,
+        input: img.clone(),
+        output: None,
+        ..base.clone()
+    });
+    assert!(
+        matches!(&r, ImageResult::Done(s) if s.starts_with("OK")),
+        "{r:?}"
+    );
+
+    let (r, _) = run_worker(ImageRequest {
+        feature: Feature::Restore,
+        input: img.clone(),
+        output: Some(out.clone()),
+        ..base.clone()
+    });
+    assert!(
+        matches!(&r, ImageResult::Done(s) if s.contains("verified")),
+        "{r:?}"
+    );
+    assert!(
+        std::fs::read(&out).unwrap() == data,
+        "restored bytes differ"
+    );
+
+    // The engine refuses to restore an image onto itself.
+    let (r, _) = run_worker(ImageRequest {
+        feature: Feature::Restore,
+        input: img.clone(),
+        output: Some(img.clone()),
+        ..base
+    });
+    assert!(
+        matches!(&r, ImageResult::Failed(e) if e.contains("source")),
+        "{r:?}"
+    );
 }

@@ -3,9 +3,12 @@
 //! Every screen fits 80×24 (a serial console); bigger terminals give the lists and the block map
 //! more room. Colours always come with a symbol or a word so that the screens read in monochrome.
 
-use super::app::{App, Choices, Job, JobState, MenuItem, Screen, Target, MENU};
+use super::app::{
+    App, Choices, Feature, Job, JobRequest, JobState, MenuItem, Screen, Target, MENU,
+};
 use super::blockmap::{self, BlockMap};
 use super::disks::DiskRow;
+use super::imgui;
 use crate::progress::Direction;
 use crate::units::{format_bytes, format_duration};
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -15,14 +18,14 @@ use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
 use ratatui::Frame;
 use std::time::Duration;
 
-const SEL: Style = Style::new().add_modifier(Modifier::REVERSED);
-const DIM: Style = Style::new().fg(Color::DarkGray);
-const BOLD: Style = Style::new().add_modifier(Modifier::BOLD);
-const WARN: Style = Style::new().fg(Color::Red).add_modifier(Modifier::BOLD);
-const GOOD: Style = Style::new().fg(Color::Green).add_modifier(Modifier::BOLD);
+pub(super) const SEL: Style = Style::new().add_modifier(Modifier::REVERSED);
+pub(super) const DIM: Style = Style::new().fg(Color::DarkGray);
+pub(super) const BOLD: Style = Style::new().add_modifier(Modifier::BOLD);
+pub(super) const WARN: Style = Style::new().fg(Color::Red).add_modifier(Modifier::BOLD);
+pub(super) const GOOD: Style = Style::new().fg(Color::Green).add_modifier(Modifier::BOLD);
 
 /// Cuts or pads `s` to exactly `w` characters, marking a cut with `~`.
-fn fit(s: &str, w: usize) -> String {
+pub(super) fn fit(s: &str, w: usize) -> String {
     let n = s.chars().count();
     if n <= w {
         format!("{s:<w$}")
@@ -35,7 +38,7 @@ fn fit(s: &str, w: usize) -> String {
     }
 }
 
-fn yes_no(b: bool) -> &'static str {
+pub(super) fn yes_no(b: bool) -> &'static str {
     if b {
         "yes"
     } else {
@@ -43,7 +46,7 @@ fn yes_no(b: bool) -> &'static str {
     }
 }
 
-use crate::units::{format_rate as rate, percent as pct};
+pub(super) use crate::units::{format_rate as rate, percent as pct};
 
 /// The first visible row so that `cursor` stays on screen.
 fn scroll(cursor: usize, height: usize) -> usize {
@@ -85,21 +88,11 @@ pub fn draw(app: &App, f: &mut Frame) {
         Screen::Confirm => draw_confirm(app, f, body),
         Screen::Job => draw_job(app, f, body),
         Screen::SystemInfo => draw_sysinfo(app, f, body),
-        Screen::ComingSoon(feat) => {
-            let text = vec![
-                Line::styled(feat.title(), BOLD),
-                Line::raw(""),
-                Line::raw("Coming soon: this part of salvor is being written."),
-                Line::raw("Until then, \"Rescue a failing disk\" copies any disk, healthy or not,"),
-                Line::raw("into an image file or onto another disk."),
-            ];
-            f.render_widget(
-                Paragraph::new(text)
-                    .block(Block::bordered())
-                    .wrap(Wrap { trim: false }),
-                body,
-            );
-        }
+        Screen::ImgPath => imgui::draw_path(app, f, body),
+        Screen::ImgInfo => imgui::draw_info(app, f, body),
+        Screen::ImgTarget => imgui::draw_target(app, f, body),
+        Screen::ImgOptions => imgui::draw_options(app, f, body),
+        Screen::ImgConfirm => imgui::draw_confirm(app, f, body),
     }
     draw_status(app, f, status);
     draw_footer(app, f, footer);
@@ -112,15 +105,28 @@ fn screen_title(app: &App) -> String {
     match app.screen {
         Screen::Menu => "Main menu".into(),
         Screen::Disks => "Disks on this machine".into(),
-        Screen::Source => "Rescue 1/5: which disk is failing?".into(),
+        Screen::Source => match app.flow.feature {
+            Feature::Image => "Image 1/4: which disk?".into(),
+            Feature::Clone => "Clone 1/4: which disk is copied?".into(),
+            _ => "Rescue 1/5: which disk is failing?".into(),
+        },
         Screen::Dest => "Rescue 2/5: where should the rescued data go?".into(),
         Screen::ImagePath => "Rescue 2/5: image file".into(),
         Screen::Mapfile | Screen::MapfilePath => "Rescue 3/5: progress record (mapfile)".into(),
         Screen::Options => "Rescue 4/5: options".into(),
         Screen::Confirm => "Rescue 5/5: check and confirm".into(),
-        Screen::Job => "Rescue".into(),
+        Screen::Job => app
+            .job
+            .as_ref()
+            .map_or(Feature::Rescue, |j| j.request.feature())
+            .title()
+            .into(),
         Screen::SystemInfo => "System information".into(),
-        Screen::ComingSoon(f) => f.title().into(),
+        Screen::ImgPath
+        | Screen::ImgInfo
+        | Screen::ImgTarget
+        | Screen::ImgOptions
+        | Screen::ImgConfirm => imgui::title(app),
     }
 }
 
@@ -131,21 +137,42 @@ fn draw_title(app: &App, f: &mut Frame, area: Rect) {
         Span::styled(screen_title(app), BOLD),
     ];
     if let Some(job) = &app.job {
-        let s = match &job.state {
-            s if s.is_active() => "  [rescue running]",
-            _ => "  [rescue ended]",
+        let what = job_noun(job);
+        let s = if job.state.is_active() {
+            format!("  [{what} running]")
+        } else {
+            format!("  [{what} ended]")
         };
         spans.push(Span::styled(s, Style::new().fg(Color::Yellow)));
     }
     f.render_widget(Line::from(spans), area);
 }
 
+/// "rescue", "imaging", ...: what the title bar calls a job.
+fn job_noun(job: &Job) -> &'static str {
+    match job.request.feature() {
+        Feature::Rescue => "rescue",
+        Feature::Image => "imaging",
+        Feature::Restore => "restore",
+        Feature::Clone => "clone",
+        Feature::Verify => "verify",
+    }
+}
+
 fn draw_status(app: &App, f: &mut Frame, area: Rect) {
-    let confirm_abort =
-        app.screen == Screen::Job && app.job.as_ref().is_some_and(|j| j.confirm_abort);
-    let line = if confirm_abort {
+    let abort_job = app
+        .job
+        .as_ref()
+        .filter(|j| app.screen == Screen::Job && j.confirm_abort);
+    let line = if let Some(job) = abort_job {
         Line::styled(
-            "Stop the rescue? The mapfile is saved, you can resume later. y = stop, n = go on",
+            match (&job.request, job.request.feature()) {
+                (JobRequest::Rescue(_), _) => {
+                    "Stop the rescue? The mapfile is saved, you can resume later. y = stop, n = go on"
+                }
+                (_, Feature::Verify) => "Stop verifying? y = stop, n = go on",
+                _ => "Abort? What was written so far is INCOMPLETE. y = abort, n = go on",
+            },
             WARN,
         )
     } else if let Some(s) = &app.status {
@@ -242,9 +269,14 @@ fn footer_keys(app: &App) -> Vec<(&'static str, &'static str)> {
             }
             _ => vec![("Enter/Esc", "back to menu"), ("?", "help")],
         },
-        Screen::SystemInfo | Screen::ComingSoon(_) => {
+        Screen::SystemInfo => {
             vec![("Esc", "back"), ("?", "help"), ("q", "quit")]
         }
+        Screen::ImgPath
+        | Screen::ImgInfo
+        | Screen::ImgTarget
+        | Screen::ImgOptions
+        | Screen::ImgConfirm => imgui::footer(app),
     }
 }
 
@@ -261,11 +293,24 @@ fn help_lines(app: &App) -> Vec<Line<'static>> {
     let mut l = vec![
         Line::styled("Keys", BOLD),
         Line::raw("  ↑ ↓ or j k   move          Enter   choose / continue"),
-        Line::raw("  Esc          go back       q       quit (not while a rescue runs)"),
+        Line::raw("  Esc          go back       q       quit (not while a job runs)"),
         Line::raw("  ?            this help     r       re-read the list of disks"),
         Line::raw(""),
     ];
     let specific: &[&str] = match app.screen {
+        Screen::Job
+            if app
+                .job
+                .as_ref()
+                .is_some_and(|j| !matches!(j.request, JobRequest::Rescue(_))) =>
+        {
+            &[
+                "Three rates are shown: reading the input, (de)compressing, writing the",
+                "output. The slowest one is the bottleneck. p pauses and resumes; a aborts",
+                "(a partly written image or disk is not usable). Esc returns to the menu",
+                "while the job goes on.",
+            ]
+        }
         Screen::Job => &[
             "The block map shows the whole source disk. Each cell is a slice of it,",
             "drawn with the worst state found inside: one bad sector marks its cell.",
@@ -276,9 +321,13 @@ fn help_lines(app: &App) -> Vec<Line<'static>> {
             "Check both sides: the left disk is only read, the right side is",
             "overwritten. For a disk target, type its name (like sdb) to confirm.",
         ],
-        Screen::Dest => &[
+        Screen::Dest | Screen::ImgTarget => &[
             "Best: an image file on a healthy disk. Disks that are the source, the",
             "disk salvor runs from, mounted, or too small cannot be chosen.",
+        ],
+        Screen::ImgPath if app.flow.feature == Feature::Image => &[
+            "A name ending in .img or .raw writes a plain (sparse) copy of the disk;",
+            "anything else, like .img.zst, a compressed salvor image with checksums.",
         ],
         Screen::Options => &[
             "The defaults are right for most failing disks. Space or arrows change",
@@ -316,20 +365,41 @@ fn draw_help(app: &App, f: &mut Frame) {
 }
 
 fn menu_label(app: &App, item: MenuItem) -> (String, &'static str) {
+    let feature = match item {
+        MenuItem::Rescue => Some(Feature::Rescue),
+        MenuItem::Flow(f) => Some(f),
+        _ => None,
+    };
+    if let Some(j) = app
+        .job
+        .as_ref()
+        .filter(|j| Some(j.request.feature()) == feature)
+    {
+        let what = job_noun(j);
+        return if j.state.is_active() {
+            (format!("Show the running {what}"), "")
+        } else {
+            (format!("Show the last {what}"), "")
+        };
+    }
     match item {
-        MenuItem::Rescue => match &app.job {
-            Some(j) if j.state.is_active() => ("Show the running rescue".into(), ""),
-            Some(_) => ("Show the last rescue".into(), ""),
-            None => (
-                "Rescue a failing disk".into(),
-                "copy what can still be read; resumable",
-            ),
-        },
+        MenuItem::Rescue => (
+            "Rescue a failing disk".into(),
+            "copy what can still be read; resumable",
+        ),
         MenuItem::Disks => (
             "Disks".into(),
             "every disk with model, serial, size, mounts",
         ),
-        MenuItem::Soon(f) => (f.title().into(), "coming soon"),
+        MenuItem::Flow(f) => (
+            f.title().into(),
+            match f {
+                Feature::Image => "into a compressed, checksummed image file",
+                Feature::Restore => "write an image back onto a disk",
+                Feature::Clone => "copy a healthy disk onto another disk",
+                _ => "check every chunk of an image",
+            },
+        ),
         MenuItem::SystemInfo => ("System info".into(), "kernel, memory, Secure Boot"),
         MenuItem::Quit => ("Quit".into(), "back to the shell"),
     }
@@ -349,14 +419,9 @@ fn draw_menu(app: &App, f: &mut Frame, area: Rect) {
             let sel = i == app.menu_cursor;
             let mark = if sel { "> " } else { "  " };
             let style = if sel { SEL } else { Style::new() };
-            let hint_style = if matches!(item, MenuItem::Soon(_)) {
-                DIM
-            } else {
-                Style::new()
-            };
             Line::from(vec![
                 Span::styled(format!("{mark}{:<26}", label), style),
-                Span::styled(format!("  {hint}"), hint_style),
+                Span::raw(format!("  {hint}")),
             ])
         })
         .collect();
@@ -376,7 +441,54 @@ fn draw_menu(app: &App, f: &mut Frame, area: Rect) {
     if let Some(e) = &app.disks_error {
         text.push(Line::styled(format!("  Could not list disks: {e}"), WARN));
     }
-    f.render_widget(Paragraph::new(text).wrap(Wrap { trim: false }), info);
+    let room = usize::from(info.height).saturating_sub(text.len());
+    // All disks if they fit; otherwise one row less and a "+N more" line.
+    let shown = if n <= room { n } else { room.saturating_sub(1) };
+    let w = usize::from(info.width);
+    for d in &app.disks[..shown] {
+        text.push(Line::styled(menu_disk_text(d, w), LISTED));
+    }
+    if shown < n {
+        text.push(Line::styled(
+            format!("  +{} more (see Disks)", n - shown),
+            DIM,
+        ));
+    }
+    f.render_widget(Paragraph::new(text), info);
+}
+
+/// A style for text that must reach a serial console verbatim: a cell styled unlike a blank one
+/// is always sent, so the gaps between words arrive as spaces instead of cursor moves (the boot
+/// test reads the console with the escape sequences stripped).
+const LISTED: Style = Style::new().fg(Color::Gray);
+
+/// One disk on the first screen, `w` wide: `  name size transport model serial S flags`. The model
+/// is cut first so that the serial and the flags (BOOT, mounted) stay visible.
+fn menu_disk_text(d: &DiskRow, w: usize) -> String {
+    let what = match &d.backing_file {
+        Some(b) => format!("file {}", b.display()),
+        None => d.model_or_unknown().to_string(),
+    };
+    let head = format!(
+        "  {:<7} {:>8}  {:<6}  ",
+        d.name(),
+        format_bytes(d.size),
+        d.transport
+    );
+    let mut tail = format!("  serial {}", d.serial.as_deref().unwrap_or("-"));
+    let flags = disk_flags(d);
+    if !flags.is_empty() {
+        tail.push_str("  ");
+        tail.push_str(&flags);
+    }
+    let room = w.saturating_sub(head.chars().count() + tail.chars().count());
+    let n = what.chars().count();
+    let what = if n <= room {
+        what
+    } else {
+        fit(&what, room.max(8))
+    };
+    fit(&format!("{head}{what}{tail}"), w)
 }
 
 fn disk_flags(d: &DiskRow) -> String {
@@ -457,7 +569,7 @@ fn disk_header(w: usize, note: bool) -> Line<'static> {
 
 /// The detail lines of one disk: identity, partitions, mounts.
 /// `narrow` puts one fact per line (the confirmation screen's half-width panels).
-fn disk_details(d: &DiskRow, narrow: bool) -> Vec<Line<'static>> {
+pub(super) fn disk_details(d: &DiskRow, narrow: bool) -> Vec<Line<'static>> {
     let facts = [
         ("Model: ", d.model_or_unknown().to_string()),
         ("Serial: ", d.serial_or_unknown().to_string()),
@@ -533,14 +645,18 @@ fn disk_details(d: &DiskRow, narrow: bool) -> Vec<Line<'static>> {
     l
 }
 
+/// A row of [`draw_disk_table`]: a disk (or, as `None`, the "image file" choice) and, when it
+/// cannot be chosen, why (a short form for the table, a sentence for the details).
+pub(super) type DiskTableRow<'a> = (Option<&'a DiskRow>, Option<(String, String)>);
+
 /// A bordered table of disks with a details panel for the highlighted one.
 #[allow(clippy::too_many_arguments)]
-fn draw_disk_table(
+pub(super) fn draw_disk_table(
     app: &App,
     f: &mut Frame,
     area: Rect,
     title: &str,
-    rows: &[(Option<&DiskRow>, Option<String>)],
+    rows: &[DiskTableRow],
     cursor: usize,
     detail_title: &str,
     choosing_target: bool,
@@ -557,7 +673,12 @@ fn draw_disk_table(
     for (i, (d, note)) in rows.iter().enumerate().skip(first).take(visible) {
         let sel = i == cursor;
         match d {
-            Some(d) => lines.push(disk_line(d, inner_w, sel, note.as_deref())),
+            Some(d) => lines.push(disk_line(
+                d,
+                inner_w,
+                sel,
+                note.as_ref().map(|(short, _)| short.as_str()),
+            )),
             None => {
                 let mark = if sel { "> " } else { "  " };
                 lines.push(Line::styled(
@@ -586,11 +707,7 @@ fn draw_disk_table(
     let detail_lines = match rows.get(cursor) {
         Some((Some(d), note)) => {
             let mut l = Vec::new();
-            if let Some(why) = note
-                .as_ref()
-                .and_then(|_| app.target_refusal(d))
-                .map(|(_, why)| why)
-            {
+            if let Some((_, why)) = note {
                 l.push(Line::styled(format!("Cannot be the target: {why}"), WARN));
             } else if choosing_target {
                 l.push(Line::styled(
@@ -639,11 +756,16 @@ fn draw_disks(app: &App, f: &mut Frame, area: Rect) {
 
 fn draw_source(app: &App, f: &mut Frame, area: Rect) {
     let rows: Vec<_> = app.disks.iter().map(|d| (Some(d), None)).collect();
+    let title = match app.flow.feature {
+        Feature::Image => "Choose the disk to image: it is only READ, never written",
+        Feature::Clone => "Choose the disk to copy: it is only READ, never written",
+        _ => "Choose the disk to rescue: it is only READ, never written",
+    };
     draw_disk_table(
         app,
         f,
         area,
-        "Choose the disk to rescue: it is only READ, never written",
+        title,
         &rows,
         app.disk_cursor,
         "This disk",
@@ -664,11 +786,12 @@ fn source_line(app: &App) -> Line<'static> {
 fn draw_dest(app: &App, f: &mut Frame, area: Rect) {
     let [top, rest] = Layout::vertical([Constraint::Length(1), Constraint::Min(0)]).areas(area);
     f.render_widget(source_line(app), top);
-    let mut rows: Vec<(Option<&DiskRow>, Option<String>)> = vec![(None, None)];
+    let mut rows: Vec<DiskTableRow> = vec![(None, None)];
     rows.extend(app.disks.iter().map(|d| {
         (
             Some(d),
-            app.target_refusal(d).map(|(short, _)| short.to_string()),
+            app.target_refusal(d)
+                .map(|(short, why)| (short.to_string(), why)),
         )
     }));
     draw_disk_table(
@@ -683,7 +806,7 @@ fn draw_dest(app: &App, f: &mut Frame, area: Rect) {
     );
 }
 
-fn input_box(title: &str, text: &str) -> Paragraph<'static> {
+pub(super) fn input_box(title: &str, text: &str) -> Paragraph<'static> {
     Paragraph::new(Line::from(vec![
         Span::raw(text.to_string()),
         Span::styled("_", SEL),
@@ -692,37 +815,26 @@ fn input_box(title: &str, text: &str) -> Paragraph<'static> {
 }
 
 /// Mounted filesystems that are not on the source: where an image could go.
-fn writable_places(app: &App) -> Vec<Line<'static>> {
-    let src = app.flow.source.as_ref().map(|s| s.path.clone());
+pub(super) fn writable_places(app: &App) -> Vec<Line<'static>> {
     let mut l = Vec::new();
-    for d in &app.disks {
-        // The rescue stick is usually a read-only live medium: not a place for an image.
-        if Some(&d.path) == src.as_ref() || d.is_boot {
-            continue;
-        }
+    for (m, d, p) in app.writable_mounts() {
         let ident = format!("{}, {}", d.model_or_unknown(), format_bytes(d.size));
-        for m in d.mountpoints.iter() {
-            l.push(Line::raw(format!(
-                "  {}  ({}: {ident})",
-                m.display(),
-                d.name()
-            )));
-        }
-        for p in &d.partitions {
-            for m in &p.mountpoints {
+        l.push(Line::raw(match p {
+            None => format!("  {}  ({}: {ident})", m.display(), d.name()),
+            Some(p) => {
                 let name = p
                     .path
                     .file_name()
                     .map(|n| n.to_string_lossy().into_owned())
                     .unwrap_or_default();
-                l.push(Line::raw(format!(
+                format!(
                     "  {}  ({name} {} {}: {ident})",
                     m.display(),
                     p.fstype.as_deref().unwrap_or("?"),
                     format_bytes(p.size)
-                )));
+                )
             }
-        }
+        }));
     }
     if l.is_empty() {
         l.push(Line::styled("  (none: mount a healthy disk first)", DIM));
@@ -1004,8 +1116,26 @@ fn draw_confirm(app: &App, f: &mut Frame, area: Rect) {
     }
 }
 
-fn state_span(job: &Job) -> Span<'static> {
+pub(super) fn state_span(job: &Job) -> Span<'static> {
     let waiting = job.snapshot.as_ref().is_some_and(|s| s.waiting_for_device);
+    if let JobRequest::Image(r) = &job.request {
+        return match &job.state {
+            JobState::Finished { .. } => Span::styled("Finished OK", GOOD),
+            JobState::Stopped if r.feature == Feature::Verify => {
+                Span::styled("Stopped before the end", BOLD)
+            }
+            JobState::Stopped => Span::styled("ABORTED: the output is incomplete", WARN),
+            JobState::Stopping => Span::styled("stopping...", BOLD),
+            JobState::Failed(_) if job.image.bad_chunk.is_some() => {
+                Span::styled("! BAD: the image is damaged", WARN)
+            }
+            _ => rescue_state_span(job, false),
+        };
+    }
+    rescue_state_span(job, waiting)
+}
+
+fn rescue_state_span(job: &Job, waiting: bool) -> Span<'static> {
     match &job.state {
         _ if waiting && job.state.is_active() => {
             Span::styled("! WAITING FOR THE SOURCE TO COME BACK", WARN)
@@ -1046,7 +1176,7 @@ fn phase_short(p: crate::mapfile::Phase) -> &'static str {
     }
 }
 
-fn kv(k: &str, v: String) -> Line<'static> {
+pub(super) fn kv(k: &str, v: String) -> Line<'static> {
     Line::from(vec![Span::styled(format!("{k:<10}"), BOLD), Span::raw(v)])
 }
 
@@ -1059,11 +1189,63 @@ fn remaining_text(r: Option<(Duration, Duration)>) -> String {
     }
 }
 
+/// The "From:" and "To:" lines at the top of the job view.
+pub(super) fn draw_from_to(job: &Job, f: &mut Frame, from: Rect, to: Rect) {
+    f.render_widget(
+        Line::from(vec![
+            Span::styled("From: ", GOOD),
+            Span::raw(job.request.from_line()),
+        ]),
+        from,
+    );
+    f.render_widget(
+        Line::from(vec![
+            Span::styled("To:   ", WARN),
+            Span::raw(job.request.to_line()),
+        ]),
+        to,
+    );
+}
+
+/// The job's log, newest lines at the bottom.
+pub(super) fn draw_log(job: &Job, f: &mut Frame, log: Rect) {
+    let log_block = Block::new().borders(Borders::TOP).title(" Log ");
+    let visible = usize::from(log_block.inner(log).height);
+    let start = job.log.len().saturating_sub(visible);
+    let lines: Vec<Line> = job.log[start..]
+        .iter()
+        .map(|s| {
+            let st = if s.contains("error")
+                || s.contains("GONE")
+                || s.contains("Error")
+                || s.contains("BAD")
+            {
+                WARN
+            } else {
+                Style::new()
+            };
+            Line::styled(s.clone(), st)
+        })
+        .collect();
+    f.render_widget(Paragraph::new(Text::from(lines)).block(log_block), log);
+}
+
+pub(super) fn log_height(area: Rect) -> u16 {
+    if area.height >= 34 {
+        10
+    } else {
+        5
+    }
+}
+
 fn draw_job(app: &App, f: &mut Frame, area: Rect) {
     let Some(job) = &app.job else {
         return;
     };
-    let log_h = if area.height >= 34 { 10 } else { 5 };
+    if matches!(job.request, JobRequest::Image(_)) {
+        return imgui::draw_job(job, f, area);
+    }
+    let log_h = log_height(area);
     let [from, to, map, legend, stats, log] = Layout::vertical([
         Constraint::Length(1),
         Constraint::Length(1),
@@ -1073,20 +1255,7 @@ fn draw_job(app: &App, f: &mut Frame, area: Rect) {
         Constraint::Length(log_h),
     ])
     .areas(area);
-    f.render_widget(
-        Line::from(vec![
-            Span::styled("From: ", GOOD),
-            Span::raw(job.request.source_identity.clone()),
-        ]),
-        from,
-    );
-    f.render_widget(
-        Line::from(vec![
-            Span::styled("To:   ", WARN),
-            Span::raw(job.request.target_identity.clone()),
-        ]),
-        to,
-    );
+    draw_from_to(job, f, from, to);
     let size = job.size();
     let inner_cells =
         u64::from(map.width.saturating_sub(2)) * u64::from(map.height.saturating_sub(2));
@@ -1189,22 +1358,7 @@ fn draw_job(app: &App, f: &mut Frame, area: Rect) {
     }
     f.render_widget(Paragraph::new(l), left);
     f.render_widget(Paragraph::new(r), right);
-
-    let log_block = Block::new().borders(Borders::TOP).title(" Log ");
-    let visible = usize::from(log_block.inner(log).height);
-    let start = job.log.len().saturating_sub(visible);
-    let lines: Vec<Line> = job.log[start..]
-        .iter()
-        .map(|s| {
-            let st = if s.contains("error") || s.contains("GONE") || s.contains("Error") {
-                WARN
-            } else {
-                Style::new()
-            };
-            Line::styled(s.clone(), st)
-        })
-        .collect();
-    f.render_widget(Paragraph::new(Text::from(lines)).block(log_block), log);
+    draw_log(job, f, log);
 }
 
 fn draw_sysinfo(app: &App, f: &mut Frame, area: Rect) {

@@ -3,12 +3,16 @@
 //! The UI thread only ever polls the channel, so a read that hangs for minutes on a dying disk
 //! freezes nothing but this worker.
 
-use super::app::{RescueRequest, TargetKind};
+use super::app::{Feature, RescueRequest, TargetKind};
+use super::imaging::{ImageRequest, ImageResult};
 use crate::device::{Clock, Dest, FileDest, FileSource, OpenOptions, Source, SystemClock};
 use crate::error::Result;
 use crate::mapfile::{self, Block, BlockStatus, Mapfile, MapfileSaver, Phase};
-use crate::progress::{Control, RescueEvent, RescueObserver, RescueSnapshot};
+use crate::progress::{
+    Control, ImageEvent, ImageObserver, ImageSnapshot, RescueEvent, RescueObserver, RescueSnapshot,
+};
 use crate::rescue::{self, engine::MapStore, Outcome, RescueOptions};
+use crate::units::{format_bytes, format_duration};
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::mpsc::{Receiver, Sender};
@@ -23,8 +27,11 @@ pub enum WorkerMsg {
     Event(RescueEvent),
     /// A copy of the map's blocks for the block map (at most about once a second).
     Map(Vec<Block>),
-    /// The run ended: how, or why it failed.
+    /// The run ended: how, or why it failed (also: an image job could not start).
     Done(std::result::Result<Outcome, String>),
+    ImageSnapshot(ImageSnapshot),
+    ImageEvent(ImageEvent),
+    ImageDone(ImageResult),
 }
 
 /// How often the block map is refreshed: enough to look alive, cheap on huge maps.
@@ -252,6 +259,125 @@ pub fn start(req: RescueRequest) -> std::io::Result<JobHandle> {
         .spawn(move || {
             let result = work(&req, &c, &tx).map_err(|e| e.to_string());
             let _ = tx.send(WorkerMsg::Done(result));
+        })?;
+    Ok(JobHandle {
+        control,
+        rx,
+        thread: Some(thread),
+    })
+}
+
+/// An [`ImageObserver`] that forwards everything to the UI thread.
+pub struct ImageChannel {
+    tx: Sender<WorkerMsg>,
+}
+
+impl ImageObserver for ImageChannel {
+    fn event(&mut self, event: &ImageEvent) {
+        // A closed channel means the UI is gone; the job goes on to its end.
+        let _ = self.tx.send(WorkerMsg::ImageEvent(event.clone()));
+    }
+    fn progress(&mut self, snapshot: &ImageSnapshot) {
+        let _ = self.tx.send(WorkerMsg::ImageSnapshot(snapshot.clone()));
+    }
+}
+
+/// Runs one image job to its end and says how it went, in words for the log.
+pub(crate) fn run_image_job(
+    req: &ImageRequest,
+    control: &Control,
+    tx: &Sender<WorkerMsg>,
+) -> ImageResult {
+    let mut obs = ImageChannel { tx: tx.clone() };
+    match image_work(req, control, &mut obs) {
+        Ok(s) => ImageResult::Done(s),
+        Err(crate::Error::Interrupted(_)) => ImageResult::Stopped,
+        Err(e) => ImageResult::Failed(e.to_string()),
+    }
+}
+
+fn image_work(req: &ImageRequest, control: &Control, obs: &mut ImageChannel) -> Result<String> {
+    let out = || {
+        req.output
+            .as_deref()
+            .ok_or_else(|| crate::Error::Internal("no output chosen".into()))
+    };
+    let threads = crate::image::default_threads();
+    match req.feature {
+        Feature::Image => {
+            let opts = crate::image::ImageOptions {
+                level: req.level,
+                label: req.label.clone(),
+                ..crate::image::ImageOptions::default()
+            };
+            let s = crate::image::create_image(&req.input, out()?, &opts, control, obs)?;
+            Ok(format!(
+                "Done: {} imaged into {} (ratio {:.3}) in {}",
+                format_bytes(s.raw_size),
+                format_bytes(s.output_size),
+                s.output_size as f64 / s.raw_size.max(1) as f64,
+                format_duration(s.elapsed)
+            ))
+        }
+        Feature::Restore | Feature::Clone => {
+            // The same refusals as the CLI, re-checked on this thread right before writing; the
+            // typed name was the confirmation.
+            let plan = if req.feature == Feature::Restore {
+                crate::image::prepare_restore(&req.input, out()?)?
+            } else {
+                crate::image::prepare_clone(&req.input, out()?)?
+            };
+            obs.event(&ImageEvent::Message {
+                message: format!("About to {}", plan.describe()),
+            });
+            let opts = crate::image::RestoreOptions {
+                threads,
+                verify: req.verify,
+                ..crate::image::RestoreOptions::default()
+            };
+            let s = crate::image::run_restore(plan, &opts, control, obs)?;
+            let mut line = format!(
+                "Done: wrote {} to {} in {}",
+                format_bytes(s.bytes),
+                s.target.display(),
+                format_duration(s.elapsed)
+            );
+            if s.verified {
+                line.push_str("; verified, the re-read matches");
+            }
+            if let Some(g) = &s.gpt {
+                line.push_str("; ");
+                line.push_str(g);
+            }
+            Ok(line)
+        }
+        Feature::Verify => {
+            let r = crate::image::verify_image(&req.input, None, threads, control, obs)?;
+            Ok(format!(
+                "OK: {} chunks, {} checked{}",
+                r.chunks,
+                format_bytes(r.raw_size),
+                if r.sha256_checked {
+                    "; whole-disk SHA-256 matches"
+                } else {
+                    " (the image records no SHA-256)"
+                }
+            ))
+        }
+        Feature::Rescue => Err(crate::Error::Internal("not an image job".into())),
+    }
+}
+
+/// Starts an image job on a new thread.
+pub fn start_image(req: ImageRequest) -> std::io::Result<JobHandle> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let control = Arc::new(Control::new());
+    let c = control.clone();
+    let thread = std::thread::Builder::new()
+        .name("salvor-image".into())
+        .spawn(move || {
+            let result = run_image_job(&req, &c, &tx);
+            let _ = tx.send(WorkerMsg::ImageDone(result));
         })?;
     Ok(JobHandle {
         control,
