@@ -56,11 +56,8 @@ for c in "${cases[@]}"; do
                 "device_add usb-storage,bus=xhci.0,drive=hot,id=hotdev,serial=salvor-hotplug" \
                 | socat - "UNIX-CONNECT:$work/mon.sock" >"$work/mon.log" 2>&1 || true
             found=0
-            for _ in $(seq 1 30); do
-                sleep 2
-                printf '\r' >&"$SERIAL_FD"
-                if wait_console "$c" 'sd[a-z] .*usb.*salvor-hotplug' 1; then found=1; break; fi
-            done
+            # The first screen refreshes itself when the set of disks changes: no key needed.
+            if wait_console "$c" 'sd[a-z] .*usb.*salvor-hotplug' 60; then found=1; fi
             if [[ $found == 1 ]]; then
                 echo "$c: hot-plugged USB disk listed after $(secs "$t1" "$(now)") s"
             else
