@@ -21,6 +21,7 @@ set -euo pipefail
 ROUNDS=${1:-5}
 BENCH_DIR=${BENCH_DIR:-/tmp/salvor-bench}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+bash "$ROOT/scripts/setup.sh" >&2
 
 for t in hyperfine zstd mkfs.ext4 python3; do
     command -v "$t" >/dev/null || { echo "bench-image: '$t' is missing" >&2; exit 1; }
