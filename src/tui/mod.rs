@@ -119,6 +119,7 @@ pub fn step<B: Backend>(
     for msg in runner.poll() {
         app.on_worker(msg);
     }
+    app.tick(std::time::Instant::now());
     terminal.draw(|f| ui::draw(app, f))?;
     let Some(Event::Key(key)) = events.next(timeout)? else {
         return Ok(true);

@@ -14,7 +14,8 @@ use ratatui::backend::TestBackend;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use std::collections::{HashSet, VecDeque};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 const GB: u64 = 1_000_000_000;
 
@@ -99,8 +100,19 @@ fn fixture_disks() -> Vec<DiskRow> {
     ]
 }
 
+/// What a test changes or observes while the app owns its host.
+#[derive(Default)]
+struct Shared {
+    /// Disks plugged in after the start, and nodes unplugged.
+    plugged: Vec<DiskRow>,
+    unplugged: Vec<PathBuf>,
+}
+
 struct FakeHost {
     disks: Vec<DiskRow>,
+    /// A fake sysfs tree for the hot-plug poll; none: nothing ever changes.
+    sysfs: Option<PathBuf>,
+    shared: Arc<Mutex<Shared>>,
     existing: HashSet<PathBuf>,
     dirs: HashSet<PathBuf>,
     images: Vec<ImageView>,
@@ -112,6 +124,8 @@ impl FakeHost {
     fn new() -> FakeHost {
         FakeHost {
             disks: fixture_disks(),
+            sysfs: None,
+            shared: Arc::default(),
             existing: [PathBuf::from(IMG)].into_iter().collect(),
             dirs: ["/", "/mnt", "/mnt/backup", "/root", "/tmp", "/mnt/sick"]
                 .iter()
@@ -169,7 +183,21 @@ fn fixture_image() -> ImageView {
 
 impl Host for FakeHost {
     fn list_disks(&self) -> Result<Vec<DiskRow>, String> {
-        Ok(self.disks.clone())
+        let sh = self.shared.lock().unwrap();
+        let mut v: Vec<DiskRow> = self
+            .disks
+            .iter()
+            .filter(|d| !sh.unplugged.contains(&d.path))
+            .cloned()
+            .collect();
+        v.extend(sh.plugged.iter().cloned());
+        Ok(v)
+    }
+    fn block_listing(&self) -> Vec<(String, u64)> {
+        self.sysfs
+            .as_deref()
+            .map(crate::blockdev::block_listing_at)
+            .unwrap_or_default()
     }
     fn exists(&self, p: &Path) -> bool {
         self.existing.contains(p) || self.dirs.contains(p)
@@ -771,6 +799,100 @@ fn snap_system_info() {
     snap("system_info", &a);
 }
 
+// ----- hot-plug -----
+
+/// A fake /sys/block with the fixture's disks (sizes in 512-byte units).
+fn fake_sysfs(names: &[&str]) -> tempfile::TempDir {
+    let t = tempfile::tempdir().unwrap();
+    for n in names {
+        sysfs_add(t.path(), n, 1000);
+    }
+    t
+}
+
+fn sysfs_add(root: &Path, name: &str, size: u64) {
+    let d = root.join("block").join(name);
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::write(d.join("size"), format!("{size}\n")).unwrap();
+}
+
+fn usb_stick() -> DiskRow {
+    DiskRow {
+        path: "/dev/sde".into(),
+        model: Some("Kingston DataTraveler 3.0".into()),
+        serial: Some("E0D55EA5741F".into()),
+        size: 64_021_856_256,
+        transport: "usb".into(),
+        removable: true,
+        partitions: vec![PartRow {
+            path: "/dev/sde1".into(),
+            size: 64_020_807_680,
+            ..PartRow::default()
+        }],
+        ..DiskRow::default()
+    }
+}
+
+#[test]
+fn hotplug_rescans_and_keeps_the_selection() {
+    let sys = fake_sysfs(&["sda", "sdb", "sdc", "sdd", "loop0"]);
+    let mut host = FakeHost::new();
+    host.sysfs = Some(sys.path().to_path_buf());
+    let shared = host.shared.clone();
+    let mut a = app_with(host);
+    key(&mut a, KeyCode::Enter);
+    assert_eq!(a.screen, Screen::Source);
+    down(&mut a, 2);
+    assert_eq!(a.disks[a.disk_cursor].name(), "sdc");
+    let t0 = Instant::now();
+    a.tick(t0);
+    assert!(!a.check_hotplug(), "nothing changed yet");
+
+    // sdb is unplugged: the list shrinks and the cursor stays on sdc.
+    std::fs::remove_dir_all(sys.path().join("block/sdb")).unwrap();
+    shared.lock().unwrap().unplugged.push("/dev/sdb".into());
+    a.tick(t0 + Duration::from_millis(500));
+    assert_eq!(a.disks.len(), 5, "polled again before a second passed");
+    a.tick(t0 + HOTPLUG_POLL);
+    assert_eq!(a.disks.len(), 4);
+    assert_eq!(a.disks[a.disk_cursor].name(), "sdc");
+    assert!(a.status.as_ref().unwrap().text.contains("gone: sdb"));
+
+    // A USB stick is plugged in, then a partition appears on it.
+    sysfs_add(sys.path(), "sde", 125_042_688);
+    shared.lock().unwrap().plugged.push(usb_stick());
+    a.status = None;
+    assert!(a.check_hotplug());
+    assert!(a.disks.iter().any(|d| d.name() == "sde"));
+    assert_eq!(a.disks[a.disk_cursor].name(), "sdc");
+    assert!(a.status.as_ref().unwrap().text.contains("new: sde"));
+    let p = sys.path().join("block/sde/sde1");
+    std::fs::create_dir_all(&p).unwrap();
+    std::fs::write(p.join("partition"), "1").unwrap();
+    std::fs::write(p.join("size"), "125040640").unwrap();
+    assert!(a.check_hotplug(), "a new partition is a change");
+    assert!(!a.check_hotplug());
+}
+
+#[test]
+fn hotplug_keeps_the_chosen_target_row() {
+    let sys = fake_sysfs(&["sda", "sdb", "sdc", "sdd", "loop0"]);
+    let mut host = FakeHost::new();
+    host.sysfs = Some(sys.path().to_path_buf());
+    let shared = host.shared.clone();
+    let mut a = app_with(host);
+    key(&mut a, KeyCode::Enter);
+    down(&mut a, 1);
+    key(&mut a, KeyCode::Enter);
+    assert_eq!(a.screen, Screen::Dest);
+    down(&mut a, 4); // row 0 is "an image file": row 4 is sdd
+    assert_eq!(a.disks[a.flow.dest_cursor - 1].name(), "sdd");
+    std::fs::remove_dir_all(sys.path().join("block/sda")).unwrap();
+    shared.lock().unwrap().unplugged.push("/dev/sda".into());
+    assert!(a.check_hotplug());
+    assert_eq!(a.disks[a.flow.dest_cursor - 1].name(), "sdd");
+}
+
 // ----- the whole loop with the real worker -----
 
 struct Script(VecDeque<KeyCode>);
@@ -822,6 +944,9 @@ impl Host for FileHost {
     }
     fn check_target(&self, check: &TargetCheck) -> Result<(), String> {
         RealHost.check_target(check)
+    }
+    fn block_listing(&self) -> Vec<(String, u64)> {
+        Vec::new()
     }
 }
 
