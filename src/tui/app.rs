@@ -6,6 +6,7 @@
 
 use super::disks::DiskRow;
 pub use super::imaging::{ImageProgress, ImageRequest, ImageView, ImgChoices, TargetCheck};
+pub use super::places::{Entry, PickMode, Picker};
 use super::sysinfo::SystemInfo;
 use super::worker::WorkerMsg;
 use crate::mapfile::Block;
@@ -39,6 +40,25 @@ pub trait Host {
     /// A cheap fingerprint of the attached block devices (names and sizes from sysfs only),
     /// polled to notice disks plugged in or removed.
     fn block_listing(&self) -> Vec<(String, u64)>;
+    /// The filesystem type found by its magic in the first 68 KiB of `dev`. Never asked about a
+    /// disk under rescue.
+    fn probe_fs(&self, dev: &Path) -> Option<String>;
+    /// Mounts `dev` (holding `fstype`) at `dir`; returns the driver used.
+    fn mount(
+        &self,
+        dev: &Path,
+        dir: &Path,
+        fstype: &str,
+        read_only: bool,
+    ) -> Result<String, String>;
+    /// Unmounts `dir`, which salvor mounted.
+    fn unmount(&self, dir: &Path) -> Result<(), String>;
+    /// Flushes written data to the disks.
+    fn sync(&self);
+    /// The folders and files in `dir` (symlinks followed).
+    fn read_dir(&self, dir: &Path) -> Result<Vec<Entry>, String>;
+    /// The filesystem holding `dir` is mounted read-only.
+    fn is_read_only_fs(&self, dir: &Path) -> bool;
 }
 
 /// The real machine.
@@ -91,6 +111,47 @@ impl Host for RealHost {
     }
     fn block_listing(&self) -> Vec<(String, u64)> {
         crate::blockdev::block_listing()
+    }
+    fn probe_fs(&self, dev: &Path) -> Option<String> {
+        crate::blockdev::probe_fs_type(dev).map(str::to_string)
+    }
+    fn mount(
+        &self,
+        dev: &Path,
+        dir: &Path,
+        fstype: &str,
+        read_only: bool,
+    ) -> Result<String, String> {
+        crate::mount::mount(dev, dir, fstype, read_only)
+            .map(|d| d.name().to_string())
+            .map_err(|e| e.to_string())
+    }
+    fn unmount(&self, dir: &Path) -> Result<(), String> {
+        // salvor created the folder under /mnt when it mounted: an empty one goes too.
+        crate::mount::unmount(dir, true).map_err(|e| e.to_string())
+    }
+    fn sync(&self) {
+        crate::mount::sync_all();
+    }
+    fn read_dir(&self, dir: &Path) -> Result<Vec<Entry>, String> {
+        let rd = std::fs::read_dir(dir).map_err(|e| e.to_string())?;
+        let mut v = Vec::new();
+        for e in rd.flatten() {
+            // Followed: a link to a folder browses like a folder. Broken links are left out.
+            let Ok(m) = std::fs::metadata(e.path()) else {
+                continue;
+            };
+            v.push(Entry {
+                name: e.file_name().to_string_lossy().into_owned(),
+                is_dir: m.is_dir(),
+                size: m.len(),
+            });
+        }
+        Ok(v)
+    }
+    fn is_read_only_fs(&self, dir: &Path) -> bool {
+        use nix::sys::statvfs::{statvfs, FsFlags};
+        statvfs(dir).is_ok_and(|s| s.flags().contains(FsFlags::ST_RDONLY))
     }
 }
 
@@ -191,6 +252,9 @@ pub enum Screen {
     ImgTarget,
     ImgOptions,
     ImgConfirm,
+    /// Choosing a filesystem for the image path (mounting one if needed), then a folder and file.
+    Places,
+    Browse,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -447,6 +511,11 @@ pub struct App {
     /// The block devices as last seen by the hot-plug poll, and when it last looked.
     listing: Vec<(String, u64)>,
     last_poll: Option<Instant>,
+    pub picker: Picker,
+    /// Mount points salvor mounted: offered for unmounting, and unmounted when the UI quits.
+    pub our_mounts: Vec<PathBuf>,
+    /// Filesystem types probed, by device and size: a probe reads the disk.
+    pub(super) fs_cache: std::collections::HashMap<(PathBuf, u64), Option<String>>,
 }
 
 impl App {
@@ -465,6 +534,9 @@ impl App {
             listing: Vec::new(),
             host,
             last_poll: None,
+            picker: Picker::default(),
+            our_mounts: Vec::new(),
+            fs_cache: Default::default(),
         };
         app.listing = app.host.block_listing();
         app.refresh_disks();
@@ -535,6 +607,9 @@ impl App {
             self.note_targets();
         } else {
             self.refresh_disks();
+        }
+        if self.screen == Screen::Places {
+            self.build_places();
         }
         let n = self.disks.len();
         let find =
@@ -679,7 +754,8 @@ impl App {
             Screen::ImagePath | Screen::MapfilePath | Screen::ImgPath
         ) || (self.screen == Screen::Confirm
             && matches!(self.flow.target, Some(Target::Disk(_))))
-            || self.img_typing();
+            || self.img_typing()
+            || (self.screen == Screen::Browse && self.picker.naming);
         if !typing && key.code == KeyCode::Char('?') {
             self.help = true;
             return Action::None;
@@ -705,6 +781,8 @@ impl App {
             Screen::MapfilePath => self.key_mapfile_path(key.code),
             Screen::Options => self.key_options(key.code),
             Screen::Confirm => self.key_confirm(key.code),
+            Screen::Places => self.key_places(key.code),
+            Screen::Browse => self.key_browse(key.code),
             Screen::Job => self.key_job(key.code),
             Screen::SystemInfo => {
                 if matches!(key.code, KeyCode::Esc | KeyCode::Enter | KeyCode::Backspace) {
@@ -913,11 +991,12 @@ impl App {
         None
     }
 
-    fn key_image_path(&mut self, code: KeyCode) -> Action {
+    pub(super) fn key_image_path(&mut self, code: KeyCode) -> Action {
         if self.edit_input(code) {
             return Action::None;
         }
         match code {
+            KeyCode::Tab => self.open_places(PickMode::Write),
             KeyCode::Esc => self.screen = Screen::Dest,
             KeyCode::Enter => {
                 let path = PathBuf::from(self.flow.input.trim());
