@@ -8,6 +8,7 @@ pub mod device;
 pub mod error;
 pub mod image;
 pub mod mapfile;
+pub mod mount;
 pub mod progress;
 pub mod rescue;
 pub mod safety;

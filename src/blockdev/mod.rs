@@ -347,6 +347,38 @@ fn merge_table(parts: &mut Vec<PartitionInfo>, table: &PartitionTable) {
     parts.sort_by_key(|p| p.number);
 }
 
+/// The filesystem type at the start of the device or file at `path`, from the magic numbers in
+/// its first 68 KiB. Opens it read-only; never call it on a disk under rescue (a failing disk can
+/// take minutes over these reads).
+pub fn probe_fs_type(path: &Path) -> Option<&'static str> {
+    let mut f = open_read_only(path).ok()?;
+    fstype::probe(&mut f, 0, fstype::PROBE_LEN as u64)
+}
+
+/// A cheap fingerprint of the attached block devices: every `/sys/block` entry and its
+/// partitions with their sizes in 512-byte units. Only sysfs is read (no device is opened), so
+/// the UI can poll it every second to notice disks being plugged in or removed; a loop device
+/// being attached shows as a size change.
+pub fn block_listing() -> Vec<(String, u64)> {
+    block_listing_at(Path::new("/sys"))
+}
+
+/// [`block_listing`] of the sysfs tree at `sys_root` (a fake tree in tests).
+pub fn block_listing_at(sys_root: &Path) -> Vec<(String, u64)> {
+    let sys = Sys {
+        root: sys_root.to_path_buf(),
+    };
+    let mut v = Vec::new();
+    for name in sys.block_names() {
+        let dir = sys.disk_dir(&name);
+        v.push((name, attr_u64(&dir.join("size")).unwrap_or(0)));
+        for (pname, pdir) in sys.partition_dirs(&dir) {
+            v.push((pname, attr_u64(&pdir.join("size")).unwrap_or(0)));
+        }
+    }
+    v
+}
+
 /// Reads the partition table of a disk or image file at `path`, opened read-only.
 pub fn partition_table_of_path(path: &Path) -> Result<PartitionTable> {
     let mut file = open_read_only(path)?;
@@ -495,6 +527,25 @@ mod tests {
         let mut other = id(Some("S1"), None, 1 << 20);
         other.model = Some("Other".into());
         assert_eq!(find_by_identity_in(&sys, &other), None);
+    }
+
+    #[test]
+    fn block_listing_sees_disks_partitions_and_sizes() {
+        let (t, _sys) = fake_sys();
+        let before = block_listing_at(t.path());
+        assert_eq!(
+            before,
+            vec![
+                ("sda".to_string(), 2048),
+                ("sda1".to_string(), 1024),
+                ("sdb".to_string(), 2048),
+                ("sdb1".to_string(), 1024),
+            ]
+        );
+        // A loop device being attached only changes its size.
+        fs::write(t.path().join("block/sdb/size"), "4096\n").unwrap();
+        assert_ne!(block_listing_at(t.path()), before);
+        assert!(block_listing_at(Path::new("/nonexistent")).is_empty());
     }
 
     #[test]

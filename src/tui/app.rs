@@ -6,6 +6,7 @@
 
 use super::disks::DiskRow;
 pub use super::imaging::{ImageProgress, ImageRequest, ImageView, ImgChoices, TargetCheck};
+pub use super::places::{Entry, PickMode, Picker};
 use super::sysinfo::SystemInfo;
 use super::worker::WorkerMsg;
 use crate::mapfile::Block;
@@ -13,6 +14,11 @@ use crate::progress::{RescueEvent, RescueSnapshot};
 use crate::rescue::Outcome;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// How often the main loop looks at sysfs for disks plugged in or removed: cheap (a few small
+/// sysfs reads), and a second is quicker than anyone can plug a disk and look at the screen.
+pub const HOTPLUG_POLL: Duration = Duration::from_secs(1);
 
 /// The filesystem and device facts the flows need, behind a trait so tests use fixtures.
 pub trait Host {
@@ -31,6 +37,28 @@ pub trait Host {
     /// The image engine's own target policy ([`crate::image::check_target`]): the authority on
     /// whether a restore or clone may write `check.target`.
     fn check_target(&self, check: &TargetCheck) -> Result<(), String>;
+    /// A cheap fingerprint of the attached block devices (names and sizes from sysfs only),
+    /// polled to notice disks plugged in or removed.
+    fn block_listing(&self) -> Vec<(String, u64)>;
+    /// The filesystem type found by its magic in the first 68 KiB of `dev`. Never asked about a
+    /// disk under rescue.
+    fn probe_fs(&self, dev: &Path) -> Option<String>;
+    /// Mounts `dev` (holding `fstype`) at `dir`; returns the driver used.
+    fn mount(
+        &self,
+        dev: &Path,
+        dir: &Path,
+        fstype: &str,
+        read_only: bool,
+    ) -> Result<String, String>;
+    /// Unmounts `dir`, which salvor mounted.
+    fn unmount(&self, dir: &Path) -> Result<(), String>;
+    /// Flushes written data to the disks.
+    fn sync(&self);
+    /// The folders and files in `dir` (symlinks followed).
+    fn read_dir(&self, dir: &Path) -> Result<Vec<Entry>, String>;
+    /// The filesystem holding `dir` is mounted read-only.
+    fn is_read_only_fs(&self, dir: &Path) -> bool;
 }
 
 /// The real machine.
@@ -80,6 +108,50 @@ impl Host for RealHost {
         })
         .map(|_| ())
         .map_err(|e| e.to_string())
+    }
+    fn block_listing(&self) -> Vec<(String, u64)> {
+        crate::blockdev::block_listing()
+    }
+    fn probe_fs(&self, dev: &Path) -> Option<String> {
+        crate::blockdev::probe_fs_type(dev).map(str::to_string)
+    }
+    fn mount(
+        &self,
+        dev: &Path,
+        dir: &Path,
+        fstype: &str,
+        read_only: bool,
+    ) -> Result<String, String> {
+        crate::mount::mount(dev, dir, fstype, read_only)
+            .map(|d| d.name().to_string())
+            .map_err(|e| e.to_string())
+    }
+    fn unmount(&self, dir: &Path) -> Result<(), String> {
+        // salvor created the folder under /mnt when it mounted: an empty one goes too.
+        crate::mount::unmount(dir, true).map_err(|e| e.to_string())
+    }
+    fn sync(&self) {
+        crate::mount::sync_all();
+    }
+    fn read_dir(&self, dir: &Path) -> Result<Vec<Entry>, String> {
+        let rd = std::fs::read_dir(dir).map_err(|e| e.to_string())?;
+        let mut v = Vec::new();
+        for e in rd.flatten() {
+            // Followed: a link to a folder browses like a folder. Broken links are left out.
+            let Ok(m) = std::fs::metadata(e.path()) else {
+                continue;
+            };
+            v.push(Entry {
+                name: e.file_name().to_string_lossy().into_owned(),
+                is_dir: m.is_dir(),
+                size: m.len(),
+            });
+        }
+        Ok(v)
+    }
+    fn is_read_only_fs(&self, dir: &Path) -> bool {
+        use nix::sys::statvfs::{statvfs, FsFlags};
+        statvfs(dir).is_ok_and(|s| s.flags().contains(FsFlags::ST_RDONLY))
     }
 }
 
@@ -180,6 +252,9 @@ pub enum Screen {
     ImgTarget,
     ImgOptions,
     ImgConfirm,
+    /// Choosing a filesystem for the image path (mounting one if needed), then a folder and file.
+    Places,
+    Browse,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -433,6 +508,14 @@ pub struct App {
     pub status: Option<Status>,
     pub sysinfo: Option<SystemInfo>,
     pub host: Box<dyn Host>,
+    /// The block devices as last seen by the hot-plug poll, and when it last looked.
+    listing: Vec<(String, u64)>,
+    last_poll: Option<Instant>,
+    pub picker: Picker,
+    /// Mount points salvor mounted: offered for unmounting, and unmounted when the UI quits.
+    pub our_mounts: Vec<PathBuf>,
+    /// Filesystem types probed, by device and size: a probe reads the disk.
+    pub(super) fs_cache: std::collections::HashMap<(PathBuf, u64), Option<String>>,
 }
 
 impl App {
@@ -448,10 +531,102 @@ impl App {
             help: false,
             status: None,
             sysinfo: None,
+            listing: Vec::new(),
             host,
+            last_poll: None,
+            picker: Picker::default(),
+            our_mounts: Vec::new(),
+            fs_cache: Default::default(),
         };
+        app.listing = app.host.block_listing();
         app.refresh_disks();
         app
+    }
+
+    /// Called by the main loop between frames: every [`HOTPLUG_POLL`], rescans the disks if the
+    /// set of block devices changed.
+    pub fn tick(&mut self, now: Instant) {
+        if self
+            .last_poll
+            .is_some_and(|t| now.saturating_duration_since(t) < HOTPLUG_POLL)
+        {
+            return;
+        }
+        self.last_poll = Some(now);
+        self.check_hotplug();
+    }
+
+    /// Rescans the disks if a block device appeared, vanished or changed size since the last
+    /// look; returns whether it did. Highlighted disks stay highlighted if they are still there.
+    pub fn check_hotplug(&mut self) -> bool {
+        let listing = self.host.block_listing();
+        if listing == self.listing {
+            return false;
+        }
+        self.listing = listing;
+        let before: Vec<String> = self.disks.iter().map(DiskRow::name).collect();
+        self.rescan_keeping_selection();
+        let added: Vec<String> = self
+            .disks
+            .iter()
+            .map(DiskRow::name)
+            .filter(|n| !before.contains(n))
+            .collect();
+        let removed: Vec<&String> = before
+            .iter()
+            .filter(|n| !self.disks.iter().any(|d| &d.name() == *n))
+            .collect();
+        // A refusal or error on the status line matters more than this news.
+        if self.status.is_none() && (!added.is_empty() || !removed.is_empty()) {
+            let mut parts = Vec::new();
+            if !added.is_empty() {
+                parts.push(format!("new: {}", added.join(", ")));
+            }
+            if !removed.is_empty() {
+                let r: Vec<&str> = removed.iter().map(|s| s.as_str()).collect();
+                parts.push(format!("gone: {}", r.join(", ")));
+            }
+            self.info(format!("Disks changed ({})", parts.join("; ")));
+        }
+        true
+    }
+
+    /// Re-reads the disks and moves each list's cursor to the disk it was on, found by identity
+    /// (model and serial, or node and backing file when there is no serial).
+    fn rescan_keeping_selection(&mut self) {
+        let key_at = |disks: &[DiskRow], i: usize| disks.get(i).map(disk_key);
+        let on_disk = key_at(&self.disks, self.disk_cursor);
+        let on_dest = self
+            .flow
+            .dest_cursor
+            .checked_sub(1)
+            .and_then(|i| key_at(&self.disks, i));
+        let on_target = key_at(&self.disks, self.flow.img.target_cursor);
+        if self.screen == Screen::ImgTarget {
+            // The notes say why each disk cannot be the target: they follow the list.
+            self.note_targets();
+        } else {
+            self.refresh_disks();
+        }
+        if self.screen == Screen::Places {
+            self.build_places();
+        }
+        let n = self.disks.len();
+        let find =
+            |k: Option<String>| k.and_then(|k| self.disks.iter().position(|d| disk_key(d) == k));
+        if let Some(i) = find(on_disk) {
+            self.disk_cursor = i;
+        }
+        match find(on_dest) {
+            Some(i) => self.flow.dest_cursor = i + 1,
+            None => self.flow.dest_cursor = self.flow.dest_cursor.min(n),
+        }
+        match find(on_target) {
+            Some(i) => self.flow.img.target_cursor = i,
+            None => {
+                self.flow.img.target_cursor = self.flow.img.target_cursor.min(n.saturating_sub(1))
+            }
+        }
     }
 
     pub fn refresh_disks(&mut self) {
@@ -579,7 +754,8 @@ impl App {
             Screen::ImagePath | Screen::MapfilePath | Screen::ImgPath
         ) || (self.screen == Screen::Confirm
             && matches!(self.flow.target, Some(Target::Disk(_))))
-            || self.img_typing();
+            || self.img_typing()
+            || (self.screen == Screen::Browse && self.picker.naming);
         if !typing && key.code == KeyCode::Char('?') {
             self.help = true;
             return Action::None;
@@ -605,6 +781,8 @@ impl App {
             Screen::MapfilePath => self.key_mapfile_path(key.code),
             Screen::Options => self.key_options(key.code),
             Screen::Confirm => self.key_confirm(key.code),
+            Screen::Places => self.key_places(key.code),
+            Screen::Browse => self.key_browse(key.code),
             Screen::Job => self.key_job(key.code),
             Screen::SystemInfo => {
                 if matches!(key.code, KeyCode::Esc | KeyCode::Enter | KeyCode::Backspace) {
@@ -813,11 +991,12 @@ impl App {
         None
     }
 
-    fn key_image_path(&mut self, code: KeyCode) -> Action {
+    pub(super) fn key_image_path(&mut self, code: KeyCode) -> Action {
         if self.edit_input(code) {
             return Action::None;
         }
         match code {
+            KeyCode::Tab => self.open_places(PickMode::Write),
             KeyCode::Esc => self.screen = Screen::Dest,
             KeyCode::Enter => {
                 let path = PathBuf::from(self.flow.input.trim());
@@ -1079,4 +1258,19 @@ pub(super) fn edit_text(text: &mut String, code: KeyCode) -> bool {
         _ => return false,
     }
     true
+}
+
+/// What recognises a disk across rescans: its node name may change when disks come and go.
+fn disk_key(d: &DiskRow) -> String {
+    match &d.serial {
+        Some(s) if !s.is_empty() => format!("id:{}:{s}", d.model.as_deref().unwrap_or("")),
+        _ => format!(
+            "node:{}:{}",
+            d.path.display(),
+            d.backing_file
+                .as_deref()
+                .map(|b| b.display().to_string())
+                .unwrap_or_default()
+        ),
+    }
 }

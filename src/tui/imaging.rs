@@ -247,8 +247,8 @@ impl Job {
     }
 }
 
-/// A file name from a disk's identity: `Model_Name-SERIAL.img.zst`.
-fn image_file_name(d: &DiskRow) -> String {
+/// A file name from a disk's identity: `Model_Name-SERIAL.<ext>`.
+pub(super) fn file_name(d: &DiskRow, ext: &str) -> String {
     let model = d.model.clone().unwrap_or_else(|| d.name());
     let base = match &d.serial {
         Some(s) if !s.is_empty() => format!("{model}-{s}"),
@@ -265,7 +265,7 @@ fn image_file_name(d: &DiskRow) -> String {
             }
         })
         .collect();
-    format!("{safe}.img.zst")
+    format!("{safe}.{ext}")
 }
 
 impl App {
@@ -297,7 +297,7 @@ impl App {
             .flow
             .source
             .as_ref()
-            .map_or_else(|| "disk.img.zst".into(), image_file_name);
+            .map_or_else(|| "disk.img.zst".into(), |d| file_name(d, "img.zst"));
         dir.join(name)
     }
 
@@ -412,6 +412,11 @@ impl App {
             return Action::None;
         }
         match code {
+            KeyCode::Tab => self.open_places(if self.flow.feature == Feature::Image {
+                super::places::PickMode::Write
+            } else {
+                super::places::PickMode::Read
+            }),
             KeyCode::Esc => self.go_back(),
             KeyCode::Enter => {
                 let path = PathBuf::from(self.flow.input.trim());

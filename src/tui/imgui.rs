@@ -38,6 +38,7 @@ pub fn footer(app: &App) -> Vec<(&'static str, &'static str)> {
     match app.screen {
         Screen::ImgPath => vec![
             ("type", "the path"),
+            ("Tab", "browse"),
             ("Backspace", "erase"),
             ("Enter", "accept"),
             ("Esc", "back"),

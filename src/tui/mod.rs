@@ -10,6 +10,8 @@ pub mod blockmap;
 pub mod disks;
 pub mod imaging;
 mod imgui;
+pub mod places;
+mod placesui;
 pub mod sysinfo;
 pub mod ui;
 pub mod worker;
@@ -119,6 +121,7 @@ pub fn step<B: Backend>(
     for msg in runner.poll() {
         app.on_worker(msg);
     }
+    app.tick(std::time::Instant::now());
     terminal.draw(|f| ui::draw(app, f))?;
     let Some(Event::Key(key)) = events.next(timeout)? else {
         return Ok(true);
@@ -192,6 +195,11 @@ pub fn run() -> i32 {
         eprintln!(
             "salvor: the job did not stop in time (a rescue's mapfile holds its last periodic save)"
         );
+    }
+    // Mounts stay while the UI runs (the user may start more jobs); leaving, everything salvor
+    // mounted is synced and unmounted so that the disks may be unplugged.
+    for e in app.release_mounts() {
+        eprintln!("salvor: {e}");
     }
     if let Err(e) = result {
         eprintln!("salvor: terminal error: {e}");

@@ -14,7 +14,8 @@ use ratatui::backend::TestBackend;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use std::collections::{HashSet, VecDeque};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 const GB: u64 = 1_000_000_000;
 
@@ -99,8 +100,32 @@ fn fixture_disks() -> Vec<DiskRow> {
     ]
 }
 
+/// What a test changes or observes while the app owns its host.
+#[derive(Default)]
+struct Shared {
+    /// Disks plugged in after the start, and nodes unplugged.
+    plugged: Vec<DiskRow>,
+    unplugged: Vec<PathBuf>,
+    /// Mounts made through the host: (device, mount point, fs type, read-only).
+    mounts: Vec<(PathBuf, PathBuf, String, bool)>,
+    unmounts: Vec<PathBuf>,
+    /// Devices whose first bytes were read to tell their filesystem.
+    probes: Vec<PathBuf>,
+    syncs: usize,
+    /// The next mount fails with this.
+    mount_error: Option<String>,
+}
+
 struct FakeHost {
     disks: Vec<DiskRow>,
+    /// A fake sysfs tree for the hot-plug poll; none: nothing ever changes.
+    sysfs: Option<PathBuf>,
+    shared: Arc<Mutex<Shared>>,
+    /// What a probe of an unmounted volume finds.
+    fs_types: Vec<(PathBuf, String)>,
+    /// Files with sizes, for the browser.
+    files: Vec<(PathBuf, u64)>,
+    read_only_dirs: Vec<PathBuf>,
     existing: HashSet<PathBuf>,
     dirs: HashSet<PathBuf>,
     images: Vec<ImageView>,
@@ -112,6 +137,11 @@ impl FakeHost {
     fn new() -> FakeHost {
         FakeHost {
             disks: fixture_disks(),
+            sysfs: None,
+            shared: Arc::default(),
+            fs_types: Vec::new(),
+            files: Vec::new(),
+            read_only_dirs: Vec::new(),
             existing: [PathBuf::from(IMG)].into_iter().collect(),
             dirs: ["/", "/mnt", "/mnt/backup", "/root", "/tmp", "/mnt/sick"]
                 .iter()
@@ -169,13 +199,100 @@ fn fixture_image() -> ImageView {
 
 impl Host for FakeHost {
     fn list_disks(&self) -> Result<Vec<DiskRow>, String> {
-        Ok(self.disks.clone())
+        let sh = self.shared.lock().unwrap();
+        let mut v: Vec<DiskRow> = self
+            .disks
+            .iter()
+            .filter(|d| !sh.unplugged.contains(&d.path))
+            .cloned()
+            .collect();
+        v.extend(sh.plugged.iter().cloned());
+        for (dev, dir, fs, _) in &sh.mounts {
+            for d in &mut v {
+                if d.path == *dev {
+                    d.mountpoints.push(dir.clone());
+                }
+                for p in d.partitions.iter_mut().filter(|p| p.path == *dev) {
+                    p.mountpoints.push(dir.clone());
+                    p.fstype = Some(fs.clone());
+                }
+            }
+        }
+        Ok(v)
+    }
+    fn probe_fs(&self, dev: &Path) -> Option<String> {
+        self.shared.lock().unwrap().probes.push(dev.to_path_buf());
+        self.fs_types
+            .iter()
+            .find(|(p, _)| p == dev)
+            .map(|(_, f)| f.clone())
+    }
+    fn mount(&self, dev: &Path, dir: &Path, fs: &str, read_only: bool) -> Result<String, String> {
+        let mut sh = self.shared.lock().unwrap();
+        if let Some(e) = sh.mount_error.take() {
+            return Err(e);
+        }
+        sh.mounts
+            .push((dev.into(), dir.into(), fs.into(), read_only));
+        Ok(if fs == "ntfs" {
+            "ntfs3".into()
+        } else {
+            fs.into()
+        })
+    }
+    fn unmount(&self, dir: &Path) -> Result<(), String> {
+        let mut sh = self.shared.lock().unwrap();
+        sh.mounts.retain(|(_, d, _, _)| d != dir);
+        sh.unmounts.push(dir.into());
+        Ok(())
+    }
+    fn sync(&self) {
+        self.shared.lock().unwrap().syncs += 1;
+    }
+    fn read_dir(&self, dir: &Path) -> Result<Vec<Entry>, String> {
+        if !self.is_dir(dir) {
+            return Err("No such file or directory".into());
+        }
+        let mut v: Vec<Entry> = self
+            .dirs
+            .iter()
+            .filter(|d| d.parent() == Some(dir))
+            .map(|d| Entry {
+                name: d.file_name().unwrap().to_string_lossy().into(),
+                is_dir: true,
+                size: 0,
+            })
+            .collect();
+        v.extend(
+            self.files
+                .iter()
+                .filter(|(f, _)| f.parent() == Some(dir))
+                .map(|(f, size)| Entry {
+                    name: f.file_name().unwrap().to_string_lossy().into(),
+                    is_dir: false,
+                    size: *size,
+                }),
+        );
+        Ok(v)
+    }
+    fn is_read_only_fs(&self, dir: &Path) -> bool {
+        let sh = self.shared.lock().unwrap();
+        sh.mounts
+            .iter()
+            .any(|(_, d, _, ro)| *ro && dir.starts_with(d))
+            || self.read_only_dirs.iter().any(|d| dir.starts_with(d))
+    }
+    fn block_listing(&self) -> Vec<(String, u64)> {
+        self.sysfs
+            .as_deref()
+            .map(crate::blockdev::block_listing_at)
+            .unwrap_or_default()
     }
     fn exists(&self, p: &Path) -> bool {
-        self.existing.contains(p) || self.dirs.contains(p)
+        self.existing.contains(p) || self.files.iter().any(|(f, _)| f == p) || self.is_dir(p)
     }
     fn is_dir(&self, p: &Path) -> bool {
-        self.dirs.contains(p)
+        self.dirs.contains(p) || self.shared.lock().unwrap().mounts.iter().any(|m| m.1 == p)
     }
     fn is_block_device(&self, p: &Path) -> bool {
         p.starts_with("/dev/")
@@ -771,6 +888,100 @@ fn snap_system_info() {
     snap("system_info", &a);
 }
 
+// ----- hot-plug -----
+
+/// A fake /sys/block with the fixture's disks (sizes in 512-byte units).
+fn fake_sysfs(names: &[&str]) -> tempfile::TempDir {
+    let t = tempfile::tempdir().unwrap();
+    for n in names {
+        sysfs_add(t.path(), n, 1000);
+    }
+    t
+}
+
+fn sysfs_add(root: &Path, name: &str, size: u64) {
+    let d = root.join("block").join(name);
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::write(d.join("size"), format!("{size}\n")).unwrap();
+}
+
+fn usb_stick() -> DiskRow {
+    DiskRow {
+        path: "/dev/sde".into(),
+        model: Some("Kingston DataTraveler 3.0".into()),
+        serial: Some("E0D55EA5741F".into()),
+        size: 64_021_856_256,
+        transport: "usb".into(),
+        removable: true,
+        partitions: vec![PartRow {
+            path: "/dev/sde1".into(),
+            size: 64_020_807_680,
+            ..PartRow::default()
+        }],
+        ..DiskRow::default()
+    }
+}
+
+#[test]
+fn hotplug_rescans_and_keeps_the_selection() {
+    let sys = fake_sysfs(&["sda", "sdb", "sdc", "sdd", "loop0"]);
+    let mut host = FakeHost::new();
+    host.sysfs = Some(sys.path().to_path_buf());
+    let shared = host.shared.clone();
+    let mut a = app_with(host);
+    key(&mut a, KeyCode::Enter);
+    assert_eq!(a.screen, Screen::Source);
+    down(&mut a, 2);
+    assert_eq!(a.disks[a.disk_cursor].name(), "sdc");
+    let t0 = Instant::now();
+    a.tick(t0);
+    assert!(!a.check_hotplug(), "nothing changed yet");
+
+    // sdb is unplugged: the list shrinks and the cursor stays on sdc.
+    std::fs::remove_dir_all(sys.path().join("block/sdb")).unwrap();
+    shared.lock().unwrap().unplugged.push("/dev/sdb".into());
+    a.tick(t0 + Duration::from_millis(500));
+    assert_eq!(a.disks.len(), 5, "polled again before a second passed");
+    a.tick(t0 + HOTPLUG_POLL);
+    assert_eq!(a.disks.len(), 4);
+    assert_eq!(a.disks[a.disk_cursor].name(), "sdc");
+    assert!(a.status.as_ref().unwrap().text.contains("gone: sdb"));
+
+    // A USB stick is plugged in, then a partition appears on it.
+    sysfs_add(sys.path(), "sde", 125_042_688);
+    shared.lock().unwrap().plugged.push(usb_stick());
+    a.status = None;
+    assert!(a.check_hotplug());
+    assert!(a.disks.iter().any(|d| d.name() == "sde"));
+    assert_eq!(a.disks[a.disk_cursor].name(), "sdc");
+    assert!(a.status.as_ref().unwrap().text.contains("new: sde"));
+    let p = sys.path().join("block/sde/sde1");
+    std::fs::create_dir_all(&p).unwrap();
+    std::fs::write(p.join("partition"), "1").unwrap();
+    std::fs::write(p.join("size"), "125040640").unwrap();
+    assert!(a.check_hotplug(), "a new partition is a change");
+    assert!(!a.check_hotplug());
+}
+
+#[test]
+fn hotplug_keeps_the_chosen_target_row() {
+    let sys = fake_sysfs(&["sda", "sdb", "sdc", "sdd", "loop0"]);
+    let mut host = FakeHost::new();
+    host.sysfs = Some(sys.path().to_path_buf());
+    let shared = host.shared.clone();
+    let mut a = app_with(host);
+    key(&mut a, KeyCode::Enter);
+    down(&mut a, 1);
+    key(&mut a, KeyCode::Enter);
+    assert_eq!(a.screen, Screen::Dest);
+    down(&mut a, 4); // row 0 is "an image file": row 4 is sdd
+    assert_eq!(a.disks[a.flow.dest_cursor - 1].name(), "sdd");
+    std::fs::remove_dir_all(sys.path().join("block/sda")).unwrap();
+    shared.lock().unwrap().unplugged.push("/dev/sda".into());
+    assert!(a.check_hotplug());
+    assert_eq!(a.disks[a.flow.dest_cursor - 1].name(), "sdd");
+}
+
 // ----- the whole loop with the real worker -----
 
 struct Script(VecDeque<KeyCode>);
@@ -822,6 +1033,25 @@ impl Host for FileHost {
     }
     fn check_target(&self, check: &TargetCheck) -> Result<(), String> {
         RealHost.check_target(check)
+    }
+    fn block_listing(&self) -> Vec<(String, u64)> {
+        Vec::new()
+    }
+    fn probe_fs(&self, _dev: &Path) -> Option<String> {
+        None
+    }
+    fn mount(&self, _: &Path, _: &Path, _: &str, _: bool) -> Result<String, String> {
+        Err("not in this test".into())
+    }
+    fn unmount(&self, _dir: &Path) -> Result<(), String> {
+        Err("not in this test".into())
+    }
+    fn sync(&self) {}
+    fn read_dir(&self, dir: &Path) -> Result<Vec<Entry>, String> {
+        RealHost.read_dir(dir)
+    }
+    fn is_read_only_fs(&self, dir: &Path) -> bool {
+        RealHost.is_read_only_fs(dir)
     }
 }
 
@@ -1444,4 +1674,296 @@ fn image_then_restore_round_trip_through_the_worker() {
         matches!(&r, ImageResult::Failed(e) if e.contains("source")),
         "{r:?}"
     );
+}
+
+// ----- places: mount and browse -----
+
+/// The fixture plus an unmounted USB stick (exFAT), probe results and files on the backup disk.
+fn places_host() -> FakeHost {
+    let mut h = FakeHost::new();
+    h.disks.push(usb_stick());
+    h.fs_types = vec![
+        ("/dev/sde1".into(), "exfat".into()),
+        ("/dev/sdb1".into(), "vfat".into()),
+        ("/dev/sdb2".into(), "ntfs".into()),
+        ("/dev/sda1".into(), "vfat".into()),
+    ];
+    h.dirs.insert("/mnt/backup/old".into());
+    h.dirs.insert("/mnt/backup/Photos".into());
+    h.files = vec![
+        (IMG.into(), 212_000_000_000),
+        ("/mnt/backup/notes.txt".into(), 1234),
+    ];
+    h
+}
+
+fn place_devs(a: &App) -> Vec<String> {
+    a.picker
+        .places
+        .iter()
+        .map(|p| p.dev.display().to_string())
+        .collect()
+}
+
+/// Menu → Rescue → source sdb → image file → Tab.
+fn rescue_to_places(a: &mut App) {
+    key(a, KeyCode::Enter);
+    down(a, 1);
+    key(a, KeyCode::Enter);
+    key(a, KeyCode::Enter);
+    assert_eq!(a.screen, Screen::ImagePath);
+    key(a, KeyCode::Tab);
+    assert_eq!(a.screen, Screen::Places);
+}
+
+#[test]
+fn places_never_offer_or_probe_the_source() {
+    let host = places_host();
+    let shared = host.shared.clone();
+    let mut a = app_with(host);
+    rescue_to_places(&mut a);
+    assert_eq!(a.picker.mode, PickMode::Write);
+    assert_eq!(
+        place_devs(&a),
+        ["/dev/sdc1", "/dev/sdd", "/dev/loop0", "/dev/sde1"],
+        "not the source sdb, not the boot stick sda"
+    );
+    let probes = shared.lock().unwrap().probes.clone();
+    assert!(
+        probes
+            .iter()
+            .all(|p| !p.starts_with("/dev/sdb") && !p.starts_with("/dev/sda")),
+        "{probes:?}"
+    );
+    // The mounted backup disk is not probed either: the mount table says what it is.
+    assert!(!probes.contains(&PathBuf::from("/dev/sdc1")));
+    let p = &a.picker.places;
+    assert_eq!(p[0].mount.as_deref(), Some(Path::new("/mnt/backup")));
+    assert_eq!(p[0].free, Some(900 * GB));
+    assert_eq!(p[1].note.as_deref(), Some("no filesystem found"));
+    assert_eq!(p[3].fstype.as_deref(), Some("exfat"));
+    assert_eq!(p[3].note, None);
+    assert_eq!(a.picker.cursor, 0, "starts on the first usable place");
+    // Rebuilding does not read the disks again.
+    let n = shared.lock().unwrap().probes.len();
+    a.build_places();
+    assert_eq!(shared.lock().unwrap().probes.len(), n);
+    // Esc goes back to the path screen, where typing still works.
+    key(&mut a, KeyCode::Esc);
+    assert_eq!(a.screen, Screen::ImagePath);
+    typ(&mut a, "/mnt/backup/x.img");
+    key(&mut a, KeyCode::Enter);
+    assert_eq!(a.screen, Screen::Mapfile);
+}
+
+#[test]
+fn mounting_a_place_and_saving_a_file_there() {
+    let host = places_host();
+    let shared = host.shared.clone();
+    let mut a = app_with(host);
+    rescue_to_places(&mut a);
+    down(&mut a, 3);
+    assert_eq!(a.picker.places[a.picker.cursor].name(), "sde1");
+    key(&mut a, KeyCode::Enter);
+    assert_eq!(
+        shared.lock().unwrap().mounts,
+        vec![(
+            PathBuf::from("/dev/sde1"),
+            PathBuf::from("/mnt/sde1"),
+            "exfat".to_string(),
+            false
+        )],
+        "read-write, under /mnt by its kernel name"
+    );
+    assert_eq!(a.our_mounts, vec![PathBuf::from("/mnt/sde1")]);
+    assert_eq!(a.screen, Screen::Browse, "status: {:?}", a.status);
+    assert_eq!(a.picker.dir, PathBuf::from("/mnt/sde1"));
+    assert!(a.status.as_ref().unwrap().text.contains("read-write"));
+    // The disk list knows about the mount now.
+    assert!(a
+        .disks
+        .iter()
+        .any(|d| d.first_mount() == Some(Path::new("/mnt/sde1"))));
+
+    key(&mut a, KeyCode::Char('s'));
+    assert!(a.picker.naming);
+    assert_eq!(a.picker.name, "WDC_WD10EZEX-08WN4A0-WD-WCC6Y3KJ1234.img");
+    // Typing: q is a letter of the name, not quit.
+    for _ in 0..4 {
+        key(&mut a, KeyCode::Backspace);
+    }
+    typ(&mut a, "-q.img");
+    key(&mut a, KeyCode::Enter);
+    assert_eq!(a.screen, Screen::Mapfile, "status: {:?}", a.status);
+    let want = PathBuf::from("/mnt/sde1/WDC_WD10EZEX-08WN4A0-WD-WCC6Y3KJ1234-q.img");
+    assert_eq!(a.flow.target, Some(Target::Image(want.clone())));
+    assert_eq!(
+        a.flow.mapfile,
+        PathBuf::from(format!("{}.map", want.display()))
+    );
+
+    // Leaving the UI syncs and unmounts what salvor mounted.
+    assert!(a.release_mounts().is_empty());
+    let sh = shared.lock().unwrap();
+    assert_eq!(sh.syncs, 1);
+    assert_eq!(sh.unmounts, vec![PathBuf::from("/mnt/sde1")]);
+    assert!(a.our_mounts.is_empty());
+}
+
+#[test]
+fn reading_mounts_read_only_and_picks_a_file() {
+    let host = places_host();
+    let shared = host.shared.clone();
+    let mut a = app_with(host);
+    menu_to(&mut a, Feature::Restore);
+    assert_eq!(a.screen, Screen::ImgPath);
+    key(&mut a, KeyCode::Tab);
+    assert_eq!(a.picker.mode, PickMode::Read);
+    // Nothing is under rescue here: the Windows disk's partitions may be read.
+    assert_eq!(
+        place_devs(&a),
+        [
+            "/dev/sdb1",
+            "/dev/sdb2",
+            "/dev/sdc1",
+            "/dev/sdd",
+            "/dev/loop0",
+            "/dev/sde1"
+        ]
+    );
+    // NTFS is mounted read-only for reading.
+    down(&mut a, 1);
+    key(&mut a, KeyCode::Enter);
+    assert_eq!(
+        shared.lock().unwrap().mounts[0],
+        (
+            PathBuf::from("/dev/sdb2"),
+            PathBuf::from("/mnt/sdb2"),
+            "ntfs".to_string(),
+            true
+        )
+    );
+    assert_eq!(a.screen, Screen::Browse);
+    key(&mut a, KeyCode::Esc);
+    assert_eq!(a.screen, Screen::Places);
+    assert!(a.picker.places[a.picker.cursor].ours);
+
+    // The backup disk is mounted already: browse it, go up and back in, pick the image.
+    down(&mut a, 1);
+    key(&mut a, KeyCode::Enter);
+    assert_eq!(a.picker.dir, PathBuf::from("/mnt/backup"));
+    let names: Vec<&str> = a.picker.entries.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(names, ["..", "old", "Photos", "notes.txt", "wd.img.zst"]);
+    key(&mut a, KeyCode::Backspace);
+    assert_eq!(a.picker.dir, PathBuf::from("/mnt"));
+    assert_eq!(a.picker.entries[a.picker.entry_cursor].name, "backup");
+    key(&mut a, KeyCode::Enter);
+    assert_eq!(a.picker.dir, PathBuf::from("/mnt/backup"));
+    down(&mut a, 3);
+    key(&mut a, KeyCode::Enter);
+    assert_eq!(a.screen, Screen::ImgPath, "not an image: back on the path");
+    assert!(a.status.as_ref().unwrap().is_error);
+    assert_eq!(a.flow.input, "/mnt/backup/notes.txt");
+    key(&mut a, KeyCode::Tab);
+    key(&mut a, KeyCode::Enter);
+    down(&mut a, 4);
+    key(&mut a, KeyCode::Enter);
+    assert_eq!(a.screen, Screen::ImgInfo, "status: {:?}", a.status);
+    assert_eq!(a.flow.img.path, Some(PathBuf::from(IMG)));
+}
+
+#[test]
+fn mount_errors_are_shown_and_only_our_mounts_are_unmounted() {
+    let host = places_host();
+    let shared = host.shared.clone();
+    shared.lock().unwrap().mount_error =
+        Some("this system has no driver for exfat (tried exfat)".into());
+    let mut a = app_with(host);
+    rescue_to_places(&mut a);
+    down(&mut a, 3);
+    key(&mut a, KeyCode::Enter);
+    assert_eq!(a.screen, Screen::Places);
+    assert!(a.our_mounts.is_empty());
+    let err = a.picker.error.clone().unwrap();
+    assert!(err.contains("Could not mount /dev/sde1") && err.contains("no driver"));
+    snap("places_mount_error", &a);
+
+    // Unusable places are refused with their reason.
+    key(&mut a, KeyCode::Up);
+    key(&mut a, KeyCode::Up);
+    key(&mut a, KeyCode::Enter);
+    assert!(a
+        .status
+        .as_ref()
+        .unwrap()
+        .text
+        .contains("no filesystem found"));
+    // The backup disk was mounted by someone else: not salvor's to unmount.
+    key(&mut a, KeyCode::Up);
+    key(&mut a, KeyCode::Char('u'));
+    assert!(a
+        .status
+        .as_ref()
+        .unwrap()
+        .text
+        .contains("salvor did not mount"));
+    // Mount, come back, unmount.
+    down(&mut a, 3);
+    key(&mut a, KeyCode::Enter);
+    assert_eq!(a.screen, Screen::Browse);
+    key(&mut a, KeyCode::Esc);
+    key(&mut a, KeyCode::Char('u'));
+    let sh = shared.lock().unwrap();
+    assert_eq!(sh.unmounts, vec![PathBuf::from("/mnt/sde1")]);
+    assert_eq!(sh.syncs, 1, "synced before unmounting");
+    drop(sh);
+    assert!(a.our_mounts.is_empty());
+    assert!(a.picker.places[a.picker.cursor].mount.is_none());
+}
+
+#[test]
+fn places_hide_a_disk_a_job_writes() {
+    let mut a = image_job_app();
+    // A clone to sde is running: sde must not be mounted.
+    if let Some(j) = a.job.as_mut() {
+        if let JobRequest::Image(r) = &mut j.request {
+            r.output = Some("/dev/sde".into());
+        }
+    }
+    a.host = Box::new(places_host());
+    a.refresh_disks();
+    a.flow = Flow {
+        feature: Feature::Verify,
+        ..Flow::default()
+    };
+    a.screen = Screen::ImgPath;
+    key(&mut a, KeyCode::Tab);
+    assert!(!place_devs(&a).contains(&"/dev/sde1".to_string()));
+}
+
+#[test]
+fn snap_places_and_browser() {
+    let mut a = app_with(places_host());
+    menu_to(&mut a, Feature::Image);
+    down(&mut a, 1);
+    key(&mut a, KeyCode::Enter);
+    assert_eq!(a.screen, Screen::ImgPath);
+    key(&mut a, KeyCode::Tab);
+    down(&mut a, 3);
+    snap("places", &a);
+    key(&mut a, KeyCode::Up);
+    key(&mut a, KeyCode::Up);
+    key(&mut a, KeyCode::Up);
+    key(&mut a, KeyCode::Enter);
+    assert_eq!(a.screen, Screen::Browse);
+    key(&mut a, KeyCode::Char('s'));
+    snap("browse_save", &a);
+
+    let mut a = app_with(places_host());
+    menu_to(&mut a, Feature::Restore);
+    key(&mut a, KeyCode::Tab);
+    down(&mut a, 2);
+    key(&mut a, KeyCode::Enter);
+    down(&mut a, 4);
+    snap("browse", &a);
 }

@@ -9,6 +9,7 @@ use super::app::{
 use super::blockmap::{self, BlockMap};
 use super::disks::DiskRow;
 use super::imgui;
+use super::placesui;
 use crate::progress::Direction;
 use crate::units::{format_bytes, format_duration};
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -93,6 +94,8 @@ pub fn draw(app: &App, f: &mut Frame) {
         Screen::ImgTarget => imgui::draw_target(app, f, body),
         Screen::ImgOptions => imgui::draw_options(app, f, body),
         Screen::ImgConfirm => imgui::draw_confirm(app, f, body),
+        Screen::Places => placesui::draw_places(app, f, body),
+        Screen::Browse => placesui::draw_browse(app, f, body),
     }
     draw_status(app, f, status);
     draw_footer(app, f, footer);
@@ -127,6 +130,7 @@ fn screen_title(app: &App) -> String {
         | Screen::ImgTarget
         | Screen::ImgOptions
         | Screen::ImgConfirm => imgui::title(app),
+        Screen::Places | Screen::Browse => placesui::title(app),
     }
 }
 
@@ -216,14 +220,19 @@ fn footer_keys(app: &App) -> Vec<(&'static str, &'static str)> {
             ("?", "help"),
             ("q", "quit"),
         ],
-        Screen::ImagePath | Screen::MapfilePath => {
-            vec![
-                ("type", "the path"),
-                ("Backspace", "erase"),
-                ("Enter", "accept"),
-                ("Esc", "back"),
-            ]
-        }
+        Screen::ImagePath => vec![
+            ("type", "the path"),
+            ("Tab", "browse"),
+            ("Backspace", "erase"),
+            ("Enter", "accept"),
+            ("Esc", "back"),
+        ],
+        Screen::MapfilePath => vec![
+            ("type", "the path"),
+            ("Backspace", "erase"),
+            ("Enter", "accept"),
+            ("Esc", "back"),
+        ],
         Screen::Mapfile => vec![
             ("Enter", "continue"),
             ("e", "other path"),
@@ -277,6 +286,7 @@ fn footer_keys(app: &App) -> Vec<(&'static str, &'static str)> {
         | Screen::ImgTarget
         | Screen::ImgOptions
         | Screen::ImgConfirm => imgui::footer(app),
+        Screen::Places | Screen::Browse => placesui::footer(app),
     }
 }
 
@@ -332,6 +342,11 @@ fn help_lines(app: &App) -> Vec<Line<'static>> {
         Screen::Options => &[
             "The defaults are right for most failing disks. Space or arrows change",
             "the highlighted option.",
+        ],
+        Screen::Places | Screen::Browse => placesui::help(app),
+        Screen::ImagePath | Screen::ImgPath => &[
+            "Tab lists the filesystems of the other disks, mounts one if needed and",
+            "lets you browse to the folder and file instead of typing the path.",
         ],
         _ => &[
             "salvor never writes to the disk being rescued. Anything that will be",
@@ -837,7 +852,10 @@ pub(super) fn writable_places(app: &App) -> Vec<Line<'static>> {
         }));
     }
     if l.is_empty() {
-        l.push(Line::styled("  (none: mount a healthy disk first)", DIM));
+        l.push(Line::styled(
+            "  (none yet: press Tab to mount a disk's partition and browse it)",
+            DIM,
+        ));
     }
     l
 }

@@ -1,0 +1,382 @@
+//! Mounting a partition so that the UI can put an image on it or read one from it.
+//!
+//! The rescue environment mounts nothing by itself, so a user who wants to save onto a USB disk
+//! needs salvor to do it. Only kernel drivers through mount(2) (ext4, vfat, exfat, ntfs3, and a
+//! few others the kernel may have), with ntfs-3g (FUSE) as the fallback for NTFS on kernels
+//! without ntfs3. Which device may be mounted, and how, is the caller's decision: the UI never
+//! offers the disk under rescue. No terminal code here.
+
+use nix::errno::Errno;
+use nix::mount::{MntFlags, MsFlags};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Where the UI mounts partitions: `/mnt/<kernel name>`, e.g. `/mnt/sdb1`.
+pub const MOUNT_BASE: &str = "/mnt";
+
+/// Why a mount or unmount failed, in words a user can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum MountError {
+    #[error("no filesystem was recognised on {}", dev.display())]
+    NoFilesystem { dev: PathBuf },
+    #[error("{} holds {fs}: {why}", dev.display())]
+    Unsupported {
+        dev: PathBuf,
+        fs: String,
+        why: &'static str,
+    },
+    #[error("this system has no driver for {fs} (tried {tried}){hint}")]
+    NoDriver {
+        fs: String,
+        tried: String,
+        hint: &'static str,
+    },
+    #[error("{} is read-only (write-protected, or set so in forensic mode): mount it read-only", dev.display())]
+    ReadOnlyDevice { dev: PathBuf },
+    #[error("cannot mount {} as {driver}: {why}", dev.display())]
+    Mount {
+        dev: PathBuf,
+        driver: String,
+        why: String,
+    },
+    #[error("{} is busy: a program or a shell still uses files there", dir.display())]
+    Busy { dir: PathBuf },
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A way to mount one filesystem type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Driver {
+    /// A kernel filesystem type for mount(2).
+    Kernel(&'static str),
+    /// The ntfs-3g FUSE program.
+    Ntfs3g,
+}
+
+impl Driver {
+    pub fn name(self) -> &'static str {
+        match self {
+            Driver::Kernel(t) => t,
+            Driver::Ntfs3g => "ntfs-3g",
+        }
+    }
+}
+
+/// The drivers to try, in order, for a filesystem type as `blockdev` detects it; or why salvor
+/// does not mount it.
+pub fn drivers_for(fs: &str, read_only: bool) -> Result<Vec<Driver>, &'static str> {
+    use Driver::*;
+    Ok(match fs {
+        // The ext4 driver mounts ext2 and ext3 too; kernels often have no separate ext2/ext3.
+        "ext2" | "ext3" | "ext4" => vec![Kernel("ext4")],
+        "vfat" => vec![Kernel("vfat")],
+        "exfat" => vec![Kernel("exfat")],
+        // The old "ntfs" driver writes unreliably (kernels up to 6.8): only for reading.
+        "ntfs" if read_only => vec![Kernel("ntfs3"), Kernel("ntfs"), Ntfs3g],
+        "ntfs" => vec![Kernel("ntfs3"), Ntfs3g],
+        "xfs" => vec![Kernel("xfs")],
+        "btrfs" => vec![Kernel("btrfs")],
+        "f2fs" => vec![Kernel("f2fs")],
+        "iso9660" if read_only => vec![Kernel("iso9660")],
+        "squashfs" if read_only => vec![Kernel("squashfs")],
+        "iso9660" | "squashfs" => return Err("a read-only format"),
+        "crypto_LUKS" => return Err("an encrypted volume: unlock it from a shell first"),
+        "LVM2_member" => return Err("an LVM volume: activate it from a shell first"),
+        "swap" => return Err("swap space, not a filesystem"),
+        _ => return Err("a type salvor does not mount"),
+    })
+}
+
+/// The mount point for `dev`: `/mnt/sdb1`.
+pub fn mount_point(dev: &Path) -> PathBuf {
+    let name = dev
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "disk".into());
+    Path::new(MOUNT_BASE).join(name)
+}
+
+/// Mounts the filesystem `fs` (a `blockdev` type name) of `dev` at `dir`, creating `dir`;
+/// read-only if asked. Never executable, no device nodes, no set-uid: it holds data only.
+/// Returns the driver that mounted it.
+pub fn mount(dev: &Path, dir: &Path, fs: &str, read_only: bool) -> Result<Driver, MountError> {
+    let drivers = drivers_for(fs, read_only).map_err(|why| MountError::Unsupported {
+        dev: dev.to_path_buf(),
+        fs: fs.to_string(),
+        why,
+    })?;
+    let created = !dir.exists();
+    std::fs::create_dir_all(dir).map_err(|source| MountError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let result = try_drivers(dev, dir, fs, read_only, &drivers);
+    if result.is_err() && created {
+        // Leave no empty mount point behind for a mount that did not happen.
+        let _ = std::fs::remove_dir(dir);
+    }
+    result
+}
+
+fn try_drivers(
+    dev: &Path,
+    dir: &Path,
+    fs: &str,
+    read_only: bool,
+    drivers: &[Driver],
+) -> Result<Driver, MountError> {
+    let mut flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    if read_only {
+        flags |= MsFlags::MS_RDONLY;
+    }
+    let mut tried = Vec::new();
+    for &d in drivers {
+        let fail = |why: String| MountError::Mount {
+            dev: dev.to_path_buf(),
+            driver: d.name().to_string(),
+            why,
+        };
+        match d {
+            Driver::Kernel(t) => {
+                match nix::mount::mount(Some(dev), dir, Some(t), flags, None::<&str>) {
+                    Ok(()) => return Ok(d),
+                    // ENODEV: the kernel has no such filesystem type (and could not load it).
+                    Err(Errno::ENODEV) => tried.push(t.to_string()),
+                    Err(Errno::EROFS | Errno::EACCES) if !read_only => {
+                        return Err(MountError::ReadOnlyDevice {
+                            dev: dev.to_path_buf(),
+                        })
+                    }
+                    Err(Errno::EBUSY) => {
+                        return Err(fail("it is already mounted or in use".into()));
+                    }
+                    Err(Errno::EINVAL) => {
+                        return Err(fail(format!("the filesystem is damaged or not {fs}")));
+                    }
+                    Err(e) => return Err(fail(e.desc().to_string())),
+                }
+            }
+            Driver::Ntfs3g => {
+                let Some(prog) = find_program("ntfs-3g") else {
+                    tried.push("ntfs-3g (not installed)".into());
+                    continue;
+                };
+                let opts = if read_only {
+                    "ro,nosuid,nodev,noexec"
+                } else {
+                    "rw,nosuid,nodev,noexec"
+                };
+                let out = Command::new(prog)
+                    .arg("-o")
+                    .arg(opts)
+                    .arg(dev)
+                    .arg(dir)
+                    .output()
+                    .map_err(|source| MountError::Io {
+                        path: dev.to_path_buf(),
+                        source,
+                    })?;
+                if out.status.success() {
+                    return Ok(d);
+                }
+                let msg = String::from_utf8_lossy(&out.stderr);
+                return Err(fail(msg.lines().next().unwrap_or("failed").to_string()));
+            }
+        }
+    }
+    Err(MountError::NoDriver {
+        fs: fs.to_string(),
+        tried: tried.join(", "),
+        hint: if fs == "ntfs" {
+            ": NTFS needs the kernel's ntfs3 module or the ntfs-3g program"
+        } else {
+            ""
+        },
+    })
+}
+
+/// Unmounts `dir` (the caller syncs first if it wants everything on the disk now), then removes
+/// the directory if `remove_dir` and it is empty. A busy filesystem stays mounted: detaching it
+/// lazily would hide unfinished writes from a user about to unplug the disk.
+pub fn unmount(dir: &Path, remove_dir: bool) -> Result<(), MountError> {
+    match nix::mount::umount2(dir, MntFlags::empty()) {
+        Ok(()) => {}
+        Err(Errno::EBUSY) => {
+            return Err(MountError::Busy {
+                dir: dir.to_path_buf(),
+            })
+        }
+        Err(e) => {
+            return Err(MountError::Io {
+                path: dir.to_path_buf(),
+                source: std::io::Error::from(e),
+            })
+        }
+    }
+    if remove_dir {
+        let _ = std::fs::remove_dir(dir);
+    }
+    Ok(())
+}
+
+/// Flushes every filesystem's dirty data to its disk.
+pub fn sync_all() {
+    nix::unistd::sync();
+}
+
+fn find_program(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/sbin:/usr/bin:/sbin:/bin".into());
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+
+    #[test]
+    fn drivers_per_type() {
+        assert_eq!(drivers_for("ext3", false), Ok(vec![Driver::Kernel("ext4")]));
+        assert_eq!(
+            drivers_for("ntfs", false),
+            Ok(vec![Driver::Kernel("ntfs3"), Driver::Ntfs3g])
+        );
+        assert_eq!(
+            drivers_for("ntfs", true).unwrap()[1],
+            Driver::Kernel("ntfs")
+        );
+        assert!(drivers_for("iso9660", false).is_err());
+        assert!(drivers_for("iso9660", true).is_ok());
+        assert!(drivers_for("swap", true).is_err());
+        assert!(drivers_for("crypto_LUKS", true).is_err());
+        assert_eq!(
+            mount_point(Path::new("/dev/sdb1")),
+            PathBuf::from("/mnt/sdb1")
+        );
+    }
+
+    fn have(tool: &str) -> bool {
+        find_program(tool).is_some()
+    }
+
+    /// A loop device and a mount made by a test, undone on drop even when the test fails.
+    struct Guard {
+        dev: Option<PathBuf>,
+        mounted: Option<PathBuf>,
+    }
+
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            if let Some(dir) = self.mounted.take() {
+                let _ = Command::new("umount").arg(&dir).status();
+            }
+            if let Some(dev) = self.dev.take() {
+                // Only our own device: never `losetup -D`, other loop devices are not ours.
+                let _ = Command::new("losetup").arg("-d").arg(&dev).status();
+            }
+        }
+    }
+
+    /// Makes a 32 MiB filesystem image, attaches it, mounts it through [`mount`], writes a file,
+    /// remounts read-only to read it back and checks that writing fails, then unmounts.
+    fn round_trip(mkfs: &str, args: &[&str], fs: &str) {
+        let t = tempfile::tempdir().unwrap();
+        let img = t.path().join("fs.img");
+        std::fs::File::create(&img)
+            .unwrap()
+            .set_len(32 << 20)
+            .unwrap();
+        let st = Command::new(mkfs).args(args).arg(&img).output().unwrap();
+        assert!(st.status.success(), "{mkfs}: {st:?}");
+        let out = Command::new("losetup")
+            .args(["-f", "--show"])
+            .arg(&img)
+            .output()
+            .unwrap();
+        if !out.status.success() {
+            eprintln!(
+                "skipped: losetup failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            return;
+        }
+        let dev = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        let mut g = Guard {
+            dev: Some(dev.clone()),
+            mounted: None,
+        };
+        assert_eq!(crate::blockdev::probe_fs_type(&dev), Some(fs));
+        let dir = t.path().join("mnt");
+        let driver = match mount(&dev, &dir, fs, false) {
+            Ok(d) => d,
+            Err(MountError::NoDriver { .. }) => {
+                eprintln!("skipped: this kernel has no {fs} driver");
+                return;
+            }
+            Err(e) => panic!("mount {fs}: {e}"),
+        };
+        g.mounted = Some(dir.clone());
+        assert_eq!(
+            driver,
+            Driver::Kernel(if fs == "vfat" { "vfat" } else { "ext4" })
+        );
+        let mounts = crate::blockdev::read_mounts();
+        let m = mounts
+            .iter()
+            .find(|m| m.mount_point == dir)
+            .expect("in the mount table");
+        assert!(!m.read_only);
+        assert!(m.options.contains("noexec"), "{}", m.options);
+        std::fs::write(dir.join("hello.txt"), b"saved by salvor").unwrap();
+        sync_all();
+        unmount(&dir, false).unwrap();
+        g.mounted = None;
+        assert!(dir.is_dir(), "kept: remove_dir was false");
+
+        mount(&dev, &dir, fs, true).unwrap();
+        g.mounted = Some(dir.clone());
+        assert_eq!(
+            std::fs::read(dir.join("hello.txt")).unwrap(),
+            b"saved by salvor"
+        );
+        let e = std::fs::write(dir.join("other.txt"), b"x").unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EROFS));
+        unmount(&dir, true).unwrap();
+        g.mounted = None;
+        assert!(!dir.exists(), "the empty mount point is removed");
+    }
+
+    #[test]
+    fn mounts_a_loop_device_as_root() {
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let root = unsafe { libc::geteuid() } == 0;
+        if !root || !have("losetup") {
+            eprintln!("skipped: needs root and losetup");
+            return;
+        }
+        if have("mkfs.vfat") {
+            round_trip("mkfs.vfat", &["-n", "SALVORTEST"], "vfat");
+        } else {
+            eprintln!("skipped vfat: mkfs.vfat missing (package dosfstools)");
+        }
+        if have("mkfs.ext4") {
+            round_trip("mkfs.ext4", &["-q", "-F"], "ext4");
+        }
+    }
+
+    #[test]
+    fn unsupported_and_missing_are_clear() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("m");
+        let e = mount(Path::new("/dev/null"), &dir, "swap", false).unwrap_err();
+        assert!(e.to_string().contains("swap space"), "{e}");
+        assert!(!dir.exists());
+    }
+}
