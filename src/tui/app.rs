@@ -544,16 +544,16 @@ impl App {
     }
 
     /// Called by the main loop between frames: every [`HOTPLUG_POLL`], rescans the disks if the
-    /// set of block devices changed.
-    pub fn tick(&mut self, now: Instant) {
+    /// set of block devices changed; returns whether it did.
+    pub fn tick(&mut self, now: Instant) -> bool {
         if self
             .last_poll
             .is_some_and(|t| now.saturating_duration_since(t) < HOTPLUG_POLL)
         {
-            return;
+            return false;
         }
         self.last_poll = Some(now);
-        self.check_hotplug();
+        self.check_hotplug()
     }
 
     /// Rescans the disks if a block device appeared, vanished or changed size since the last

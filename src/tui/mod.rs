@@ -121,7 +121,11 @@ pub fn step<B: Backend>(
     for msg in runner.poll() {
         app.on_worker(msg);
     }
-    app.tick(std::time::Instant::now());
+    if app.tick(std::time::Instant::now()) {
+        // The disk set changed: redraw every cell, not just the differences, so that a serial
+        // console (where kernel messages may have landed in between) shows whole, fresh lines.
+        terminal.clear()?;
+    }
     terminal.draw(|f| ui::draw(app, f))?;
     let Some(Event::Key(key)) = events.next(timeout)? else {
         return Ok(true);

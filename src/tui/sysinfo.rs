@@ -29,6 +29,8 @@ pub struct SystemInfo {
     pub mem_total: u64,
     pub mem_available: u64,
     pub secure_boot: Option<SecureBoot>,
+    /// The kernel's lockdown mode ("none", "integrity", "confidentiality"), if it has one.
+    pub lockdown: Option<String>,
     pub version: String,
 }
 
@@ -53,9 +55,20 @@ impl SystemInfo {
                 Path::new("/sys/firmware/efi"),
                 Path::new(SECURE_BOOT_VAR),
             )),
+            lockdown: std::fs::read_to_string("/sys/kernel/security/lockdown")
+                .ok()
+                .and_then(|t| lockdown_mode(&t)),
             version: env!("CARGO_PKG_VERSION").to_string(),
         }
     }
+}
+
+/// The active mode of `/sys/kernel/security/lockdown`, which lists all modes and brackets the
+/// active one: "none [integrity] confidentiality" → "integrity".
+fn lockdown_mode(text: &str) -> Option<String> {
+    text.split_whitespace()
+        .find_map(|w| w.strip_prefix('[').and_then(|w| w.strip_suffix(']')))
+        .map(str::to_string)
 }
 
 fn meminfo_kib(text: &str, key: &str) -> u64 {
@@ -94,6 +107,19 @@ mod tests {
         assert_eq!(secure_boot(&efi, &var), SecureBoot::On);
         std::fs::write(&var, [6, 0, 0, 0, 0]).unwrap();
         assert_eq!(secure_boot(&efi, &var), SecureBoot::Off);
+    }
+
+    #[test]
+    fn lockdown_modes() {
+        assert_eq!(
+            lockdown_mode("[none] integrity confidentiality\n").as_deref(),
+            Some("none")
+        );
+        assert_eq!(
+            lockdown_mode("none [integrity] confidentiality").as_deref(),
+            Some("integrity")
+        );
+        assert_eq!(lockdown_mode(""), None);
     }
 
     #[test]

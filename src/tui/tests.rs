@@ -326,6 +326,7 @@ impl Host for FakeHost {
             mem_total: 8 * GB,
             mem_available: 6 * GB,
             secure_boot: Some(SecureBoot::On),
+            lockdown: Some("integrity".into()),
             version: "0.1.0".into(),
         }
     }

@@ -1400,6 +1400,10 @@ fn draw_sysinfo(app: &App, f: &mut Frame, area: Rect) {
             Span::styled(format!("{:<10}", "Secure Boot"), BOLD),
             Span::raw(format!(" {sb}")),
         ]),
+        kv(
+            "Lockdown",
+            s.lockdown.clone().unwrap_or_else(|| "not supported".into()),
+        ),
         kv("Disks", app.disks.len().to_string()),
     ];
     f.render_widget(
