@@ -5,7 +5,7 @@ use super::app::{App, Feature, Job, JobState, Screen};
 use super::imaging::{phase_text, ImageView};
 use super::ui::{
     disk_details, draw_disk_table, draw_from_to, draw_log, input_box, kv, log_height, pct, rate,
-    state_span, writable_places, DiskTableRow, BOLD, DIM, GOOD, SEL, WARN,
+    side_panel, state_span, writable_places, DiskTableRow, Side, BOLD, DIM, GOOD, SEL, WARN,
 };
 use crate::image::OutputKind;
 use crate::units::{format_bytes, format_duration};
@@ -347,16 +347,7 @@ pub fn draw_confirm(app: &App, f: &mut Frame, area: Rect) {
         }
         _ => Vec::new(),
     };
-    f.render_widget(
-        Paragraph::new(src)
-            .block(
-                Block::bordered()
-                    .title(" READ FROM (never written) ")
-                    .border_style(GOOD),
-            )
-            .wrap(Wrap { trim: false }),
-        left,
-    );
+    side_panel(f, left, src, Side::Read);
     let dst = match &c.target {
         Some(d) => {
             let mut l = vec![Line::styled(
@@ -368,16 +359,7 @@ pub fn draw_confirm(app: &App, f: &mut Frame, area: Rect) {
         }
         None => output_file_lines(app),
     };
-    f.render_widget(
-        Paragraph::new(dst)
-            .block(
-                Block::bordered()
-                    .title(" WILL BE OVERWRITTEN ")
-                    .border_style(WARN),
-            )
-            .wrap(Wrap { trim: false }),
-        right,
-    );
+    side_panel(f, right, dst, Side::Overwritten);
     let [text, input] =
         Layout::vertical([Constraint::Length(3), Constraint::Length(3)]).areas(below);
     let mut l = Vec::new();

@@ -1046,16 +1046,7 @@ fn draw_confirm(app: &App, f: &mut Frame, area: Rect) {
         BOLD,
     )];
     src.extend(src_lines);
-    f.render_widget(
-        Paragraph::new(src)
-            .block(
-                Block::bordered()
-                    .title(" READ FROM (never written) ")
-                    .border_style(GOOD),
-            )
-            .wrap(Wrap { trim: false }),
-        left,
-    );
+    side_panel(f, left, src, Side::Read);
     let mut dst = Vec::new();
     match &fl.target {
         Some(Target::Disk(d)) => {
@@ -1080,16 +1071,7 @@ fn draw_confirm(app: &App, f: &mut Frame, area: Rect) {
         }
         None => {}
     }
-    f.render_widget(
-        Paragraph::new(dst)
-            .block(
-                Block::bordered()
-                    .title(" WILL BE OVERWRITTEN ")
-                    .border_style(WARN),
-            )
-            .wrap(Wrap { trim: false }),
-        right,
-    );
+    side_panel(f, right, dst, Side::Overwritten);
     let resume = if fl.mapfile_exists {
         "resume the earlier rescue"
     } else {
@@ -1409,6 +1391,27 @@ fn draw_sysinfo(app: &App, f: &mut Frame, area: Rect) {
     f.render_widget(
         Paragraph::new(l)
             .block(Block::bordered())
+            .wrap(Wrap { trim: false }),
+        area,
+    );
+}
+
+/// Which side of a confirmation screen a panel shows.
+pub(super) enum Side {
+    Read,
+    Overwritten,
+}
+
+/// One of the two panels of a confirmation screen: what is read (never written) and what will
+/// be overwritten, each with its own title and colour so the two cannot be confused.
+pub(super) fn side_panel(f: &mut Frame, area: Rect, lines: Vec<Line<'static>>, side: Side) {
+    let (title, style) = match side {
+        Side::Read => (" READ FROM (never written) ", GOOD),
+        Side::Overwritten => (" WILL BE OVERWRITTEN ", WARN),
+    };
+    f.render_widget(
+        Paragraph::new(lines)
+            .block(Block::bordered().title(title).border_style(style))
             .wrap(Wrap { trim: false }),
         area,
     );
