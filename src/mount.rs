@@ -300,13 +300,11 @@ mod tests {
             .arg(&img)
             .output()
             .unwrap();
-        if !out.status.success() {
-            eprintln!(
-                "skipped: losetup failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            return;
-        }
+        assert!(
+            out.status.success(),
+            "losetup failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let dev = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
         let mut g = Guard {
             dev: Some(dev.clone()),
@@ -316,8 +314,8 @@ mod tests {
         let dir = t.path().join("mnt");
         let driver = match mount(&dev, &dir, fs, false) {
             Ok(d) => d,
-            Err(MountError::NoDriver { .. }) => {
-                eprintln!("skipped: this kernel has no {fs} driver");
+            Err(MountError::NoDriver { .. }) if fs != "ext4" => {
+                eprintln!("NOT TESTED: this kernel has no {fs} driver");
                 return;
             }
             Err(e) => panic!("mount {fs}: {e}"),
@@ -357,18 +355,21 @@ mod tests {
     fn mounts_a_loop_device_as_root() {
         // SAFETY: geteuid has no preconditions and cannot fail.
         let root = unsafe { libc::geteuid() } == 0;
-        if !root || !have("losetup") {
-            eprintln!("skipped: needs root and losetup");
-            return;
+        assert!(root, "this test needs root (loop devices, mount)");
+        for (tool, package) in [
+            ("losetup", "mount"),
+            ("mkfs.vfat", "dosfstools"),
+            ("mkfs.ext4", "e2fsprogs"),
+        ] {
+            assert!(
+                have(tool),
+                "{tool} is missing: install {package} (scripts/setup.sh does)"
+            );
         }
-        if have("mkfs.vfat") {
-            round_trip("mkfs.vfat", &["-n", "SALVORTEST"], "vfat");
-        } else {
-            eprintln!("skipped vfat: mkfs.vfat missing (package dosfstools)");
-        }
-        if have("mkfs.ext4") {
-            round_trip("mkfs.ext4", &["-q", "-F"], "ext4");
-        }
+        // Some kernels (this project's CI sandbox among them) have no vfat driver at all; the
+        // round trip then stops at mount with NoDriver and says so. ext4 always runs.
+        round_trip("mkfs.vfat", &["-n", "SALVORTEST"], "vfat");
+        round_trip("mkfs.ext4", &["-q", "-F"], "ext4");
     }
 
     #[test]
