@@ -253,18 +253,7 @@ pub struct Trailer {
     pub finished_unix: u64,
 }
 
-/// Whether every byte is zero. Scans eight bytes at a time; the compiler vectorises the fold.
-pub fn is_zero(buf: &[u8]) -> bool {
-    let (head, words, tail) = {
-        // SAFETY: any bit pattern is a valid u64; align_to only reinterprets the aligned middle.
-        unsafe { buf.align_to::<u64>() }
-    };
-    head.iter().all(|&b| b == 0)
-        && tail.iter().all(|&b| b == 0)
-        && words
-            .chunks(64)
-            .all(|c| c.iter().fold(0u64, |acc, &w| acc | w) == 0)
-}
+pub use crate::device::is_zero;
 
 pub fn to_hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()

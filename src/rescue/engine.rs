@@ -860,7 +860,7 @@ impl<'a> Engine<'a> {
                 "the output position would be negative",
             ))
         })?;
-        let skip_write = self.opts.sparse && is_zero(data);
+        let skip_write = self.opts.sparse && crate::device::is_zero(data);
         if !skip_write {
             self.dest.write_at(dpos, data)?;
         }
@@ -1072,15 +1072,6 @@ fn round_up(x: u64, to: u64) -> u64 {
 
 fn round_down(x: u64, to: u64) -> u64 {
     x - x % to
-}
-
-fn is_zero(data: &[u8]) -> bool {
-    let chunks = data.chunks_exact(16);
-    let tail = chunks.remainder();
-    tail.iter().all(|&b| b == 0)
-        && chunks
-            .into_iter()
-            .all(|c| <[u8; 16]>::try_from(c).is_ok_and(|a| u128::from_ne_bytes(a) == 0))
 }
 
 /// Intersection of two sorted lists of disjoint ranges.
