@@ -12,6 +12,7 @@ packages=(
   qemu-system-x86       # real-kernel tests (TCG)
   busybox-static cpio kmod   # test initramfs
   zstd                  # stock zstd: image interop
+  xxd                   # the image's chunk digest recomputed with stock tools
   hyperfine             # benchmarks
   tmux                  # terminal UI end-to-end test
   python3 file

@@ -299,3 +299,76 @@ proptest! {
         check_mutated(&b);
     }
 }
+
+/// Random bytes: zstd stores them as raw blocks, so two such chunks of equal length make frames
+/// of equal length that can be swapped without breaking the layout.
+fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+#[test]
+fn consistently_swapped_chunk_is_caught_by_its_digest() {
+    // A frame from another image, with the seek table's checksum patched to match: every zstd
+    // and seek-table check passes, only the chunk's SHA-256 can tell.
+    let dir = tempfile::tempdir().unwrap();
+    let mut imgs = Vec::new();
+    for seed in [1u64, 2] {
+        let src = dir.path().join(format!("r{seed}.bin"));
+        write_file(&src, &random_bytes(6 * CHUNK, seed));
+        let img = dir.path().join(format!("r{seed}.img.zst"));
+        image(&src, &img, &opts(CHUNK));
+        imgs.push(img);
+    }
+    let (a, b) = (
+        ImageFile::open(&imgs[0]).unwrap(),
+        ImageFile::open(&imgs[1]).unwrap(),
+    );
+    let k = 3;
+    let (la, lb) = (a.frames[k], b.frames[k]);
+    assert_eq!(
+        la.entry.compressed, lb.entry.compressed,
+        "raw frames differ in size"
+    );
+    let mut bytes = read(&imgs[0]);
+    let other = read(&imgs[1]);
+    let n = la.entry.compressed as usize;
+    bytes[la.offset as usize..la.offset as usize + n]
+        .copy_from_slice(&other[lb.offset as usize..lb.offset as usize + n]);
+    // Seek table entries are 12 bytes (compressed, decompressed, checksum) after an 8-byte
+    // header; entry 0 is the metadata frame, so chunk k is entry k + 1.
+    let entries = a.frames.len() + 3; // metadata, chunks, digests, trailer
+    let table_at = bytes.len() - (8 + entries * 12 + 9);
+    let at = table_at + 8 + (k + 1) * 12 + 8;
+    bytes[at..at + 4].copy_from_slice(&lb.entry.checksum.to_le_bytes());
+    write_file(&imgs[0], &bytes);
+    expect_corrupt(
+        verify(&imgs[0]),
+        &[&format!("chunk {k} "), "SHA-256 of the decoded chunk"],
+    );
+    // Restore with --verify checks the digests too.
+    let back = dir.path().join("back.bin");
+    expect_corrupt(restore(&imgs[0], &back, true), &[&format!("chunk {k} ")]);
+}
+
+#[test]
+fn damaged_chunk_digest_list_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (img, _) = make_image(dir.path(), 10 * CHUNK, None);
+    let f = ImageFile::open(&img).unwrap();
+    // The digest frame follows the last chunk frame: 16-byte header, then 32 bytes per chunk.
+    let last = f.frames[f.frames.len() - 1];
+    let digests_at = (last.offset + u64::from(last.entry.compressed)) as usize;
+    drop(f);
+    let mut bytes = read(&img);
+    bytes[digests_at + 16 + 5] ^= 1;
+    write_file(&img, &bytes);
+    expect_corrupt(verify(&img), &["chunk digests", "CRC-32"]);
+}

@@ -18,7 +18,22 @@ fn file_round_trip_and_stock_zstd() {
     let s = image(&src, &img, &opts(CHUNK));
     assert_eq!(s.raw_size, data.len() as u64);
     assert!(s.zero_chunks > 0, "test data should contain zero chunks");
-    assert_eq!(s.sha256.as_deref(), Some(sha(&src).as_str()));
+    // The disk digest by default (stock tools reproduce it); the flat SHA-256 on request.
+    assert_eq!(s.sha256, None);
+    assert_eq!(
+        s.chunks_sha256.as_deref(),
+        Some(chunk_digest_stock(&src, CHUNK).as_str())
+    );
+    let flat_img = dir.path().join("flat.img.zst");
+    let mut o = opts(CHUNK);
+    o.sha256 = true;
+    let f = image(&src, &flat_img, &o);
+    assert_eq!(f.sha256.as_deref(), Some(sha(&src).as_str()));
+    assert_eq!(f.chunks_sha256, s.chunks_sha256);
+    let v =
+        salvor::image::verify_image(&flat_img, None, 2, &Control::new(), &mut NoProgress).unwrap();
+    assert_eq!(v.sha256, f.sha256);
+    assert_eq!(v.chunks_sha256, f.chunks_sha256);
 
     let out = dir.path().join("stock.raw");
     zstd_decompress(&img, &out);
@@ -27,11 +42,13 @@ fn file_round_trip_and_stock_zstd() {
     let back = dir.path().join("restored.bin");
     let r = restore(&img, &back, true).unwrap();
     assert!(r.verified);
+    assert_eq!(r.chunks_sha256, s.chunks_sha256);
     assert!(read(&back) == data, "restore differs");
 
     let v =
         salvor::image::verify_image(&img, Some(&src), 2, &Control::new(), &mut NoProgress).unwrap();
-    assert!(v.sha256_checked);
+    assert_eq!(v.chunks_sha256, s.chunks_sha256);
+    assert_eq!(v.sha256, None);
     match salvor::image::info(&img).unwrap() {
         salvor::image::Info::Image {
             metadata, trailer, ..

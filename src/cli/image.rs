@@ -37,7 +37,11 @@ pub struct ImageArgs {
     /// Progress and result as JSON lines on stdout.
     #[arg(long)]
     pub json: bool,
-    /// Skip the whole-disk SHA-256 (benchmarking only).
+    /// Also record the flat SHA-256 of the whole disk (what `sha256sum DISK` prints; runs on one
+    /// core). The per-chunk SHA-256 digests are always recorded.
+    #[arg(long)]
+    pub sha256: bool,
+    /// Skip all hashing (benchmarking only).
     #[arg(long, hide = true)]
     pub no_hash: bool,
     /// Raw bytes per zstd frame (default 4MiB).
@@ -209,6 +213,7 @@ pub fn run_image(args: &ImageArgs, control: &Control) -> Result<i32> {
         mapfile: args.mapfile.clone(),
         label: args.label.clone(),
         hash: !args.no_hash && std::env::var_os("SALVOR_NO_HASH").is_none(),
+        sha256: args.sha256 && !args.no_hash,
     };
     let s = with_printer(args.json, |o| {
         image::create_image(&args.source, &args.output, &opts, control, o)
@@ -227,6 +232,9 @@ pub fn run_image(args: &ImageArgs, control: &Control) -> Result<i32> {
             s.output_size as f64 / s.raw_size.max(1) as f64,
             format_duration(s.elapsed)
         );
+        if let Some(h) = &s.chunks_sha256 {
+            eprintln!("chunk SHA-256 digest {h}");
+        }
         if let Some(h) = &s.sha256 {
             eprintln!("SHA-256 {h}");
         }
@@ -321,21 +329,25 @@ pub fn run_verify(args: &VerifyArgs, control: &Control) -> Result<i32> {
         image::verify_image(&args.image, args.against.as_deref(), threads, control, o)
     })?;
     print_result(args.json, &r, || {
+        let mut checks = Vec::new();
+        if let Some(h) = &r.chunks_sha256 {
+            checks.push(format!("every chunk's SHA-256 matches (digest {h})"));
+        }
+        if let Some(h) = &r.sha256 {
+            checks.push(format!("SHA-256 {h} matches"));
+        }
+        if checks.is_empty() {
+            checks.push("frame checksums match (the image records no SHA-256)".into());
+        }
+        if let Some(d) = &r.against {
+            checks.push(format!("identical to {}", d.display()));
+        }
         eprintln!(
-            "{}: {} chunks, {} OK; SHA-256 {}{}{}",
+            "{}: {} chunks, {} OK; {}",
             r.image.display(),
             r.chunks,
             format_bytes(r.raw_size),
-            r.sha256,
-            if r.sha256_checked {
-                " matches"
-            } else {
-                " (image records none)"
-            },
-            r.against
-                .as_ref()
-                .map(|d| format!("; identical to {}", d.display()))
-                .unwrap_or_default()
+            checks.join("; ")
         );
     });
     Ok(0)
@@ -396,8 +408,14 @@ pub fn run_info(args: &InfoArgs, _control: &Control) -> Result<i32> {
                 out += &format!("label          {l}\n");
             }
             out += &format!(
+                "chunk digest   {}\n",
+                t.chunks_sha256.as_deref().unwrap_or("(not recorded)")
+            );
+            out += &format!(
                 "sha256         {}\n",
-                t.sha256.as_deref().unwrap_or("(not recorded)")
+                t.sha256
+                    .as_deref()
+                    .unwrap_or("(not recorded; image with --sha256 to get it)")
             );
             if !t.holes.is_empty() {
                 let b: u64 = t.holes.iter().map(|h| h.size).sum();

@@ -1,16 +1,18 @@
 //! Imaging: disk → salvor image (seekable zstd) or sparse raw image.
 //!
 //! Compressed pipeline: a reader thread fills pooled chunk buffers from the source and hands each
-//! to the SHA-256 thread and to the compressor queue; N compressor threads (one reusable zstd
-//! context and output buffer each) turn chunks into frames; the calling thread writes frames in
-//! disk order and reports progress. All-zero chunks skip compression and reuse one precomputed
-//! frame.
+//! to the compressor queue (and, with `--sha256`, to the flat SHA-256 thread); N compressor
+//! threads (one reusable zstd context and output buffer each) hash each chunk and turn it into a
+//! frame; the calling thread writes frames in disk order and reports progress. All-zero chunks
+//! skip compression and hashing: they reuse one precomputed frame and digest.
 
+use super::digest::{encode_digests, ChunkDigester, Sha256Digest};
 use super::format::*;
 use super::parts::PartWriter;
 use super::pool::{buffers_for, check_control, Counters, Meter, Pool, PooledBuf, TICK};
 use super::srcread::{read_chunk, Readable};
 use super::stream::{next_job, stream_chunks, Input};
+use super::stream::{Digests, Hashing};
 use super::{ImageOptions, ImageSummary};
 use crate::device::{Dest, FileDest, Source};
 use crate::error::{Error, Result};
@@ -35,6 +37,7 @@ enum Msg {
         index: u64,
         raw_len: usize,
         frame: Frame,
+        digest: Option<Sha256Digest>,
     },
     Err(Error),
 }
@@ -90,7 +93,7 @@ pub(crate) fn create_compressed(
     let result = (|| {
         let meta_json = serde_json::to_vec_pretty(&metadata)
             .map_err(|e| Error::Internal(format!("metadata JSON: {e}")))?;
-        let meta_frame = encode_json_frame(META_TAG, &meta_json);
+        let meta_frame = encode_tagged_frame(META_TAG, &meta_json);
         let mut entries = Vec::with_capacity(nchunks as usize + 2);
         entries.push(SeekEntry {
             compressed: meta_frame.len() as u32,
@@ -98,7 +101,7 @@ pub(crate) fn create_compressed(
             checksum: XXH64_EMPTY_LOW32,
         });
         writer.write(&meta_frame)?;
-        let (digest, zero_chunks) = run_pipeline(
+        let (digests, zero_chunks) = run_pipeline(
             src,
             name,
             size,
@@ -113,17 +116,27 @@ pub(crate) fn create_compressed(
         obs.event(&ImageEvent::PhaseStarted {
             phase: ImagePhase::Finishing,
         });
+        if let Some(chunks) = &digests.chunks {
+            let frame = encode_tagged_frame(CHUNK_DIGESTS_TAG, &encode_digests(chunks));
+            entries.push(SeekEntry {
+                compressed: frame.len() as u32,
+                decompressed: 0,
+                checksum: XXH64_EMPTY_LOW32,
+            });
+            writer.write(&frame)?;
+        }
         let trailer = Trailer {
             chunks: nchunks,
             raw_size: size,
-            sha256: digest.map(|d| to_hex(&d)),
+            sha256: digests.flat_hex(),
+            chunks_sha256: digests.chunks_hex(),
             zero_chunks,
             holes: readable.holes.clone(),
             finished_unix: now_unix(),
         };
         let tjson = serde_json::to_vec_pretty(&trailer)
             .map_err(|e| Error::Internal(format!("trailer JSON: {e}")))?;
-        let tframe = encode_json_frame(TRAILER_TAG, &tjson);
+        let tframe = encode_tagged_frame(TRAILER_TAG, &tjson);
         entries.push(SeekEntry {
             compressed: tframe.len() as u32,
             decompressed: 0,
@@ -142,6 +155,7 @@ pub(crate) fn create_compressed(
                 output_size: compressed,
                 parts,
                 sha256: trailer.sha256,
+                chunks_sha256: trailer.chunks_sha256,
                 zero_chunks: trailer.zero_chunks,
                 holes: trailer.holes,
                 elapsed: start.elapsed(),
@@ -168,7 +182,7 @@ fn run_pipeline(
     entries: &mut Vec<SeekEntry>,
     control: &Control,
     obs: &mut dyn ImageObserver,
-) -> Result<(Option<[u8; 32]>, u64)> {
+) -> Result<(Digests, u64)> {
     let chunk = opts.chunk_size;
     let threads = opts.threads.max(1);
     let nchunks = size.div_ceil(chunk as u64);
@@ -188,12 +202,15 @@ fn run_pipeline(
         let _ = out_home_tx.send(Vec::with_capacity(bound));
     }
     let zero_sum = frame_checksum(zero_frame);
+    let digester = opts.hash.then(|| ChunkDigester::new(chunk));
+    let digester = digester.as_ref();
 
-    // Where SHA-256 runs: its own thread (default) or the reader, right after each read while the
-    // chunk is still in cache. The environment knob exists to measure the two (bench-image.sh).
-    let hash_in_reader = opts.hash && std::env::var_os("SALVOR_HASH_IN_READER").is_some();
+    // Where the flat SHA-256 runs: its own thread (default) or the reader, right after each read
+    // while the chunk is still in cache. The knob exists to measure the two (bench-image.sh).
+    let flat = opts.sha256;
+    let hash_in_reader = flat && std::env::var_os("SALVOR_HASH_IN_READER").is_some();
     std::thread::scope(|s| {
-        let hasher = (opts.hash && !hash_in_reader).then(|| {
+        let hasher = (flat && !hash_in_reader).then(|| {
             let (htx, hrx) = mpsc::channel::<Arc<PooledBuf>>();
             let h = s.spawn(move || {
                 let mut sha = Sha256::new();
@@ -258,7 +275,9 @@ fn run_pipeline(
                         return;
                     };
                     let data = buf.data();
-                    let frame = if data.len() == chunk && is_zero(data) {
+                    let zero = data.len() == chunk && is_zero(data);
+                    let digest = digester.map(|d| d.digest(data, Some(zero)));
+                    let frame = if zero {
                         // The output buffer was not needed: put it straight back.
                         let _ = out_home_tx.send(out);
                         Frame::Zero
@@ -278,6 +297,7 @@ fn run_pipeline(
                             index: k,
                             raw_len,
                             frame,
+                            digest,
                         })
                         .is_err()
                     {
@@ -290,8 +310,9 @@ fn run_pipeline(
         // full queue gets an error instead of waiting forever.
         drop(job_rx);
         drop(tx);
+        let mut chunk_digests: Vec<Sha256Digest> = Vec::new();
         let result = (|| {
-            let mut pending: BTreeMap<u64, (usize, Frame)> = BTreeMap::new();
+            let mut pending: BTreeMap<u64, (usize, Frame, Option<Sha256Digest>)> = BTreeMap::new();
             let mut next = 0u64;
             let mut zero_chunks = 0u64;
             while next < nchunks {
@@ -306,8 +327,9 @@ fn run_pipeline(
                         index,
                         raw_len,
                         frame,
+                        digest,
                     }) => {
-                        pending.insert(index, (raw_len, frame));
+                        pending.insert(index, (raw_len, frame, digest));
                     }
                     Ok(Msg::Err(e)) => return Err(e),
                     Err(RecvTimeoutError::Timeout) => continue,
@@ -315,7 +337,8 @@ fn run_pipeline(
                         return Err(Error::Internal("imaging pipeline stopped early".into()))
                     }
                 }
-                while let Some((raw_len, frame)) = pending.remove(&next) {
+                while let Some((raw_len, frame, digest)) = pending.remove(&next) {
+                    chunk_digests.extend(digest);
                     let (bytes, checksum) = match &frame {
                         Frame::Zero => {
                             zero_chunks += 1;
@@ -346,14 +369,26 @@ fn run_pipeline(
         drop(rx);
         let panicked = |_| Error::Internal("imaging thread panicked".into());
         let from_reader = reader.join().map_err(panicked)?;
-        let digest = match hasher {
+        let flat_digest = match hasher {
             Some((htx, h)) => {
                 drop(htx);
                 Some(h.join().map_err(panicked)?)
             }
             None => from_reader,
         };
-        result.map(|z| (digest, z))
+        let chunks = digester.is_some().then_some(chunk_digests);
+        if chunks.as_ref().is_some_and(|c| c.len() as u64 != nchunks) && result.is_ok() {
+            return Err(Error::Internal("a chunk digest is missing".into()));
+        }
+        result.map(|z| {
+            (
+                Digests {
+                    chunks,
+                    flat: flat_digest,
+                },
+                z,
+            )
+        })
     })
 }
 
@@ -396,7 +431,10 @@ pub(crate) fn create_raw(
             chunk_size: opts.chunk_size,
             size,
         },
-        opts.hash,
+        Hashing {
+            chunks: opts.hash,
+            flat: opts.sha256,
+        },
         ImagePhase::Imaging,
         control,
         obs,
@@ -420,13 +458,14 @@ pub(crate) fn create_raw(
         Ok(d)
     });
     match r {
-        Ok(digest) => {
+        Ok(digests) => {
             obs.event(&ImageEvent::Finished { ok: true });
             Ok(ImageSummary {
                 raw_size: size,
                 output_size: size,
                 parts: vec![output.to_path_buf()],
-                sha256: digest.map(|d| to_hex(&d)),
+                sha256: digests.flat_hex(),
+                chunks_sha256: digests.chunks_hex(),
                 zero_chunks,
                 holes: readable.holes.clone(),
                 elapsed: start.elapsed(),

@@ -18,11 +18,14 @@ pub const DESCRIPTOR_CHECKSUM: u8 = 0x80;
 pub const FOOTER_SIZE: usize = 9;
 /// Least significant 32 bits of XXH64("") — the checksum of a frame that holds no data.
 pub const XXH64_EMPTY_LOW32: u32 = 0x51D8_E999;
-/// Tags at the start of the two salvor skippable frames' payload.
+/// Tags at the start of salvor's skippable frames' payload.
 pub const META_TAG: [u8; 4] = *b"SVMD";
 pub const TRAILER_TAG: [u8; 4] = *b"SVTR";
-/// The format version written into the metadata; readers refuse newer major versions.
-pub const FORMAT_VERSION: u32 = 1;
+/// The per-chunk SHA-256 digests (version 2), just before the trailer.
+pub const CHUNK_DIGESTS_TAG: [u8; 4] = *b"SVCD";
+/// The format version written into the metadata; readers refuse newer versions. Version 2 added
+/// the chunk-digest frame and made the flat whole-disk SHA-256 optional.
+pub const FORMAT_VERSION: u32 = 2;
 /// The zstd seekable format caps a frame's decompressed size at 1 GiB.
 pub const MAX_CHUNK_SIZE: usize = 1 << 30;
 /// Chunks must be multiples of this so that O_DIRECT reads and writes stay aligned.
@@ -47,8 +50,9 @@ pub(crate) fn le64(b: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(a)
 }
 
-/// Builds a salvor skippable frame: magic, size, tag, CRC-32 of the JSON, JSON.
-pub fn encode_json_frame(tag: [u8; 4], json: &[u8]) -> Vec<u8> {
+/// Builds a salvor skippable frame: magic, size, tag, CRC-32 of the payload, payload (JSON, or
+/// the binary chunk digests).
+pub fn encode_tagged_frame(tag: [u8; 4], json: &[u8]) -> Vec<u8> {
     let payload_len = 8 + json.len();
     let mut out = Vec::with_capacity(8 + payload_len);
     out.extend_from_slice(&SALVOR_SKIPPABLE_MAGIC.to_le_bytes());
@@ -59,8 +63,8 @@ pub fn encode_json_frame(tag: [u8; 4], json: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Checks a whole salvor skippable frame and returns its JSON bytes.
-pub fn decode_json_frame(tag: [u8; 4], frame: &[u8]) -> Result<&[u8], String> {
+/// Checks a whole salvor skippable frame and returns its payload.
+pub fn decode_tagged_frame(tag: [u8; 4], frame: &[u8]) -> Result<&[u8], String> {
     if frame.len() < 16 {
         return Err(format!("frame of {} bytes is too short", frame.len()));
     }
@@ -79,7 +83,7 @@ pub fn decode_json_frame(tag: [u8; 4], frame: &[u8]) -> Result<&[u8], String> {
     }
     let json = &frame[16..];
     if crc32(json) != le32(frame, 12) {
-        return Err("CRC-32 of the JSON does not match".into());
+        return Err("CRC-32 of the payload does not match".into());
     }
     Ok(json)
 }
@@ -246,8 +250,13 @@ pub struct Hole {
 pub struct Trailer {
     pub chunks: u64,
     pub raw_size: u64,
-    /// SHA-256 of the whole raw disk as hex; absent when imaged with hashing off.
+    /// Flat SHA-256 of the whole raw disk as hex (what `sha256sum` prints); written with
+    /// `--sha256` (always in version 1 images).
     pub sha256: Option<String>,
+    /// SHA-256 over the per-chunk SHA-256 digests (see `digest.rs`); absent only with hashing
+    /// off and in version 1 images.
+    #[serde(default)]
+    pub chunks_sha256: Option<String>,
     pub zero_chunks: u64,
     pub holes: Vec<Hole>,
     pub finished_unix: u64,
@@ -319,11 +328,11 @@ mod tests {
 
     #[test]
     fn json_frame() {
-        let f = encode_json_frame(META_TAG, b"{}");
-        assert_eq!(decode_json_frame(META_TAG, &f).unwrap(), b"{}");
-        assert!(decode_json_frame(TRAILER_TAG, &f).is_err());
+        let f = encode_tagged_frame(META_TAG, b"{}");
+        assert_eq!(decode_tagged_frame(META_TAG, &f).unwrap(), b"{}");
+        assert!(decode_tagged_frame(TRAILER_TAG, &f).is_err());
         let mut g = f.clone();
         g[17] ^= 1;
-        assert!(decode_json_frame(META_TAG, &g).is_err());
+        assert!(decode_tagged_frame(META_TAG, &g).is_err());
     }
 }

@@ -7,6 +7,7 @@
 //! obeys [`crate::progress::Control`]; it never touches the terminal.
 
 pub mod create;
+pub mod digest;
 pub mod format;
 pub mod parts;
 pub mod parttable;
@@ -68,8 +69,12 @@ pub struct ImageOptions {
     /// A ddrescue mapfile: image only its finished areas, zeros elsewhere.
     pub mapfile: Option<PathBuf>,
     pub label: Option<String>,
-    /// Compute the whole-disk SHA-256 (off only for benchmarks).
+    /// Compute the per-chunk SHA-256 digests and the disk digest made of them (off only for
+    /// benchmarks).
     pub hash: bool,
+    /// Also compute the flat SHA-256 of the whole disk (comparable with `sha256sum`). It runs
+    /// on one core in disk order, so it is opt-in.
+    pub sha256: bool,
 }
 
 impl Default for ImageOptions {
@@ -82,6 +87,7 @@ impl Default for ImageOptions {
             mapfile: None,
             label: None,
             hash: true,
+            sha256: false,
         }
     }
 }
@@ -117,7 +123,10 @@ pub struct ImageSummary {
     /// Bytes written (all parts; for a raw image, its apparent size).
     pub output_size: u64,
     pub parts: Vec<PathBuf>,
+    /// Flat SHA-256 of the disk (with `--sha256`).
     pub sha256: Option<String>,
+    /// SHA-256 over the chunk digests.
+    pub chunks_sha256: Option<String>,
     pub zero_chunks: u64,
     pub holes: Vec<Hole>,
     pub elapsed: Duration,

@@ -1,6 +1,7 @@
 //! Opening a salvor image: find the seek table from the end, check that the layout adds up, read
 //! the metadata and trailer, and decode single chunks.
 
+use super::digest::{decode_digests, disk_digest, Sha256Digest};
 use super::format::*;
 use super::parts::PartReader;
 use crate::error::{Error, Result};
@@ -27,6 +28,8 @@ pub struct ImageFile {
     pub frames: Vec<FrameLoc>,
     /// Whether the seek table carries per-frame checksums.
     pub has_checksums: bool,
+    /// The SHA-256 of every chunk (version 2 images made with hashing on).
+    pub chunk_digests: Option<Vec<Sha256Digest>>,
 }
 
 impl ImageFile {
@@ -107,7 +110,11 @@ impl ImageFile {
                 format!("chunk size {chunk}"),
             ));
         }
-        let data = &entries[1..last];
+        // Version 2 with hashing on: the chunk-digest frame sits between the data and the trailer.
+        let digests_entry = (metadata.format_version >= 2 && trailer.chunks_sha256.is_some())
+            .then(|| last - 1)
+            .filter(|&i| i >= 1);
+        let data = &entries[1..digests_entry.unwrap_or(last)];
         if data.len() as u64 != trailer.chunks
             || trailer.raw_size != metadata.source_size
             || metadata.source_size.div_ceil(chunk) != trailer.chunks
@@ -159,12 +166,23 @@ impl ImageFile {
                 }
             }
         }
+        let chunk_digests = match digests_entry {
+            Some(i) => Some(read_digests(
+                &parts,
+                offset,
+                &entries[i],
+                &trailer,
+                &display,
+            )?),
+            None => None,
+        };
         Ok(ImageFile {
             parts,
             metadata,
             trailer,
             frames,
             has_checksums: footer.entry_size == 12,
+            chunk_digests,
         })
     }
 
@@ -196,6 +214,24 @@ impl ImageFile {
         let f = self.frames[k];
         buf.resize(f.entry.compressed as usize, 0);
         self.parts.read_exact_at(f.offset, buf)
+    }
+
+    /// Checks chunk `k`'s computed digest against the recorded one (when the image has them) and
+    /// hands it back.
+    pub fn check_chunk_digest(&self, k: usize, got: Sha256Digest) -> Result<Option<Sha256Digest>> {
+        if let Some(want) = self.chunk_digests.as_ref().and_then(|d| d.get(k)) {
+            if *want != got {
+                return Err(self.corrupt_chunk(
+                    k,
+                    format!(
+                        "SHA-256 of the decoded chunk is {}, the image records {}",
+                        to_hex(&got),
+                        to_hex(want)
+                    ),
+                ));
+            }
+        }
+        Ok(Some(got))
     }
 
     /// Decodes chunk `k` from its compressed frame into `out` (at least the chunk's size).
@@ -270,7 +306,7 @@ fn read_json<T: serde::de::DeserializeOwned>(
     }
     let mut buf = vec![0u8; entry.compressed as usize];
     parts.read_exact_at(at, &mut buf)?;
-    let json = decode_json_frame(tag, &buf).map_err(|why| {
+    let json = decode_tagged_frame(tag, &buf).map_err(|why| {
         Error::corrupt(
             parts.part_of(at),
             format!("offset {at}"),
@@ -279,6 +315,45 @@ fn read_json<T: serde::de::DeserializeOwned>(
     })?;
     serde_json::from_slice(json)
         .map_err(|e| Error::corrupt(display, format!("offset {at}"), format!("{what} JSON: {e}")))
+}
+
+/// Reads the chunk-digest frame at `at` and checks it against the trailer's disk digest.
+fn read_digests(
+    parts: &PartReader,
+    at: u64,
+    entry: &SeekEntry,
+    trailer: &Trailer,
+    display: &Path,
+) -> Result<Vec<Sha256Digest>> {
+    let corrupt = |why: String| Error::corrupt(parts.part_of(at), format!("offset {at}"), why);
+    let want_len = trailer
+        .chunks
+        .checked_mul(32)
+        .and_then(|n| n.checked_add(16));
+    if entry.decompressed != 0 || Some(u64::from(entry.compressed)) != want_len {
+        return Err(corrupt(format!(
+            "seek table entry for the chunk digests ({} bytes) does not fit {} chunks",
+            entry.compressed, trailer.chunks
+        )));
+    }
+    let mut buf = vec![0u8; entry.compressed as usize];
+    parts.read_exact_at(at, &mut buf)?;
+    let payload = decode_tagged_frame(CHUNK_DIGESTS_TAG, &buf)
+        .map_err(|why| corrupt(format!("chunk digests: {why}")))?;
+    let digests = decode_digests(payload, trailer.chunks)
+        .ok_or_else(|| corrupt("chunk digests: wrong length".into()))?;
+    let got = to_hex(&disk_digest(&digests));
+    if trailer.chunks_sha256.as_deref() != Some(got.as_str()) {
+        return Err(Error::corrupt(
+            display,
+            "trailer",
+            format!(
+                "the chunk digests hash to {got}, the trailer records {}",
+                trailer.chunks_sha256.as_deref().unwrap_or("none")
+            ),
+        ));
+    }
+    Ok(digests)
 }
 
 /// Whether `path` should be treated as a salvor image (vs. a raw image or a device): by name,

@@ -2,12 +2,13 @@
 //! large writes, fsync, optionally re-read and compare SHA-256, then move a GPT's backup header
 //! to the end of a bigger target.
 
-use super::format::{is_zero, to_hex, PartitionTable};
+use super::digest::Sha256Digest;
+use super::format::{is_zero, PartitionTable};
 use super::parttable::{self, GptFix};
 use super::pool::Counters;
 use super::reader::{looks_like_salvor_image, ImageFile};
 use super::srcread::Readable;
-use super::stream::{stream_chunks, Input};
+use super::stream::{stream_chunks, Hashing, Input};
 use super::target::{canonical_all, check_target, TargetInfo, TargetRequest};
 use crate::device::{Dest, FileDest, FileSource, OpenOptions, Source};
 use crate::error::{Error, Result};
@@ -33,14 +34,12 @@ pub struct RestorePlan {
     pub size: u64,
     pub logical_sector: u32,
     pub partition_table: Option<PartitionTable>,
-    /// SHA-256 recorded in the image, if any.
-    pub expected_sha256: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy)]
 pub struct RestoreOptions {
     pub threads: usize,
-    /// Re-read the target after writing and compare SHA-256.
+    /// Re-read the target after writing and compare every chunk's SHA-256.
     pub verify: bool,
     pub chunk_size: usize,
 }
@@ -59,8 +58,9 @@ impl Default for RestoreOptions {
 pub struct RestoreSummary {
     pub bytes: u64,
     pub target: PathBuf,
-    /// SHA-256 of the data written (hex), when it was computed.
-    pub sha256: Option<String>,
+    /// With `--verify`: the disk digest (SHA-256 over the chunk SHA-256s) of what was written
+    /// and re-read.
+    pub chunks_sha256: Option<String>,
     /// Whether `--verify` re-read the target and found it identical.
     pub verified: bool,
     /// What happened to the GPT backup header.
@@ -115,7 +115,6 @@ pub fn prepare_restore(image: &Path, target: &Path) -> Result<RestorePlan> {
             size: m.source_size,
             logical_sector: m.logical_sector,
             partition_table: m.partition_table.clone(),
-            expected_sha256: img.trailer.sha256.clone(),
             origin: Origin::Image(Box::new(img)),
         })
     } else {
@@ -156,7 +155,6 @@ fn prepare_raw(input: &Path, target: &Path) -> Result<RestorePlan> {
         size: g.size,
         logical_sector: g.logical_sector,
         partition_table: table,
-        expected_sha256: None,
         origin: Origin::Raw(src),
     })
 }
@@ -230,31 +228,33 @@ pub fn run_restore(
         input_path,
         ..
     } = plan;
-    let (input, hash) = match &mut origin {
-        Origin::Image(img) => (
-            Input::Image {
-                image: img,
-                threads: opts.threads,
-            },
-            // Every chunk is checked by its frame checksum anyway; the whole-disk SHA-256 costs
-            // a core's worth of time on a small machine, so it runs only for --verify (which
-            // then also checks it against the image's trailer).
-            opts.verify,
-        ),
-        Origin::Raw(src) => (
-            Input::Source {
-                src,
-                name: input_path.clone(),
-                readable: Readable::all(),
-                chunk_size: opts.chunk_size,
-                size,
-            },
-            opts.verify,
-        ),
+    let chunk_size = match &origin {
+        Origin::Image(img) => img.metadata.chunk_size as usize,
+        Origin::Raw(_) => opts.chunk_size,
     };
-    let digest = stream_chunks(
+    let input = match &mut origin {
+        Origin::Image(img) => Input::Image {
+            image: img,
+            threads: opts.threads,
+        },
+        Origin::Raw(src) => Input::Source {
+            src,
+            name: input_path.clone(),
+            readable: Readable::all(),
+            chunk_size: opts.chunk_size,
+            size,
+        },
+    };
+    // Every image chunk is checked by its frame checksum anyway. Chunk digests cost CPU, so
+    // they are computed only for --verify: then image chunks are also checked against the
+    // digests the image records, and the list is compared with the target's after re-reading.
+    let hashing = Hashing {
+        chunks: opts.verify,
+        flat: false,
+    };
+    let digests = stream_chunks(
         input,
-        hash,
+        hashing,
         ImagePhase::Restoring,
         control,
         obs,
@@ -273,32 +273,19 @@ pub fn run_restore(
         phase: ImagePhase::Finishing,
     });
     dest.sync()?;
-    let written_sha = digest.map(|d| to_hex(&d));
-    if let (Origin::Image(img), Some(got)) = (&origin, &written_sha) {
-        if let Some(want) = &img.trailer.sha256 {
-            if want != got {
-                return Err(Error::corrupt(
-                    img.path(),
-                    "whole image",
-                    format!(
-                        "SHA-256 of the restored data is {got}, the image records {want}; every \
-                         chunk passed its own checksum, so the image was altered consistently"
-                    ),
-                ));
-            }
-        }
-    }
     let mut verified = false;
     if opts.verify {
-        let want = written_sha
-            .clone()
-            .ok_or_else(|| Error::Internal("no hash to verify against".into()))?;
-        let got = hash_target(&dest, size, opts.chunk_size, control, obs)?;
-        if got != want {
+        let want = digests
+            .chunks
+            .as_deref()
+            .ok_or_else(|| Error::Internal("no chunk digests to verify against".into()))?;
+        let got = hash_target(&dest, size, chunk_size, control, obs)?;
+        if let Some(k) = (0..want.len()).find(|&k| got.get(k) != want.get(k)) {
+            let off = k as u64 * chunk_size as u64;
             return Err(Error::corrupt(
                 dest.path().to_path_buf(),
-                "whole target",
-                format!("re-read SHA-256 {got} differs from the written data's {want}"),
+                format!("offset {off} (chunk {k})"),
+                "re-read data differs from what was written",
             ));
         }
         verified = true;
@@ -336,7 +323,7 @@ pub fn run_restore(
     Ok(RestoreSummary {
         bytes: size,
         target: dest.path().to_path_buf(),
-        sha256: written_sha,
+        chunks_sha256: digests.chunks_hex(),
         verified,
         gpt,
         elapsed: start.elapsed(),
@@ -354,15 +341,15 @@ fn plan_target_bigger(dest: &FileDest, size: u64) -> Result<bool> {
     Ok(dest.size()? > size)
 }
 
-/// SHA-256 of the target's first `size` bytes, read past the page cache so that the disk, not
-/// the cache, is what gets compared.
+/// Chunk SHA-256s of the target's first `size` bytes, read past the page cache so that the
+/// disk, not the cache, is what gets compared.
 fn hash_target(
     dest: &FileDest,
     size: u64,
     chunk: usize,
     control: &Control,
     obs: &mut dyn ImageObserver,
-) -> Result<String> {
+) -> Result<Vec<Sha256Digest>> {
     obs.event(&ImageEvent::PhaseStarted {
         phase: ImagePhase::VerifyingTarget,
     });
@@ -386,12 +373,15 @@ fn hash_target(
             chunk_size: chunk,
             size,
         },
-        true,
+        Hashing {
+            chunks: true,
+            flat: false,
+        },
         ImagePhase::VerifyingTarget,
         control,
         obs,
         &mut |_, _| Ok(()),
     )?;
-    d.map(|d| to_hex(&d))
-        .ok_or_else(|| Error::Internal("no digest".into()))
+    d.chunks
+        .ok_or_else(|| Error::Internal("no chunk digests".into()))
 }

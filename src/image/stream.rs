@@ -1,9 +1,12 @@
 //! An ordered stream of raw chunks, from a salvor image (read thread + decoder threads) or from a
 //! disk or raw image (read thread), delivered to a consumer on the calling thread; optionally
-//! hashed with SHA-256 in a thread of its own.
+//! hashed: chunk digests by the decoders (image input) or by a hash thread (disk input), the flat
+//! SHA-256 by the hash thread.
 //!
 //! Restore, clone, verify and raw imaging are all "stream the chunks, do something with each".
 
+use super::digest::{ChunkDigester, Sha256Digest};
+use super::format::to_hex;
 use super::pool::{buffers_for, check_control, Counters, Meter, Pool, PooledBuf, TICK};
 use super::reader::ImageFile;
 use super::srcread::{read_chunk, Readable};
@@ -16,6 +19,36 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
+
+/// What to hash while streaming.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Hashing {
+    /// The SHA-256 of every chunk. For an image input they are also checked against the digests
+    /// the image records, in the decoder threads.
+    pub chunks: bool,
+    /// The flat SHA-256 of the whole stream (one thread, in order).
+    pub flat: bool,
+}
+
+/// What [`stream_chunks`] computed.
+#[derive(Debug, Clone, Default)]
+pub struct Digests {
+    pub chunks: Option<Vec<Sha256Digest>>,
+    pub flat: Option<Sha256Digest>,
+}
+
+impl Digests {
+    /// The disk digest (SHA-256 over the chunk digests) as hex.
+    pub fn chunks_hex(&self) -> Option<String> {
+        self.chunks
+            .as_ref()
+            .map(|c| to_hex(&super::digest::disk_digest(c)))
+    }
+
+    pub fn flat_hex(&self) -> Option<String> {
+        self.flat.map(|d| to_hex(&d))
+    }
+}
 
 pub enum Input<'a> {
     Image {
@@ -36,6 +69,8 @@ pub struct Chunk {
     pub index: u64,
     pub offset: u64,
     pub buf: Arc<PooledBuf>,
+    /// Its SHA-256, when a decoder computed it.
+    pub digest: Option<Sha256Digest>,
 }
 
 impl Chunk {
@@ -51,15 +86,15 @@ enum Msg {
     Err(Option<u64>, Error),
 }
 
-/// Streams every chunk to `consume` in order. Returns the SHA-256 of the stream when `hash`.
+/// Streams every chunk to `consume` in order, hashing as asked.
 pub fn stream_chunks(
     input: Input<'_>,
-    hash: bool,
+    hashing: Hashing,
     phase: ImagePhase,
     control: &Control,
     obs: &mut dyn ImageObserver,
     consume: &mut dyn FnMut(&Chunk, &Counters) -> Result<()>,
-) -> Result<Option<[u8; 32]>> {
+) -> Result<Digests> {
     let (total, chunk_size, nchunks, threads) = match &input {
         Input::Image { image, threads } => (
             image.metadata.source_size,
@@ -77,22 +112,45 @@ pub fn stream_chunks(
     let mut meter = Meter::new(phase, total, false);
     let (tx, rx) = mpsc::channel::<Msg>();
 
+    // Decoders hash image chunks in parallel; a disk's chunks are hashed by the hash thread.
+    let decoders_hash = hashing.chunks && matches!(input, Input::Image { .. });
+    let thread_chunks = hashing.chunks && !decoders_hash;
+    let digester = ChunkDigester::new(chunk_size);
     std::thread::scope(|s| {
-        let hasher = hash.then(|| {
+        let hasher = (hashing.flat || thread_chunks).then(|| {
             let (htx, hrx) = mpsc::channel::<Arc<PooledBuf>>();
+            let digester = &digester;
             let h = s.spawn(move || {
-                let mut sha = Sha256::new();
+                let mut flat = hashing.flat.then(Sha256::new);
+                let mut chunks = Vec::new();
                 for b in hrx {
-                    sha.update(b.data());
+                    if let Some(sha) = &mut flat {
+                        sha.update(b.data());
+                    }
+                    if thread_chunks {
+                        chunks.push(digester.digest(b.data(), None));
+                    }
                 }
-                let out: [u8; 32] = sha.finalize().into();
-                out
+                Digests {
+                    chunks: thread_chunks.then_some(chunks),
+                    flat: flat.map(|s| s.finalize().into()),
+                }
             });
             (htx, h)
         });
         match input {
             Input::Image { image, threads } => {
-                spawn_decoders(s, image, threads.max(1), &pool, &abort, &counters, tx);
+                let digester = decoders_hash.then_some(&digester);
+                spawn_decoders(
+                    s,
+                    image,
+                    threads.max(1),
+                    digester,
+                    &pool,
+                    &abort,
+                    &counters,
+                    tx,
+                );
             }
             Input::Source {
                 src,
@@ -122,6 +180,7 @@ pub fn stream_chunks(
                             index: k,
                             offset: pos,
                             buf: Arc::new(buf),
+                            digest: None,
                         };
                         if tx.send(Msg::Chunk(c)).is_err() {
                             return;
@@ -130,6 +189,7 @@ pub fn stream_chunks(
                 });
             }
         }
+        let mut decoded_digests = Vec::new();
         let result = (|| {
             let mut pending: BTreeMap<u64, Chunk> = BTreeMap::new();
             let mut failed: BTreeMap<u64, Error> = BTreeMap::new();
@@ -164,6 +224,12 @@ pub fn stream_chunks(
                     if let Some((htx, _)) = &hasher {
                         let _ = htx.send(c.buf.clone());
                     }
+                    if decoders_hash {
+                        let d = c.digest.ok_or_else(|| {
+                            Error::Internal("decoder sent a chunk without its digest".into())
+                        })?;
+                        decoded_digests.push(d);
+                    }
                     consume(&c, &counters)?;
                     next += 1;
                 }
@@ -175,25 +241,29 @@ pub fn stream_chunks(
         })();
         abort.store(true, Ordering::Relaxed);
         drop(rx);
-        let digest = match hasher {
+        let mut digests = match hasher {
             Some((htx, h)) => {
                 drop(htx);
-                let d = h
-                    .join()
-                    .map_err(|_| Error::Internal("hash thread panicked".into()))?;
-                Some(d)
+                h.join()
+                    .map_err(|_| Error::Internal("hash thread panicked".into()))?
             }
-            None => None,
+            None => Digests::default(),
         };
-        result.map(|()| digest)
+        if decoders_hash {
+            digests.chunks = Some(decoded_digests);
+        }
+        result.map(|()| digests)
     })
 }
 
-/// One thread reads compressed frames in order; `threads` decoders turn them into chunks.
+/// One thread reads compressed frames in order; `threads` decoders turn them into chunks and,
+/// given a digester, hash each one and check it against the image's recorded digest.
+#[allow(clippy::too_many_arguments)]
 fn spawn_decoders<'scope, 'env>(
     s: &'scope std::thread::Scope<'scope, 'env>,
     image: &'env ImageFile,
     threads: usize,
+    digester: Option<&'env ChunkDigester>,
     pool: &'env Pool,
     abort: &'env AtomicBool,
     counters: &'env Counters,
@@ -252,14 +322,21 @@ fn spawn_decoders<'scope, 'env>(
                 };
                 let r = image.decode_frame(k, &comp, &mut dctx, out.full_mut());
                 let _ = home.send(comp);
+                let r = r.and_then(|n| {
+                    out.len = n;
+                    match digester {
+                        Some(dg) => image.check_chunk_digest(k, dg.digest(out.data(), None)),
+                        None => Ok(None),
+                    }
+                });
                 match r {
-                    Ok(n) => {
-                        out.len = n;
-                        Counters::add(&counters.processed, n as u64);
+                    Ok(digest) => {
+                        Counters::add(&counters.processed, out.len as u64);
                         let c = Chunk {
                             index: k as u64,
                             offset: image.frames[k].raw_offset,
                             buf: Arc::new(out),
+                            digest,
                         };
                         if tx.send(Msg::Chunk(c)).is_err() {
                             return;

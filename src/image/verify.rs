@@ -1,10 +1,10 @@
 //! `verify IMAGE [--against DEVICE]` and `info`.
 
-use super::format::{to_hex, Metadata, PartitionTable, Trailer};
+use super::format::{Metadata, PartitionTable, Trailer};
 use super::reader::{looks_like_salvor_image, ImageFile};
 use super::restore::read_table;
 use super::srcread::{read_chunk, Readable};
-use super::stream::{stream_chunks, Input};
+use super::stream::{stream_chunks, Hashing, Input};
 use crate::device::{FileSource, Identity, OpenOptions, Source};
 use crate::error::{Error, Result};
 use crate::progress::{Control, ImageEvent, ImageObserver, ImagePhase};
@@ -16,15 +16,18 @@ pub struct VerifyReport {
     pub image: PathBuf,
     pub chunks: u64,
     pub raw_size: u64,
-    pub sha256: String,
-    /// False when the image was made without a hash (then only per-chunk checks were done).
-    pub sha256_checked: bool,
+    /// The disk digest over the chunk SHA-256s, when the image records chunk digests (each one
+    /// was checked while decoding).
+    pub chunks_sha256: Option<String>,
+    /// The flat SHA-256, when the image records one (it was checked).
+    pub sha256: Option<String>,
     pub against: Option<PathBuf>,
     pub elapsed: Duration,
 }
 
-/// Decodes every chunk (zstd frame checksums, seek-table checksums, sizes), checks the whole-disk
-/// SHA-256 and, with `against`, compares every byte with a disk. The first problem is returned as
+/// Decodes every chunk (zstd frame checksums, seek-table checksums, sizes), checks each chunk's
+/// SHA-256 (in the decoder threads) and the flat SHA-256 when the image records them, and with
+/// `against` compares every byte with a disk. The first problem is returned as
 /// [`Error::Corrupt`] naming the chunk and its disk offset.
 pub fn verify_image(
     image: &Path,
@@ -63,7 +66,10 @@ pub fn verify_image(
             image: &img,
             threads,
         },
-        true,
+        Hashing {
+            chunks: img.chunk_digests.is_some(),
+            flat: img.trailer.sha256.is_some(),
+        },
         ImagePhase::Verifying,
         control,
         obs,
@@ -127,11 +133,9 @@ pub fn verify_image(
             return Err(e);
         }
     };
-    let got = digest
-        .map(|d| to_hex(&d))
-        .ok_or_else(|| Error::Internal("no digest".into()))?;
-    let checked = match &img.trailer.sha256 {
-        Some(want) if *want != got => {
+    let flat = digest.flat_hex();
+    match (&img.trailer.sha256, &flat) {
+        (Some(want), Some(got)) if want != got => {
             obs.event(&ImageEvent::Finished { ok: false });
             return Err(Error::corrupt(
                 img.path(),
@@ -142,16 +146,24 @@ pub fn verify_image(
                 ),
             ));
         }
-        Some(_) => true,
-        None => false,
-    };
+        (Some(_), None) => return Err(Error::Internal("flat SHA-256 not computed".into())),
+        _ => {}
+    }
+    // Each chunk digest was checked as it was decoded; the list itself was checked against the
+    // trailer when the image was opened.
+    let chunks_sha256 = digest.chunks_hex();
+    if chunks_sha256.is_some() && chunks_sha256 != img.trailer.chunks_sha256 {
+        return Err(Error::Internal(
+            "chunk digests changed while verifying".into(),
+        ));
+    }
     obs.event(&ImageEvent::Finished { ok: true });
     Ok(VerifyReport {
         image: image.to_path_buf(),
         chunks: img.frames.len() as u64,
         raw_size: img.metadata.source_size,
-        sha256: got,
-        sha256_checked: checked,
+        chunks_sha256,
+        sha256: flat,
         against: against.map(Path::to_path_buf),
         elapsed: start.elapsed(),
     })

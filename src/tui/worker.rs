@@ -357,8 +357,8 @@ fn image_work(req: &ImageRequest, control: &Control, obs: &mut ImageChannel) -> 
                 "OK: {} chunks, {} checked{}",
                 r.chunks,
                 format_bytes(r.raw_size),
-                if r.sha256_checked {
-                    "; whole-disk SHA-256 matches"
+                if r.chunks_sha256.is_some() || r.sha256.is_some() {
+                    "; every SHA-256 matches"
                 } else {
                     " (the image records no SHA-256)"
                 }

@@ -197,6 +197,22 @@ pub fn sha(path: &Path) -> String {
         .to_string()
 }
 
+/// The image's disk digest (SHA-256 over the per-chunk SHA-256s) recomputed with stock tools, as
+/// docs/image-format.md tells users to.
+pub fn chunk_digest_stock(path: &Path, chunk: usize) -> String {
+    require_tool("xxd");
+    require_tool("split");
+    let script = format!(
+        "split -b {chunk} --filter=sha256sum '{}' | cut -c1-64 | xxd -r -p | sha256sum",
+        path.display()
+    );
+    run(Command::new("bash").arg("-c").arg(script))
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
+}
+
 pub fn opts(chunk: usize) -> salvor::image::ImageOptions {
     salvor::image::ImageOptions {
         chunk_size: chunk,
