@@ -206,3 +206,56 @@ fn observer_sees_phases_and_final_snapshot() {
         Some(salvor::progress::ImageEvent::Finished { ok: true })
     ));
 }
+
+#[test]
+fn incompressible_chunks_are_stored_raw_and_decode_with_stock_zstd() {
+    // Chunks big enough to be sampled: random ones are stored as raw zstd blocks without
+    // compressing, text ones are compressed; stock zstd decodes both and checks their checksums.
+    const BIG: usize = 1 << 20;
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("mixed.bin");
+    let mut data = Vec::new();
+    for k in 0..6u64 {
+        if k % 2 == 0 {
+            let mut x = k + 0x9E37_79B9;
+            data.extend((0..BIG).map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 32) as u8
+            }));
+        } else {
+            data.extend((0..BIG).map(|i| b"a compressible line of text\n"[i % 28]));
+        }
+    }
+    data.extend_from_slice(&[0x5a; 12_288]);
+    write_file(&src, &data);
+    let img = dir.path().join("mixed.img.zst");
+    let s = image(&src, &img, &opts(BIG));
+    // Three raw chunks (a few bytes of block headers over 1 MiB each) and three tiny ones.
+    let raw = 3 * BIG as u64;
+    assert!(
+        s.output_size > raw && s.output_size < raw + 64 * 1024,
+        "image of {} bytes",
+        s.output_size
+    );
+    let f = salvor::image::ImageFile::open(&img).unwrap();
+    for (k, fr) in f.frames.iter().enumerate().take(6) {
+        let stored = fr.entry.compressed as usize > BIG;
+        assert_eq!(
+            stored,
+            k % 2 == 0,
+            "chunk {k}: {} bytes",
+            fr.entry.compressed
+        );
+    }
+    drop(f);
+    let out = dir.path().join("stock.raw");
+    zstd_decompress(&img, &out);
+    assert!(read(&out) == data, "zstd -d differs");
+    run(Command::new("zstd").arg("-q").arg("-t").arg(&img));
+    salvor::image::verify_image(&img, Some(&src), 2, &Control::new(), &mut NoProgress).unwrap();
+    let back = dir.path().join("back.bin");
+    restore(&img, &back, true).unwrap();
+    assert!(read(&back) == data, "restore differs");
+}

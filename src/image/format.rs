@@ -262,6 +262,33 @@ pub struct Trailer {
     pub finished_unix: u64,
 }
 
+/// Largest raw block: the zstd format caps blocks at min(window, 128 KiB).
+const RAW_BLOCK: usize = 128 << 10;
+
+/// Writes `data` (non-empty, at most 4 GiB) into `out` as a standard zstd frame of raw
+/// (stored) blocks with content size and content checksum — what zstd itself emits for data it
+/// cannot compress, without running its match finder over it first.
+pub fn encode_raw_frame(data: &[u8], out: &mut Vec<u8>) {
+    out.clear();
+    out.reserve(data.len() + 18 + 3 * data.len().div_ceil(RAW_BLOCK));
+    out.extend_from_slice(&ZSTD_FRAME_MAGIC.to_le_bytes());
+    // Frame header descriptor: content size in 4 bytes (flag 2), no single segment, checksum.
+    out.push(0b1000_0100);
+    // Window descriptor: 2^17 = 128 KiB, enough for raw blocks, which reference nothing.
+    out.push((17 - 10) << 3);
+    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    let mut blocks = data.chunks(RAW_BLOCK).peekable();
+    while let Some(b) = blocks.next() {
+        let last = u32::from(blocks.peek().is_none());
+        // Block header: bit 0 last block, bits 1-2 type (0 = raw), bits 3.. size.
+        let header = last | ((b.len() as u32) << 3);
+        out.extend_from_slice(&header.to_le_bytes()[..3]);
+        out.extend_from_slice(b);
+    }
+    let checksum = xxhash_rust::xxh64::xxh64(data, 0) as u32;
+    out.extend_from_slice(&checksum.to_le_bytes());
+}
+
 pub use crate::device::is_zero;
 
 pub fn to_hex(bytes: &[u8]) -> String {
@@ -324,6 +351,31 @@ mod tests {
         let footer = parse_footer(&f).unwrap();
         assert_eq!(footer.table_frame_size, t.len() as u64);
         assert_eq!(parse_seek_table(&t, &footer).unwrap(), e);
+    }
+
+    #[test]
+    fn raw_frames_decode_with_zstd() {
+        let mut out = Vec::new();
+        for len in [
+            1usize,
+            255,
+            256,
+            70_000,
+            RAW_BLOCK,
+            RAW_BLOCK + 1,
+            3 * RAW_BLOCK + 17,
+        ] {
+            let data: Vec<u8> = (0..len).map(|i| (i * 7 + len) as u8).collect();
+            encode_raw_frame(&data, &mut out);
+            assert_eq!(
+                zstd::bulk::decompress(&out, len).unwrap(),
+                data,
+                "len {len}"
+            );
+            // The checksum the seek table copies is the frame's last four bytes.
+            let x = xxhash_rust::xxh64::xxh64(&data, 0) as u32;
+            assert_eq!(le32(&out, out.len() - 4), x);
+        }
     }
 
     #[test]
