@@ -13,12 +13,13 @@
 #   salvor restore --yes vs zstd -d -T0 < image > target && sync (target: a loop device when root)
 #   salvor image vs salvor image --no-hash (cost of the whole-disk SHA-256)
 # SALVOR_HASH_IN_READER=1 makes salvor hash in the reader thread instead of a thread of its own.
-# Output goes to the page cache; both sides then `sync`, since salvor fsyncs before it reports
-# success and zstd does not.
+# zstd's output goes to the page cache (salvor's too, except restore onto a block device, which
+# it writes with O_DIRECT); both sides then `sync`, since salvor fsyncs before it reports success
+# and zstd does not.
 # Restore targets are loop devices attached with `losetup --direct-io=on`: without it the loop
 # driver writes through the backing file's page cache, so every byte is cached twice (once for
-# the loop device, once for the backing file) and writeback runs twice, which no real disk does;
-# that penalises page-cache writers and hides what O_DIRECT writes would gain on a real disk.
+# the loop device, once for the backing file) and written back twice, which no real disk does.
+# Each restore run starts from a target overwritten with zeros (see make_target).
 # BENCH_ONLY=restore runs only the restore comparisons (image and hash are skipped; the images
 # to restore are still made once per data set).
 #
@@ -71,18 +72,25 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Sets TARGET to a restore target as big as file $2: a loop device when root, else a file.
+# Sets TARGET to a restore target as big as file $2: a loop device when root, else a file;
+# and TARGET_PREP to the command run before each restore. A loop device is first overwritten
+# with zeros (through the device, O_DIRECT) so that every run starts from the same fully written
+# "used disk": otherwise each run would inherit the previous run's backing-file layout (a
+# BLKZEROOUT leaves unwritten extents, which the next writer must convert) and the order of the
+# runs would decide the times. Files are truncated by both sides anyway.
 # (Not a $(function): the loop device must be recorded in this shell for the cleanup trap.)
 make_target() {
     local name=$1 size
     size=$(stat -c %s "$2")
     truncate -s "$size" "$name.target"
     TARGET="$BENCH_DIR/$name.target"
+    TARGET_PREP="sync"
     if [ "$(id -u)" = 0 ]; then
         TARGET=$(losetup --find --show --direct-io=on "$name.target")
         LOOPS+=("$TARGET")
         [ "$(losetup --noheadings --raw --output DIO "$TARGET")" = 1 ] ||
             echo "bench-image: warning: $TARGET did not get direct I/O; results are not comparable" >&2
+        TARGET_PREP="dd if=/dev/zero of=$TARGET bs=1M count=$((size >> 20)) oflag=direct status=none && sync"
     fi
 }
 
@@ -126,7 +134,7 @@ for d in mixed random; do
     compare "restore $d" \
         salvor "$SALVOR restore $d.img.zst $tgt --yes" \
         zstd "zstd -q -d -T0 < $d.zst > $tgt && sync" \
-        "sync"
+        "$TARGET_PREP"
     rm -f "$d.img.zst" "$d.zst"
     if [ "$(id -u)" = 0 ]; then losetup -d "$tgt"; LOOPS=(); fi
     rm -f "$d.target"
