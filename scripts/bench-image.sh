@@ -2,6 +2,7 @@
 # Benchmarks salvor's imaging engine against stock zstd.
 #
 #   scripts/bench-image.sh [ROUNDS]
+#   BENCH_ONLY=restore scripts/bench-image.sh [ROUNDS]   # only the restore comparisons
 #
 # Data sets (made once in $BENCH_DIR, default /tmp/salvor-bench):
 #   mixed.disk  2 GiB: a 1 GiB ext4 filesystem populated from /usr/share, then 1 GiB of zeros
@@ -9,17 +10,29 @@
 # Comparisons, each run ROUNDS times alternating the two commands (hyperfine --runs 1 per round,
 # so neither side always runs on a warmer machine), reporting medians and their ratio:
 #   salvor image (level 3) vs zstd -T0 -3 < disk > out
-#   salvor restore --yes vs zstd -d -T0 < image > target (target: a loop device when root)
+#   salvor restore --yes vs zstd -d -T0 < image > target && sync (target: a loop device when root)
 #   salvor image vs salvor image --no-hash (cost of the whole-disk SHA-256)
 # SALVOR_HASH_IN_READER=1 makes salvor hash in the reader thread instead of a thread of its own.
-# Output goes to the page cache; both sides then `sync`, since salvor fsyncs before it reports
-# success and zstd does not.
+# zstd's output goes to the page cache (salvor's too, except restore onto a block device, which
+# it writes with O_DIRECT); both sides then `sync`, since salvor fsyncs before it reports success
+# and zstd does not.
+# Restore targets are loop devices attached with `losetup --direct-io=on`: without it the loop
+# driver writes through the backing file's page cache, so every byte is cached twice (once for
+# the loop device, once for the backing file) and written back twice, which no real disk does.
+# Each restore run starts from a target overwritten with zeros (see make_target).
+# BENCH_ONLY=restore runs only the restore comparisons (image and hash are skipped; the images
+# to restore are still made once per data set).
 #
 # Needs: hyperfine, zstd, e2fsprogs, python3; root for loop-device restore targets.
 set -euo pipefail
 
 ROUNDS=${1:-5}
 BENCH_DIR=${BENCH_DIR:-/tmp/salvor-bench}
+BENCH_ONLY=${BENCH_ONLY:-}
+case "$BENCH_ONLY" in
+    "" | restore) ;;
+    *) echo "bench-image: BENCH_ONLY must be empty or 'restore', not '$BENCH_ONLY'" >&2; exit 1 ;;
+esac
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 bash "$ROOT/scripts/setup.sh" >&2
 
@@ -59,16 +72,25 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Sets TARGET to a restore target as big as file $2: a loop device when root, else a file.
+# Sets TARGET to a restore target as big as file $2: a loop device when root, else a file;
+# and TARGET_PREP to the command run before each restore. A loop device is first overwritten
+# with zeros (through the device, O_DIRECT) so that every run starts from the same fully written
+# "used disk": otherwise each run would inherit the previous run's backing-file layout (a
+# BLKZEROOUT leaves unwritten extents, which the next writer must convert) and the order of the
+# runs would decide the times. Files are truncated by both sides anyway.
 # (Not a $(function): the loop device must be recorded in this shell for the cleanup trap.)
 make_target() {
     local name=$1 size
     size=$(stat -c %s "$2")
     truncate -s "$size" "$name.target"
     TARGET="$BENCH_DIR/$name.target"
+    TARGET_PREP="sync"
     if [ "$(id -u)" = 0 ]; then
-        TARGET=$(losetup --find --show "$name.target")
+        TARGET=$(losetup --find --show --direct-io=on "$name.target")
         LOOPS+=("$TARGET")
+        [ "$(losetup --noheadings --raw --output DIO "$TARGET")" = 1 ] ||
+            echo "bench-image: warning: $TARGET did not get direct I/O; results are not comparable" >&2
+        TARGET_PREP="dd if=/dev/zero of=$TARGET bs=1M count=$((size >> 20)) oflag=direct status=none && sync"
     fi
 }
 
@@ -94,15 +116,17 @@ EOF
 
 for d in mixed random; do
     disk=$d.disk
-    compare "image $d" \
-        salvor "$SALVOR image $disk out.img.zst --level 3" \
-        zstd "zstd -q -T0 -3 < $disk > out.zst && sync" \
-        "rm -f out.img.zst out.zst; sync"
-    compare "hash $d" \
-        "salvor" "$SALVOR image $disk out.img.zst --level 3" \
-        "salvor-no-hash" "$SALVOR image $disk out.img.zst --level 3 --no-hash" \
-        "rm -f out.img.zst; sync"
-    rm -f out.img.zst out.zst
+    if [ "$BENCH_ONLY" != restore ]; then
+        compare "image $d" \
+            salvor "$SALVOR image $disk out.img.zst --level 3" \
+            zstd "zstd -q -T0 -3 < $disk > out.zst && sync" \
+            "rm -f out.img.zst out.zst; sync"
+        compare "hash $d" \
+            "salvor" "$SALVOR image $disk out.img.zst --level 3" \
+            "salvor-no-hash" "$SALVOR image $disk out.img.zst --level 3 --no-hash" \
+            "rm -f out.img.zst; sync"
+        rm -f out.img.zst out.zst
+    fi
     "$SALVOR" image "$disk" "$d.img.zst" --level 3 >/dev/null 2>&1 || { rm -f "$d.img.zst"; "$SALVOR" image "$disk" "$d.img.zst" --level 3; }
     zstd -q -f -T0 -3 < "$disk" > "$d.zst"
     make_target "$d" "$disk"
@@ -110,7 +134,7 @@ for d in mixed random; do
     compare "restore $d" \
         salvor "$SALVOR restore $d.img.zst $tgt --yes" \
         zstd "zstd -q -d -T0 < $d.zst > $tgt && sync" \
-        "sync"
+        "$TARGET_PREP"
     rm -f "$d.img.zst" "$d.zst"
     if [ "$(id -u)" = 0 ]; then losetup -d "$tgt"; LOOPS=(); fi
     rm -f "$d.target"

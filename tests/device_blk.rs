@@ -353,3 +353,70 @@ fn dest_device_full_is_no_space_with_offset() {
         other => panic!("expected NoSpace, got {other:?}"),
     }
 }
+
+#[test]
+fn dest_direct_writes_and_zeroes_on_devices() {
+    for ss in [512u32, 4096] {
+        let size = 4 << 20;
+        let content = pattern(size);
+        let lo = LoopDev::new(&content, ss);
+        let mut d = FileDest::open(&lo.dev, true, false).expect("open with force");
+        assert!(d.enable_direct_writes().expect("O_DIRECT open"), "{ss}");
+        assert!(d.zeroes_offloaded());
+        let mut want = content.clone();
+        // Cache the old content, so that stale cached pages would show.
+        let mut src = FileSource::open(&lo.dev, OpenOptions::default()).expect("open");
+        assert_eq!(read_exact(&mut src, 0, size), content);
+
+        let mut buf = AlignedBuf::new((1 << 20) + 1536, 4096);
+        buf.iter_mut()
+            .enumerate()
+            .for_each(|(i, b)| *b = (i % 251) as u8);
+        // Sector position, odd length (a whole sector count only with 512-byte sectors).
+        d.write_at(1 << 20, &buf).expect("write");
+        want[1 << 20..(2 << 20) + 1536].copy_from_slice(&buf);
+        // A GPT-like write from a Vec at a sector position.
+        d.write_at(8192, &[0x42; 512]).expect("write");
+        want[8192..8704].fill(0x42);
+        // Zeroes: an unaligned range (whole sectors inside go to BLKZEROOUT), and one that is
+        // exactly whole sectors.
+        d.write_zeroes(3000, 1 << 19).expect("zeroes");
+        want[3000..3000 + (1 << 19)].fill(0);
+        d.write_zeroes(3 << 20, 1 << 19).expect("zeroes");
+        want[3 << 20..(3 << 20) + (1 << 19)].fill(0);
+        assert!(d.zeroes_offloaded(), "loop devices support BLKZEROOUT");
+        d.sync().expect("sync");
+
+        assert!(
+            read_exact(&mut src, 0, size) == want,
+            "device differs ({ss})"
+        );
+        let mut direct = FileSource::open(
+            &lo.dev,
+            OpenOptions {
+                direct: true,
+                sector_size: 0,
+            },
+        )
+        .expect("open");
+        assert!(
+            read_exact(&mut direct, 0, size) == want,
+            "disk differs ({ss})"
+        );
+
+        // Past the end: NoSpace at the device's end, for direct writes and for zeroes.
+        let at_end = AlignedBuf::new(3 * 4096, 4096);
+        for r in [
+            d.write_at(size as u64 - 4096, &at_end),
+            d.write_zeroes(size as u64 - 4096, 3 * 4096),
+        ] {
+            match r {
+                Err(Error::NoSpace { path, offset }) => {
+                    assert_eq!(path, lo.dev);
+                    assert_eq!(offset, size as u64, "{ss}");
+                }
+                other => panic!("expected NoSpace, got {other:?}"),
+            }
+        }
+    }
+}

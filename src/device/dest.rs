@@ -1,10 +1,19 @@
 //! Where rescued or restored data goes.
+//!
+//! [`FileDest`] writes through the page cache by default (the rescue engine's many small writes
+//! want it). Restore and clone onto a block device add direct writes
+//! ([`FileDest::enable_direct_writes`]): whole-sector parts of a write go to the disk with
+//! O_DIRECT in one request, and [`Dest::write_zeroes`] asks the kernel to zero ranges
+//! (BLKZEROOUT) instead of sending zeros.
 
+use crate::device::file::AlignedBuf;
 use crate::error::{Error, Result};
 use std::fs::File;
 use std::io;
-use std::os::unix::fs::{FileExt, FileTypeExt};
+use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 /// A destination for data: a regular file or a block device.
 pub trait Dest: Send {
@@ -17,6 +26,40 @@ pub trait Dest: Send {
     /// Extends a regular file to `len` without writing data (holes read as zeros). No-op for devices.
     fn extend_to(&mut self, len: u64) -> Result<()>;
     fn path(&self) -> &Path;
+    /// Makes `[pos, pos + len)` read as zeros, like writing zeros there (ENOSPC included). The
+    /// default writes zeros; a block device may have the kernel zero the range instead.
+    fn write_zeroes(&mut self, pos: u64, len: u64) -> Result<()> {
+        write_zero_bytes(self, pos, len)
+    }
+}
+
+/// Writes `len` zero bytes at `pos` through [`Dest::write_at`], from a shared zeroed buffer that
+/// is aligned for direct writes.
+pub fn write_zero_bytes<D: Dest + ?Sized>(dest: &mut D, pos: u64, len: u64) -> Result<()> {
+    static ZEROS: OnceLock<AlignedBuf> = OnceLock::new();
+    // Allocated zeroed on first use (untouched pages cost no memory), not a static array: an
+    // immutable zero array would be stored in the binary.
+    let zeros = ZEROS.get_or_init(|| AlignedBuf::new(ZERO_PIECE, 4096));
+    let mut done = 0u64;
+    while done < len {
+        let n = (len - done).min(ZERO_PIECE as u64) as usize;
+        dest.write_at(pos + done, &zeros.as_slice()[..n])?;
+        done += n as u64;
+    }
+    Ok(())
+}
+
+/// Size of the shared zero buffer, and of each write when zeros have to be written.
+const ZERO_PIECE: usize = 1 << 20;
+
+/// The write side of a destination opened for direct I/O.
+struct Direct {
+    /// A second descriptor on the same file or device, with O_DIRECT.
+    file: File,
+    /// What positions, lengths and buffer addresses of direct writes must be multiples of: the
+    /// device's logical sector size (4096 for regular files, whose filesystem may sit on a 4K
+    /// disk).
+    align: usize,
 }
 
 /// A destination backed by a file descriptor (regular file or block device).
@@ -26,6 +69,12 @@ pub struct FileDest {
     is_block_device: bool,
     /// Created by this open: unwritten areas are holes that read as zeros.
     is_new: bool,
+    /// Set by [`FileDest::enable_direct_writes`].
+    direct: Option<Direct>,
+    /// Device size and logical sector size, asked once (block devices, for BLKZEROOUT).
+    geometry: Option<(u64, u64)>,
+    /// BLKZEROOUT was refused as unsupported: write zeros from now on instead of asking again.
+    zeroout_unsupported: bool,
 }
 
 impl FileDest {
@@ -35,6 +84,9 @@ impl FileDest {
             path,
             is_block_device,
             is_new: false,
+            direct: None,
+            geometry: None,
+            zeroout_unsupported: false,
         }
     }
 
@@ -65,12 +117,7 @@ impl FileDest {
                     .write(true)
                     .open(path)
                     .map_err(|e| Error::io(path, e))?;
-                Ok(FileDest {
-                    file,
-                    path: path.to_path_buf(),
-                    is_block_device,
-                    is_new: false,
-                })
+                Ok(FileDest::new(file, path.to_path_buf(), is_block_device))
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound && create => {
                 // create_new (O_EXCL): if someone creates it meanwhile we fail instead of
@@ -81,12 +128,9 @@ impl FileDest {
                     .create_new(true)
                     .open(path)
                     .map_err(|e| Error::io(path, e))?;
-                Ok(FileDest {
-                    file,
-                    path: path.to_path_buf(),
-                    is_block_device: false,
-                    is_new: true,
-                })
+                let mut dest = FileDest::new(file, path.to_path_buf(), false);
+                dest.is_new = true;
+                Ok(dest)
             }
             Err(e) => Err(Error::io(path, e)),
         }
@@ -102,16 +146,130 @@ impl FileDest {
         self.is_block_device
     }
 
+    /// The descriptor opened first: buffered (never O_DIRECT), so any read or write through it
+    /// may use any position, length and buffer. For a restore target it is the one holding the
+    /// exclusive (O_EXCL) claim on the device.
     pub fn file(&self) -> &File {
         &self.file
     }
-}
 
-/// Largest single write(2) to the page cache.
-const WRITE_PIECE: usize = 128 << 10;
+    /// Writes whole sectors with O_DIRECT from now on: one request per write straight from the
+    /// caller's buffer, no page-cache copy, no dirty-page throttling. Parts of a write that are
+    /// not whole sectors at sector positions from a sector-aligned buffer (the tail of an
+    /// odd-sized image, a GPT header in a `Vec`) still go through the page cache. Returns false,
+    /// leaving every write buffered, when the file or device does not support O_DIRECT (EINVAL).
+    ///
+    /// Direct writes use a second descriptor instead of toggling O_DIRECT with fcntl on the
+    /// first: flags belong to the open file description, which `file()` clones share, so a
+    /// toggle would race with (and break the alignment of) whoever reads through a clone; two
+    /// descriptors also cost no syscalls per write. The second descriptor is opened without
+    /// O_EXCL: the first one already holds the device's exclusive claim, and a second exclusive
+    /// open would fail with EBUSY even from this process.
+    pub fn enable_direct_writes(&mut self) -> Result<bool> {
+        if self.direct.is_some() {
+            return Ok(true);
+        }
+        let meta = self.file.metadata().map_err(|e| Error::io(&self.path, e))?;
+        let file = match std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(&self.path)
+        {
+            Ok(f) => f,
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => return Ok(false),
+            Err(e) => return Err(Error::io(&self.path, e)),
+        };
+        // Opened by path again: make sure it is still the same device or file (a hot-plug may
+        // have given the name to another disk meanwhile).
+        let again = file.metadata().map_err(|e| Error::io(&self.path, e))?;
+        let same = if self.is_block_device {
+            again.file_type().is_block_device() && again.rdev() == meta.rdev()
+        } else {
+            again.dev() == meta.dev() && again.ino() == meta.ino()
+        };
+        if !same {
+            return Err(Error::refused(
+                &self.path,
+                "it changed while being opened (another device now has this name)",
+            ));
+        }
+        let align = if self.is_block_device {
+            crate::device::file::sector_sizes(&self.file)
+                .map_err(|e| Error::io(&self.path, e))?
+                .0 as usize
+        } else {
+            4096
+        };
+        self.direct = Some(Direct { file, align });
+        Ok(true)
+    }
 
-impl Dest for FileDest {
-    fn write_at(&mut self, pos: u64, buf: &[u8]) -> Result<()> {
+    /// Whether whole-sector writes bypass the page cache ([`FileDest::enable_direct_writes`]).
+    pub fn is_direct(&self) -> bool {
+        self.direct.is_some()
+    }
+
+    /// Whether [`Dest::write_zeroes`] still asks a block device to zero ranges itself: false for
+    /// regular files, and after the device refused BLKZEROOUT as unsupported.
+    pub fn zeroes_offloaded(&self) -> bool {
+        self.is_block_device && !self.zeroout_unsupported
+    }
+
+    /// Size and logical sector size of a block device, asked once.
+    fn device_geometry(&mut self) -> Result<(u64, u64)> {
+        if let Some(g) = self.geometry {
+            return Ok(g);
+        }
+        let size =
+            crate::device::file::device_size(&self.file).map_err(|e| Error::io(&self.path, e))?;
+        let (logical, _) =
+            crate::device::file::sector_sizes(&self.file).map_err(|e| Error::io(&self.path, e))?;
+        let g = (size, u64::from(logical.max(512)));
+        self.geometry = Some(g);
+        Ok(g)
+    }
+
+    /// Writes the longest whole-sector prefix of `buf` with O_DIRECT; returns how many bytes
+    /// that was (0 when `pos` or the buffer's address is not sector-aligned, or direct writes
+    /// are off), the rest is for the buffered path.
+    fn write_direct_prefix(&mut self, pos: u64, buf: &[u8]) -> Result<usize> {
+        let Some(d) = &self.direct else {
+            return Ok(0);
+        };
+        let align = d.align;
+        if pos % align as u64 != 0 || (buf.as_ptr() as usize) % align != 0 {
+            return Ok(0);
+        }
+        let want = buf.len() - buf.len() % align;
+        let mut done = 0usize;
+        while done < want {
+            let at = pos + done as u64;
+            match d.file.write_at(&buf[done..want], at) {
+                Ok(0) => return Err(no_space(&self.path, at)),
+                Ok(n) => {
+                    done += n;
+                    if n % align != 0 {
+                        // A short write that ends mid-sector (only at a device's end): the rest
+                        // can only go buffered, which then reports where space ran out.
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                    // The kernel refused the alignment after all (a device with stricter DMA
+                    // rules than its sector size): stop writing directly; the buffered path
+                    // writes this and every later part.
+                    self.direct = None;
+                    break;
+                }
+                Err(e) => return Err(write_error(&self.path, at, e)),
+            }
+        }
+        Ok(done)
+    }
+
+    /// Writes `buf` at `pos` through the page cache.
+    fn write_buffered(&self, pos: u64, buf: &[u8]) -> Result<()> {
         // Our own loop instead of write_all_at, to report the exact offset where space ran out.
         // Buffered writes go in pieces of WRITE_PIECE: on the kernels measured here, 1 MiB
         // page-cache writes took twice as long per byte as 64–128 KiB ones (docs/benchmarks.md).
@@ -121,26 +279,100 @@ impl Dest for FileDest {
             let end = (done + WRITE_PIECE).min(buf.len());
             match self.file.write_at(&buf[done..end], at) {
                 // A block device returns 0 (or ENOSPC) at its end.
-                Ok(0) => {
-                    return Err(Error::NoSpace {
-                        path: self.path.clone(),
-                        offset: at,
-                    })
-                }
+                Ok(0) => return Err(no_space(&self.path, at)),
                 Ok(n) => done += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => {
-                    return Err(Error::NoSpace {
-                        path: self.path.clone(),
-                        offset: at,
-                    })
-                }
-                Err(e) => return Err(Error::io(&self.path, e)),
+                Err(e) => return Err(write_error(&self.path, at, e)),
             }
         }
         Ok(())
     }
+}
 
+/// Largest single write(2) to the page cache.
+const WRITE_PIECE: usize = 128 << 10;
+
+nix::ioctl_write_ptr_bad!(blk_zeroout, nix::request_code_none!(0x12, 127), [u64; 2]);
+
+fn no_space(path: &Path, offset: u64) -> Error {
+    Error::NoSpace {
+        path: path.to_path_buf(),
+        offset,
+    }
+}
+
+/// A failed write or zeroing at `offset`: ENOSPC becomes [`Error::NoSpace`], anything else an
+/// [`Error::Io`] whose message names the offset (the error kind is kept).
+fn write_error(path: &Path, offset: u64, e: io::Error) -> Error {
+    if e.raw_os_error() == Some(libc::ENOSPC) {
+        return no_space(path, offset);
+    }
+    Error::io(
+        path,
+        io::Error::new(e.kind(), format!("writing at offset {offset}: {e}")),
+    )
+}
+
+impl Dest for FileDest {
+    fn write_at(&mut self, pos: u64, buf: &[u8]) -> Result<()> {
+        let done = self.write_direct_prefix(pos, buf)?;
+        self.write_buffered(pos + done as u64, &buf[done..])
+    }
+
+    /// On a block device, the whole-sector part of the range inside the device is zeroed with
+    /// BLKZEROOUT: the kernel guarantees it then reads as zeros, using the device's Write Zeroes
+    /// command (or an offload such as a loop device's fallocate) when there is one and writing
+    /// zero pages itself otherwise, without zeros crossing from user space. The rest, and every
+    /// range once the device refused BLKZEROOUT as unsupported, is written as zeros.
+    ///
+    /// The ioctl goes through `file()`, the descriptor holding the exclusive claim of a restore
+    /// target: only then does the kernel discard the range's cached pages outright; through
+    /// another descriptor it may only invalidate them, and fails with EBUSY if one is dirty.
+    fn write_zeroes(&mut self, pos: u64, len: u64) -> Result<()> {
+        if len == 0 {
+            return Ok(());
+        }
+        if !self.is_block_device || self.zeroout_unsupported {
+            return write_zero_bytes(self, pos, len);
+        }
+        let (size, sector) = self.device_geometry()?;
+        let Some(end) = pos.checked_add(len) else {
+            return Err(write_error(
+                &self.path,
+                pos,
+                io::Error::from_raw_os_error(libc::EOVERFLOW),
+            ));
+        };
+        // Whole sectors inside the device; bytes past its end go to write_zero_bytes, which
+        // reports NoSpace where the device ends, like a write would.
+        let first = pos.next_multiple_of(sector);
+        let last = end.min(size) / sector * sector;
+        if first >= last {
+            return write_zero_bytes(self, pos, len);
+        }
+        write_zero_bytes(self, pos, first - pos)?;
+        let range = [first, last - first];
+        // SAFETY: BLKZEROOUT reads two u64 (start, length) through the pointer, which points at
+        // `range`, alive for the call; the descriptor is open for writing.
+        let r = unsafe { blk_zeroout(self.file.as_raw_fd(), &range) };
+        match r {
+            Ok(_) => {}
+            Err(
+                nix::errno::Errno::EOPNOTSUPP
+                | nix::errno::Errno::ENOTTY
+                | nix::errno::Errno::EINVAL,
+            ) => {
+                self.zeroout_unsupported = true;
+                write_zero_bytes(self, first, last - first)?;
+            }
+            Err(e) => return Err(write_error(&self.path, first, io::Error::from(e))),
+        }
+        write_zero_bytes(self, last, end - last)
+    }
+
+    /// One fsync covers direct writes too: both descriptors share the device's (or file's) page
+    /// cache, and fsync on a block device also flushes the disk's volatile write cache, where
+    /// completed O_DIRECT writes and BLKZEROOUT may still sit.
     fn sync(&mut self) -> Result<()> {
         if is_dev_null(&self.file.metadata().map_err(|e| Error::io(&self.path, e))?) {
             return Ok(());
@@ -173,6 +405,125 @@ impl Dest for FileDest {
 }
 
 fn is_dev_null(meta: &std::fs::Metadata) -> bool {
-    use std::os::unix::fs::{FileTypeExt, MetadataExt};
     meta.file_type().is_char_device() && meta.rdev() == libc::makedev(1, 3)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OLD: u8 = 0xA5;
+
+    fn filled(dir: &Path, len: usize) -> PathBuf {
+        let path = dir.join("dest.bin");
+        std::fs::write(&path, vec![OLD; len]).expect("write test file");
+        path
+    }
+
+    /// `[pos, pos + len)` is zero, every other byte still OLD.
+    fn assert_zeroed(data: &[u8], pos: usize, len: usize) {
+        for (i, &b) in data.iter().enumerate() {
+            let want = if (pos..pos + len).contains(&i) {
+                0
+            } else {
+                OLD
+            };
+            assert_eq!(b, want, "byte {i}");
+        }
+    }
+
+    #[test]
+    fn write_zeroes_on_a_regular_file_writes_zeros_and_extends_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let len = (3 << 20) + 3000;
+        let path = filled(dir.path(), len);
+        let mut d = FileDest::open(&path, false, false).expect("open");
+        assert!(!d.zeroes_offloaded());
+        d.write_zeroes(700, (2 << 20) + 333).expect("zeroes");
+        d.write_zeroes(5, 0).expect("nothing to zero");
+        d.sync().expect("sync");
+        let data = std::fs::read(&path).expect("read back");
+        assert_zeroed(&data, 700, (2 << 20) + 333);
+        // Past the end: the file grows, like a write.
+        d.write_zeroes(len as u64 - 100, 5000)
+            .expect("zeroes past the end");
+        let data = std::fs::read(&path).expect("read back");
+        assert_eq!(data.len(), len + 4900);
+        assert!(data[len - 100..].iter().all(|&b| b == 0));
+        assert!(data[len - 101] == OLD);
+    }
+
+    #[test]
+    fn write_zeroes_writes_zeros_once_blkzeroout_is_refused() {
+        // A regular file taken for a block device: BLKZEROOUT is tried and refused (ENOTTY), the
+        // way a device without it refuses it; the range must still read as zeros, and the ioctl
+        // is not asked again.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = filled(dir.path(), 4 << 20);
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .expect("open");
+        let mut d = FileDest::new(file, path.clone(), true);
+        assert!(d.zeroes_offloaded());
+        d.write_zeroes(700, (2 << 20) + 333)
+            .expect("zeroes with the fallback");
+        assert!(!d.zeroes_offloaded(), "the refusal is remembered");
+        let data = std::fs::read(&path).expect("read back");
+        assert_zeroed(&data, 700, (2 << 20) + 333);
+        d.write_zeroes(3 << 20, 4096).expect("zeroes again");
+        let data = std::fs::read(&path).expect("read back");
+        assert!(data[3 << 20..(3 << 20) + 4096].iter().all(|&b| b == 0));
+        assert_eq!(data[(3 << 20) + 4096], OLD);
+    }
+
+    #[test]
+    fn direct_writes_split_whole_sectors_from_the_rest() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let len = 1 << 20;
+        let path = filled(dir.path(), len);
+        let mut d = FileDest::open(&path, false, false).expect("open");
+        assert!(
+            d.enable_direct_writes().expect("direct open"),
+            "the temp directory's filesystem refused O_DIRECT; run with TMPDIR on one that has it"
+        );
+        assert!(d.is_direct());
+        let mut want = vec![OLD; len];
+        let mut put = |d: &mut FileDest, pos: usize, data: &[u8]| {
+            d.write_at(pos as u64, data).expect("write");
+            want[pos..pos + data.len()].copy_from_slice(data);
+        };
+        // Aligned buffer, aligned position, odd length: 3 sectors direct, 1000 bytes buffered.
+        let mut a = AlignedBuf::new(3 * 4096 + 1000, 4096);
+        a.iter_mut().enumerate().for_each(|(i, b)| *b = i as u8 | 1);
+        put(&mut d, 8192, &a);
+        // Unaligned position; unaligned buffer; both buffered.
+        put(&mut d, 40960 + 512, &a[..8192]);
+        put(&mut d, 5, &[0x11; 777]);
+        put(&mut d, 65536, &a[1..4097]);
+        // Directly over the page the first write's buffered tail dirtied: the cached copy must
+        // not win later.
+        put(&mut d, 20480, &a[..4096]);
+        d.write_zeroes(100_000, 300_000).expect("zeroes");
+        want[100_000..400_000].fill(0);
+        d.sync().expect("sync");
+        assert!(std::fs::read(&path).expect("read back") == want);
+    }
+
+    #[test]
+    fn write_errors_name_the_offset_and_enospc_is_no_space() {
+        let p = Path::new("/dev/x");
+        match write_error(p, 4096, io::Error::from_raw_os_error(libc::ENOSPC)) {
+            Error::NoSpace { path, offset } => assert_eq!((path.as_path(), offset), (p, 4096)),
+            other => panic!("{other:?}"),
+        }
+        let e = write_error(p, 1234, io::Error::from_raw_os_error(libc::EIO));
+        let msg = e.to_string();
+        assert!(
+            msg.contains("/dev/x") && msg.contains("offset 1234"),
+            "{msg}"
+        );
+        assert!(matches!(e, Error::Io { .. }));
+    }
 }

@@ -1,6 +1,12 @@
 //! Restore (image → disk) and clone (disk → disk): check the target, stream chunks onto it with
 //! large writes, fsync, optionally re-read and compare SHA-256, then move a GPT's backup header
 //! to the end of a bigger target.
+//!
+//! On a block device each chunk goes to the disk in one O_DIRECT write from its aligned pool
+//! buffer (no page-cache copy, no dirty-page throttling), and all-zero chunks are zeroed by the
+//! kernel (BLKZEROOUT) instead of written; see [`FileDest::enable_direct_writes`] and
+//! [`Dest::write_zeroes`]. A regular-file target is written through the page cache and its
+//! zero chunks are skipped, leaving holes.
 
 use super::digest::Sha256Digest;
 use super::format::{is_zero, PartitionTable};
@@ -202,11 +208,12 @@ fn open_target(plan: &RestorePlan) -> Result<FileDest> {
             Error::io(path, e)
         }
     })?;
-    Ok(FileDest::new(
-        file,
-        path.clone(),
-        plan.target_info.is_block_device,
-    ))
+    let mut dest = FileDest::new(file, path.clone(), plan.target_info.is_block_device);
+    if plan.target_info.is_block_device {
+        // Without O_DIRECT support (EINVAL) every write stays buffered; nothing else changes.
+        dest.enable_direct_writes()?;
+    }
+    Ok(dest)
 }
 
 /// Writes the plan's input onto its target.
@@ -260,10 +267,13 @@ pub fn run_restore(
         obs,
         &mut |c, counters| {
             let data = c.data();
-            // A fresh file reads zeros where nothing was written; a disk has old data there.
-            if is_dev || !is_zero(data) {
+            if !is_zero(data) {
                 dest.write_at(c.offset, data)?;
+            } else if is_dev {
+                // A disk has old data there: have it zeroed.
+                dest.write_zeroes(c.offset, data.len() as u64)?;
             }
+            // (A fresh file reads zeros where nothing was written: zero chunks stay holes.)
             Counters::add(&counters.written, data.len() as u64);
             Ok(())
         },

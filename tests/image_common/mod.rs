@@ -60,6 +60,22 @@ impl LoopDev {
         }
     }
 
+    /// A loop device with extra `losetup` options (`--sector-size 4096`, `--direct-io=on`).
+    pub fn attach_with(file: &Path, options: &[&str]) -> LoopDev {
+        require_tool("losetup");
+        let dev = run(Command::new("losetup")
+            .arg("--find")
+            .arg("--show")
+            .args(options)
+            .arg(file))
+        .trim()
+        .to_string();
+        assert!(dev.starts_with("/dev/loop"), "losetup said {dev:?}");
+        LoopDev {
+            path: PathBuf::from(dev),
+        }
+    }
+
     /// A loop device over `[offset, offset + size)` of a file: a partition without needing udev
     /// to create partition nodes.
     pub fn attach_range(file: &Path, offset: u64, size: u64) -> LoopDev {
