@@ -11,8 +11,11 @@
 # so neither side always runs on a warmer machine), reporting medians and their ratio:
 #   salvor image (level 3) vs zstd -T0 -3 < disk > out
 #   salvor restore --yes vs zstd -d -T0 < image > target && sync (target: a loop device when root)
-#   salvor image vs salvor image --no-hash (cost of the whole-disk SHA-256)
-# SALVOR_HASH_IN_READER=1 makes salvor hash in the reader thread instead of a thread of its own.
+#   salvor image vs salvor image --no-hash (cost of the default per-chunk SHA-256 digests)
+#   salvor image --sha256 vs salvor image --no-hash (cost of the optional flat SHA-256)
+#   compressed sizes: salvor image vs zstd -T0 -3
+# SALVOR_HASH_IN_READER=1 makes salvor compute the flat SHA-256 in the reader thread instead of a
+# thread of its own.
 # zstd's output goes to the page cache (salvor's too, except restore onto a block device, which
 # it writes with O_DIRECT); both sides then `sync`, since salvor fsyncs before it reports success
 # and zstd does not.
@@ -96,6 +99,7 @@ make_target() {
 
 RESULTS=$BENCH_DIR/results.tsv
 : > "$RESULTS"
+: > "$BENCH_DIR/sizes.tsv"
 
 # compare LABEL NAME_A CMD_A NAME_B CMD_B PREPARE
 compare() {
@@ -125,10 +129,15 @@ for d in mixed random; do
             "salvor" "$SALVOR image $disk out.img.zst --level 3" \
             "salvor-no-hash" "$SALVOR image $disk out.img.zst --level 3 --no-hash" \
             "rm -f out.img.zst; sync"
+        compare "flat-sha256 $d" \
+            "salvor-sha256" "$SALVOR image $disk out.img.zst --level 3 --sha256" \
+            "salvor-no-hash" "$SALVOR image $disk out.img.zst --level 3 --no-hash" \
+            "rm -f out.img.zst; sync"
         rm -f out.img.zst out.zst
     fi
     "$SALVOR" image "$disk" "$d.img.zst" --level 3 >/dev/null 2>&1 || { rm -f "$d.img.zst"; "$SALVOR" image "$disk" "$d.img.zst" --level 3; }
     zstd -q -f -T0 -3 < "$disk" > "$d.zst"
+    printf 'size %s\t%s\t%s\n' "$d" "$(stat -c %s "$d.img.zst")" "$(stat -c %s "$d.zst")" >> "$BENCH_DIR/sizes.tsv"
     make_target "$d" "$disk"
     tgt=$TARGET
     compare "restore $d" \
@@ -155,3 +164,9 @@ for label in order:
     ma, mb = statistics.median(ta), statistics.median(tb)
     print(f"{label:<16} {a:<16} {ma:9.3f} {b:<16} {mb:9.3f} {ma/mb:6.2f}")
 EOF
+python3 - "$BENCH_DIR/sizes.tsv" <<'SIZES'
+import sys
+for line in open(sys.argv[1]):
+    label, a, b = line.rstrip("\n").split("\t")
+    print(f"{label:<16} salvor image {int(a):>12} B  zstd -3 {int(b):>12} B  ratio {int(a)/int(b):.4f}")
+SIZES
