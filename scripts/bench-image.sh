@@ -9,7 +9,8 @@
 #   random.disk 1 GiB from /dev/urandom (incompressible)
 # Comparisons, each run ROUNDS times alternating the two commands (hyperfine --runs 1 per round,
 # so neither side always runs on a warmer machine), reporting medians and their ratio:
-#   salvor image (level 3) vs zstd -T0 -3 < disk > out
+#   salvor image (level 3) vs zstd -T0 -3 < disk > out, reading the disk file (page cache)
+#   the same reading the disk as a device (read-only loop device with direct I/O; root only)
 #   salvor restore --yes vs zstd -d -T0 < image > target && sync (target: a loop device when root)
 #   salvor image vs salvor image --no-hash (cost of the default per-chunk SHA-256 digests)
 #   salvor image --sha256 vs salvor image --no-hash (cost of the optional flat SHA-256)
@@ -125,6 +126,18 @@ for d in mixed random; do
             salvor "$SALVOR image $disk out.img.zst --level 3" \
             zstd "zstd -q -T0 -3 < $disk > out.zst && sync" \
             "rm -f out.img.zst out.zst; sync"
+        if [ "$(id -u)" = 0 ]; then
+            # The anchor reads the device directly: the same disk as a read-only loop
+            # device with direct I/O (reads go to the backing store, as with a real disk).
+            srcdev=$(losetup --find --show --read-only --direct-io=on "$disk")
+            LOOPS+=("$srcdev")
+            compare "image $d dev" \
+                salvor "$SALVOR image $srcdev out.img.zst --level 3" \
+                zstd "zstd -q -T0 -3 < $srcdev > out.zst && sync" \
+                "rm -f out.img.zst out.zst; sync"
+            losetup -d "$srcdev"
+            LOOPS=()
+        fi
         compare "hash $d" \
             "salvor" "$SALVOR image $disk out.img.zst --level 3" \
             "salvor-no-hash" "$SALVOR image $disk out.img.zst --level 3 --no-hash" \
