@@ -12,7 +12,8 @@
 #   salvor image (level 3) vs zstd -T0 -3 < disk > out, reading the disk file (page cache)
 #   the same reading the disk as a device (read-only loop device with direct I/O; root only)
 #   salvor restore --yes vs zstd -d -T0 < image > target && sync (target: a loop device when root)
-#   salvor image vs salvor image --no-hash (cost of the default per-chunk SHA-256 digests)
+#   salvor image vs salvor image --no-hash (cost of the default per-chunk SHA-256 digests), also
+#   reading the device throttled to 300 MB/s (blkio cgroup; root only)
 #   salvor image --sha256 vs salvor image --no-hash (cost of the optional flat SHA-256)
 #   compressed sizes: salvor image vs zstd -T0 -3
 # SALVOR_HASH_IN_READER=1 makes salvor compute the flat SHA-256 in the reader thread instead of a
@@ -71,8 +72,10 @@ if [ ! -f random.disk ]; then
 fi
 
 LOOPS=()
+CGROUP=
 cleanup() {
     for l in "${LOOPS[@]}"; do [ -n "$l" ] && losetup -d "$l" 2>/dev/null || true; done
+    if [ -n "$CGROUP" ]; then rmdir "$CGROUP" 2>/dev/null || true; fi
 }
 trap cleanup EXIT
 
@@ -135,6 +138,21 @@ for d in mixed random; do
                 salvor "$SALVOR image $srcdev out.img.zst --level 3" \
                 zstd "zstd -q -T0 -3 < $srcdev > out.zst && sync" \
                 "rm -f out.img.zst out.zst; sync"
+            # The same device throttled to 300 MB/s (a SATA SSD or USB 3 disk) with the blkio
+            # cgroup: what hashing costs when the disk, not the CPU, sets the pace.
+            if [ "$d" = mixed ] && [ -d /sys/fs/cgroup/blkio ]; then
+                CGROUP=/sys/fs/cgroup/blkio/salvor-bench
+                mkdir -p "$CGROUP"
+                echo "$(lsblk -dno MAJ:MIN "$srcdev" | tr -d ' ') 300000000" \
+                    > "$CGROUP/blkio.throttle.read_bps_device"
+                printf 'echo $$ > %s/cgroup.procs\nexec "$@"\n' "$CGROUP" > throttled.sh
+                compare "hash $d 300MB/s" \
+                    "salvor" "bash throttled.sh $SALVOR image $srcdev out.img.zst --level 3" \
+                    "salvor-no-hash" "bash throttled.sh $SALVOR image $srcdev out.img.zst --level 3 --no-hash" \
+                    "rm -f out.img.zst; sync"
+            elif [ "$d" = mixed ]; then
+                echo "bench-image: NOT MEASURED: no blkio cgroup (v1) to throttle the device" >&2
+            fi
             losetup -d "$srcdev"
             LOOPS=()
         fi

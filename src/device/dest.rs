@@ -209,6 +209,25 @@ impl FileDest {
         self.direct.is_some()
     }
 
+    /// Asks the kernel to start writing `[from, to)` to the disk now, without waiting. A file
+    /// written once and fsynced at the end would otherwise stay dirty (up to the kernel's dirty
+    /// limits) and be written in the final fsync with the CPUs idle; started early, the disk
+    /// writes overlap the work that produces the data. Advisory: if it fails, the fsync does the
+    /// work.
+    pub fn start_writeback(&self, from: u64, to: u64) {
+        use std::os::unix::io::AsRawFd;
+        let (Ok(off), Ok(len)) = (
+            libc::off64_t::try_from(from),
+            libc::off64_t::try_from(to.saturating_sub(from)),
+        ) else {
+            return;
+        };
+        // SAFETY: sync_file_range on a descriptor we own; it touches no memory of ours.
+        unsafe {
+            libc::sync_file_range(self.file.as_raw_fd(), off, len, libc::SYNC_FILE_RANGE_WRITE);
+        }
+    }
+
     /// Whether [`Dest::write_zeroes`] still asks a block device to zero ranges itself: false for
     /// regular files, and after the device refused BLKZEROOUT as unsupported.
     pub fn zeroes_offloaded(&self) -> bool {

@@ -39,7 +39,7 @@ pub struct PartWriter {
 }
 
 const GATHER: usize = 4 << 20;
-/// Writeback of the image is started every this many bytes (see [`start_writeback`]).
+/// Writeback of the image is started every this many bytes (see [`FileDest::start_writeback`]).
 const WRITEBACK_STEP: u64 = 16 << 20;
 
 impl PartWriter {
@@ -136,11 +136,7 @@ impl PartWriter {
             self.parts[index as usize].write_at(offset, &data[..n])?;
             let end = offset + n as u64;
             if end - self.writeback_from >= WRITEBACK_STEP {
-                start_writeback(
-                    part_fd(&self.parts[index as usize]),
-                    self.writeback_from,
-                    end,
-                );
+                self.parts[index as usize].start_writeback(self.writeback_from, end);
                 self.writeback_from = end;
             }
             self.pos += n as u64;
@@ -163,27 +159,6 @@ impl PartWriter {
         for p in self.parts {
             let _ = std::fs::remove_file(p.path());
         }
-    }
-}
-
-fn part_fd(p: &FileDest) -> std::os::unix::io::RawFd {
-    use std::os::unix::io::AsRawFd;
-    p.file().as_raw_fd()
-}
-
-/// Asks the kernel to start writing `[from, to)` to disk now, without waiting. An image is
-/// written once and fsynced at the end; left alone, the kernel would keep it all dirty (up to
-/// its dirty limits) and write it in the final fsync, with the CPUs idle. Started early, the
-/// disk writes overlap compression. Advisory: an error only means the fsync does all the work.
-fn start_writeback(fd: std::os::unix::io::RawFd, from: u64, to: u64) {
-    // SAFETY: sync_file_range on a descriptor we own; it touches no memory of ours.
-    unsafe {
-        libc::sync_file_range(
-            fd,
-            from as libc::off64_t,
-            (to - from) as libc::off64_t,
-            libc::SYNC_FILE_RANGE_WRITE,
-        );
     }
 }
 
