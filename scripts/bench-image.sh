@@ -134,10 +134,12 @@ for d in mixed random; do
             # device with direct I/O (reads go to the backing store, as with a real disk).
             srcdev=$(losetup --find --show --read-only --direct-io=on "$disk")
             LOOPS+=("$srcdev")
+            # zstd's buffered reads fill the device's page cache: flush it before every run, or
+            # every zstd run after the first would read from memory and salvor (O_DIRECT) not.
             compare "image $d dev" \
                 salvor "$SALVOR image $srcdev out.img.zst --level 3" \
                 zstd "zstd -q -T0 -3 < $srcdev > out.zst && sync" \
-                "rm -f out.img.zst out.zst; sync"
+                "rm -f out.img.zst out.zst; sync; blockdev --flushbufs $srcdev"
             # The same device throttled to 300 MB/s (a SATA SSD or USB 3 disk) with the blkio
             # cgroup: what hashing costs when the disk, not the CPU, sets the pace.
             if [ "$d" = mixed ] && [ -d /sys/fs/cgroup/blkio ]; then
