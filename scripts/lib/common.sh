@@ -72,3 +72,21 @@ hash_inputs() {
         fi
     done | sha256sum | cut -d' ' -f1
 }
+
+# stop_pid PID [GRACE]: SIGTERM, then SIGKILL if it is still alive after GRACE seconds (default
+# 10), and reap it. QEMU under TCG has been seen to print "terminating on signal 15" and then
+# hang with its vCPU thread blocked, which made a test wait forever.
+stop_pid() {
+    local pid=$1 grace=${2:-10} i
+    kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
+    kill "$pid" 2>/dev/null || true
+    for ((i = 0; i < grace * 5; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.2
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        log "process $pid ignored SIGTERM for ${grace} s; killing it"
+        kill -9 "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || true
+}

@@ -17,7 +17,7 @@ QEMU_PIDS=()
 boot_cleanup() {
     local rc=$? p
     for p in "${QEMU_PIDS[@]}"; do
-        if kill -0 "$p" 2>/dev/null; then kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; fi
+        stop_pid "$p" 5
     done
     if [[ ${KEEP:-0} == 1 ]]; then log "work directory kept: $work"; else rm -rf "$work"; fi
     exit "$rc"
@@ -77,8 +77,7 @@ wait_console() {
 
 # qemu_stop: stop the QEMU started last.
 qemu_stop() {
-    if kill -0 "$QPID" 2>/dev/null; then kill "$QPID" 2>/dev/null || true; fi
-    wait "$QPID" 2>/dev/null || true
+    stop_pid "$QPID" 10
     exec {SERIAL_FD}>&- 2>/dev/null || true
 }
 

@@ -149,8 +149,16 @@ pub fn run_script(rel_path: &str, args: &[&str], envs: &[(&str, &str)], want_pas
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     let script = repo.join(rel_path);
     let started = std::time::Instant::now();
-    let mut cmd = Command::new("bash");
-    cmd.arg(&script).args(args).current_dir(repo);
+    // A hung script (a QEMU that never exits) must fail the test, not eat CI's time: SIGTERM
+    // after the limit lets the script's traps stop QEMU and clean up; SIGKILL 30 s later.
+    const LIMIT_SECS: u32 = 1200;
+    let mut cmd = Command::new("timeout");
+    cmd.arg("--kill-after=30")
+        .arg(LIMIT_SECS.to_string())
+        .arg("bash")
+        .arg(&script)
+        .args(args)
+        .current_dir(repo);
     // A developer's ad-hoc overrides must not leak into a test run.
     for var in ["KEEP", "GUEST_CMD", "FAKE"] {
         cmd.env_remove(var);
@@ -162,9 +170,14 @@ pub fn run_script(rel_path: &str, args: &[&str], envs: &[(&str, &str)], want_pas
     let elapsed = started.elapsed().as_secs_f64();
     assert!(
         out.status.success(),
-        "{} failed ({}) after {elapsed:.1} s\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}",
+        "{} failed ({}{}) after {elapsed:.1} s\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}",
         script.display(),
         out.status,
+        if out.status.code() == Some(124) {
+            format!(", stopped after the {LIMIT_SECS} s limit")
+        } else {
+            String::new()
+        },
     );
     assert!(
         !want_pass_line || stdout.lines().any(|l| l.starts_with("PASS")),

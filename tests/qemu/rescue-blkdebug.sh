@@ -54,10 +54,7 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/salvor-qemu.XXXXXX")
 qemu_pid=
 cleanup() {
     local rc=$?
-    if [[ -n $qemu_pid ]] && kill -0 "$qemu_pid" 2>/dev/null; then
-        kill "$qemu_pid" 2>/dev/null || true
-        wait "$qemu_pid" 2>/dev/null || true
-    fi
+    if [[ -n $qemu_pid ]]; then stop_pid "$qemu_pid" 10; fi
     if [[ ${KEEP:-0} == 1 ]]; then
         log "work directory kept: $work"
     else
