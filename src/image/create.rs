@@ -120,7 +120,7 @@ pub(crate) fn create_compressed(
         let meta_json = serde_json::to_vec_pretty(&metadata)
             .map_err(|e| Error::Internal(format!("metadata JSON: {e}")))?;
         let meta_frame = encode_tagged_frame(META_TAG, &meta_json);
-        let mut entries = Vec::with_capacity(nchunks as usize + 2);
+        let mut entries = Vec::with_capacity(nchunks as usize + 3);
         entries.push(SeekEntry {
             compressed: meta_frame.len() as u32,
             decompressed: 0,
