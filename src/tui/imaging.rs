@@ -132,6 +132,8 @@ pub struct ImgChoices {
     pub exists: bool,
     pub level: i32,
     pub label: String,
+    /// Also record the flat SHA-256 of the whole disk (`salvor image --sha256`).
+    pub sha256: bool,
     pub verify: bool,
     pub opt_cursor: usize,
 }
@@ -148,6 +150,7 @@ impl Default for ImgChoices {
             exists: false,
             level: 3,
             label: String::new(),
+            sha256: false,
             // A rescue environment restores rarely and must be sure: re-reading is worth the time.
             verify: true,
             opt_cursor: 0,
@@ -167,6 +170,8 @@ pub struct ImageRequest {
     pub output_identity: String,
     pub level: i32,
     pub label: Option<String>,
+    /// Image: also record the flat SHA-256 of the whole disk.
+    pub sha256: bool,
     /// Re-read the target after a restore or clone.
     pub verify: bool,
 }
@@ -504,10 +509,10 @@ impl App {
         Action::None
     }
 
-    /// Image: compression level and label; restore and clone: verify.
+    /// Image: compression level, label and flat SHA-256; restore and clone: verify.
     pub fn img_option_count(&self) -> usize {
         if self.flow.feature == Feature::Image {
-            2
+            3
         } else {
             1
         }
@@ -536,6 +541,8 @@ impl App {
                         (i + 1) % LEVELS.len()
                     };
                     c.level = LEVELS[j];
+                } else if c.opt_cursor == 2 {
+                    c.sha256 = !c.sha256;
                 }
             }
             KeyCode::Enter => {
@@ -604,6 +611,7 @@ impl App {
             output_identity,
             level: c.level,
             label: (!label.is_empty()).then(|| label.to_string()),
+            sha256: fl.feature == Feature::Image && c.sha256,
             verify: c.verify,
         })
     }

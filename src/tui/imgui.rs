@@ -255,6 +255,15 @@ pub fn draw_options(app: &App, f: &mut Frame, area: Rect) {
             "    Free text stored in the image, e.g. whose disk it is. Optional.",
             DIM,
         ));
+        l.push(option_line(
+            c.opt_cursor == 2,
+            "Whole-disk SHA-256",
+            format!("< {} >", if c.sha256 { "on" } else { "off" }),
+        ));
+        l.push(Line::styled(
+            "    As sha256sum prints it. Costs a CPU core; chunk SHA-256s are kept anyway.",
+            DIM,
+        ));
     } else {
         l.push(option_line(
             true,

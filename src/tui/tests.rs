@@ -1198,6 +1198,14 @@ fn choose_target(a: &mut App, row: usize) {
     key(a, KeyCode::Enter);
 }
 
+fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 fn image_req(act: Action) -> ImageRequest {
     match act {
         Action::StartImage(r) => r,
@@ -1222,10 +1230,14 @@ fn image_flow_emits_request() {
     typ(&mut a, "Anna q?");
     key(&mut a, KeyCode::Backspace);
     key(&mut a, KeyCode::Backspace);
+    assert!(!a.flow.img.sha256, "the flat SHA-256 is opt-in");
+    down(&mut a, 1);
+    key(&mut a, KeyCode::Char(' '));
     key(&mut a, KeyCode::Enter);
     assert_eq!(a.screen, Screen::ImgConfirm);
     let req = image_req(key(&mut a, KeyCode::Enter));
     assert_eq!(req.feature, Feature::Image);
+    assert!(req.sha256);
     assert_eq!(req.input, PathBuf::from("/dev/sdb"));
     assert_eq!(req.level, 6);
     assert_eq!(req.label.as_deref(), Some("Anna"));
@@ -1625,10 +1637,15 @@ fn image_then_restore_round_trip_through_the_worker() {
         output_identity: "test".into(),
         level: 1,
         label: Some("round trip".into()),
+        sha256: true,
         verify: true,
     };
     let (r, msgs) = run_worker(base.clone());
-    assert!(matches!(r, ImageResult::Done(_)), "{r:?}");
+    let flat = format!("SHA-256 {}", sha256_hex(&data));
+    assert!(
+        matches!(&r, ImageResult::Done(s) if s.contains(&flat)),
+        "{r:?}"
+    );
     assert!(msgs
         .iter()
         .any(|m| matches!(m, WorkerMsg::ImageSnapshot(_))));

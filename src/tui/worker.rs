@@ -308,16 +308,21 @@ fn image_work(req: &ImageRequest, control: &Control, obs: &mut ImageChannel) -> 
             let opts = crate::image::ImageOptions {
                 level: req.level,
                 label: req.label.clone(),
+                sha256: req.sha256,
                 ..crate::image::ImageOptions::default()
             };
             let s = crate::image::create_image(&req.input, out()?, &opts, control, obs)?;
-            Ok(format!(
+            let mut line = format!(
                 "Done: {} imaged into {} (ratio {:.3}) in {}",
                 format_bytes(s.raw_size),
                 format_bytes(s.output_size),
                 s.output_size as f64 / s.raw_size.max(1) as f64,
                 format_duration(s.elapsed)
-            ))
+            );
+            if let Some(h) = &s.sha256 {
+                line.push_str(&format!("; SHA-256 {h}"));
+            }
+            Ok(line)
         }
         Feature::Restore | Feature::Clone => {
             // The same refusals as the CLI, re-checked on this thread right before writing; the
