@@ -51,17 +51,7 @@ fn loop_device_round_trip_and_clone() {
     let tgt2_file = dir.path().join("tgt2.bin");
     sparse_file(&tgt2_file, 24 * MIB);
     let tgt2 = LoopDev::attach(&tgt2_file, false);
-    let plan = salvor::image::prepare_clone(&src.path, &tgt2.path).unwrap();
-    let r = salvor::image::run_restore(
-        plan,
-        &salvor::image::RestoreOptions {
-            verify: true,
-            ..Default::default()
-        },
-        &Control::new(),
-        &mut NoProgress,
-    )
-    .unwrap();
+    let r = clone(&src.path, &tgt2.path, true).unwrap();
     assert!(r.verified);
     assert!(read_dev(&tgt2.path, data.len()) == data, "clone differs");
 

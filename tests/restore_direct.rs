@@ -6,7 +6,6 @@
 
 mod image_common;
 use image_common::*;
-use salvor::progress::{Control, NoProgress};
 use std::path::Path;
 
 const MIB: usize = 1 << 20;
@@ -188,17 +187,7 @@ fn clone_onto_used_devices() {
         let backing = dir.path().join(format!("clone-{name}.bin"));
         prefilled(&backing, big);
         let tgt = LoopDev::attach_with(&backing, options);
-        let plan = salvor::image::prepare_clone(from, &tgt.path).unwrap();
-        let r = salvor::image::run_restore(
-            plan,
-            &salvor::image::RestoreOptions {
-                verify: true,
-                ..Default::default()
-            },
-            &Control::new(),
-            &mut NoProgress,
-        )
-        .unwrap();
+        let r = clone(from, &tgt.path, true).unwrap();
         assert!(r.verified);
         check_target(tgt, &backing, &src, &format!("clone from {name}"));
     }

@@ -250,7 +250,21 @@ pub fn restore(
     target: &Path,
     verify: bool,
 ) -> salvor::Result<salvor::image::RestoreSummary> {
-    let plan = salvor::image::prepare_restore(img, target)?;
+    run_plan(salvor::image::prepare_restore(img, target)?, verify)
+}
+
+pub fn clone(
+    src: &Path,
+    target: &Path,
+    verify: bool,
+) -> salvor::Result<salvor::image::RestoreSummary> {
+    run_plan(salvor::image::prepare_clone(src, target)?, verify)
+}
+
+fn run_plan(
+    plan: salvor::image::RestorePlan,
+    verify: bool,
+) -> salvor::Result<salvor::image::RestoreSummary> {
     salvor::image::run_restore(
         plan,
         &salvor::image::RestoreOptions {
