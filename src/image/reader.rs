@@ -218,7 +218,7 @@ impl ImageFile {
 
     /// Checks chunk `k`'s computed digest against the recorded one (when the image has them) and
     /// hands it back.
-    pub fn check_chunk_digest(&self, k: usize, got: Sha256Digest) -> Result<Option<Sha256Digest>> {
+    pub fn check_chunk_digest(&self, k: usize, got: Sha256Digest) -> Result<Sha256Digest> {
         if let Some(want) = self.chunk_digests.as_ref().and_then(|d| d.get(k)) {
             if *want != got {
                 return Err(self.corrupt_chunk(
@@ -231,7 +231,7 @@ impl ImageFile {
                 ));
             }
         }
-        Ok(Some(got))
+        Ok(got)
     }
 
     /// Decodes chunk `k` from its compressed frame into `out` (at least the chunk's size).

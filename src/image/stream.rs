@@ -115,11 +115,12 @@ pub fn stream_chunks(
     // Decoders hash image chunks in parallel; a disk's chunks are hashed by the hash thread.
     let decoders_hash = hashing.chunks && matches!(input, Input::Image { .. });
     let thread_chunks = hashing.chunks && !decoders_hash;
-    let digester = ChunkDigester::new(chunk_size);
+    // Built only when chunks are hashed: it hashes one all-zero chunk up front.
+    let digester = hashing.chunks.then(|| ChunkDigester::new(chunk_size));
+    let digester = digester.as_ref();
     std::thread::scope(|s| {
         let hasher = (hashing.flat || thread_chunks).then(|| {
             let (htx, hrx) = mpsc::channel::<Arc<PooledBuf>>();
-            let digester = &digester;
             let h = s.spawn(move || {
                 let mut flat = hashing.flat.then(Sha256::new);
                 let mut chunks = Vec::new();
@@ -127,8 +128,8 @@ pub fn stream_chunks(
                     if let Some(sha) = &mut flat {
                         sha.update(b.data());
                     }
-                    if thread_chunks {
-                        chunks.push(digester.digest(b.data(), None));
+                    if let Some(dg) = digester.filter(|_| thread_chunks) {
+                        chunks.push(dg.digest(b.data(), None));
                     }
                 }
                 Digests {
@@ -140,7 +141,7 @@ pub fn stream_chunks(
         });
         match input {
             Input::Image { image, threads } => {
-                let digester = decoders_hash.then_some(&digester);
+                let digester = digester.filter(|_| decoders_hash);
                 spawn_decoders(
                     s,
                     image,
@@ -325,7 +326,9 @@ fn spawn_decoders<'scope, 'env>(
                 let r = r.and_then(|n| {
                     out.len = n;
                     match digester {
-                        Some(dg) => image.check_chunk_digest(k, dg.digest(out.data(), None)),
+                        Some(dg) => image
+                            .check_chunk_digest(k, dg.digest(out.data(), None))
+                            .map(Some),
                         None => Ok(None),
                     }
                 });
