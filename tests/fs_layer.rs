@@ -1,0 +1,245 @@
+//! The filesystem layer (`salvor::fs`) on real filesystems built the way a used disk looks: old
+//! random data first, mkfs without discard, populated with files (without mounting: the test
+//! host's kernel may lack vfat/ntfs3/exfat). The allocated ranges are compared with
+//! `partclone.<fs> -D` (its domain mapfile of used blocks) and the used bytes with the
+//! filesystem's own tools; damaged metadata must give the whole partition, and mutated metadata
+//! must never panic or hang.
+//!
+//! Needs root (FUSE for NTFS/exFAT) and the tools `scripts/setup.sh` installs; a missing tool
+//! fails the test.
+
+mod common;
+
+use common::{pattern, require_tool, run};
+use salvor::device::{FileSource, Geometry, OpenOptions, ReadOutcome, Source};
+use salvor::fs::{self, Allocation, FsKind, FsReport};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const MIB: u64 = 1 << 20;
+
+fn tmp() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("salvor-fs-")
+        .tempdir()
+        .expect("temp dir")
+}
+
+fn sh(cmd: &mut Command) -> String {
+    let out = run(cmd);
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// An image file full of old (random) data, as the free space of a used disk is.
+fn old_disk(path: &Path, size: u64, seed: u64) {
+    std::fs::write(path, pattern(seed, size as usize)).expect("write image");
+}
+
+/// A tree of files of assorted sizes (about 6 MiB), with subdirectories.
+fn file_tree(dir: &Path, seed: u64) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for d in 0..4u64 {
+        let sub = dir.join(format!("dir{d}"));
+        std::fs::create_dir_all(&sub).expect("mkdir");
+        for i in 0..8u64 {
+            let len = ((i * 7919 + d * 104_729) % 400_000 + (i % 3) * 123) as usize;
+            let p = sub.join(format!("file{i}.bin"));
+            std::fs::write(&p, pattern(seed + d * 100 + i, len)).expect("write file");
+            files.push(p);
+        }
+    }
+    let big = dir.join("big.bin");
+    std::fs::write(&big, pattern(seed + 9999, 2 * MIB as usize + 4321)).expect("write");
+    files.push(big);
+    std::fs::write(dir.join("empty"), b"").expect("write");
+    files
+}
+
+fn probe_file(path: &Path, range: std::ops::Range<u64>) -> FsReport {
+    let mut src = FileSource::open(path, OpenOptions::default()).expect("open image");
+    fs::probe(&mut src, range).expect("probe")
+}
+
+fn file_size(path: &Path) -> u64 {
+    std::fs::metadata(path).expect("stat").len()
+}
+
+/// partclone's domain mapfile of used blocks, as byte ranges.
+fn partclone_domain(tool: &str, img: &Path, dir: &Path) -> Vec<(u64, u64)> {
+    require_tool(tool, "partclone");
+    let map = dir.join(format!("{tool}.map"));
+    let _ = std::fs::remove_file(&map);
+    sh(Command::new(tool)
+        .arg("-D")
+        .arg("-q")
+        .arg("-s")
+        .arg(img)
+        .arg("-o")
+        .arg(&map));
+    let m = common::read_map(&map);
+    let mut v: Vec<(u64, u64)> = Vec::new();
+    for b in m.blocks() {
+        if b.status == salvor::mapfile::BlockStatus::Finished {
+            match v.last_mut() {
+                Some(l) if l.1 == b.pos => l.1 = b.end(),
+                _ => v.push((b.pos, b.end())),
+            }
+        }
+    }
+    v
+}
+
+fn total(r: &[(u64, u64)]) -> u64 {
+    r.iter().map(|x| x.1 - x.0).sum()
+}
+
+/// `a` minus `b`, for sorted merged range lists.
+fn minus(a: &[(u64, u64)], b: &[(u64, u64)]) -> Vec<(u64, u64)> {
+    let mut out = Vec::new();
+    for &(s, e) in a {
+        let mut cur = s;
+        for &(bs, be) in b {
+            if be <= cur || bs >= e {
+                continue;
+            }
+            if bs > cur {
+                out.push((cur, bs));
+            }
+            cur = cur.max(be);
+        }
+        if cur < e {
+            out.push((cur, e));
+        }
+    }
+    out
+}
+
+fn ranges(r: &FsReport) -> Vec<(u64, u64)> {
+    match &r.allocation {
+        Allocation::Ranges(v) => v.clone(),
+        Allocation::Whole { reason } => panic!("{} used whole: {reason}", r.kind),
+    }
+}
+
+/// Asserts our ranges cover partclone's; returns what we keep beyond them.
+fn superset_of(ours: &[(u64, u64)], oracle: &[(u64, u64)]) -> Vec<(u64, u64)> {
+    let missing = minus(oracle, ours);
+    assert!(
+        missing.is_empty(),
+        "ranges partclone calls used but salvor does not ({} bytes): {:x?}",
+        total(&missing),
+        &missing[..missing.len().min(20)]
+    );
+    minus(ours, oracle)
+}
+
+fn field(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name))
+        .map(|v| v.trim().split_whitespace().next().unwrap_or("").to_string())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no `{name}` in:\n{text}"))
+}
+
+fn assert_whole(r: &FsReport, what: &str) {
+    match &r.allocation {
+        Allocation::Whole { reason } => eprintln!("{what}: whole ({reason})"),
+        Allocation::Ranges(v) => panic!(
+            "{what}: expected the whole partition, got {} ranges ({} bytes)",
+            v.len(),
+            total(v)
+        ),
+    }
+}
+
+fn patch(img: &Path, off: u64, bytes: &[u8]) {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(img)
+        .expect("open");
+    f.write_all_at(bytes, off).expect("patch");
+}
+
+fn read_at(img: &Path, off: u64, len: usize) -> Vec<u8> {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::File::open(img).expect("open");
+    let mut b = vec![0u8; len];
+    f.read_exact_at(&mut b, off).expect("read");
+    b
+}
+
+// ---------------------------------------------------------------- ext2/3/4
+
+fn mkfs_ext(dir: &Path, name: &str, size: u64, args: &[&str]) -> PathBuf {
+    require_tool("mkfs.ext4", "e2fsprogs");
+    let img = dir.join(name);
+    old_disk(&img, size, 0xe474 + size);
+    let tree = dir.join(format!("{name}.tree"));
+    file_tree(&tree, 77);
+    sh(Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-E", "nodiscard"])
+        .args(args)
+        .arg("-d")
+        .arg(&tree)
+        .arg(&img));
+    img
+}
+
+fn dumpe2fs(img: &Path) -> (u64, u64, u64) {
+    require_tool("dumpe2fs", "e2fsprogs");
+    let out = sh(Command::new("dumpe2fs").arg("-h").arg(img));
+    (
+        field(&out, "Block count:"),
+        field(&out, "Free blocks:"),
+        field(&out, "Block size:"),
+    )
+}
+
+fn check_ext(img: &Path, dir: &Path, expect: FsKind) -> FsReport {
+    let size = file_size(img);
+    let r = probe_file(img, 0..size);
+    assert_eq!(r.kind, expect, "{r:?}");
+    let ours = ranges(&r);
+    let oracle = partclone_domain("partclone.extfs", img, dir);
+    let extra = superset_of(&ours, &oracle);
+    let (blocks, free, bs) = dumpe2fs(img);
+    assert_eq!(r.used_bytes, Some((blocks - free) * bs));
+    assert_eq!(r.total_bytes, blocks * bs);
+    eprintln!(
+        "{}: {} ranges, {} bytes used; partclone {} bytes; extra {:x?}",
+        img.display(),
+        ours.len(),
+        total(&ours),
+        total(&oracle),
+        extra
+    );
+    // Used bytes inside the filesystem are exactly the filesystem's own count.
+    let inside: u64 = ours
+        .iter()
+        .map(|&(s, e)| e.min(blocks * bs).saturating_sub(s))
+        .sum();
+    assert_eq!(inside, (blocks - free) * bs, "bitmaps vs dumpe2fs");
+    assert!(
+        total(&extra) <= size - blocks * bs,
+        "salvor keeps more than partclone beyond the filesystem's tail: {extra:x?}"
+    );
+    assert!(!r.metadata.is_empty());
+    assert!(minus(&r.metadata, &ours).is_empty(), "metadata ⊆ allocated");
+    r
+}
+
+#[test]
+fn ext4_matches_partclone() {
+    let d = tmp();
+    let img = mkfs_ext(d.path(), "ext4.img", 64 * MIB, &["-L", "salvor-ext4"]);
+    let r = check_ext(&img, d.path(), FsKind::Ext4);
+    assert_eq!(r.label.as_deref(), Some("salvor-ext4"));
+    assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+}
