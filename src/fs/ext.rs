@@ -91,7 +91,12 @@ impl Super {
         let ro_compat = le32(sb, 0x64);
         let is64 = incompat & INCOMPAT_64BIT != 0;
         let hi = |lo: u32, off: usize| -> u64 {
-            lo as u64 | if is64 { (le32(sb, off) as u64) << 32 } else { 0 }
+            lo as u64
+                | if is64 {
+                    (le32(sb, off) as u64) << 32
+                } else {
+                    0
+                }
         };
         let blocks = hi(le32(sb, 0x4), 0x150);
         let free_blocks = hi(le32(sb, 0xc), 0x158);

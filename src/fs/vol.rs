@@ -248,7 +248,10 @@ pub fn bitmap_runs(
                 set += 8;
                 run.get_or_insert(i);
             } else if let Some(r) = run.take() {
-                out.add(base + (first + r) * unit_size, base + (first + i) * unit_size);
+                out.add(
+                    base + (first + r) * unit_size,
+                    base + (first + i) * unit_size,
+                );
             }
             i += 8;
             continue;
@@ -257,7 +260,10 @@ pub fn bitmap_runs(
             set += 1;
             run.get_or_insert(i);
         } else if let Some(r) = run.take() {
-            out.add(base + (first + r) * unit_size, base + (first + i) * unit_size);
+            out.add(
+                base + (first + r) * unit_size,
+                base + (first + i) * unit_size,
+            );
         }
         i += 1;
     }
