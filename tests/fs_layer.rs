@@ -435,3 +435,121 @@ fn fat_matches_partclone() {
     assert_eq!(r.label.as_deref(), Some("SALVOR32"));
     assert!(r.warnings.is_empty(), "{:?}", r.warnings);
 }
+
+// ---------------------------------------------------------------- FUSE-populated filesystems
+
+/// A FUSE mount of a loop device (fuseblk: unmounting waits for the daemon to flush).
+struct FuseMount {
+    dir: PathBuf,
+    mounted: bool,
+    _loop: common::LoopDev,
+}
+
+impl FuseMount {
+    fn new(tool: &str, package: &str, img: &Path, dir: &Path) -> FuseMount {
+        require_tool(tool, package);
+        let lo = common::LoopDev::attach(img, false);
+        std::fs::create_dir_all(dir).expect("mkdir");
+        sh(Command::new(tool).arg(&lo.dev).arg(dir));
+        FuseMount {
+            dir: dir.to_path_buf(),
+            mounted: true,
+            _loop: lo,
+        }
+    }
+
+    fn unmount(mut self) {
+        sh(Command::new("umount").arg(&self.dir));
+        self.mounted = false;
+    }
+}
+
+impl Drop for FuseMount {
+    fn drop(&mut self) {
+        if self.mounted {
+            let _ = Command::new("umount").arg(&self.dir).status();
+        }
+    }
+}
+
+/// Copies the test tree into a mounted filesystem and deletes a few files again (their old
+/// content stays in free space).
+fn populate(mnt: &Path, tree: &Path) {
+    sh(Command::new("cp")
+        .arg("-r")
+        .arg(format!("{}/.", tree.display()))
+        .arg(mnt));
+    for f in ["dir1/file3.bin", "dir2/file5.bin"] {
+        std::fs::remove_file(mnt.join(f)).expect("rm in mount");
+        std::fs::remove_file(tree.join(f)).expect("rm in tree");
+    }
+    sh(&mut Command::new("sync"));
+}
+
+// ---------------------------------------------------------------- exFAT
+
+fn mkfs_exfat(dir: &Path, name: &str, size: u64, args: &[&str]) -> PathBuf {
+    require_tool("mkfs.exfat", "exfatprogs");
+    let img = dir.join(name);
+    old_disk(&img, size, 0xe8fa7 + size);
+    sh(Command::new("mkfs.exfat").args(args).arg(&img));
+    let tree = dir.join(format!("{name}.tree"));
+    file_tree(&tree, 66);
+    let m = FuseMount::new(
+        "mount.exfat-fuse",
+        "exfat-fuse",
+        &img,
+        &dir.join("mnt-exfat"),
+    );
+    populate(&m.dir, &tree);
+    m.unmount();
+    img
+}
+
+/// (cluster size, total clusters, free clusters) from `dump.exfat`.
+fn dump_exfat(img: &Path) -> (u64, u64, u64) {
+    require_tool("dump.exfat", "exfatprogs");
+    let out = sh(Command::new("dump.exfat").arg(img));
+    (
+        field(&out, "Cluster size:"),
+        field(&out, "Total Clusters:"),
+        field(&out, "Free Clusters:"),
+    )
+}
+
+#[test]
+fn exfat_matches_partclone() {
+    let d = tmp();
+    let img = mkfs_exfat(d.path(), "exfat.img", 64 * MIB, &["-L", "SALVORX"]);
+    require_tool("fsck.exfat", "exfatprogs");
+    sh(Command::new("fsck.exfat").arg("-n").arg(&img));
+    let size = file_size(&img);
+    let r = probe_file(&img, 0..size);
+    assert_eq!(r.kind, FsKind::Exfat, "{r:?}");
+    assert_eq!(r.label.as_deref(), Some("SALVORX"));
+    let ours = ranges(&r);
+    let oracle = partclone_domain("partclone.exfat", &img, d.path());
+    let extra = superset_of(&ours, &oracle);
+    let (cs, clusters, free) = dump_exfat(&img);
+    assert_eq!(cs, r.block_size as u64);
+    let heap = fs::exfat::Boot::parse(&read_at(&img, 0, 512))
+        .map(|b| b.heap_offset * b.bytes_per_sector)
+        .expect("boot sector");
+    let in_heap: u64 = ours
+        .iter()
+        .map(|&(s, e)| e.min(r.total_bytes).saturating_sub(s.max(heap)))
+        .sum();
+    assert_eq!(in_heap, (clusters - free) * cs, "bitmap vs dump.exfat");
+    eprintln!(
+        "exfat: {} ranges, {} bytes; partclone {} bytes; extra {:x?}",
+        ours.len(),
+        total(&ours),
+        total(&oracle),
+        extra
+    );
+    assert!(
+        extra.is_empty(),
+        "salvor keeps more than partclone: {extra:x?}"
+    );
+    assert!(minus(&r.metadata, &ours).is_empty(), "metadata ⊆ allocated");
+}
