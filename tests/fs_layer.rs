@@ -553,3 +553,87 @@ fn exfat_matches_partclone() {
     );
     assert!(minus(&r.metadata, &ours).is_empty(), "metadata ⊆ allocated");
 }
+
+// ---------------------------------------------------------------- NTFS
+
+fn mkfs_ntfs(dir: &Path, name: &str, size: u64, args: &[&str]) -> PathBuf {
+    require_tool("mkntfs", "ntfs-3g");
+    let img = dir.join(name);
+    old_disk(&img, size, 0x47f5 + size);
+    sh(Command::new("mkntfs")
+        .args(["-q", "-F", "-f"])
+        .args(args)
+        .arg(&img));
+    let tree = dir.join(format!("{name}.tree"));
+    file_tree(&tree, 88);
+    let m = FuseMount::new("ntfs-3g", "ntfs-3g", &img, &dir.join("mnt-ntfs"));
+    populate(&m.dir, &tree);
+    m.unmount();
+    img
+}
+
+/// (cluster size, clusters of the volume, free clusters) from `ntfscluster`.
+fn ntfscluster(img: &Path) -> (u64, u64, u64) {
+    require_tool("ntfscluster", "ntfs-3g");
+    let out = sh(Command::new("ntfscluster").arg("-f").arg(img));
+    let get = |k: &str| {
+        out.lines()
+            .find_map(|l| {
+                l.split_once(':')
+                    .filter(|(a, _)| a.trim() == k)
+                    .map(|(_, v)| v)
+            })
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no `{k}` in:\n{out}"))
+    };
+    (
+        get("bytes per cluster"),
+        get("clusters per volume"),
+        get("clusters of free space"),
+    )
+}
+
+fn check_ntfs(img: &Path, dir: &Path) -> FsReport {
+    let size = file_size(img);
+    let r = probe_file(img, 0..size);
+    assert_eq!(r.kind, FsKind::Ntfs, "{r:?}");
+    let ours = ranges(&r);
+    let oracle = partclone_domain("partclone.ntfs", img, dir);
+    let extra = superset_of(&ours, &oracle);
+    let (cs, _clusters, free) = ntfscluster(img);
+    assert_eq!(cs, r.block_size as u64);
+    let (bcs, bclusters) = {
+        let b = fs::ntfs::Boot::parse(&read_at(img, 0, 512)).expect("boot sector");
+        (b.cluster, b.clusters())
+    };
+    assert_eq!(bcs, cs);
+    assert_eq!(
+        r.used_bytes,
+        Some((bclusters - free) * cs),
+        "$Bitmap vs ntfscluster"
+    );
+    eprintln!(
+        "ntfs: {} ranges, {} bytes; partclone {} bytes; extra {:x?}",
+        ours.len(),
+        total(&ours),
+        total(&oracle),
+        extra
+    );
+    // The only bytes kept beyond partclone: the partition's tail past the volume (the backup
+    // boot sector).
+    assert_eq!(extra, vec![(r.total_bytes, size)], "extra beyond partclone");
+    assert!(minus(&r.metadata, &ours).is_empty(), "metadata ⊆ allocated");
+    r
+}
+
+#[test]
+fn ntfs_matches_partclone() {
+    let d = tmp();
+    let img = mkfs_ntfs(d.path(), "ntfs.img", 64 * MIB, &["-L", "SALVORN"]);
+    let r = check_ntfs(&img, d.path());
+    assert_eq!(r.label.as_deref(), Some("SALVORN"));
+    assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+    // 512-byte clusters: file records span two clusters.
+    let img = mkfs_ntfs(d.path(), "ntfs512.img", 48 * MIB, &["-c", "512"]);
+    check_ntfs(&img, d.path());
+}
