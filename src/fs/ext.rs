@@ -226,40 +226,54 @@ impl Super {
         })
     }
 
+    /// The block of the superblock (copy) at the start of group `g`: the primary one is at byte
+    /// 1024 whatever the block size and first data block (0 with bigalloc).
+    fn super_block(&self, g: u64) -> u64 {
+        if g == 0 {
+            1024 / self.block_size
+        } else {
+            self.group_start(g)
+        }
+    }
+
+    /// The first block after group `g`'s superblock copy, or its first block without one.
+    fn after_super(&self, g: u64) -> u64 {
+        if self.has_super(g) {
+            self.super_block(g) + 1
+        } else {
+            self.group_start(g)
+        }
+    }
+
     /// The block holding group `g`'s descriptor, and the byte offset in it.
     fn desc_location(&self, g: u64) -> (u64, u64) {
         let dpb = self.descs_per_block();
         let m = g / dpb;
         let within = (g % dpb) * self.desc_size;
         if !self.meta_bg() || m < self.first_meta_bg {
-            (self.first_data_block + 1 + m, within)
+            (self.super_block(0) + 1 + m, within)
         } else {
-            let first = m * dpb;
-            (
-                self.group_start(first) + self.has_super(first) as u64,
-                within,
-            )
+            (self.after_super(m * dpb), within)
         }
     }
 
     /// The superblock backup and descriptor blocks at the start of group `g` (block ranges).
     fn super_and_descs(&self, g: u64, out: &mut Ranges) {
-        let start = self.group_start(g);
-        let sup = self.has_super(g);
-        if sup {
+        if self.has_super(g) {
             let old_desc = if self.meta_bg() {
                 self.first_meta_bg
             } else {
                 self.desc_blocks() + self.reserved_gdt
             };
-            out.add(start, start + 1 + old_desc);
+            let sb = self.super_block(g);
+            out.add(sb, sb + 1 + old_desc);
         }
         if self.meta_bg() {
             let dpb = self.descs_per_block();
             if g / dpb >= self.first_meta_bg {
                 let r = g % dpb;
                 if r == 0 || r == 1 || r == dpb - 1 {
-                    let b = start + sup as u64;
+                    let b = self.after_super(g);
                     out.add(b, b + 1);
                 }
             }
