@@ -733,3 +733,255 @@ fn ext_variants_match_partclone() {
         "{v:x?}"
     );
 }
+
+// ---------------------------------------------------------------- damaged metadata
+
+fn copy_of(img: &Path, name: &str) -> PathBuf {
+    let p = img.with_file_name(name);
+    std::fs::copy(img, &p).expect("copy image");
+    p
+}
+
+fn probe_whole_file(img: &Path) -> FsReport {
+    probe_file(img, 0..file_size(img))
+}
+
+/// A truncated partition (the table says less than the filesystem): whole.
+fn assert_truncated_whole(img: &Path, what: &str) {
+    let size = file_size(img);
+    let r = probe_file(img, 0..size - 3 * MIB);
+    assert_whole(&r, what);
+    assert!(
+        r.whole_reason().is_some_and(|w| w.contains("truncated")),
+        "{what}: {:?}",
+        r.allocation
+    );
+    assert_eq!(r.allocated(), vec![(0, size - 3 * MIB)]);
+}
+
+#[test]
+fn ext4_damage_gives_whole() {
+    let d = tmp();
+    let img = mkfs_ext(d.path(), "ext4.img", 32 * MIB, &[]);
+    let out = sh(Command::new("dumpe2fs").arg(&img));
+    let bs = field(&out, "Block size:");
+    let bitmap = out
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Block bitmap at "))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse::<u64>().ok())
+        .expect("block bitmap location");
+
+    let z = copy_of(&img, "zeroed-bitmap.img");
+    patch(&z, bitmap * bs, &vec![0u8; bs as usize]);
+    assert_whole(&probe_whole_file(&z), "ext4 zeroed bitmap");
+
+    // Superblock free count one off.
+    let f = copy_of(&img, "free-count.img");
+    let mut free = read_at(&f, 1024 + 0xc, 4);
+    free[0] = free[0].wrapping_add(1);
+    patch(&f, 1024 + 0xc, &free);
+    let r = probe_whole_file(&f);
+    assert_whole(&r, "ext4 wrong free count");
+    assert!(r.whole_reason().unwrap_or("").contains("free"), "{r:?}");
+
+    // A group descriptor's free count changed (the GDT follows the superblock's block).
+    let g = copy_of(&img, "gd-free.img");
+    let gdt = if bs == 1024 { 2048 } else { bs };
+    let mut gfree = read_at(&g, gdt + 0xc, 2);
+    gfree[0] = gfree[0].wrapping_sub(3);
+    patch(&g, gdt + 0xc, &gfree);
+    assert_whole(&probe_whole_file(&g), "ext4 wrong group free count");
+
+    // The journal needs recovery: bitmaps may be stale.
+    let j = copy_of(&img, "recover.img");
+    let mut inc = read_at(&j, 1024 + 0x60, 4);
+    inc[0] |= 0x4;
+    patch(&j, 1024 + 0x60, &inc);
+    let r = probe_whole_file(&j);
+    assert_whole(&r, "ext4 needs recovery");
+    assert!(!r.warnings.is_empty());
+    assert!(!r.metadata.is_empty(), "metadata known even when whole");
+
+    // Not cleanly unmounted, but consistent: a warning and ranges.
+    let u = copy_of(&img, "unclean.img");
+    let mut st = read_at(&u, 1024 + 0x3a, 2);
+    st[0] &= !1;
+    patch(&u, 1024 + 0x3a, &st);
+    let r = probe_whole_file(&u);
+    assert!(matches!(r.allocation, Allocation::Ranges(_)), "{r:?}");
+    assert!(
+        r.warnings.iter().any(|w| w.contains("clean")),
+        "{:?}",
+        r.warnings
+    );
+
+    assert_truncated_whole(&img, "ext4 truncated");
+}
+
+#[test]
+fn fat_damage_gives_whole() {
+    let d = tmp();
+    let img = mkfs_fat(d.path(), "fat32.img", 48 * MIB, &["-F", "32", "-s", "1"]);
+    let b = fs::fat::Bpb::parse(&read_at(&img, 0, 512)).expect("BPB");
+    let fat1 = b.reserved * b.bytes_per_sector;
+
+    let z = copy_of(&img, "zeroed-fat.img");
+    patch(&z, fat1 + 4 * b.bytes_per_sector, &vec![0u8; 512]);
+    let r = probe_whole_file(&z);
+    assert_whole(&r, "FAT32 zeroed FAT sector");
+
+    // The same sector zeroed in both FATs: FSInfo's free count no longer matches.
+    let fat2 = fat1 + b.fat_sectors * b.bytes_per_sector;
+    patch(&z, fat2 + 4 * b.bytes_per_sector, &vec![0u8; 512]);
+    assert_whole(&probe_whole_file(&z), "FAT32 zeroed sector in both FATs");
+
+    let f = copy_of(&img, "fsinfo.img");
+    let fsinfo = b.fsinfo_sector * b.bytes_per_sector + 488;
+    let mut c = read_at(&f, fsinfo, 4);
+    c[0] = c[0].wrapping_add(5);
+    patch(&f, fsinfo, &c);
+    assert_whole(&probe_whole_file(&f), "FAT32 wrong FSInfo free count");
+
+    // A chain pointing outside the volume.
+    let p = copy_of(&img, "pointer.img");
+    for fat in [fat1, fat2] {
+        patch(&p, fat + 4 * 10, &0x0fff_fff0u32.to_le_bytes());
+    }
+    assert_whole(&probe_whole_file(&p), "FAT32 out-of-range pointer");
+
+    assert_truncated_whole(&img, "FAT32 truncated");
+}
+
+#[test]
+fn exfat_damage_gives_whole() {
+    let d = tmp();
+    let img = mkfs_exfat(d.path(), "exfat.img", 32 * MIB, &[]);
+    let b = fs::exfat::Boot::parse(&read_at(&img, 0, 512)).expect("boot");
+    let out = sh(Command::new("dump.exfat").arg(&img));
+    let bm = field(&out, "Bitmap start cluster:");
+    let at = b.heap_offset * b.bytes_per_sector + (bm - 2) * b.cluster_bytes;
+
+    let z = copy_of(&img, "zeroed-bitmap.img");
+    patch(&z, at, &vec![0u8; b.cluster_bytes as usize]);
+    assert_whole(&probe_whole_file(&z), "exFAT zeroed bitmap");
+
+    // PercentInUse far off (it is outside the boot checksum).
+    let f = copy_of(&img, "percent.img");
+    patch(&f, 112, &[90]);
+    assert_whole(&probe_whole_file(&f), "exFAT wrong PercentInUse");
+
+    // A changed boot sector field breaks the boot region checksum.
+    let c = copy_of(&img, "checksum.img");
+    let mut v = read_at(&c, 100, 1);
+    v[0] ^= 0xff;
+    patch(&c, 100, &v);
+    assert_whole(&probe_whole_file(&c), "exFAT boot checksum");
+
+    // Dirty: a warning, ranges still given.
+    let w = copy_of(&img, "dirty.img");
+    let mut fl = read_at(&w, 106, 1);
+    fl[0] |= 2;
+    patch(&w, 106, &fl);
+    let r = probe_whole_file(&w);
+    assert!(matches!(r.allocation, Allocation::Ranges(_)), "{r:?}");
+    assert!(
+        r.warnings.iter().any(|x| x.contains("dirty")),
+        "{:?}",
+        r.warnings
+    );
+
+    assert_truncated_whole(&img, "exFAT truncated");
+}
+
+#[test]
+fn ntfs_damage_gives_whole() {
+    let d = tmp();
+    let img = mkfs_ntfs(d.path(), "ntfs.img", 40 * MIB, &[]);
+    let b = fs::ntfs::Boot::parse(&read_at(&img, 0, 512)).expect("boot");
+    // $Bitmap's runs, from record 6 (the first MFT records are contiguous).
+    let mut rec = read_at(
+        &img,
+        b.mft_lcn * b.cluster + 6 * b.record_size,
+        b.record_size as usize,
+    );
+    fs::ntfs::fixup(&mut rec).expect("fixup");
+    let (_, attrs) = fs::ntfs::parse_record(&rec, b.clusters())
+        .expect("record")
+        .expect("FILE");
+    let data = attrs
+        .iter()
+        .find(|a| a.kind == 0x80 && !a.named)
+        .expect("$Bitmap $DATA");
+    let lcn = data.runs[0].lcn.expect("allocated");
+
+    let z = copy_of(&img, "zeroed-bitmap.img");
+    patch(&z, lcn * b.cluster, &vec![0u8; b.cluster as usize]);
+    let r = probe_whole_file(&z);
+    assert_whole(&r, "NTFS zeroed $Bitmap");
+
+    // Dirty ($Volume's flag set): a warning, ranges still given (partclone would refuse).
+    let w = copy_of(&img, "dirty.img");
+    let at = b.mft_lcn * b.cluster + 3 * b.record_size;
+    let raw = read_at(&w, at, b.record_size as usize);
+    let mut off = u16::from_le_bytes([raw[0x14], raw[0x15]]) as usize;
+    let flags_at = loop {
+        let kind = u32::from_le_bytes(raw[off..off + 4].try_into().expect("4"));
+        let len = u32::from_le_bytes(raw[off + 4..off + 8].try_into().expect("4")) as usize;
+        assert!(kind != 0xffff_ffff && len > 0, "no $VOLUME_INFORMATION");
+        if kind == 0x70 {
+            let voff = u16::from_le_bytes([raw[off + 0x14], raw[off + 0x15]]) as usize;
+            break off + voff + 0x0a;
+        }
+        off += len;
+    };
+    patch(&w, at + flags_at as u64, &[raw[flags_at] | 1]);
+    let r = probe_whole_file(&w);
+    assert!(matches!(r.allocation, Allocation::Ranges(_)), "{r:?}");
+    assert!(
+        r.warnings.iter().any(|x| x.contains("dirty")),
+        "{:?}",
+        r.warnings
+    );
+
+    assert_truncated_whole(&img, "NTFS truncated");
+}
+
+#[test]
+fn unknown_swap_and_bitlocker() {
+    let d = tmp();
+    let junk = d.path().join("junk.img");
+    old_disk(&junk, 4 * MIB, 1);
+    let r = probe_whole_file(&junk);
+    assert_eq!(r.kind, FsKind::Unknown);
+    assert_whole(&r, "random data");
+    assert_eq!(r.allocated(), vec![(0, 4 * MIB)]);
+
+    require_tool("mkswap", "util-linux");
+    let sw = d.path().join("swap.img");
+    old_disk(&sw, 8 * MIB, 2);
+    sh(Command::new("mkswap").args(["-L", "salvorswap"]).arg(&sw));
+    let r = probe_whole_file(&sw);
+    assert_eq!(r.kind, FsKind::Swap);
+    assert_eq!(r.label.as_deref(), Some("salvorswap"));
+    assert_eq!(
+        r.allocated(),
+        vec![(0, 4096)],
+        "swap keeps its header page only"
+    );
+
+    // A BitLocker boot sector signature in a partition at an offset.
+    let bl = d.path().join("bitlocker.img");
+    old_disk(&bl, 6 * MIB, 3);
+    patch(&bl, MIB + 3, b"-FVE-FS-");
+    let r = probe_file(&bl, MIB..5 * MIB);
+    assert_eq!(r.kind, FsKind::Bitlocker);
+    assert_whole(&r, "BitLocker");
+    assert!(!r.warnings.is_empty());
+    assert_eq!(r.allocated(), vec![(MIB, 5 * MIB)]);
+
+    // A partition past the end of the device: clipped, with a warning.
+    let r = probe_file(&junk, 2 * MIB..8 * MIB);
+    assert_eq!(r.size, 2 * MIB);
+    assert!(!r.warnings.is_empty());
+}
