@@ -985,3 +985,167 @@ fn unknown_swap_and_bitlocker() {
     assert_eq!(r.size, 2 * MIB);
     assert!(!r.warnings.is_empty());
 }
+
+// ---------------------------------------------------------------- fuzzing
+
+/// An image in memory with a sparse overlay of mutated bytes.
+struct MemSource {
+    base: std::sync::Arc<Vec<u8>>,
+    patches: std::collections::BTreeMap<u64, u8>,
+}
+
+impl Source for MemSource {
+    fn geometry(&self) -> Geometry {
+        Geometry {
+            size: self.base.len() as u64,
+            logical_sector: 512,
+            physical_sector: 512,
+        }
+    }
+    fn read_at(&mut self, pos: u64, buf: &mut [u8]) -> ReadOutcome {
+        let len = self.base.len() as u64;
+        if pos >= len {
+            return ReadOutcome::ok(0);
+        }
+        let n = buf.len().min((len - pos) as usize);
+        buf[..n].copy_from_slice(&self.base[pos as usize..pos as usize + n]);
+        for (&at, &v) in self.patches.range(pos..pos + n as u64) {
+            buf[(at - pos) as usize] = v;
+        }
+        ReadOutcome::ok(n)
+    }
+    fn describe(&self) -> String {
+        "fuzzed image".into()
+    }
+}
+
+struct FuzzImage {
+    name: &'static str,
+    data: std::sync::Arc<Vec<u8>>,
+    /// Where mutations go: the metadata the layer reported on the intact image.
+    hot: Vec<(u64, u64)>,
+}
+
+fn fuzz_images() -> &'static [FuzzImage] {
+    static IMAGES: std::sync::OnceLock<Vec<FuzzImage>> = std::sync::OnceLock::new();
+    IMAGES.get_or_init(|| {
+        let d = tmp();
+        let p = d.path();
+        let imgs: Vec<(&'static str, PathBuf)> = vec![
+            ("ext4", mkfs_ext(p, "f-ext4.img", 12 * MIB, &["-g", "1024", "-b", "1024"])),
+            ("ext4-4k", mkfs_ext(p, "f-ext4k.img", 16 * MIB, &["-b", "4096", "-g", "1024"])),
+            ("fat12", mkfs_fat(p, "f-fat12.img", 8 * MIB, &["-F", "12", "-s", "8"])),
+            ("fat16", mkfs_fat(p, "f-fat16.img", 16 * MIB, &["-F", "16"])),
+            ("fat32", mkfs_fat(p, "f-fat32.img", 40 * MIB, &["-F", "32", "-s", "1"])),
+            ("exfat", mkfs_exfat(p, "f-exfat.img", 16 * MIB, &[])),
+            ("ntfs", mkfs_ntfs(p, "f-ntfs.img", 16 * MIB, &["-c", "1024"])),
+        ];
+        imgs.into_iter()
+            .map(|(name, path)| {
+                let r = probe_whole_file(&path);
+                assert!(
+                    matches!(r.allocation, Allocation::Ranges(_)),
+                    "{name}: {r:?}"
+                );
+                let mut hot: Vec<(u64, u64)> = r
+                    .metadata
+                    .iter()
+                    .map(|&(s, e)| (s, e.min(s + 256 * 1024)))
+                    .collect();
+                hot.push((0, 128 * 1024));
+                FuzzImage {
+                    name,
+                    data: std::sync::Arc::new(std::fs::read(&path).expect("read image")),
+                    hot,
+                }
+            })
+            .collect()
+    })
+}
+
+fn check_invariants(r: &FsReport, size: u64) {
+    let v = r.allocated();
+    for w in v.windows(2) {
+        assert!(w[0].1 < w[1].0, "not sorted/merged: {w:?}");
+    }
+    for &(s, e) in v.iter().chain(&r.metadata) {
+        assert!(s < e && e <= size, "range {s}..{e} outside 0..{size}");
+    }
+}
+
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn mutate(img: &FuzzImage, muts: &[(u64, u8, u64)]) -> MemSource {
+        let hot_total: u64 = img.hot.iter().map(|h| h.1 - h.0).sum();
+        let mut patches = std::collections::BTreeMap::new();
+        for &(sel, kind, val) in muts {
+            // Mostly inside the metadata the layer reads.
+            let mut k = sel % hot_total;
+            let mut at = 0;
+            for &(s, e) in &img.hot {
+                if k < e - s {
+                    at = s + k;
+                    break;
+                }
+                k -= e - s;
+            }
+            let bytes: Vec<u8> = match kind % 5 {
+                0 => vec![val as u8],
+                1 => (val as u32).to_le_bytes().to_vec(),
+                2 => val.to_le_bytes().to_vec(),
+                3 => vec![0; 512],
+                _ => vec![0xff; 4],
+            };
+            for (i, b) in bytes.into_iter().enumerate() {
+                patches.insert(at + i as u64, b);
+            }
+        }
+        MemSource {
+            base: img.data.clone(),
+            patches,
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+        /// Mutated metadata of real images: never a panic, a hang or a vanished-device error;
+        /// the result stays inside the partition.
+        #[test]
+        fn mutated_metadata_never_panics(
+            which in 0usize..7,
+            muts in proptest::collection::vec((any::<u64>(), any::<u8>(), any::<u64>()), 1..8),
+        ) {
+            let img = &fuzz_images()[which];
+            let mut src = mutate(img, &muts);
+            let size = img.data.len() as u64;
+            let t = std::time::Instant::now();
+            let r = fs::probe(&mut src, 0..size);
+            let r = r.unwrap_or_else(|e| panic!("{}: probe failed: {e}", img.name));
+            check_invariants(&r, size);
+            prop_assert!(t.elapsed() < std::time::Duration::from_secs(20), "{} slow", img.name);
+        }
+
+        /// Any bytes at all at the start of a partition.
+        #[test]
+        fn random_headers_never_panic(
+            which in 0usize..7,
+            head in proptest::collection::vec(any::<u8>(), 512..4096),
+        ) {
+            let img = &fuzz_images()[which];
+            let mut patches = std::collections::BTreeMap::new();
+            // Keep the signature so the same parser runs on garbage around it.
+            for (i, b) in head.iter().enumerate() {
+                if !(3..11).contains(&i) && !(0x438..0x43a).contains(&i) {
+                    patches.insert(i as u64, *b);
+                }
+            }
+            let mut src = MemSource { base: img.data.clone(), patches };
+            let size = img.data.len() as u64;
+            let r = fs::probe(&mut src, 0..size).unwrap_or_else(|e| panic!("{e}"));
+            check_invariants(&r, size);
+        }
+    }
+}
