@@ -1032,13 +1032,28 @@ fn fuzz_images() -> &'static [FuzzImage] {
         let d = tmp();
         let p = d.path();
         let imgs: Vec<(&'static str, PathBuf)> = vec![
-            ("ext4", mkfs_ext(p, "f-ext4.img", 12 * MIB, &["-g", "1024", "-b", "1024"])),
-            ("ext4-4k", mkfs_ext(p, "f-ext4k.img", 16 * MIB, &["-b", "4096", "-g", "1024"])),
-            ("fat12", mkfs_fat(p, "f-fat12.img", 8 * MIB, &["-F", "12", "-s", "8"])),
+            (
+                "ext4",
+                mkfs_ext(p, "f-ext4.img", 12 * MIB, &["-g", "1024", "-b", "1024"]),
+            ),
+            (
+                "ext4-4k",
+                mkfs_ext(p, "f-ext4k.img", 16 * MIB, &["-b", "4096", "-g", "1024"]),
+            ),
+            (
+                "fat12",
+                mkfs_fat(p, "f-fat12.img", 8 * MIB, &["-F", "12", "-s", "8"]),
+            ),
             ("fat16", mkfs_fat(p, "f-fat16.img", 16 * MIB, &["-F", "16"])),
-            ("fat32", mkfs_fat(p, "f-fat32.img", 40 * MIB, &["-F", "32", "-s", "1"])),
+            (
+                "fat32",
+                mkfs_fat(p, "f-fat32.img", 40 * MIB, &["-F", "32", "-s", "1"]),
+            ),
             ("exfat", mkfs_exfat(p, "f-exfat.img", 16 * MIB, &[])),
-            ("ntfs", mkfs_ntfs(p, "f-ntfs.img", 16 * MIB, &["-c", "1024"])),
+            (
+                "ntfs",
+                mkfs_ntfs(p, "f-ntfs.img", 16 * MIB, &["-c", "1024"]),
+            ),
         ];
         imgs.into_iter()
             .map(|(name, path)| {
@@ -1148,4 +1163,51 @@ mod fuzz {
             check_invariants(&r, size);
         }
     }
+}
+
+// ---------------------------------------------------------------- partitions and `salvor info`
+
+#[test]
+fn partitions_of_a_disk_and_info() {
+    require_tool("sgdisk", "gdisk");
+    let d = tmp();
+    let ext = mkfs_ext(d.path(), "p1.img", 24 * MIB, &["-L", "root"]);
+    let fat = mkfs_fat(d.path(), "p2.img", 16 * MIB, &["-F", "16", "-n", "DATA"]);
+    let disk = d.path().join("disk.img");
+    old_disk(&disk, 48 * MIB, 9);
+    sh(Command::new("sgdisk")
+        .args(["-n", "1:2048:+24M", "-n", "2:0:+16M", "-n", "3:0:0"])
+        .arg(&disk));
+    let p1 = MIB;
+    let p2 = p1 + 24 * MIB;
+    patch(&disk, p1, &std::fs::read(&ext).expect("read"));
+    patch(&disk, p2, &std::fs::read(&fat).expect("read"));
+
+    // Probing at an offset gives the standalone result shifted.
+    let alone = ranges(&probe_whole_file(&ext));
+    let inside = ranges(&probe_file(&disk, p1..p1 + 24 * MIB));
+    let shifted: Vec<(u64, u64)> = alone.iter().map(|&(s, e)| (s + p1, e + p1)).collect();
+    assert_eq!(inside, shifted);
+
+    let out = sh(common::salvor().arg("info").arg(&disk).arg("--json"));
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    let fss = v["Raw"]["filesystems"]
+        .as_array()
+        .or_else(|| v["filesystems"].as_array())
+        .unwrap_or_else(|| panic!("no filesystems in {out}"))
+        .clone();
+    assert_eq!(fss.len(), 3, "{out}");
+    assert_eq!(fss[0]["kind"], "ext4");
+    assert_eq!(fss[0]["label"], "root");
+    assert_eq!(fss[0]["start"], p1);
+    assert_eq!(fss[1]["kind"], "fat16");
+    assert_eq!(fss[1]["label"], "DATA");
+    assert_eq!(fss[2]["kind"], "unknown");
+    assert!(fss[2]["whole"].is_string());
+    let text = sh(common::salvor().arg("info").arg(&disk));
+    assert!(
+        text.contains("filesystems") && text.contains("\"root\""),
+        "{text}"
+    );
+    eprintln!("{text}");
 }

@@ -128,6 +128,45 @@ impl FsReport {
     }
 }
 
+/// What `salvor info` shows of a partition's filesystem (a report without its range lists).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FsSummary {
+    /// The partition number, 0 for a filesystem on the whole device.
+    pub partition: u32,
+    pub kind: FsKind,
+    pub start: u64,
+    pub size: u64,
+    pub label: Option<String>,
+    pub uuid: Option<String>,
+    pub block_size: u32,
+    pub total_bytes: u64,
+    pub used_bytes: Option<u64>,
+    /// Bytes a used-blocks image reads: the allocated ranges, or the whole partition.
+    pub allocated_bytes: u64,
+    /// Set when the whole partition is used, and why.
+    pub whole: Option<String>,
+    pub warnings: Vec<String>,
+}
+
+impl FsReport {
+    pub fn summary(&self, partition: u32) -> FsSummary {
+        FsSummary {
+            partition,
+            kind: self.kind.clone(),
+            start: self.start,
+            size: self.size,
+            label: self.label.clone(),
+            uuid: self.uuid.clone(),
+            block_size: self.block_size,
+            total_bytes: self.total_bytes,
+            used_bytes: self.used_bytes,
+            allocated_bytes: self.allocated_bytes(),
+            whole: self.whole_reason().map(str::to_string),
+            warnings: self.warnings.clone(),
+        }
+    }
+}
+
 /// Why a parser gave up. [`probe`] turns all but a vanished device into [`Allocation::Whole`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Error {

@@ -194,6 +194,8 @@ pub enum Info {
         /// Allocated bytes of a (sparse) file.
         allocated: Option<u64>,
         partition_table: Option<PartitionTable>,
+        /// Each partition's filesystem (or the whole device's, without a table).
+        filesystems: Vec<crate::fs::FsSummary>,
     },
 }
 
@@ -231,6 +233,32 @@ pub fn info(path: &Path) -> Result<Info> {
         physical_sector: g.physical_sector,
         identity: src.identity().clone(),
         allocated,
+        filesystems: filesystems(&mut src, table.as_ref(), g.logical_sector, g.size)?,
         partition_table: table,
     })
+}
+
+/// Probes the filesystem of every partition (extended MBR containers excepted), or of the whole
+/// device when there is no partition table.
+fn filesystems(
+    src: &mut dyn Source,
+    table: Option<&PartitionTable>,
+    ss: u32,
+    size: u64,
+) -> Result<Vec<crate::fs::FsSummary>> {
+    let mut out = Vec::new();
+    match table {
+        None => out.push(crate::fs::probe(src, 0..size)?.summary(0)),
+        Some(t) => {
+            for p in &t.partitions {
+                if p.type_name.as_deref() == Some("extended") {
+                    continue;
+                }
+                let start = p.first_lba.saturating_mul(ss as u64);
+                let end = start.saturating_add(p.size);
+                out.push(crate::fs::probe(src, start..end)?.summary(p.number));
+            }
+        }
+    }
+    Ok(out)
 }
