@@ -307,10 +307,15 @@ fn allocation(vol: &mut Vol, b: &Bpb, found: &mut Found) -> Result<Vec<(u64, u64
                 .push("the FAT marks the volume as not cleanly unmounted".into());
         }
     }
+    // The active FAT is kept for the directory walk when it is not huge.
+    let mut table: Option<Vec<u32>> = (clusters + 2 <= MAX_WALK_CLUSTERS).then(|| vec![0, 0]);
     let mut c = 2u64;
     while c < clusters + 2 {
         let n = step.min(clusters + 2 - c);
         read_entries(vol, b, active, c, n, &mut first)?;
+        if let Some(t) = table.as_mut() {
+            t.extend_from_slice(&first);
+        }
         if mirrored {
             for copy in 1..b.fats {
                 read_entries(vol, b, copy, c, n, &mut other)?;
@@ -340,6 +345,12 @@ fn allocation(vol: &mut Vol, b: &Bpb, found: &mut Found) -> Result<Vec<(u64, u64
         }
         c += n;
     }
+    match &table {
+        Some(t) => walk(vol, b, t)?,
+        None => found.warnings.push(format!(
+            "{clusters} clusters: the directory tree was not checked against the FAT"
+        )),
+    }
     if bad_count > 0 {
         found.warnings.push(format!(
             "{bad_count} clusters are marked bad (left out: they hold no data)"
@@ -363,6 +374,115 @@ fn allocation(vol: &mut Vol, b: &Bpb, found: &mut Found) -> Result<Vec<(u64, u64
     found.used_bytes =
         Some((b.total_sectors * b.bytes_per_sector).saturating_sub((own_free + bad_count) * cs));
     Ok(out.finish())
+}
+
+/// FATs of more clusters than this (64 MiB of entries) are not loaded for the directory walk.
+const MAX_WALK_CLUSTERS: u64 = 1 << 24;
+
+/// Checks the FAT against the directory tree: every file's and directory's chain must start at
+/// an allocated cluster, run through allocated clusters only, and be long enough for the file's
+/// size. A zeroed FAT sector (in every copy) shows up here as a broken chain.
+fn walk(vol: &mut Vol, b: &Bpb, fat: &[u32]) -> Result<(), Error> {
+    let clusters = b.clusters();
+    let cs = b.cluster_bytes();
+    let eoc_min: u32 = match b.entry_bits() {
+        12 => 0xff8,
+        16 => 0xfff8,
+        _ => 0x0fff_fff8,
+    };
+    let mut seen = vec![false; fat.len()];
+    // Follows a chain, marking its clusters; returns its length.
+    let mut follow = |start: u64, what: &str| -> Result<Vec<u64>, Error> {
+        let mut out = Vec::new();
+        let mut c = start;
+        loop {
+            if !(2..clusters + 2).contains(&c) {
+                return Err(Error::Inconsistent(format!(
+                    "{what}: chain reaches cluster {c:#x}, outside the volume"
+                )));
+            }
+            if seen[c as usize] {
+                return Err(Error::Inconsistent(format!(
+                    "{what}: cluster {c} is used twice (cross-linked or looping chain)"
+                )));
+            }
+            seen[c as usize] = true;
+            out.push(c);
+            let v = fat[c as usize];
+            if v == 0 {
+                return Err(Error::Inconsistent(format!(
+                    "{what}: cluster {c} is in use but free in the FAT"
+                )));
+            }
+            if v >= eoc_min {
+                return Ok(out);
+            }
+            c = v as u64;
+        }
+    };
+    // Directories to read: (description, byte ranges of their content).
+    let mut dirs: Vec<(String, Vec<(u64, u64)>)> = Vec::new();
+    if b.fat32 {
+        let cl = follow(b.root_cluster, "root directory")?;
+        dirs.push((
+            "/".into(),
+            cl.iter()
+                .map(|&c| (b.cluster_offset(c), b.cluster_offset(c) + cs))
+                .collect(),
+        ));
+    } else {
+        let at = (b.reserved + b.fats * b.fat_sectors) * b.bytes_per_sector;
+        dirs.push((
+            "/".into(),
+            vec![(at, at + b.root_dir_sectors() * b.bytes_per_sector)],
+        ));
+    }
+    while let Some((path, parts)) = dirs.pop() {
+        'dir: for (s, e) in parts {
+            let data = vol.read_vec(s, e - s)?;
+            for ent in data.chunks_exact(32) {
+                match ent[0] {
+                    0x00 => break 'dir,
+                    0xe5 => continue,
+                    _ => {}
+                }
+                let attr = ent[11];
+                if attr & 0x3f == 0x0f || attr & 0x08 != 0 || ent[0] == b'.' {
+                    continue;
+                }
+                let hi = if b.fat32 { le16(ent, 20) as u64 } else { 0 };
+                let first = (hi << 16) | le16(ent, 26) as u64;
+                let size = le32(ent, 28) as u64;
+                let name = String::from_utf8_lossy(&ent[..11]).trim_end().to_string();
+                let what = format!("{path}{name}");
+                if attr & 0x10 != 0 {
+                    if first == 0 {
+                        continue;
+                    }
+                    let cl = follow(first, &what)?;
+                    dirs.push((
+                        format!("{what}/"),
+                        cl.iter()
+                            .map(|&c| (b.cluster_offset(c), b.cluster_offset(c) + cs))
+                            .collect(),
+                    ));
+                } else if first != 0 {
+                    let cl = follow(first, &what)?;
+                    if (cl.len() as u64) < size.div_ceil(cs) {
+                        return Err(Error::Inconsistent(format!(
+                            "{what}: {} clusters in its chain, {size} bytes in its entry",
+                            cl.len()
+                        )));
+                    }
+                } else if size > 0 {
+                    return Err(Error::Inconsistent(format!(
+                        "{what}: {size} bytes but no clusters"
+                    )));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The clusters of the chain starting at `start` (bounded: a loop is an error).

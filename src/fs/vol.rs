@@ -4,8 +4,9 @@ use super::Error;
 use crate::device::Source;
 
 /// Bytes read from the source at once: metadata reads are small and often neighbours (flex_bg
-/// bitmaps, FAT sectors), so they are served from one aligned window.
-const WINDOW: u64 = 1 << 20;
+/// bitmaps, FAT sectors, MFT records), so they are served from one aligned window; small enough
+/// that scattered reads (ext3's one bitmap per 128 MiB group) do not read much more than asked.
+const WINDOW: u64 = 128 << 10;
 /// Alignment of every read issued to the source (enough for O_DIRECT on 4Kn disks).
 const ALIGN: u64 = 4096;
 /// The largest single buffer a parser may ask for. Metadata that needs more is streamed.
