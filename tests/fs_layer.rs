@@ -501,7 +501,30 @@ impl FuseMount {
         require_tool(tool, package);
         let lo = common::LoopDev::attach(img, false);
         std::fs::create_dir_all(dir).expect("mkdir");
-        sh(Command::new(tool).arg(&lo.dev).arg(dir));
+        // A FUSE driver falls back to read-only when it cannot open the device exclusively
+        // (something else probing the new loop device): retry a few times.
+        for attempt in 1.. {
+            let out = run(Command::new(tool).arg(&lo.dev).arg(dir));
+            let err = String::from_utf8_lossy(&out.stderr).into_owned();
+            assert!(
+                out.status.success(),
+                "{tool} {} failed: {err}",
+                lo.dev.display()
+            );
+            let probe = dir.join(".salvor-rw-probe");
+            if std::fs::write(&probe, b"x").is_ok() {
+                std::fs::remove_file(&probe).expect("rm probe");
+                break;
+            }
+            sh(Command::new("umount").arg(dir));
+            assert!(
+                attempt < 5,
+                "{tool} mounts {} ({}) read-only: {err}",
+                lo.dev.display(),
+                img.display()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(300));
+        }
         FuseMount {
             dir: dir.to_path_buf(),
             mounted: true,
@@ -509,9 +532,27 @@ impl FuseMount {
         }
     }
 
+    /// Unmounts and waits until the FUSE daemon has closed the loop device (an exclusive open
+    /// succeeds again): a daemon still holding it makes the next mount of a reused loop device
+    /// fall back to read-only.
     fn unmount(mut self) {
         sh(Command::new("umount").arg(&self.dir));
         self.mounted = false;
+        use std::os::unix::fs::OpenOptionsExt;
+        let t = std::time::Instant::now();
+        while std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc_o_excl())
+            .open(&self._loop.dev)
+            .is_err()
+        {
+            assert!(
+                t.elapsed() < std::time::Duration::from_secs(30),
+                "the FUSE daemon still holds {}",
+                self._loop.dev.display()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
     }
 }
 
@@ -521,6 +562,10 @@ impl Drop for FuseMount {
             let _ = Command::new("umount").arg(&self.dir).status();
         }
     }
+}
+
+fn libc_o_excl() -> i32 {
+    0o200 // O_EXCL on Linux
 }
 
 static FUSE_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -880,6 +925,23 @@ fn exfat_damage_gives_whole() {
     let z = copy_of(&img, "zeroed-bitmap.img");
     patch(&z, at, &vec![0u8; b.cluster_bytes as usize]);
     assert_whole(&probe_whole_file(&z), "exFAT zeroed bitmap");
+
+    // 16 clusters of file data marked free: PercentInUse moves by less than a point, the
+    // directory walk finds them.
+    let p = copy_of(&img, "bitmap-bytes.img");
+    assert_eq!(
+        read_at(&p, at + 32, 2),
+        vec![0xff; 2],
+        "clusters 258.. are used"
+    );
+    patch(&p, at + 32, &[0u8; 2]);
+    let r = probe_whole_file(&p);
+    assert_whole(&r, "exFAT 16 file clusters marked free");
+    assert!(
+        r.whole_reason()
+            .is_some_and(|w| w.contains("allocated in the bitmap")),
+        "{r:?}"
+    );
 
     // PercentInUse far off (it is outside the boot checksum).
     let f = copy_of(&img, "percent.img");

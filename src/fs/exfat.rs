@@ -253,13 +253,108 @@ pub(crate) fn analyze(vol: &mut Vol) -> Result<Found, Error> {
                 Some(c) => Some(Err(format!(
                     "cluster {c} of the bitmap, up-case table or root directory is marked free"
                 ))),
-                None => Some(Ok(v)),
+                None => match walk(vol, &b, &root, &v) {
+                    Ok(()) => Some(Ok(v)),
+                    Err(e) if e.is_gone() => return Err(e),
+                    Err(e) => Some(Err(e.to_string())),
+                },
             }
         }
         Err(e) if e.is_gone() => return Err(e),
         Err(e) => Some(Err(e.to_string())),
     };
     Ok(found)
+}
+
+/// Checks the bitmap against the directory tree: every cluster of every file and directory must
+/// be marked allocated (a zeroed bitmap block shows up here even when PercentInUse rounds it
+/// away).
+fn walk(vol: &mut Vol, b: &Boot, root: &[u64], alloc: &[(u64, u64)]) -> Result<(), Error> {
+    let cs = b.cluster_bytes;
+    let mut dirs: Vec<(String, Vec<u64>)> = vec![("/".into(), root.to_vec())];
+    let mut seen = std::collections::HashSet::new();
+    seen.insert(b.root_cluster);
+    // Bounds the work on hostile trees: no more directory clusters, nor chained file clusters,
+    // than the volume has.
+    let mut budget = b.clusters;
+    let mut chain_steps = b.clusters;
+    while let Some((path, clusters)) = dirs.pop() {
+        budget = budget
+            .checked_sub(clusters.len() as u64)
+            .ok_or_else(|| Error::Corrupt("the directory tree is larger than the volume".into()))?;
+        let mut data = Vec::new();
+        for &c in &clusters {
+            data.extend(vol.read_vec(b.cluster_offset(c), cs)?);
+            if data.len() as u64 > super::vol::MAX_BUF {
+                return Err(Error::Unsupported(format!("directory {path} is too large")));
+            }
+        }
+        let entries: Vec<&[u8]> = data.chunks_exact(32).collect();
+        let mut i = 0;
+        while i < entries.len() {
+            let e = entries[i];
+            if e[0] == 0 {
+                break;
+            }
+            if e[0] != 0x85 {
+                i += 1;
+                continue;
+            }
+            let secondary = e[1] as usize;
+            let is_dir = le16(e, 4) & 0x10 != 0;
+            let Some(st) = entries.get(i + 1).filter(|s| s[0] == 0xc0) else {
+                return Err(Error::Corrupt(format!(
+                    "{path}: a file entry without its stream extension"
+                )));
+            };
+            let name: String = entries
+                .iter()
+                .skip(i + 2)
+                .take(secondary.saturating_sub(1))
+                .filter(|n| n[0] == 0xc1)
+                .map(|n| super::utf16_name(&n[2..32]))
+                .collect();
+            let what = format!("{path}{name}");
+            let (flags, first, len) = (st[1], le32(st, 20) as u64, le64(st, 24));
+            if flags & 1 != 0 && len > 0 {
+                let n = len.div_ceil(cs);
+                let contiguous = flags & 2 != 0;
+                if contiguous && !is_dir {
+                    // Checked as one range: a large file is not listed cluster by cluster.
+                    if first < 2 || first.checked_add(n).is_none_or(|e| e > b.clusters + 2) {
+                        return Err(Error::Corrupt(format!(
+                            "{what}: {len} bytes at cluster {first} lie outside the heap"
+                        )));
+                    }
+                    if !covered(alloc, b.cluster_offset(first), b.cluster_offset(first + n)) {
+                        return Err(Error::Inconsistent(format!(
+                            "{what}: clusters {first}..{} are in use but not all allocated \
+                             in the bitmap",
+                            first + n
+                        )));
+                    }
+                } else {
+                    chain_steps = chain_steps.checked_sub(n).ok_or_else(|| {
+                        Error::Corrupt("file chains add up to more than the volume".into())
+                    })?;
+                    let cl = stream_clusters(vol, b, first, len, contiguous)?;
+                    if let Some(c) = cl
+                        .iter()
+                        .find(|&&c| !covered(alloc, b.cluster_offset(c), b.cluster_offset(c) + cs))
+                    {
+                        return Err(Error::Inconsistent(format!(
+                            "{what}: cluster {c} is in use but free in the allocation bitmap"
+                        )));
+                    }
+                    if is_dir && seen.insert(first) {
+                        dirs.push((format!("{what}/"), cl));
+                    }
+                }
+            }
+            i += 1 + secondary.max(1);
+        }
+    }
+    Ok(())
 }
 
 fn allocation(
