@@ -166,7 +166,7 @@ fn superset_of(ours: &[(u64, u64)], oracle: &[(u64, u64)]) -> Vec<(u64, u64)> {
 fn field(text: &str, name: &str) -> u64 {
     text.lines()
         .find_map(|l| l.strip_prefix(name))
-        .map(|v| v.trim().split_whitespace().next().unwrap_or("").to_string())
+        .map(|v| v.split_whitespace().next().unwrap_or("").to_string())
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("no `{name}` in:\n{text}"))
 }
