@@ -1022,6 +1022,25 @@ fn ntfs_damage_gives_whole() {
     );
 
     assert_truncated_whole(&img, "NTFS truncated");
+
+    // Hibernated Windows (hiberfil.sys starting with "HIBR"): a warning, ranges still given.
+    let h = copy_of(&img, "hibernated.img");
+    {
+        let _one = FUSE_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let m = FuseMount::new("ntfs-3g", "ntfs-3g", &h, &d.path().join("mnt-hib"));
+        let mut data = b"HIBR".to_vec();
+        data.extend(pattern(5, 300_000));
+        std::fs::write(m.dir.join("hiberfil.sys"), data).expect("write hiberfil.sys");
+        m.unmount();
+    }
+    let r = probe_whole_file(&h);
+    assert!(matches!(r.allocation, Allocation::Ranges(_)), "{r:?}");
+    assert!(
+        r.warnings.iter().any(|w| w.contains("hibernated")),
+        "{:?}",
+        r.warnings
+    );
+    assert!(probe_whole_file(&img).warnings.is_empty());
 }
 
 #[test]

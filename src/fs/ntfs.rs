@@ -391,6 +391,38 @@ fn run_ranges(b: &Boot, runs: &[Run], out: &mut Ranges) {
     }
 }
 
+const AT_FILE_NAME: u32 = 0x30;
+const ROOT_RECORD: u64 = 5;
+
+/// Whether a record is the file `name` in the root directory (by its $FILE_NAME attributes).
+fn is_root_file(attrs: &[Attr], name: &str) -> bool {
+    attrs.iter().any(|a| {
+        a.kind == AT_FILE_NAME
+            && a.value.as_ref().is_some_and(|v| {
+                let parent = le64(v, 0) & 0xffff_ffff_ffff;
+                let n = v.get(0x40).copied().unwrap_or(0) as usize;
+                parent == ROOT_RECORD
+                    && v.get(0x42..0x42 + 2 * n)
+                        .is_some_and(|u| super::utf16_name(u).eq_ignore_ascii_case(name))
+            })
+    })
+}
+
+/// Whether hiberfil.sys holds a hibernation image ("hibr"/"HIBR" at its start; "wake" after a
+/// resume, zeros when unused).
+fn hibernation_header(vol: &mut Vol, b: &Boot, attrs: &[Attr]) -> Result<bool, Error> {
+    let Some(d) = unnamed(attrs, AT_DATA) else {
+        return Ok(false);
+    };
+    let mut head = [0u8; 4];
+    match &d.value {
+        Some(v) => head.copy_from_slice(v.get(..4).unwrap_or(&[0; 4])),
+        None if d.data_size >= 4 => read_stream(vol, b, &d.runs, 0, &mut head)?,
+        None => return Ok(false),
+    }
+    Ok(head.eq_ignore_ascii_case(b"hibr"))
+}
+
 /// Reads an NTFS filesystem.
 pub(crate) fn analyze(vol: &mut Vol) -> Result<Found, Error> {
     let s = vol.read_vec(0, 512)?;
@@ -491,6 +523,7 @@ fn allocation(
     // Cross-check: every cluster an in-use record's attributes occupy is set in $Bitmap.
     let mut missing = 0u64;
     let mut first_missing = None;
+    let mut hibernated: Option<bool> = None;
     for n in 0..mft.records {
         if let Some(bits) = in_use {
             let byte = bits.get((n / 8) as usize).copied().unwrap_or(0);
@@ -514,6 +547,9 @@ fn allocation(
         if flags & 1 == 0 {
             continue;
         }
+        if hibernated.is_none() && is_root_file(&attrs, "hiberfil.sys") {
+            hibernated = Some(hibernation_header(vol, b, &attrs)?);
+        }
         for a in &attrs {
             if matches!(a.kind, AT_INDEX_ALLOCATION | AT_ATTRIBUTE_LIST | AT_BITMAP) {
                 run_ranges(b, &a.runs, meta);
@@ -527,6 +563,13 @@ fn allocation(
                 }
             }
         }
+    }
+    if hibernated == Some(true) {
+        found.warnings.push(
+            "Windows is hibernated on this volume (hibernation or Fast Startup): files may \
+             change when it resumes"
+                .into(),
+        );
     }
     if let Some((n, l)) = first_missing {
         return Err(Error::Inconsistent(format!(
