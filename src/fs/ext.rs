@@ -533,3 +533,50 @@ fn journal_extents(sb: &Super, meta: &mut Ranges) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sb(bs_log: u32, blocks: u32, bpg: u32) -> Vec<u8> {
+        let mut s = vec![0u8; 1024];
+        s[0x38..0x3a].copy_from_slice(&0xef53u16.to_le_bytes());
+        s[0x18..0x1c].copy_from_slice(&bs_log.to_le_bytes());
+        s[0x4..0x8].copy_from_slice(&blocks.to_le_bytes());
+        s[0x14..0x18].copy_from_slice(&u32::from(bs_log == 0).to_le_bytes());
+        s[0x20..0x24].copy_from_slice(&bpg.to_le_bytes());
+        s[0x4c] = 1;
+        s[0x58..0x5a].copy_from_slice(&256u16.to_le_bytes());
+        s[0x64] = RO_SPARSE_SUPER as u8;
+        s
+    }
+
+    #[test]
+    fn sparse_super_groups() {
+        let s = Super::parse(&sb(2, 1 << 20, 32768)).expect("sb");
+        let with: Vec<u64> = (0..32).filter(|&g| s.has_super(g)).collect();
+        assert_eq!(with, vec![0, 1, 3, 5, 7, 9, 25, 27]);
+        assert_eq!(s.groups, 32);
+        assert_eq!(s.super_block(0), 0);
+        let s1 = Super::parse(&sb(0, 8192 * 4, 8192)).expect("sb");
+        assert_eq!(s1.super_block(0), 1);
+        assert_eq!(s1.desc_location(0), (2, 0));
+    }
+
+    #[test]
+    fn hostile_superblocks() {
+        assert!(
+            Super::parse(&sb(7, 1000, 8192)).is_err(),
+            "block size 128 KiB"
+        );
+        assert!(Super::parse(&sb(2, 1000, 0)).is_err(), "0 blocks per group");
+        assert!(
+            Super::parse(&sb(2, 1000, 40000)).is_err(),
+            "group larger than a bitmap"
+        );
+        assert!(Super::parse(&sb(2, 0, 32768)).is_err(), "no blocks");
+        let mut s = sb(2, 1000, 32768);
+        s[0x58] = 100;
+        assert!(Super::parse(&s).is_err(), "inode size");
+    }
+}

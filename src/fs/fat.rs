@@ -525,3 +525,49 @@ fn root_label(vol: &mut Vol, b: &Bpb) -> Result<Option<String>, Error> {
     }
     Ok(None)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bpb(spc: u8, reserved: u16, fats: u8, root: u16, total: u32, fat16: u16) -> Vec<u8> {
+        let mut s = vec![0u8; 512];
+        s[0] = 0xeb;
+        s[11..13].copy_from_slice(&512u16.to_le_bytes());
+        s[13] = spc;
+        s[14..16].copy_from_slice(&reserved.to_le_bytes());
+        s[16] = fats;
+        s[17..19].copy_from_slice(&root.to_le_bytes());
+        s[21] = 0xf8;
+        s[22..24].copy_from_slice(&fat16.to_le_bytes());
+        s[32..36].copy_from_slice(&total.to_le_bytes());
+        s[510] = 0x55;
+        s[511] = 0xaa;
+        s
+    }
+
+    #[test]
+    fn types_by_cluster_count() {
+        let b = Bpb::parse(&bpb(8, 1, 2, 512, 16384, 8)).expect("bpb");
+        assert_eq!(b.kind(), FsKind::Fat12);
+        assert_eq!(b.data_start(), 1 + 16 + 32);
+        let b = Bpb::parse(&bpb(4, 1, 2, 512, 65536, 64)).expect("bpb");
+        assert_eq!(b.kind(), FsKind::Fat16);
+        assert!(looks_like_fat(&bpb(4, 1, 2, 512, 65536, 64)));
+    }
+
+    #[test]
+    fn hostile_bpbs() {
+        assert!(
+            Bpb::parse(&bpb(3, 1, 2, 512, 65536, 64)).is_err(),
+            "3 sectors per cluster"
+        );
+        assert!(
+            Bpb::parse(&bpb(4, 0, 2, 512, 65536, 64)).is_err(),
+            "no reserved sectors"
+        );
+        assert!(Bpb::parse(&bpb(4, 1, 0, 512, 65536, 64)).is_err(), "no FAT");
+        assert!(Bpb::parse(&bpb(4, 1, 2, 512, 0, 64)).is_err(), "no sectors");
+        assert!(Bpb::parse(&[0u8; 100]).is_err());
+    }
+}

@@ -438,3 +438,76 @@ pub(crate) fn utf16_name(b: &[u8]) -> String {
         .collect();
     String::from_utf16_lossy(&units)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device::{Geometry, ReadOutcome};
+
+    struct Mem(Vec<u8>);
+
+    impl Source for Mem {
+        fn geometry(&self) -> Geometry {
+            Geometry {
+                size: self.0.len() as u64,
+                logical_sector: 512,
+                physical_sector: 512,
+            }
+        }
+        fn read_at(&mut self, pos: u64, buf: &mut [u8]) -> ReadOutcome {
+            let p = (pos as usize).min(self.0.len());
+            let n = buf.len().min(self.0.len() - p);
+            buf[..n].copy_from_slice(&self.0[p..p + n]);
+            ReadOutcome::ok(n)
+        }
+        fn describe(&self) -> String {
+            "mem".into()
+        }
+    }
+
+    /// A source whose reads fail from `bad` on, as a media error or a vanished device.
+    struct Failing(u64, bool);
+
+    impl Source for Failing {
+        fn geometry(&self) -> Geometry {
+            Geometry {
+                size: 1 << 20,
+                logical_sector: 512,
+                physical_sector: 512,
+            }
+        }
+        fn read_at(&mut self, pos: u64, buf: &mut [u8]) -> ReadOutcome {
+            let good = self.0.saturating_sub(pos).min(buf.len() as u64) as usize;
+            buf[..good].fill(0);
+            let err =
+                std::io::Error::from_raw_os_error(if self.1 { libc::ENODEV } else { libc::EIO });
+            ReadOutcome {
+                good,
+                fault: (good < buf.len()).then(|| crate::device::ReadFault::classify(err)),
+            }
+        }
+        fn describe(&self) -> String {
+            "failing".into()
+        }
+    }
+
+    #[test]
+    fn empty_and_tiny_partitions() {
+        let mut m = Mem(vec![0u8; 4096]);
+        let r = probe(&mut m, 0..0).expect("probe");
+        assert_eq!(r.allocated(), vec![]);
+        let r = probe(&mut m, 100..612).expect("probe");
+        assert_eq!(r.kind, FsKind::Unknown);
+        assert_eq!(r.allocated(), vec![(100, 612)]);
+    }
+
+    #[test]
+    fn read_errors_give_whole_and_gone_is_an_error() {
+        let r = probe(&mut Failing(0, false), 0..1 << 20).expect("probe");
+        assert!(
+            r.whole_reason().is_some_and(|w| w.contains("read")),
+            "{r:?}"
+        );
+        assert!(probe(&mut Failing(0, true), 0..1 << 20).is_err());
+    }
+}

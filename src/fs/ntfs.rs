@@ -65,11 +65,11 @@ impl Boot {
             )));
         }
         let cluster = bps * spc;
-        let rec_raw = s[0x40] as i8;
+        let rec_raw = s[0x40] as i8 as i32;
         let record_size = if rec_raw > 0 {
             rec_raw as u64 * cluster
-        } else if (-rec_raw) < 20 {
-            1u64 << (-(rec_raw as i32))
+        } else if -rec_raw < 20 {
+            1u64 << -rec_raw
         } else {
             0
         };
@@ -260,7 +260,10 @@ fn read_stream(
             .get(i)
             .filter(|r| r.vcn <= vcn)
             .ok_or_else(|| Error::Corrupt(format!("stream has no run for byte {pos}")))?;
-        let run_end = (r.vcn + r.len) * b.cluster;
+        // VCNs of sparse files may be huge; byte positions must still fit.
+        let run_end = (r.vcn + r.len)
+            .checked_mul(b.cluster)
+            .ok_or_else(|| Error::Corrupt("data run VCN out of range".into()))?;
         let take = ((run_end - pos) as usize).min(buf.len() - done);
         match r.lcn {
             Some(lcn) => vol.read(
@@ -324,7 +327,10 @@ fn load_mft(vol: &mut Vol, b: &Boot) -> Result<(Mft, Vec<Attr>), Error> {
     let at = b
         .mft_lcn
         .checked_mul(b.cluster)
-        .filter(|&o| o + b.record_size <= b.clusters() * b.cluster)
+        .filter(|&o| {
+            o.checked_add(b.record_size)
+                .is_some_and(|e| e <= b.clusters() * b.cluster)
+        })
         .ok_or_else(|| Error::Corrupt(format!("MFT cluster {} is outside", b.mft_lcn)))?;
     let mut rec = vol.read_vec(at, b.record_size)?;
     if &rec[0..4] != b"FILE" {
@@ -578,4 +584,94 @@ fn allocation(
         )));
     }
     Ok(ranges)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs() {
+        // 0x18 clusters at 0x5634, then 0x10 sparse, then 8 at -0x34 relative.
+        let b = [0x21, 0x18, 0x34, 0x56, 0x01, 0x10, 0x11, 0x08, 0xcc, 0x00];
+        let r = decode_runs(&b, 0, 1 << 20).expect("runs");
+        assert_eq!(
+            r,
+            vec![
+                Run {
+                    vcn: 0,
+                    len: 0x18,
+                    lcn: Some(0x5634)
+                },
+                Run {
+                    vcn: 0x18,
+                    len: 0x10,
+                    lcn: None
+                },
+                Run {
+                    vcn: 0x28,
+                    len: 8,
+                    lcn: Some(0x5634 - 0x34)
+                },
+            ]
+        );
+        // Outside the volume, negative, zero length, truncated: errors, not panics.
+        assert!(decode_runs(&[0x21, 0x18, 0x34, 0x56, 0], 0, 0x100).is_err());
+        assert!(decode_runs(&[0x11, 0x01, 0xff, 0], 0, 0x100).is_err());
+        assert!(decode_runs(&[0x11, 0x00, 0x01, 0], 0, 0x100).is_err());
+        assert!(decode_runs(&[0x48, 1], 0, 0x100).is_err());
+        assert!(decode_runs(
+            &[
+                0x88, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+                0xff, 0xff, 0x7f
+            ],
+            0,
+            u64::MAX
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn fixups() {
+        let mut rec = vec![0u8; 1024];
+        rec[4] = 0x30; // USA at 0x30, 3 entries
+        rec[6] = 3;
+        rec[0x30] = 0xab;
+        rec[0x31] = 0xcd;
+        rec[0x32] = 1;
+        rec[0x33] = 2;
+        rec[0x34] = 3;
+        rec[0x35] = 4;
+        rec[510] = 0xab;
+        rec[511] = 0xcd;
+        rec[1022] = 0xab;
+        rec[1023] = 0xcd;
+        let mut ok = rec.clone();
+        fixup(&mut ok).expect("fixup");
+        assert_eq!(&ok[510..512], &[1, 2]);
+        assert_eq!(&ok[1022..1024], &[3, 4]);
+        rec[1023] = 0;
+        assert!(fixup(&mut rec).is_err(), "torn record");
+        let mut bad = vec![0u8; 1024];
+        bad[4] = 0xff;
+        bad[5] = 0x01;
+        bad[6] = 0xff;
+        assert!(fixup(&mut bad).is_err());
+    }
+
+    #[test]
+    fn boot_sector_limits() {
+        let mut s = vec![0u8; 512];
+        s[3..11].copy_from_slice(b"NTFS    ");
+        s[11] = 0;
+        s[12] = 2; // 512
+        s[13] = 8;
+        s[0x40] = 0xf6; // 2^10 = 1024-byte records
+        assert_eq!(Boot::parse(&s).expect("boot").record_size, 1024);
+        s[13] = 0xf0; // 2^16 sectors per cluster = 32 MiB: too big
+        assert!(Boot::parse(&s).is_err());
+        s[13] = 8;
+        s[0x40] = 0x80; // 2^128
+        assert!(Boot::parse(&s).is_err());
+    }
 }
