@@ -12,7 +12,11 @@
 //!
 //! Cross-checks: every group's bitmap must agree with the free count in its descriptor, and the
 //! sum with the superblock's free count; otherwise the partition is used whole. A journal that
-//! still has to be replayed (needs_recovery) means the bitmaps on disk may be stale: whole too.
+//! still has to be replayed (needs_recovery: a crash, or a mounted filesystem) means the newest
+//! bitmaps may be in the journal (jbd2: descriptor blocks whose tags name the home block of each
+//! logged block): every logged copy of a block bitmap is added to the one on disk, which gives a
+//! superset of the state after replay; the counts are stale then and not compared. A journal
+//! that cannot be read that way gives the whole partition.
 
 use super::vol::{bitmap_runs, le16, le32, Ranges, Vol};
 use super::{Error, Found, FsKind};
@@ -419,18 +423,29 @@ pub(crate) fn analyze(vol: &mut Vol) -> Result<Found, Error> {
         .map(|(s, e)| (s * bs, e.min(sb.blocks) * bs))
         .collect();
 
-    if sb.incompat & INCOMPAT_RECOVER != 0 {
-        found.allocated = Some(Err(
-            "the journal needs recovery (unclean shutdown, or mounted): the bitmaps on disk may \
-             miss recent allocations"
+    // A journal still to be replayed: the newest bitmaps may be in it. Every copy of a block
+    // bitmap the journal holds is added to the bitmap on disk (a superset of the state after
+    // replay); the free counts are stale then and not compared.
+    let mut logged = std::collections::HashMap::new();
+    let recovering = sb.incompat & INCOMPAT_RECOVER != 0;
+    if recovering {
+        found.warnings.push(
+            "the journal needs recovery (unclean shutdown, or mounted): bitmaps taken from the \
+             journal too; run e2fsck on a copy"
                 .into(),
-        ));
-        found
-            .warnings
-            .push("journal needs recovery: run e2fsck on a copy".into());
-        return Ok(found);
+        );
+        match journal_bitmaps(vol, &sb, &groups) {
+            Ok(l) => logged = l,
+            Err(e) if e.is_gone() => return Err(e),
+            Err(e) => {
+                found.allocated = Some(Err(format!(
+                    "the journal needs recovery and cannot be read: {e}"
+                )));
+                return Ok(found);
+            }
+        }
     }
-    found.allocated = match allocation(vol, &sb, &groups, &owned) {
+    found.allocated = match allocation(vol, &sb, &groups, &owned, &logged, !recovering) {
         Ok(v) => Some(Ok(v)),
         Err(e) if e.is_gone() => return Err(e),
         Err(e) => Some(Err(e.to_string())),
@@ -444,6 +459,8 @@ fn allocation(
     sb: &Super,
     groups: &[Group],
     owned: &[(u64, u64)],
+    logged: &std::collections::HashMap<u64, Vec<u8>>,
+    check_counts: bool,
 ) -> Result<Vec<(u64, u64)>, Error> {
     let bs = sb.block_size;
     let cluster = bs * sb.ratio;
@@ -459,6 +476,16 @@ fn allocation(
         let nblocks = sb.group_blocks(g);
         let nclusters = nblocks.div_ceil(sb.ratio);
         clusters_total += nclusters;
+        if let Some(copies) = logged.get(&g) {
+            let mut m = vec![0u8; bs as usize];
+            if !(gd.flags & BG_BLOCK_UNINIT != 0 && sb.csum_groups()) {
+                vol.read(gd.block_bitmap * bs, &mut m)?;
+            }
+            for (a, b) in m.iter_mut().zip(copies) {
+                *a |= b;
+            }
+            bitmap_runs(&m, nclusters, 0, cluster, start * bs, &mut out);
+        }
         let used = if gd.flags & BG_BLOCK_UNINIT != 0 && sb.csum_groups() {
             // No bitmap on disk: the group's own superblock/descriptors and any metadata in it.
             let end = start + nblocks;
@@ -486,7 +513,7 @@ fn allocation(
                 gd.free
             ))
         })?;
-        if used != expect {
+        if used != expect && check_counts {
             return Err(Error::Inconsistent(format!(
                 "group {g}: the block bitmap marks {used} clusters used, its descriptor says \
                  {expect} (free count {})",
@@ -496,7 +523,7 @@ fn allocation(
         used_total += used;
     }
     let free_clusters = clusters_total - used_total;
-    if free_clusters * sb.ratio != sb.free_blocks {
+    if free_clusters * sb.ratio != sb.free_blocks && check_counts {
         return Err(Error::Inconsistent(format!(
             "the bitmaps have {} free blocks, the superblock says {}",
             free_clusters * sb.ratio,
@@ -511,6 +538,139 @@ fn allocation(
         r.0 < r.1
     });
     Ok(v)
+}
+
+const JBD2_MAGIC: u32 = 0xc03b_3998;
+
+fn be32(b: &[u8], off: usize) -> u32 {
+    b.get(off..off + 4)
+        .map(|s| u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
+        .unwrap_or(0)
+}
+
+/// Every copy of a block bitmap logged in the journal, by group: descriptor blocks anywhere in
+/// the journal (a data block that starts with the magic is stored escaped, so a linear scan finds
+/// only real descriptors), and the data blocks their tags describe. Old, revoked and uncommitted
+/// copies are included: the union is a superset of what a replay would leave.
+fn journal_bitmaps(
+    vol: &mut Vol,
+    sb: &Super,
+    groups: &[Group],
+) -> Result<std::collections::HashMap<u64, Vec<u8>>, Error> {
+    let bs = sb.block_size;
+    // (first logical block, physical start, length), from the extent list.
+    let j = &sb.jnl_blocks;
+    if sb.compat & COMPAT_HAS_JOURNAL == 0 || le16(j, 0) != 0xf30a || le16(j, 6) != 0 {
+        return Err(Error::Unsupported(
+            "the journal is not an extent list the superblock records".into(),
+        ));
+    }
+    let mut map: Vec<(u64, u64, u64)> = Vec::new();
+    for i in 0..(le16(j, 2) as usize).min(4) {
+        let e = 12 + 12 * i;
+        let len = le16(j, e + 4) as u64 & 0x7fff;
+        let phys = ((le16(j, e + 6) as u64) << 32) | le32(j, e + 8) as u64;
+        if phys.checked_add(len).is_none_or(|x| x > sb.blocks) {
+            return Err(Error::Corrupt(
+                "journal extent outside the filesystem".into(),
+            ));
+        }
+        map.push((le32(j, e) as u64, phys, len));
+    }
+    let phys = |l: u64| -> Option<u64> {
+        map.iter()
+            .find(|&&(s, _, n)| s <= l && l < s + n)
+            .map(|&(s, p, _)| p + (l - s))
+    };
+    let mut block = vec![0u8; bs as usize];
+    let jsb_at = phys(0).ok_or_else(|| Error::Corrupt("journal has no block 0".into()))?;
+    vol.read(jsb_at * bs, &mut block)?;
+    let btype = be32(&block, 4);
+    if be32(&block, 0) != JBD2_MAGIC || !(btype == 3 || btype == 4) {
+        return Err(Error::Corrupt("no journal superblock".into()));
+    }
+    if be32(&block, 12) as u64 != bs {
+        return Err(Error::Unsupported("journal block size differs".into()));
+    }
+    let maxlen = be32(&block, 16) as u64;
+    let first = be32(&block, 20) as u64;
+    let incompat = if btype == 4 { be32(&block, 40) } else { 0 };
+    let (is64, csum2, csum3) = (
+        incompat & 0x2 != 0,
+        incompat & 0x8 != 0,
+        incompat & 0x10 != 0,
+    );
+    let tag_bytes: usize = if csum3 {
+        16
+    } else {
+        let t = if csum2 { 14 } else { 12 };
+        if is64 {
+            t
+        } else {
+            t - 4
+        }
+    };
+    let tail = if csum2 || csum3 { 4 } else { 0 };
+    let mapped: u64 = map.iter().map(|m| m.2).sum();
+    if first == 0 || first >= maxlen || maxlen > mapped {
+        return Err(Error::Corrupt("journal superblock geometry".into()));
+    }
+    let bitmap_of: std::collections::HashMap<u64, u64> = groups
+        .iter()
+        .enumerate()
+        .map(|(g, gd)| (gd.block_bitmap, g as u64))
+        .collect();
+    // One accumulated bitmap per logged group (memory: at most one block per group).
+    let mut out: std::collections::HashMap<u64, Vec<u8>> = Default::default();
+    let mut data = vec![0u8; bs as usize];
+    for jb in first..maxlen {
+        let p = phys(jb).ok_or_else(|| Error::Corrupt("journal block unmapped".into()))?;
+        vol.read(p * bs, &mut block)?;
+        if be32(&block, 0) != JBD2_MAGIC || be32(&block, 4) != 1 {
+            continue;
+        }
+        let mut off = 12usize;
+        let mut k = 0u64;
+        while off + tag_bytes <= block.len() - tail {
+            let t = &block[off..off + tag_bytes];
+            let (lo, flags, hi) = if csum3 {
+                (be32(t, 0) as u64, be32(t, 4), be32(t, 8) as u64)
+            } else {
+                let flags = u16::from_be_bytes([t[6], t[7]]) as u32;
+                (
+                    be32(t, 0) as u64,
+                    flags,
+                    if is64 { be32(t, 8) as u64 } else { 0 },
+                )
+            };
+            let target = lo | if is64 { hi << 32 } else { 0 };
+            if let Some(&g) = bitmap_of.get(&target) {
+                let mut idx = jb + 1 + k;
+                if idx >= maxlen {
+                    idx = first + (idx - maxlen) % (maxlen - first);
+                }
+                let dp =
+                    phys(idx).ok_or_else(|| Error::Corrupt("journal block unmapped".into()))?;
+                vol.read(dp * bs, &mut data)?;
+                if flags & 1 != 0 {
+                    data[..4].copy_from_slice(&JBD2_MAGIC.to_be_bytes());
+                }
+                let acc = out.entry(g).or_insert_with(|| vec![0u8; bs as usize]);
+                for (a, b) in acc.iter_mut().zip(&data) {
+                    *a |= b;
+                }
+            }
+            off += tag_bytes;
+            if flags & 2 == 0 {
+                off += 16;
+            }
+            k += 1;
+            if flags & 8 != 0 {
+                break;
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// The journal's extents, from the superblock's backup of the journal inode's block map

@@ -8,8 +8,8 @@
 //! directories, `$MFT`...), which a metadata-first rescue reads before anything else.
 //!
 //! The rule: a byte the filesystem may need is never left out. A filesystem it does not know,
-//! metadata that does not parse, counts that do not add up, or a journal that still has to be
-//! replayed all give [`Allocation::Whole`] with the reason. A dirty volume gives a warning (and
+//! metadata that does not parse, or counts that do not add up give [`Allocation::Whole`] with
+//! the reason (an ext journal that still has to be replayed adds its logged bitmaps instead). A dirty volume gives a warning (and
 //! ranges when its metadata is consistent). Bytes of the partition past the filesystem's end are
 //! kept (NTFS keeps its backup boot sector there; RAID and volume managers keep metadata at the
 //! end of a partition). Swap keeps only its header page.
