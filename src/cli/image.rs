@@ -354,7 +354,7 @@ pub fn run_verify(args: &VerifyArgs, control: &Control) -> Result<i32> {
 }
 
 pub fn run_info(args: &InfoArgs, _control: &Control) -> Result<i32> {
-    let info = image::info(&args.path)?;
+    let info = image::info_with_filesystems(&args.path)?;
     if args.json {
         println!(
             "{}",

@@ -199,7 +199,17 @@ pub enum Info {
     },
 }
 
+/// What `salvor info` shows, without probing filesystems (fast: the TUI uses it).
 pub fn info(path: &Path) -> Result<Info> {
+    info_impl(path, false)
+}
+
+/// [`info`] plus each partition's filesystem (reads the filesystems' allocation metadata).
+pub fn info_with_filesystems(path: &Path) -> Result<Info> {
+    info_impl(path, true)
+}
+
+fn info_impl(path: &Path, probe_fs: bool) -> Result<Info> {
     if looks_like_salvor_image(path) {
         let img = ImageFile::open(path)?;
         let raw = img.metadata.source_size;
@@ -233,7 +243,11 @@ pub fn info(path: &Path) -> Result<Info> {
         physical_sector: g.physical_sector,
         identity: src.identity().clone(),
         allocated,
-        filesystems: filesystems(&mut src, table.as_ref(), g.logical_sector, g.size)?,
+        filesystems: if probe_fs {
+            filesystems(&mut src, table.as_ref(), g.logical_sector, g.size)?
+        } else {
+            Vec::new()
+        },
         partition_table: table,
     })
 }
