@@ -1209,6 +1209,30 @@ fn fuzz_images() -> &'static [FuzzImage] {
                 "ext4-4k",
                 mkfs_ext(p, "f-ext4k.img", 16 * MIB, &["-b", "4096", "-g", "1024"]),
             ),
+            ("ext4-journal", {
+                // A transaction left in the journal (needs_recovery): the journal reader runs.
+                let img = mkfs_ext(p, "f-ext4j.img", 12 * MIB, &["-b", "1024"]);
+                let out = sh(Command::new("dumpe2fs").arg(&img));
+                let bitmap: u64 = out
+                    .lines()
+                    .find_map(|l| l.trim().strip_prefix("Block bitmap at "))
+                    .and_then(|v| v.split_whitespace().next()?.parse().ok())
+                    .expect("bitmap");
+                let blk = p.join("f-bitmap.bin");
+                std::fs::write(&blk, read_at(&img, bitmap * 1024, 1024)).expect("write");
+                let cmds = p.join("f-jcmds");
+                std::fs::write(
+                    &cmds,
+                    format!("jo -c\njw -b {bitmap} {}\njc\n", blk.display()),
+                )
+                .expect("write");
+                sh(Command::new("debugfs")
+                    .arg("-w")
+                    .arg("-f")
+                    .arg(&cmds)
+                    .arg(&img));
+                img
+            }),
             (
                 "fat12",
                 mkfs_fat(p, "f-fat12.img", 8 * MIB, &["-F", "12", "-s", "8"]),
@@ -1303,7 +1327,7 @@ mod fuzz {
         /// the result stays inside the partition.
         #[test]
         fn mutated_metadata_never_panics(
-            which in 0usize..7,
+            which in 0usize..8,
             muts in proptest::collection::vec((any::<u64>(), any::<u8>(), any::<u64>()), 1..8),
         ) {
             let img = &fuzz_images()[which];
@@ -1319,7 +1343,7 @@ mod fuzz {
         /// Any bytes at all at the start of a partition.
         #[test]
         fn random_headers_never_panic(
-            which in 0usize..7,
+            which in 0usize..8,
             head in proptest::collection::vec(any::<u8>(), 512..4096),
         ) {
             let img = &fuzz_images()[which];
