@@ -495,11 +495,13 @@ struct FuseMount {
 }
 
 impl FuseMount {
-    /// Mounts are made one at a time: two tests attaching loop devices and FUSE daemons at
-    /// once made exfat-fuse fall back to read-only.
+    /// Mounts are made one at a time (see FUSE_LOCK).
     fn new(tool: &str, package: &str, img: &Path, dir: &Path) -> FuseMount {
         require_tool(tool, package);
         let lo = common::LoopDev::attach(img, false);
+        // A read-only flag set on this loop device by an earlier user (blockdev --setro)
+        // survives detaching: clear it.
+        sh(Command::new("blockdev").arg("--setrw").arg(&lo.dev));
         std::fs::create_dir_all(dir).expect("mkdir");
         // A FUSE driver falls back to read-only when it cannot open the device exclusively
         // (something else probing the new loop device): retry a few times.
@@ -580,6 +582,14 @@ fn populate(mnt: &Path, tree: &Path) {
     for f in ["dir1/file3.bin", "dir2/file5.bin"] {
         std::fs::remove_file(mnt.join(f)).expect("rm in mount");
         std::fs::remove_file(tree.join(f)).expect("rm in tree");
+    }
+    // A sparse file: 4 KiB of data 2 MiB into a 5 MiB file (NTFS stores sparse runs).
+    {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::File::create(mnt.join("sparse.bin")).expect("create sparse");
+        f.set_len(5 * MIB).expect("set_len");
+        f.write_all_at(&pattern(4242, 4096), 2 * MIB)
+            .expect("write sparse");
     }
     sh(&mut Command::new("sync"));
 }
