@@ -453,6 +453,23 @@ fn check_fat(img: &Path, dir: &Path, expect: FsKind) -> FsReport {
         extra
     );
     assert!(minus(&r.metadata, &ours).is_empty(), "metadata ⊆ allocated");
+    // The subdirectories' clusters are metadata (beyond the reserved area, FATs, root).
+    let dir0 = sh(Command::new("mshowfat")
+        .env("MTOOLS_SKIP_CHECK", "1")
+        .arg("-i")
+        .arg(img)
+        .arg("::/dir0"));
+    let c: u64 = dir0
+        .split(['<', '>', '-'])
+        .nth(1)
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("mshowfat: {dir0}"));
+    let off = data_start + (c - 2) * cs;
+    assert!(
+        r.metadata.iter().any(|&(s, e)| s <= off && off + cs <= e),
+        "directory cluster {c} not in the metadata {:x?}",
+        r.metadata
+    );
     r
 }
 

@@ -254,7 +254,14 @@ pub(crate) fn analyze(vol: &mut Vol) -> Result<Found, Error> {
                     "cluster {c} of the bitmap, up-case table or root directory is marked free"
                 ))),
                 None => match walk(vol, &b, &root, &v) {
-                    Ok(()) => Some(Ok(v)),
+                    Ok(dirs) => {
+                        let mut meta = Ranges::new();
+                        for &(s, e) in found.metadata.iter().chain(&dirs) {
+                            meta.add(s, e);
+                        }
+                        found.metadata = meta.finish();
+                        Some(Ok(v))
+                    }
                     Err(e) if e.is_gone() => return Err(e),
                     Err(e) => Some(Err(e.to_string())),
                 },
@@ -269,7 +276,14 @@ pub(crate) fn analyze(vol: &mut Vol) -> Result<Found, Error> {
 /// Checks the bitmap against the directory tree: every cluster of every file and directory must
 /// be marked allocated (a zeroed bitmap block shows up here even when PercentInUse rounds it
 /// away).
-fn walk(vol: &mut Vol, b: &Boot, root: &[u64], alloc: &[(u64, u64)]) -> Result<(), Error> {
+/// Returns the byte ranges of every directory (metadata for a metadata-first rescue).
+fn walk(
+    vol: &mut Vol,
+    b: &Boot,
+    root: &[u64],
+    alloc: &[(u64, u64)],
+) -> Result<Vec<(u64, u64)>, Error> {
+    let mut all = Vec::new();
     let cs = b.cluster_bytes;
     let mut dirs: Vec<(String, Vec<u64>)> = vec![("/".into(), root.to_vec())];
     let mut seen = std::collections::HashSet::new();
@@ -284,6 +298,7 @@ fn walk(vol: &mut Vol, b: &Boot, root: &[u64], alloc: &[(u64, u64)]) -> Result<(
             .ok_or_else(|| Error::Corrupt("the directory tree is larger than the volume".into()))?;
         let mut data = Vec::new();
         for &c in &clusters {
+            all.push((b.cluster_offset(c), b.cluster_offset(c) + cs));
             data.extend(vol.read_vec(b.cluster_offset(c), cs)?);
             if data.len() as u64 > super::vol::MAX_BUF {
                 return Err(Error::Unsupported(format!("directory {path} is too large")));
@@ -354,7 +369,7 @@ fn walk(vol: &mut Vol, b: &Boot, root: &[u64], alloc: &[(u64, u64)]) -> Result<(
             i += 1 + secondary.max(1);
         }
     }
-    Ok(())
+    Ok(all)
 }
 
 fn allocation(

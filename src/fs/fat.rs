@@ -346,7 +346,14 @@ fn allocation(vol: &mut Vol, b: &Bpb, found: &mut Found) -> Result<Vec<(u64, u64
         c += n;
     }
     match &table {
-        Some(t) => walk(vol, b, t)?,
+        Some(t) => {
+            // Directory clusters are metadata too (a metadata-first rescue reads them early).
+            let mut meta = Ranges::new();
+            for &(s, e) in found.metadata.iter().chain(&walk(vol, b, t)?) {
+                meta.add(s, e);
+            }
+            found.metadata = meta.finish();
+        }
         None => found.warnings.push(format!(
             "{clusters} clusters: the directory tree was not checked against the FAT"
         )),
@@ -382,7 +389,8 @@ const MAX_WALK_CLUSTERS: u64 = 1 << 24;
 /// Checks the FAT against the directory tree: every file's and directory's chain must start at
 /// an allocated cluster, run through allocated clusters only, and be long enough for the file's
 /// size. A zeroed FAT sector (in every copy) shows up here as a broken chain.
-fn walk(vol: &mut Vol, b: &Bpb, fat: &[u32]) -> Result<(), Error> {
+/// Returns the byte ranges of every directory.
+fn walk(vol: &mut Vol, b: &Bpb, fat: &[u32]) -> Result<Vec<(u64, u64)>, Error> {
     let clusters = b.clusters();
     let cs = b.cluster_bytes();
     let eoc_min: u32 = match b.entry_bits() {
@@ -437,7 +445,9 @@ fn walk(vol: &mut Vol, b: &Bpb, fat: &[u32]) -> Result<(), Error> {
             vec![(at, at + b.root_dir_sectors() * b.bytes_per_sector)],
         ));
     }
+    let mut all = Vec::new();
     while let Some((path, parts)) = dirs.pop() {
+        all.extend_from_slice(&parts);
         'dir: for (s, e) in parts {
             let data = vol.read_vec(s, e - s)?;
             for ent in data.chunks_exact(32) {
@@ -482,7 +492,7 @@ fn walk(vol: &mut Vol, b: &Bpb, fat: &[u32]) -> Result<(), Error> {
             }
         }
     }
-    Ok(())
+    Ok(all)
 }
 
 /// The clusters of the chain starting at `start` (bounded: a loop is an error).
