@@ -1435,3 +1435,126 @@ fn partitions_of_a_disk_and_info() {
     );
     eprintln!("{text}");
 }
+
+// ---------------------------------------------------------------- XFS
+
+/// An mkfs.xfs prototype file describing `dir` (populates without mounting).
+fn xfs_proto(dir: &Path, out: &mut String, depth: usize) {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .expect("readdir")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    entries.sort();
+    for p in entries {
+        let name = p.file_name().expect("name").to_string_lossy().into_owned();
+        let pad = " ".repeat(depth);
+        if p.is_dir() {
+            out.push_str(&format!("{pad}{name} d--755 0 0\n"));
+            xfs_proto(&p, out, depth + 1);
+            out.push_str(&format!("{pad}$\n"));
+        } else {
+            out.push_str(&format!("{pad}{name} ---644 0 0 {}\n", p.display()));
+        }
+    }
+}
+
+fn mkfs_xfs(dir: &Path, name: &str, size: u64) -> PathBuf {
+    require_tool("mkfs.xfs", "xfsprogs");
+    let img = dir.join(name);
+    old_disk(&img, size, 0x8f5 + size);
+    let tree = dir.join(format!("{name}.tree"));
+    file_tree(&tree, 99);
+    let mut proto = String::from("/dev/null\n0 0\nd--755 0 0\n");
+    xfs_proto(&tree, &mut proto, 1);
+    proto.push_str("$\n");
+    let pf = dir.join(format!("{name}.proto"));
+    std::fs::write(&pf, proto).expect("write proto");
+    sh(Command::new("mkfs.xfs")
+        .args(["-q", "-f", "-K", "-L", "salvorxfs", "-p"])
+        .arg(&pf)
+        .arg(&img));
+    img
+}
+
+#[test]
+fn xfs_matches_partclone() {
+    let d = tmp();
+    let img = mkfs_xfs(d.path(), "xfs.img", 320 * MIB);
+    require_tool("xfs_repair", "xfsprogs");
+    sh(Command::new("xfs_repair").arg("-n").arg(&img));
+    let size = file_size(&img);
+    let r = probe_file(&img, 0..size);
+    assert_eq!(r.kind, FsKind::Xfs, "{r:?}");
+    assert_eq!(r.label.as_deref(), Some("salvorxfs"));
+    let ours = ranges(&r);
+    let oracle = partclone_domain("partclone.xfs", &img, d.path());
+    let extra = superset_of(&ours, &oracle);
+    // xfs_db's count of free blocks (from the AGFs) matches.
+    require_tool("xfs_db", "xfsprogs");
+    let out = sh(Command::new("xfs_db")
+        .arg("-r")
+        .args(["-c", "sb 0", "-c", "p dblocks blocksize"])
+        .arg(&img));
+    let dblocks = field(&out, "dblocks =");
+    let bs = field(&out, "blocksize =");
+    let freesp = sh(Command::new("xfs_db")
+        .arg("-r")
+        .args(["-c", "freesp -s"])
+        .arg(&img));
+    let free_blocks = freesp
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("total free blocks "))
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("no total in {freesp}"));
+    // (freesp's total includes the free lists' blocks.)
+    assert_eq!(
+        total(&ours),
+        (dblocks - free_blocks) * bs,
+        "vs xfs_db freesp"
+    );
+    eprintln!(
+        "xfs: {} ranges, {} bytes; partclone {} bytes; extra {:x?}",
+        ours.len(),
+        total(&ours),
+        total(&oracle),
+        extra
+    );
+    assert!(
+        extra.is_empty(),
+        "salvor keeps more than partclone: {extra:x?}"
+    );
+
+    // A log that needs recovery: the unmount record's flag cleared.
+    let x = copy_of(&img, "dirty.img");
+    let lp = sh(Command::new("xfs_logprint").arg("-t").arg(&x));
+    let daddr: u64 = lp
+        .split("daddr: ")
+        .nth(1)
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no log daddr in {lp}"));
+    let op = daddr * 512 + 512 + 9;
+    let flags = read_at(&x, op, 1);
+    assert_eq!(flags[0] & 0x20, 0x20, "unmount record at the log's start");
+    patch(&x, op, &[flags[0] & !0x20]);
+    let r = probe_whole_file(&x);
+    assert_whole(&r, "XFS log needs recovery");
+
+    // A zeroed free-space tree leaf (the bnobt root of AG 1).
+    let z = copy_of(&img, "zeroed-bnobt.img");
+    let out = sh(Command::new("xfs_db")
+        .arg("-r")
+        .args(["-c", "agf 1", "-c", "p bnoroot"])
+        .arg(&z));
+    let root = field(&out, "bnoroot =");
+    let agblocks = field(
+        &sh(Command::new("xfs_db")
+            .arg("-r")
+            .args(["-c", "sb 0", "-c", "p agblocks"])
+            .arg(&z)),
+        "agblocks =",
+    );
+    patch(&z, (agblocks + root) * bs, &vec![0u8; bs as usize]);
+    assert_whole(&probe_whole_file(&z), "XFS zeroed bnobt block");
+
+    assert_truncated_whole(&img, "XFS truncated");
+}

@@ -23,6 +23,7 @@ pub mod ext;
 pub mod fat;
 pub mod ntfs;
 pub mod vol;
+pub mod xfs;
 
 use crate::device::Source;
 use serde::Serialize;
@@ -41,6 +42,7 @@ pub enum FsKind {
     Fat32,
     Exfat,
     Ntfs,
+    Xfs,
     Swap,
     /// A BitLocker-encrypted volume (its content cannot be interpreted without the key).
     Bitlocker,
@@ -62,6 +64,7 @@ impl fmt::Display for FsKind {
             FsKind::Fat32 => "fat32",
             FsKind::Exfat => "exfat",
             FsKind::Ntfs => "ntfs",
+            FsKind::Xfs => "xfs",
             FsKind::Swap => "swap",
             FsKind::Bitlocker => "bitlocker",
             FsKind::Other(s) => s,
@@ -260,6 +263,7 @@ pub fn probe(src: &mut dyn Source, range: std::ops::Range<u64>) -> Result<FsRepo
         FsKind::Fat12 | FsKind::Fat16 | FsKind::Fat32 => fat::analyze(&mut vol),
         FsKind::Exfat => exfat::analyze(&mut vol),
         FsKind::Ntfs => ntfs::analyze(&mut vol),
+        FsKind::Xfs => xfs::analyze(&mut vol),
         FsKind::Swap => Ok(swap(&head, size)),
         FsKind::Bitlocker => {
             warnings.push("BitLocker-encrypted volume: its allocation cannot be read".into());
@@ -309,6 +313,7 @@ pub fn detect(head: &[u8]) -> FsKind {
         Some("vfat") => FsKind::Fat32, // refined by the FAT parser (by cluster count)
         Some("exfat") => FsKind::Exfat,
         Some("ntfs") => FsKind::Ntfs,
+        Some("xfs") => FsKind::Xfs,
         Some("swap") => FsKind::Swap,
         Some(other) => FsKind::Other(other.to_string()),
         None => {
