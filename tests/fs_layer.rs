@@ -1557,4 +1557,39 @@ fn xfs_matches_partclone() {
     assert_whole(&probe_whole_file(&z), "XFS zeroed bnobt block");
 
     assert_truncated_whole(&img, "XFS truncated");
+
+    // The kernel's own log records: used and cleanly unmounted, then shut down while mounted
+    // (the log keeps transactions to replay).
+    require_tool("xfs_io", "xfsprogs");
+    let k = copy_of(&img, "kernel.img");
+    {
+        let lo = common::LoopDev::attach(&k, false);
+        let m = common::Mount::new(&lo.dev, &d.path().join("mnt-xfs"));
+        sh(Command::new("cp")
+            .arg("-r")
+            .arg(d.path().join("xfs.img.tree"))
+            .arg(m.dir.join("copy")));
+        std::fs::remove_file(m.dir.join("copy/big.bin")).expect("rm");
+        drop(m);
+    }
+    let r = probe_whole_file(&k);
+    let ours = ranges(&r);
+    let oracle = partclone_domain("partclone.xfs", &k, d.path());
+    assert!(
+        superset_of(&ours, &oracle).is_empty(),
+        "kernel-written XFS vs partclone"
+    );
+    {
+        let lo = common::LoopDev::attach(&k, false);
+        let m = common::Mount::new(&lo.dev, &d.path().join("mnt-xfs"));
+        std::fs::write(m.dir.join("late.bin"), pattern(31, 500_000)).expect("write");
+        // sync forces the log (transactions on disk, no unmount record after them).
+        sh(&mut Command::new("sync"));
+        sh(Command::new("xfs_io")
+            .args(["-x", "-c", "shutdown"])
+            .arg(&m.dir));
+        drop(m);
+    }
+    assert!(sh(Command::new("xfs_logprint").arg("-t").arg(&k)).contains("DIRTY"));
+    assert_whole(&probe_whole_file(&k), "XFS shut down while mounted");
 }
