@@ -1274,6 +1274,7 @@ fn fuzz_images() -> &'static [FuzzImage] {
                 "ntfs",
                 mkfs_ntfs(p, "f-ntfs.img", 16 * MIB, &["-c", "1024"]),
             ),
+            ("xfs", mkfs_xfs(p, "f-xfs.img", 304 * MIB)),
         ];
         imgs.into_iter()
             .map(|(name, path)| {
@@ -1354,7 +1355,7 @@ mod fuzz {
         /// the result stays inside the partition.
         #[test]
         fn mutated_metadata_never_panics(
-            which in 0usize..8,
+            which in 0usize..9,
             muts in proptest::collection::vec((any::<u64>(), any::<u8>(), any::<u64>()), 1..8),
         ) {
             let img = &fuzz_images()[which];
@@ -1370,7 +1371,7 @@ mod fuzz {
         /// Any bytes at all at the start of a partition.
         #[test]
         fn random_headers_never_panic(
-            which in 0usize..8,
+            which in 0usize..9,
             head in proptest::collection::vec(any::<u8>(), 512..4096),
         ) {
             let img = &fuzz_images()[which];
