@@ -18,6 +18,7 @@
 //! never trust a count to size an allocation or a loop without checking it against the
 //! partition first, and hostile metadata gives an [`Error`], never a panic.
 
+pub mod btrfs;
 pub mod exfat;
 pub mod ext;
 pub mod fat;
@@ -43,6 +44,7 @@ pub enum FsKind {
     Exfat,
     Ntfs,
     Xfs,
+    Btrfs,
     Swap,
     /// A BitLocker-encrypted volume (its content cannot be interpreted without the key).
     Bitlocker,
@@ -65,6 +67,7 @@ impl fmt::Display for FsKind {
             FsKind::Exfat => "exfat",
             FsKind::Ntfs => "ntfs",
             FsKind::Xfs => "xfs",
+            FsKind::Btrfs => "btrfs",
             FsKind::Swap => "swap",
             FsKind::Bitlocker => "bitlocker",
             FsKind::Other(s) => s,
@@ -264,6 +267,7 @@ pub fn probe(src: &mut dyn Source, range: std::ops::Range<u64>) -> Result<FsRepo
         FsKind::Exfat => exfat::analyze(&mut vol),
         FsKind::Ntfs => ntfs::analyze(&mut vol),
         FsKind::Xfs => xfs::analyze(&mut vol),
+        FsKind::Btrfs => btrfs::analyze(&mut vol),
         FsKind::Swap => Ok(swap(&head, size)),
         FsKind::Bitlocker => {
             warnings.push("BitLocker-encrypted volume: its allocation cannot be read".into());
@@ -314,6 +318,7 @@ pub fn detect(head: &[u8]) -> FsKind {
         Some("exfat") => FsKind::Exfat,
         Some("ntfs") => FsKind::Ntfs,
         Some("xfs") => FsKind::Xfs,
+        Some("btrfs") => FsKind::Btrfs,
         Some("swap") => FsKind::Swap,
         Some(other) => FsKind::Other(other.to_string()),
         None => {
