@@ -1275,6 +1275,17 @@ fn fuzz_images() -> &'static [FuzzImage] {
                 mkfs_ntfs(p, "f-ntfs.img", 16 * MIB, &["-c", "1024"]),
             ),
             ("xfs", mkfs_xfs(p, "f-xfs.img", 304 * MIB)),
+            ("btrfs", {
+                let img = p.join("f-btrfs.img");
+                old_disk(&img, 120 * MIB, 0xb1);
+                let tree = p.join("f-btrfs.tree");
+                file_tree(&tree, 112);
+                sh(Command::new("mkfs.btrfs")
+                    .args(["-q", "-f", "-K", "--rootdir"])
+                    .arg(&tree)
+                    .arg(&img));
+                img
+            }),
         ];
         imgs.into_iter()
             .map(|(name, path)| {
@@ -1355,7 +1366,7 @@ mod fuzz {
         /// the result stays inside the partition.
         #[test]
         fn mutated_metadata_never_panics(
-            which in 0usize..9,
+            which in 0usize..10,
             muts in proptest::collection::vec((any::<u64>(), any::<u8>(), any::<u64>()), 1..8),
         ) {
             let img = &fuzz_images()[which];
@@ -1371,7 +1382,7 @@ mod fuzz {
         /// Any bytes at all at the start of a partition.
         #[test]
         fn random_headers_never_panic(
-            which in 0usize..9,
+            which in 0usize..10,
             head in proptest::collection::vec(any::<u8>(), 512..4096),
         ) {
             let img = &fuzz_images()[which];
@@ -1785,4 +1796,31 @@ fn btrfs_matches_btrfs_progs() {
     patch(&z, phys, &vec![0u8; nodesize as usize]);
     assert_whole(&probe_whole_file(&z), "btrfs zeroed extent leaf");
     assert_truncated_whole(&img, "btrfs truncated");
+
+    // Written by the kernel: files copied, some deleted, unmounted cleanly.
+    let k = copy_of(&img, "kernel.img");
+    {
+        let lo = common::LoopDev::attach(&k, false);
+        let m = common::Mount::new(&lo.dev, &d.path().join("mnt-btrfs"));
+        sh(Command::new("cp")
+            .arg("-r")
+            .arg(&tree)
+            .arg(m.dir.join("copy")));
+        std::fs::remove_file(m.dir.join("big.bin")).expect("rm");
+        drop(m);
+    }
+    let r = probe_whole_file(&k);
+    let ours = ranges(&r);
+    let mut expect = btrfs_dump_ranges(&k, nodesize);
+    expect.push((0, MIB));
+    expect.push((64 * MIB, 64 * MIB + 4096));
+    expect.sort_unstable();
+    let mut merged: Vec<(u64, u64)> = Vec::new();
+    for (s, e) in expect {
+        match merged.last_mut() {
+            Some(l) if s <= l.1 => l.1 = l.1.max(e),
+            _ => merged.push((s, e)),
+        }
+    }
+    assert_eq!(ours, merged, "kernel-written btrfs vs btrfs-progs");
 }

@@ -2,7 +2,8 @@
 //!
 //! [`probe`] looks at a byte range of a [`Source`] (a partition, or a whole disk without a
 //! partition table), recognizes the filesystem and reads its allocation metadata — ext2/3/4 block
-//! bitmaps, the FAT, the exFAT allocation bitmap, NTFS's `$Bitmap`, XFS's free-space B+trees —
+//! bitmaps, the FAT, the exFAT allocation bitmap, NTFS's `$Bitmap`, XFS's free-space B+trees,
+//! btrfs's extent tree —
 //! into the *allocated* byte ranges, which it cross-checks against the filesystem's own counts. It also lists the
 //! filesystem's *metadata* ranges (superblocks, descriptors, bitmaps, inode tables, FATs, root
 //! directories, `$MFT`...), which a metadata-first rescue reads before anything else.
