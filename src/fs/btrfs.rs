@@ -51,6 +51,9 @@ fn csum_ok(block: &[u8], csum_type: u16) -> bool {
     }
 }
 
+/// Called for every leaf item: (objectid, type, offset, data).
+type ItemFn<'a> = dyn FnMut(u64, u8, u64, &[u8]) -> Result<(), Error> + 'a;
+
 struct Fs {
     nodesize: u64,
     csum_type: u16,
@@ -91,12 +94,7 @@ impl Fs {
     }
 
     /// Visits every leaf item of the tree at `root`: (objectid, type, offset, data).
-    fn walk(
-        &self,
-        vol: &mut Vol,
-        root: u64,
-        f: &mut dyn FnMut(u64, u8, u64, &[u8]) -> Result<(), Error>,
-    ) -> Result<(), Error> {
+    fn walk(&self, vol: &mut Vol, root: u64, f: &mut ItemFn) -> Result<(), Error> {
         let mut stack = vec![(root, None::<u8>)];
         let mut visited = 0u64;
         let max_nodes = self.dev_size / self.nodesize + 1;
