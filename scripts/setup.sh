@@ -16,6 +16,9 @@ packages=(
   hyperfine             # benchmarks
   tmux                  # terminal UI end-to-end test
   python3 file
+  partclone             # used-blocks oracle (partclone.<fs> -D) for the filesystem layer tests
+  ntfs-3g exfatprogs exfat-fuse mtools   # NTFS/exFAT/FAT test images built without kernel drivers
+  xfsprogs btrfs-progs  # XFS/btrfs test images
 )
 missing=()
 for p in "${packages[@]}"; do
