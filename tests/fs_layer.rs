@@ -9,80 +9,15 @@
 //! fails the test.
 
 mod common;
+mod fs_common;
 
 use common::{pattern, require_tool, run};
+use fs_common::*;
 use salvor::device::{FileSource, Geometry, OpenOptions, ReadOutcome, Source};
 
 use salvor::fs::{self, Allocation, FsKind, FsReport};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-const MIB: u64 = 1 << 20;
-
-/// A temporary directory, kept for inspection when SALVOR_KEEP is set.
-struct Tmp {
-    path: PathBuf,
-    _guard: Option<tempfile::TempDir>,
-}
-
-impl Tmp {
-    fn path(&self) -> &Path {
-        &self.path
-    }
-}
-
-fn tmp() -> Tmp {
-    let d = tempfile::Builder::new()
-        .prefix("salvor-fs-")
-        .tempdir()
-        .expect("temp dir");
-    if std::env::var_os("SALVOR_KEEP").is_some() {
-        let path = d.keep();
-        eprintln!("keeping {}", path.display());
-        Tmp { path, _guard: None }
-    } else {
-        Tmp {
-            path: d.path().to_path_buf(),
-            _guard: Some(d),
-        }
-    }
-}
-
-fn sh(cmd: &mut Command) -> String {
-    let out = run(cmd);
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// An image file full of old (random) data, as the free space of a used disk is.
-fn old_disk(path: &Path, size: u64, seed: u64) {
-    std::fs::write(path, pattern(seed, size as usize)).expect("write image");
-}
-
-/// A tree of files of assorted sizes (about 6 MiB), with subdirectories.
-fn file_tree(dir: &Path, seed: u64) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    for d in 0..4u64 {
-        let sub = dir.join(format!("dir{d}"));
-        std::fs::create_dir_all(&sub).expect("mkdir");
-        for i in 0..8u64 {
-            let len = ((i * 7919 + d * 104_729) % 400_000 + (i % 3) * 123) as usize;
-            let p = sub.join(format!("file{i}.bin"));
-            std::fs::write(&p, pattern(seed + d * 100 + i, len)).expect("write file");
-            files.push(p);
-        }
-    }
-    let big = dir.join("big.bin");
-    std::fs::write(&big, pattern(seed + 9999, 2 * MIB as usize + 4321)).expect("write");
-    files.push(big);
-    std::fs::write(dir.join("empty"), b"").expect("write");
-    files
-}
 
 fn probe_file(path: &Path, range: std::ops::Range<u64>) -> FsReport {
     let mut src = FileSource::open(path, OpenOptions::default()).expect("open image");
@@ -182,15 +117,6 @@ fn assert_whole(r: &FsReport, what: &str) {
     }
 }
 
-fn patch(img: &Path, off: u64, bytes: &[u8]) {
-    use std::os::unix::fs::FileExt;
-    let f = std::fs::OpenOptions::new()
-        .write(true)
-        .open(img)
-        .expect("open");
-    f.write_all_at(bytes, off).expect("patch");
-}
-
 fn read_at(img: &Path, off: u64, len: usize) -> Vec<u8> {
     use std::os::unix::fs::FileExt;
     let f = std::fs::File::open(img).expect("open");
@@ -200,21 +126,6 @@ fn read_at(img: &Path, off: u64, len: usize) -> Vec<u8> {
 }
 
 // ---------------------------------------------------------------- ext2/3/4
-
-fn mkfs_ext(dir: &Path, name: &str, size: u64, args: &[&str]) -> PathBuf {
-    require_tool("mkfs.ext4", "e2fsprogs");
-    let img = dir.join(name);
-    old_disk(&img, size, 0xe474 + size);
-    let tree = dir.join(format!("{name}.tree"));
-    file_tree(&tree, 77);
-    sh(Command::new("mkfs.ext4")
-        .args(["-q", "-F", "-E", "nodiscard"])
-        .args(args)
-        .arg("-d")
-        .arg(&tree)
-        .arg(&img));
-    img
-}
 
 fn dumpe2fs(img: &Path) -> (u64, u64, u64) {
     require_tool("dumpe2fs", "e2fsprogs");
@@ -317,35 +228,6 @@ fn ext4_matches_partclone() {
 }
 
 // ---------------------------------------------------------------- FAT12/16/32
-
-fn mkfs_fat(dir: &Path, name: &str, size: u64, args: &[&str]) -> PathBuf {
-    require_tool("mkfs.fat", "dosfstools");
-    require_tool("mcopy", "mtools");
-    let img = dir.join(name);
-    old_disk(&img, size, 0xfa7 + size);
-    sh(Command::new("mkfs.fat").args(args).arg(&img));
-    let tree = dir.join(format!("{name}.tree"));
-    file_tree(&tree, 55);
-    let mut cmd = Command::new("mcopy");
-    cmd.env("MTOOLS_SKIP_CHECK", "1")
-        .arg("-s")
-        .arg("-i")
-        .arg(&img);
-    for e in std::fs::read_dir(&tree).expect("readdir") {
-        cmd.arg(e.expect("entry").path());
-    }
-    sh(cmd.arg("::/"));
-    // Delete a few files so that freed clusters hold old file data.
-    sh(Command::new("mdel")
-        .env("MTOOLS_SKIP_CHECK", "1")
-        .arg("-i")
-        .arg(&img)
-        .args(["::/dir1/file3.bin", "::/dir2/file5.bin"]));
-    for f in ["dir1/file3.bin", "dir2/file5.bin"] {
-        std::fs::remove_file(tree.join(f)).expect("rm");
-    }
-    img
-}
 
 /// (used clusters, total clusters) from `fsck.fat -n -v`.
 fn fsck_fat(img: &Path) -> (u64, u64) {
@@ -504,132 +386,7 @@ fn fat_matches_partclone() {
 
 // ---------------------------------------------------------------- FUSE-populated filesystems
 
-/// A FUSE mount of a loop device (fuseblk: unmounting waits for the daemon to flush).
-struct FuseMount {
-    dir: PathBuf,
-    mounted: bool,
-    _loop: common::LoopDev,
-}
-
-impl FuseMount {
-    /// Mounts are made one at a time (see FUSE_LOCK).
-    fn new(tool: &str, package: &str, img: &Path, dir: &Path) -> FuseMount {
-        require_tool(tool, package);
-        let lo = common::LoopDev::attach(img, false);
-        // A read-only flag set on this loop device by an earlier user (blockdev --setro)
-        // survives detaching: clear it.
-        sh(Command::new("blockdev").arg("--setrw").arg(&lo.dev));
-        std::fs::create_dir_all(dir).expect("mkdir");
-        // A FUSE driver falls back to read-only when it cannot open the device exclusively
-        // (something else probing the new loop device): retry a few times.
-        for attempt in 1.. {
-            let out = run(Command::new(tool).arg(&lo.dev).arg(dir));
-            let err = String::from_utf8_lossy(&out.stderr).into_owned();
-            assert!(
-                out.status.success(),
-                "{tool} {} failed: {err}",
-                lo.dev.display()
-            );
-            let probe = dir.join(".salvor-rw-probe");
-            if std::fs::write(&probe, b"x").is_ok() {
-                std::fs::remove_file(&probe).expect("rm probe");
-                break;
-            }
-            sh(Command::new("umount").arg(dir));
-            assert!(
-                attempt < 5,
-                "{tool} mounts {} ({}) read-only: {err}",
-                lo.dev.display(),
-                img.display()
-            );
-            std::thread::sleep(std::time::Duration::from_millis(300));
-        }
-        FuseMount {
-            dir: dir.to_path_buf(),
-            mounted: true,
-            _loop: lo,
-        }
-    }
-
-    /// Unmounts and waits until the FUSE daemon has closed the loop device (an exclusive open
-    /// succeeds again): a daemon still holding it makes the next mount of a reused loop device
-    /// fall back to read-only.
-    fn unmount(mut self) {
-        sh(Command::new("umount").arg(&self.dir));
-        self.mounted = false;
-        use std::os::unix::fs::OpenOptionsExt;
-        let t = std::time::Instant::now();
-        while std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc_o_excl())
-            .open(&self._loop.dev)
-            .is_err()
-        {
-            assert!(
-                t.elapsed() < std::time::Duration::from_secs(30),
-                "the FUSE daemon still holds {}",
-                self._loop.dev.display()
-            );
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for FuseMount {
-    fn drop(&mut self) {
-        if self.mounted {
-            let _ = Command::new("umount").arg(&self.dir).status();
-        }
-    }
-}
-
-fn libc_o_excl() -> i32 {
-    0o200 // O_EXCL on Linux
-}
-
-static FUSE_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-/// Copies the test tree into a mounted filesystem and deletes a few files again (their old
-/// content stays in free space).
-fn populate(mnt: &Path, tree: &Path) {
-    sh(Command::new("cp")
-        .arg("-r")
-        .arg(format!("{}/.", tree.display()))
-        .arg(mnt));
-    for f in ["dir1/file3.bin", "dir2/file5.bin"] {
-        std::fs::remove_file(mnt.join(f)).expect("rm in mount");
-        std::fs::remove_file(tree.join(f)).expect("rm in tree");
-    }
-    // A sparse file: 4 KiB of data 2 MiB into a 5 MiB file (NTFS stores sparse runs).
-    {
-        use std::os::unix::fs::FileExt;
-        let f = std::fs::File::create(mnt.join("sparse.bin")).expect("create sparse");
-        f.set_len(5 * MIB).expect("set_len");
-        f.write_all_at(&pattern(4242, 4096), 2 * MIB)
-            .expect("write sparse");
-    }
-    sh(&mut Command::new("sync"));
-}
-
 // ---------------------------------------------------------------- exFAT
-
-fn mkfs_exfat(dir: &Path, name: &str, size: u64, args: &[&str]) -> PathBuf {
-    require_tool("mkfs.exfat", "exfatprogs");
-    let img = dir.join(name);
-    old_disk(&img, size, 0xe8fa7 + size);
-    sh(Command::new("mkfs.exfat").args(args).arg(&img));
-    let tree = dir.join(format!("{name}.tree"));
-    file_tree(&tree, 66);
-    let m = FuseMount::new(
-        "mount.exfat-fuse",
-        "exfat-fuse",
-        &img,
-        &dir.join("mnt-exfat"),
-    );
-    populate(&m.dir, &tree);
-    m.unmount();
-    img
-}
 
 /// (cluster size, total clusters, free clusters) from `dump.exfat`.
 fn dump_exfat(img: &Path) -> (u64, u64, u64) {
@@ -680,23 +437,6 @@ fn exfat_matches_partclone() {
 }
 
 // ---------------------------------------------------------------- NTFS
-
-fn mkfs_ntfs(dir: &Path, name: &str, size: u64, args: &[&str]) -> PathBuf {
-    require_tool("mkntfs", "ntfs-3g");
-    let img = dir.join(name);
-    old_disk(&img, size, 0x47f5 + size);
-    sh(Command::new("mkntfs")
-        .args(["-q", "-F", "-f"])
-        .args(args)
-        .arg(&img));
-    let tree = dir.join(format!("{name}.tree"));
-    file_tree(&tree, 88);
-    let _one = FUSE_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    let m = FuseMount::new("ntfs-3g", "ntfs-3g", &img, &dir.join("mnt-ntfs"));
-    populate(&m.dir, &tree);
-    m.unmount();
-    img
-}
 
 /// (cluster size, clusters of the volume, free clusters) from `ntfscluster`.
 fn ntfscluster(img: &Path) -> (u64, u64, u64) {

@@ -41,6 +41,9 @@ pub struct ImageArgs {
     /// core). The per-chunk SHA-256 digests are always recorded.
     #[arg(long)]
     pub sha256: bool,
+    /// Store every byte (bit-for-bit, forensic) instead of only what the filesystems use.
+    #[arg(long)]
+    pub all_blocks: bool,
     /// Skip all hashing (benchmarking only).
     #[arg(long, hide = true)]
     pub no_hash: bool,
@@ -214,6 +217,7 @@ pub fn run_image(args: &ImageArgs, control: &Control) -> Result<i32> {
         label: args.label.clone(),
         hash: !args.no_hash && std::env::var_os("SALVOR_NO_HASH").is_none(),
         sha256: args.sha256 && !args.no_hash,
+        all_blocks: args.all_blocks,
     };
     let s = with_printer(args.json, |o| {
         image::create_image(&args.source, &args.output, &opts, control, o)
@@ -237,6 +241,13 @@ pub fn run_image(args: &ImageArgs, control: &Control) -> Result<i32> {
         }
         if let Some(h) = &s.sha256 {
             eprintln!("SHA-256 {h}");
+        }
+        if s.unallocated_bytes > 0 {
+            eprintln!(
+                "{} not allocated by any filesystem were left out (they restore as zeros; \
+                 --all-blocks stores them)",
+                format_bytes(s.unallocated_bytes)
+            );
         }
         if !s.holes.is_empty() {
             let bytes: u64 = s.holes.iter().map(|h| h.size).sum();
@@ -425,6 +436,40 @@ pub fn run_info(args: &InfoArgs, _control: &Control) -> Result<i32> {
                     t.holes.len(),
                     format_bytes(b)
                 );
+            }
+            out += &format!(
+                "blocks         {}\n",
+                if m.used_blocks {
+                    "used blocks only (unallocated space restores as zeros)"
+                } else {
+                    "all (bit-for-bit)"
+                }
+            );
+            for f in &m.filesystems {
+                out += &format!(
+                    "  {:>3}  {:<9} {:<16} ",
+                    f.partition,
+                    f.kind,
+                    f.label
+                        .as_ref()
+                        .map(|l| format!("\"{l}\""))
+                        .unwrap_or_default()
+                );
+                match &f.reason {
+                    Some(r) => out += &format!("saved whole {}: {r}", format_bytes(f.size)),
+                    None => {
+                        out += &format!(
+                            "used {} of {}, saved {}",
+                            f.used_bytes.map_or("?".into(), format_bytes),
+                            format_bytes(f.total_bytes),
+                            format_bytes(f.stored_bytes)
+                        )
+                    }
+                }
+                out += "\n";
+                for w in &f.warnings {
+                    out += &format!("       warning: {w}\n");
+                }
             }
             &m.partition_table
         }

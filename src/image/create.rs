@@ -184,6 +184,8 @@ pub(crate) fn create_compressed(
                 chunks_sha256: trailer.chunks_sha256,
                 zero_chunks: trailer.zero_chunks,
                 holes: trailer.holes,
+                filesystems: Vec::new(),
+                unallocated_bytes: 0,
                 elapsed: start.elapsed(),
             })
         }
@@ -498,6 +500,8 @@ pub(crate) fn create_raw(
                 chunks_sha256: digests.chunks_hex(),
                 zero_chunks,
                 holes: readable.holes.clone(),
+                filesystems: Vec::new(),
+                unallocated_bytes: 0,
                 elapsed: start.elapsed(),
             })
         }

@@ -236,9 +236,45 @@ pub struct Metadata {
     pub partition_table: Option<PartitionTable>,
     /// The rescue mapfile the image was made from, if any.
     pub mapfile: Option<String>,
+    /// Whether only the bytes the filesystems use were stored (`false`: `--all-blocks`, and
+    /// every image made before used-blocks imaging).
+    #[serde(default)]
+    pub used_blocks: bool,
+    /// Per partition (or for the whole-device filesystem, partition 0): what was found and what
+    /// was stored. Empty with `--all-blocks` and in older images.
+    #[serde(default)]
+    pub filesystems: Vec<ImagedFs>,
 }
 
-/// An area of the disk that the image holds as zeros because it was never rescued.
+/// How one partition was imaged.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ImagedFs {
+    /// Partition number; 0 for a filesystem on the whole device (no partition table).
+    pub partition: u32,
+    /// `fs::FsKind` as text: "ext4", "fat32", "ntfs", "swap", "unknown"...
+    pub kind: String,
+    /// Absolute byte range of the partition.
+    pub start: u64,
+    pub size: u64,
+    pub label: Option<String>,
+    pub uuid: Option<String>,
+    /// The filesystem's size and used bytes by its own counts.
+    pub total_bytes: u64,
+    pub used_bytes: Option<u64>,
+    /// `"used"`: only allocated ranges stored; `"whole"`: the whole partition (see `reason`).
+    pub mode: String,
+    /// Why the partition was imaged whole.
+    pub reason: Option<String>,
+    pub warnings: Vec<String>,
+    /// Byte ranges of the partition the filesystem does not allocate: the image stores nothing
+    /// for them and they read as zeros. Sorted, merged, absolute.
+    pub unallocated: Vec<Hole>,
+    /// Bytes of the partition stored (allocated, and rescued when imaged from a mapfile).
+    pub stored_bytes: u64,
+}
+
+/// An area of the disk that the image holds as zeros: never rescued (`Trailer::holes`), or not
+/// allocated by its filesystem (`ImagedFs::unallocated`).
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Hole {
     pub offset: u64,

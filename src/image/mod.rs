@@ -17,9 +17,10 @@ pub mod restore;
 pub mod srcread;
 pub mod stream;
 pub mod target;
+pub mod used;
 pub mod verify;
 
-pub use format::{Hole, Metadata, PartitionInfo, PartitionTable, SourceInfo, Trailer};
+pub use format::{Hole, ImagedFs, Metadata, PartitionInfo, PartitionTable, SourceInfo, Trailer};
 pub use reader::ImageFile;
 pub use restore::{
     prepare_clone, prepare_restore, run_restore, RestoreOptions, RestorePlan, RestoreSummary,
@@ -29,7 +30,7 @@ pub use verify::{info, info_with_filesystems, verify_image, Info, VerifyReport};
 
 use crate::device::{FileSource, OpenOptions, Source};
 use crate::error::{Error, Result};
-use crate::progress::{Control, ImageObserver};
+use crate::progress::{Control, ImageEvent, ImageObserver};
 use srcread::Readable;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -75,6 +76,8 @@ pub struct ImageOptions {
     /// Also compute the flat SHA-256 of the whole disk (comparable with `sha256sum`). It runs
     /// on one core in disk order, so it is opt-in.
     pub sha256: bool,
+    /// Store every byte of the disk (forensic, bit-for-bit), not only what the filesystems use.
+    pub all_blocks: bool,
 }
 
 impl Default for ImageOptions {
@@ -88,6 +91,7 @@ impl Default for ImageOptions {
             label: None,
             hash: true,
             sha256: false,
+            all_blocks: false,
         }
     }
 }
@@ -129,6 +133,10 @@ pub struct ImageSummary {
     pub chunks_sha256: Option<String>,
     pub zero_chunks: u64,
     pub holes: Vec<Hole>,
+    /// How each partition was imaged (empty with `--all-blocks`).
+    pub filesystems: Vec<ImagedFs>,
+    /// Bytes left out because no filesystem allocates them.
+    pub unallocated_bytes: u64,
     pub elapsed: Duration,
 }
 
@@ -203,6 +211,17 @@ pub fn create_image_from(
     };
     let name = PathBuf::from(&info.path);
     let table = restore::read_table(src, g.logical_sector, g.size.min(size)).unwrap_or(None);
+    let used = if opts.all_blocks {
+        used::UsedPlan::default()
+    } else {
+        used::plan(src, &name, table.as_ref(), size)?
+    };
+    for f in &used.filesystems {
+        obs.event(&ImageEvent::Message {
+            message: used::describe(f),
+        });
+    }
+    let readable = readable.without(used.unallocated, size);
     let created = format::now_unix();
     let metadata = Metadata {
         format: "salvor-image".into(),
@@ -220,8 +239,11 @@ pub fn create_image_from(
         source: info,
         partition_table: table,
         mapfile: opts.mapfile.as_ref().map(|p| p.display().to_string()),
+        used_blocks: !opts.all_blocks,
+        filesystems: used.filesystems,
     };
-    match OutputKind::for_path(output) {
+    let filesystems = metadata.filesystems.clone();
+    let mut summary = match OutputKind::for_path(output) {
         OutputKind::Raw => {
             if opts.split.is_some() {
                 return Err(Error::invalid_arg(
@@ -229,12 +251,19 @@ pub fn create_image_from(
                     "only salvor images (.img.zst) can be split",
                 ));
             }
-            create::create_raw(src, &name, size, &readable, output, opts, control, obs)
+            create::create_raw(src, &name, size, &readable, output, opts, control, obs)?
         }
         OutputKind::Salvor => create::create_compressed(
             src, &name, size, &readable, metadata, output, opts, control, obs,
-        ),
-    }
+        )?,
+    };
+    summary.unallocated_bytes = filesystems
+        .iter()
+        .flat_map(|f| &f.unallocated)
+        .map(|h| h.size)
+        .sum();
+    summary.filesystems = filesystems;
+    Ok(summary)
 }
 
 /// Whether a name looks like a part of a split salvor image (`….zst.000`) or the base name of

@@ -13,7 +13,16 @@ pub struct Readable {
     /// Sorted, non-overlapping `[start, end)` ranges; None = the whole source.
     pub ranges: Option<Vec<(u64, u64)>>,
     pub holes: Vec<Hole>,
+    /// Sorted, non-overlapping ranges that read as zeros whatever the source holds (not
+    /// allocated by their filesystem). Small ones inside `ranges` are read and then zeroed: one
+    /// larger read costs less than many small ones.
+    pub zero: Vec<(u64, u64)>,
+    /// Whether `ranges` come from a rescue mapfile (for the error messages).
+    pub from_map: bool,
 }
+
+/// Unallocated gaps shorter than this are read along with their neighbours and then zeroed.
+const READ_THROUGH_GAP: u64 = 256 << 10;
 
 impl Readable {
     pub fn all() -> Readable {
@@ -50,7 +59,25 @@ impl Readable {
         Readable {
             ranges: Some(ranges),
             holes,
+            zero: Vec::new(),
+            from_map: true,
         }
+    }
+
+    /// Leaves the (sorted, merged) `unallocated` ranges out: they read as zeros.
+    pub fn without(mut self, unallocated: Vec<(u64, u64)>, size: u64) -> Readable {
+        if unallocated.is_empty() {
+            return self;
+        }
+        let skip: Vec<(u64, u64)> = unallocated
+            .iter()
+            .copied()
+            .filter(|r| r.1 - r.0 >= READ_THROUGH_GAP)
+            .collect();
+        let base = self.ranges.take().unwrap_or_else(|| vec![(0, size)]);
+        self.ranges = Some(super::used::subtract(&base, &skip));
+        self.zero = unallocated;
+        self
     }
 }
 
@@ -73,20 +100,26 @@ pub fn read_chunk(
     buf: &mut [u8],
     readable: &Readable,
 ) -> Result<()> {
+    let end = pos + buf.len() as u64;
     match &readable.ranges {
-        None => read_range(src, name, pos, buf, false),
+        None => read_range(src, name, pos, buf, false)?,
         Some(ranges) => {
             buf.fill(0);
-            let end = pos + buf.len() as u64;
             let first = ranges.partition_point(|r| r.1 <= pos);
             for &(s, e) in ranges[first..].iter().take_while(|r| r.0 < end) {
                 let (s, e) = (s.max(pos), e.min(end));
                 let slice = &mut buf[(s - pos) as usize..(e - pos) as usize];
-                read_range(src, name, s, slice, true)?;
+                read_range(src, name, s, slice, readable.from_map)?;
             }
-            Ok(())
         }
     }
+    let zero = &readable.zero;
+    let first = zero.partition_point(|r| r.1 <= pos);
+    for &(s, e) in zero[first..].iter().take_while(|r| r.0 < end) {
+        let (s, e) = (s.max(pos), e.min(end));
+        buf[(s - pos) as usize..(e - pos) as usize].fill(0);
+    }
+    Ok(())
 }
 
 fn read_range(

@@ -61,6 +61,20 @@ pub fn verify_image(
     });
     let mut other = Vec::new();
     let mut events = Vec::new();
+    // A used-blocks image stores zeros where no filesystem allocates anything: the disk's old
+    // data there is not compared.
+    let mut unallocated: Vec<(u64, u64)> = img
+        .metadata
+        .filesystems
+        .iter()
+        .flat_map(|f| &f.unallocated)
+        .map(|h| (h.offset, h.offset + h.size))
+        .collect();
+    unallocated.sort_unstable();
+    let against_readable = Readable {
+        zero: unallocated,
+        ..Readable::all()
+    };
     let digest = stream_chunks(
         Input::Image {
             image: &img,
@@ -79,7 +93,7 @@ pub fn verify_image(
             };
             let data = c.data();
             other.resize(data.len(), 0);
-            read_chunk(s, p, c.offset, &mut other, &Readable::all())?;
+            read_chunk(s, p, c.offset, &mut other, &against_readable)?;
             if other[..] != data[..] {
                 let i = data
                     .iter()
