@@ -11,7 +11,7 @@
 mod common;
 mod fs_common;
 
-use common::{pattern, require_tool, run};
+use common::{pattern, require_tool};
 use fs_common::*;
 use salvor::device::{FileSource, Geometry, OpenOptions, ReadOutcome, Source};
 

@@ -1,0 +1,328 @@
+//! Used-blocks images of a used disk: a GPT disk whose free space holds old random data, with
+//! ext4, FAT32, NTFS and exFAT partitions built without mounting (tests/fs_common). The image
+//! stores only what the filesystems allocate; restored (by salvor or by `zstd -d`) every
+//! filesystem checks clean and every file is identical; `--all-blocks` is bit for bit; damaged
+//! metadata gives a whole partition; a rescued copy stores used ∩ rescued.
+//!
+//! Needs root (FUSE, loop devices) and the tools `scripts/setup.sh` installs.
+
+mod common;
+mod fs_common;
+
+use common::{require_tool, run};
+use fs_common::*;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+struct Part {
+    number: u32,
+    kind: &'static str,
+    start: u64,
+    size: u64,
+}
+
+/// A 118 MiB GPT disk: ext4 40 MiB, FAT32 36 MiB, NTFS 24 MiB, exFAT 16 MiB; old random data
+/// in the free space and between partitions.
+fn used_disk(dir: &Path) -> (PathBuf, Vec<Part>) {
+    require_tool("sgdisk", "gdisk");
+    let ext = mkfs_ext(dir, "p1.img", 40 * MIB, &["-L", "root"]);
+    let fat = mkfs_fat(dir, "p2.img", 36 * MIB, &["-F", "32", "-s", "1", "-n", "DATA"]);
+    let ntfs = mkfs_ntfs(dir, "p3.img", 24 * MIB, &["-L", "win"]);
+    let exfat = mkfs_exfat(dir, "p4.img", 16 * MIB, &["-L", "stick"]);
+    let disk = dir.join("disk.img");
+    old_disk(&disk, 118 * MIB, 4711);
+    sh(Command::new("sgdisk")
+        .args([
+            "-n", "1:2048:+40M", "-n", "2:0:+36M", "-n", "3:0:+24M", "-n", "4:0:+16M",
+        ])
+        .arg(&disk));
+    let mut parts = Vec::new();
+    let mut at = MIB;
+    for (i, (img, kind, size)) in [
+        (&ext, "ext4", 40 * MIB),
+        (&fat, "fat32", 36 * MIB),
+        (&ntfs, "ntfs", 24 * MIB),
+        (&exfat, "exfat", 16 * MIB),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        patch(&disk, at, &std::fs::read(img).expect("read"));
+        parts.push(Part {
+            number: i as u32 + 1,
+            kind,
+            start: at,
+            size,
+        });
+        at += size;
+    }
+    (disk, parts)
+}
+
+fn slice(img: &Path, p: &Part, out: &Path) -> PathBuf {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::File::open(img).expect("open");
+    let mut b = vec![0u8; p.size as usize];
+    f.read_exact_at(&mut b, p.start).expect("read");
+    std::fs::write(out, b).expect("write");
+    out.to_path_buf()
+}
+
+/// Checks the filesystem in `img` (one partition) and extracts its files into `tree`.
+fn check_and_extract(kind: &str, img: &Path, tree: &Path) {
+    std::fs::create_dir_all(tree).expect("mkdir");
+    match kind {
+        "ext4" => {
+            sh(Command::new("e2fsck").arg("-fn").arg(img));
+            sh(Command::new("debugfs")
+                .arg("-R")
+                .arg(format!("rdump / {}", tree.display()))
+                .arg(img));
+        }
+        "fat32" => {
+            sh(Command::new("fsck.vfat").arg("-n").arg(img));
+            sh(Command::new("mcopy")
+                .env("MTOOLS_SKIP_CHECK", "1")
+                .args(["-s", "-n", "-i"])
+                .arg(img)
+                .arg("::/")
+                .arg(tree));
+        }
+        "ntfs" | "exfat" => {
+            if kind == "ntfs" {
+                sh(Command::new("ntfsfix").arg("-n").arg(img));
+            } else {
+                sh(Command::new("fsck.exfat").arg("-n").arg(img));
+            }
+            let _one = FUSE_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+            let (tool, pkg) = if kind == "ntfs" {
+                ("ntfs-3g", "ntfs-3g")
+            } else {
+                ("mount.exfat-fuse", "exfat-fuse")
+            };
+            let mnt = tree.with_extension("mnt");
+            let m = FuseMount::new(tool, pkg, img, &mnt);
+            sh(Command::new("cp")
+                .arg("-a")
+                .arg(format!("{}/.", m.dir.display()))
+                .arg(tree));
+            m.unmount();
+        }
+        other => panic!("no checker for {other}"),
+    }
+}
+
+fn same_trees(a: &Path, b: &Path) {
+    let out = run(Command::new("diff").arg("-r").arg(a).arg(b));
+    assert!(
+        out.status.success(),
+        "trees differ: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+fn image_json(img: &Path) -> serde_json::Value {
+    let out = sh(common::salvor().arg("info").arg("--json").arg(img));
+    serde_json::from_str(&out).expect("info json")
+}
+
+fn filesystems(v: &serde_json::Value) -> Vec<serde_json::Value> {
+    v["metadata"]["filesystems"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no filesystems in {v}"))
+        .clone()
+}
+
+fn size_of(p: &Path) -> u64 {
+    std::fs::metadata(p).expect("stat").len()
+}
+
+#[test]
+fn used_disk_round_trip() {
+    require_tool("zstd", "zstd");
+    let d = tmp();
+    let (disk, parts) = used_disk(d.path());
+    let img = d.path().join("used.img.zst");
+    let all = d.path().join("all.img.zst");
+    let out = run(common::salvor().arg("image").arg(&disk).arg(&img));
+    assert!(out.status.success(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    for p in &parts {
+        assert!(
+            err.contains(&format!("partition {}: {}", p.number, p.kind)),
+            "{err}"
+        );
+    }
+    sh(common::salvor()
+        .arg("image")
+        .arg("--all-blocks")
+        .arg(&disk)
+        .arg(&all));
+    eprintln!(
+        "used-blocks image {} bytes, all-blocks {} bytes",
+        size_of(&img),
+        size_of(&all)
+    );
+    assert!(size_of(&img) * 3 < size_of(&all), "not much smaller");
+
+    let v = image_json(&img);
+    assert_eq!(v["metadata"]["used_blocks"], true);
+    let fss = filesystems(&v);
+    assert_eq!(fss.len(), parts.len(), "{fss:?}");
+    for (f, p) in fss.iter().zip(&parts) {
+        assert_eq!(f["kind"], p.kind, "{f}");
+        assert_eq!(f["mode"], "used", "{f}");
+        assert!(!f["unallocated"].as_array().expect("list").is_empty(), "{f}");
+    }
+    sh(common::salvor().arg("verify").arg(&img));
+    sh(common::salvor()
+        .arg("verify")
+        .arg(&img)
+        .arg("--against")
+        .arg(&disk));
+
+    // --all-blocks: bit for bit.
+    let all_raw = d.path().join("all.raw");
+    sh(Command::new("zstd")
+        .args(["-q", "-d", "-f"])
+        .arg(&all)
+        .arg("-o")
+        .arg(&all_raw));
+    assert!(
+        std::fs::read(&all_raw).expect("read") == std::fs::read(&disk).expect("read"),
+        "--all-blocks image differs from the disk"
+    );
+    std::fs::remove_file(&all_raw).expect("rm");
+
+    // Restored by salvor onto a fresh target, and by stock zstd.
+    let restored = d.path().join("restored.raw");
+    sh(common::salvor()
+        .arg("restore")
+        .arg("--yes")
+        .arg(&img)
+        .arg(&restored));
+    let unzstd = d.path().join("unzstd.raw");
+    sh(Command::new("zstd")
+        .args(["-q", "-d", "-f"])
+        .arg(&img)
+        .arg("-o")
+        .arg(&unzstd));
+    assert!(
+        std::fs::read(&restored).expect("read") == std::fs::read(&unzstd).expect("read"),
+        "salvor restore and zstd -d differ"
+    );
+    // Outside the partitions (tables, gaps, GPT backup) the disk is imaged as it was.
+    {
+        let a = std::fs::read(&disk).expect("read");
+        let b = std::fs::read(&unzstd).expect("read");
+        assert_eq!(a[..MIB as usize], b[..MIB as usize], "protective MBR / GPT");
+        let end = parts.last().map_or(0, |p| p.start + p.size) as usize;
+        assert_eq!(a[end..], b[end..], "the tail and the GPT backup");
+    }
+    for p in &parts {
+        let orig = slice(&disk, p, &d.path().join(format!("orig{}.img", p.number)));
+        let back = slice(&unzstd, p, &d.path().join(format!("back{}.img", p.number)));
+        let t1 = d.path().join(format!("tree-orig{}", p.number));
+        let t2 = d.path().join(format!("tree-back{}", p.number));
+        check_and_extract(p.kind, &orig, &t1);
+        check_and_extract(p.kind, &back, &t2);
+        same_trees(&t1, &t2);
+    }
+}
+
+#[test]
+fn damaged_metadata_is_imaged_whole() {
+    let d = tmp();
+    let disk = d.path().join("disk.img");
+    let ext = mkfs_ext(d.path(), "p1.img", 32 * MIB, &["-L", "root"]);
+    let fat = mkfs_fat(d.path(), "p2.img", 36 * MIB, &["-F", "32", "-s", "1"]);
+    old_disk(&disk, 80 * MIB, 99);
+    sh(Command::new("sgdisk")
+        .args(["-n", "1:2048:+32M", "-n", "2:0:+36M"])
+        .arg(&disk));
+    // A wrong free-blocks count in the ext4 superblock (s_free_blocks_count_lo at 1024 + 12).
+    let mut e = std::fs::read(&ext).expect("read");
+    let free = u32::from_le_bytes([e[1036], e[1037], e[1038], e[1039]]);
+    e[1036..1040].copy_from_slice(&(free + 1000).to_le_bytes());
+    patch(&disk, MIB, &e);
+    patch(&disk, 33 * MIB, &std::fs::read(&fat).expect("read"));
+    let img = d.path().join("d.img.zst");
+    let out = run(common::salvor().arg("image").arg(&disk).arg(&img));
+    assert!(out.status.success(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("partition 1: ext4") && err.contains("imaged whole"),
+        "{err}"
+    );
+    let fss = filesystems(&image_json(&img));
+    assert_eq!(fss[0]["mode"], "whole", "{:?}", fss[0]);
+    assert!(fss[0]["reason"].is_string());
+    assert_eq!(fss[1]["mode"], "used", "{:?}", fss[1]);
+    // The whole partition is in the image, bit for bit.
+    let raw = d.path().join("d.raw");
+    sh(Command::new("zstd")
+        .args(["-q", "-d", "-f"])
+        .arg(&img)
+        .arg("-o")
+        .arg(&raw));
+    let (a, b) = (
+        std::fs::read(&disk).expect("read"),
+        std::fs::read(&raw).expect("read"),
+    );
+    assert_eq!(a[..(33 * MIB) as usize], b[..(33 * MIB) as usize]);
+}
+
+#[test]
+fn rescued_copy_stores_used_and_rescued() {
+    let d = tmp();
+    let disk = d.path().join("disk.img");
+    let ext = mkfs_ext(d.path(), "p1.img", 32 * MIB, &["-L", "root"]);
+    old_disk(&disk, 40 * MIB, 7);
+    sh(Command::new("sgdisk").args(["-n", "1:2048:+32M"]).arg(&disk));
+    patch(&disk, MIB, &std::fs::read(&ext).expect("read"));
+    // 1 MiB near the end of the partition was never rescued.
+    let bad = (30 * MIB, 31 * MIB);
+    let map = d.path().join("disk.map");
+    common::write_test_map(&map, 40 * MIB, &[bad]);
+    let img = d.path().join("d.img.zst");
+    sh(common::salvor()
+        .arg("image")
+        .arg(&disk)
+        .arg(&img)
+        .arg("--mapfile")
+        .arg(&map));
+    let v = image_json(&img);
+    let fss = filesystems(&v);
+    assert_eq!(fss[0]["mode"], "used");
+    let holes = v["trailer"]["holes"].as_array().expect("holes").clone();
+    assert_eq!(holes.len(), 1);
+    let raw = d.path().join("d.raw");
+    sh(Command::new("zstd")
+        .args(["-q", "-d", "-f"])
+        .arg(&img)
+        .arg("-o")
+        .arg(&raw));
+    let (a, b) = (
+        std::fs::read(&disk).expect("read"),
+        std::fs::read(&raw).expect("read"),
+    );
+    let unalloc: Vec<(u64, u64)> = fss[0]["unallocated"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|h| {
+            let o = h["offset"].as_u64().expect("offset");
+            (o, o + h["size"].as_u64().expect("size"))
+        })
+        .collect();
+    let is_unalloc = |x: u64| unalloc.iter().any(|&(s, e)| s <= x && x < e);
+    for x in (0..40 * MIB).step_by(512) {
+        let i = x as usize;
+        let stored = &b[i..i + 512];
+        if (bad.0..bad.1).contains(&x) || is_unalloc(x) {
+            assert!(stored.iter().all(|&c| c == 0), "offset {x} should be zeros");
+        } else {
+            assert_eq!(stored, &a[i..i + 512], "offset {x} should be stored");
+        }
+    }
+}
