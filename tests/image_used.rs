@@ -26,14 +26,26 @@ struct Part {
 fn used_disk(dir: &Path) -> (PathBuf, Vec<Part>) {
     require_tool("sgdisk", "gdisk");
     let ext = mkfs_ext(dir, "p1.img", 40 * MIB, &["-L", "root"]);
-    let fat = mkfs_fat(dir, "p2.img", 36 * MIB, &["-F", "32", "-s", "1", "-n", "DATA"]);
+    let fat = mkfs_fat(
+        dir,
+        "p2.img",
+        36 * MIB,
+        &["-F", "32", "-s", "1", "-n", "DATA"],
+    );
     let ntfs = mkfs_ntfs(dir, "p3.img", 24 * MIB, &["-L", "win"]);
     let exfat = mkfs_exfat(dir, "p4.img", 16 * MIB, &["-L", "stick"]);
     let disk = dir.join("disk.img");
     old_disk(&disk, 118 * MIB, 4711);
     sh(Command::new("sgdisk")
         .args([
-            "-n", "1:2048:+40M", "-n", "2:0:+36M", "-n", "3:0:+24M", "-n", "4:0:+16M",
+            "-n",
+            "1:2048:+40M",
+            "-n",
+            "2:0:+36M",
+            "-n",
+            "3:0:+24M",
+            "-n",
+            "4:0:+16M",
         ])
         .arg(&disk));
     let mut parts = Vec::new();
@@ -172,7 +184,10 @@ fn used_disk_round_trip() {
     for (f, p) in fss.iter().zip(&parts) {
         assert_eq!(f["kind"], p.kind, "{f}");
         assert_eq!(f["mode"], "used", "{f}");
-        assert!(!f["unallocated"].as_array().expect("list").is_empty(), "{f}");
+        assert!(
+            !f["unallocated"].as_array().expect("list").is_empty(),
+            "{f}"
+        );
     }
     sh(common::salvor().arg("verify").arg(&img));
     sh(common::salvor()
@@ -278,7 +293,9 @@ fn rescued_copy_stores_used_and_rescued() {
     let disk = d.path().join("disk.img");
     let ext = mkfs_ext(d.path(), "p1.img", 32 * MIB, &["-L", "root"]);
     old_disk(&disk, 40 * MIB, 7);
-    sh(Command::new("sgdisk").args(["-n", "1:2048:+32M"]).arg(&disk));
+    sh(Command::new("sgdisk")
+        .args(["-n", "1:2048:+32M"])
+        .arg(&disk));
     patch(&disk, MIB, &std::fs::read(&ext).expect("read"));
     // 1 MiB near the end of the partition was never rescued.
     let bad = (30 * MIB, 31 * MIB);
@@ -325,4 +342,77 @@ fn rescued_copy_stores_used_and_rescued() {
             assert_eq!(stored, &a[i..i + 512], "offset {x} should be stored");
         }
     }
+}
+
+/// Waits for a loop device's partition nodes; adds them with `partx -a` (BLKPG) when the kernel
+/// does not scan the table itself.
+fn wait_parts(dev: &Path, last: &Path) {
+    for i in 0..100 {
+        if last.exists() {
+            return;
+        }
+        if i == 20 {
+            let _ = run(Command::new("partx").arg("-a").arg(dev));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("{} did not appear", last.display());
+}
+
+#[test]
+fn partition_image_onto_a_partition() {
+    let d = tmp();
+    // Source: partition 1 of a disk on a loop device.
+    let disk = d.path().join("disk.img");
+    let ext = mkfs_ext(d.path(), "p1.img", 24 * MIB, &["-L", "root"]);
+    old_disk(&disk, 40 * MIB, 5);
+    sh(Command::new("sgdisk")
+        .args(["-n", "1:2048:+24M", "-n", "2:0:+8M"])
+        .arg(&disk));
+    patch(&disk, MIB, &std::fs::read(&ext).expect("read"));
+    let lo = common::LoopDev::attach(&disk, true);
+    let p1 = PathBuf::from(format!("{}p1", lo.dev.display()));
+    let p2 = PathBuf::from(format!("{}p2", lo.dev.display()));
+    wait_parts(&lo.dev, &p2);
+    let img = d.path().join("part.img.zst");
+    let out = run(common::salvor().arg("image").arg(&p1).arg(&img));
+    assert!(out.status.success(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("whole device: ext4"), "{err}");
+    let v = image_json(&img);
+    assert_eq!(v["metadata"]["source_size"], 24 * MIB);
+    assert_eq!(filesystems(&v)[0]["mode"], "used");
+
+    // A fresh disk with a partition of the same size, and one too small.
+    let target = d.path().join("target.img");
+    std::fs::File::create(&target)
+        .and_then(|f| f.set_len(40 * MIB))
+        .expect("create");
+    sh(Command::new("sgdisk")
+        .args(["-n", "1:2048:+24M", "-n", "2:0:+8M"])
+        .arg(&target));
+    let tlo = common::LoopDev::attach(&target, true);
+    let t1 = PathBuf::from(format!("{}p1", tlo.dev.display()));
+    let t2 = PathBuf::from(format!("{}p2", tlo.dev.display()));
+    wait_parts(&tlo.dev, &t2);
+    let small = run(common::salvor()
+        .arg("restore")
+        .arg("--yes")
+        .arg(&img)
+        .arg(&t2));
+    assert!(!small.status.success(), "a too small partition was written");
+    sh(common::salvor()
+        .arg("restore")
+        .arg("--yes")
+        .arg(&img)
+        .arg(&t1));
+    let back = d.path().join("back.img");
+    sh(Command::new("dd")
+        .arg(format!("if={}", t1.display()))
+        .arg(format!("of={}", back.display()))
+        .args(["bs=1M", "status=none"]));
+    let (a, b) = (d.path().join("ta"), d.path().join("tb"));
+    check_and_extract("ext4", &ext, &a);
+    check_and_extract("ext4", &back, &b);
+    same_trees(&a, &b);
 }
