@@ -385,9 +385,8 @@ fn partition_image_onto_a_partition() {
 
     // A fresh disk with a partition of the same size, and one too small.
     let target = d.path().join("target.img");
-    std::fs::File::create(&target)
-        .and_then(|f| f.set_len(40 * MIB))
-        .expect("create");
+    // Old data on the target: unallocated space must come out as zeros, as in `zstd -d`.
+    old_disk(&target, 40 * MIB, 6);
     sh(Command::new("sgdisk")
         .args(["-n", "1:2048:+24M", "-n", "2:0:+8M"])
         .arg(&target));
@@ -411,6 +410,16 @@ fn partition_image_onto_a_partition() {
         .arg(format!("if={}", t1.display()))
         .arg(format!("of={}", back.display()))
         .args(["bs=1M", "status=none"]));
+    let raw = d.path().join("part.raw");
+    sh(Command::new("zstd")
+        .args(["-q", "-d", "-f"])
+        .arg(&img)
+        .arg("-o")
+        .arg(&raw));
+    assert!(
+        std::fs::read(&raw).expect("read") == std::fs::read(&back).expect("read"),
+        "the restored partition differs from zstd -d of its image"
+    );
     let (a, b) = (d.path().join("ta"), d.path().join("tb"));
     check_and_extract("ext4", &ext, &a);
     check_and_extract("ext4", &back, &b);
