@@ -205,6 +205,9 @@ pub struct PartitionInfo {
     /// GPT partition name.
     pub name: Option<String>,
     pub guid: Option<String>,
+    /// An MBR extended container (its logical partitions follow as their own entries).
+    #[serde(default)]
+    pub extended: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

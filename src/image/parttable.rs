@@ -1,10 +1,13 @@
-//! Partition tables as the image engine needs them: a summary for the metadata and `info`, and
-//! moving a GPT's backup header to the end of a bigger disk after a restore.
+//! Moving a GPT's backup header to the end of a bigger disk after a restore. (Reading a table is
+//! `blockdev::table`'s job, for `list`, `info` and the image metadata alike.)
 //!
-//! Parsed by hand from sectors (not through a device path) so the same code reads a disk, an
-//! image's first chunk and a target that was just written.
+//! Hand-written, not on the `gpt` crate: the crate writes a table through a `GptDisk` it opened
+//! itself on a `Read + Write + Seek` device and re-serialises the headers and entries from its
+//! own model, whereas this must patch the target just written, through [`Dest`] (O_DIRECT on a
+//! disk, with its alignment rules): move the entry sectors byte for byte, change three header
+//! fields, recompute two CRCs, and touch nothing else.
 
-use super::format::{crc32, le32, le64, PartitionInfo, PartitionTable};
+use super::format::{crc32, le32, le64};
 use crate::device::Dest;
 use crate::error::{Error, Result};
 
@@ -13,55 +16,6 @@ pub type ReadFn<'a> = dyn FnMut(u64, &mut [u8]) -> Result<()> + 'a;
 
 const GPT_SIGNATURE: &[u8; 8] = b"EFI PART";
 
-fn guid_string(b: &[u8]) -> String {
-    format!(
-        "{:08X}-{:04X}-{:04X}-{:02X}{:02X}-{}",
-        le32(b, 0),
-        u16::from_le_bytes([b[4], b[5]]),
-        u16::from_le_bytes([b[6], b[7]]),
-        b[8],
-        b[9],
-        b[10..16]
-            .iter()
-            .map(|x| format!("{x:02X}"))
-            .collect::<String>()
-    )
-}
-
-fn gpt_type_name(guid: &str) -> Option<&'static str> {
-    Some(match guid {
-        "C12A7328-F81F-11D2-BA4B-00A0C93EC93B" => "EFI system",
-        "0FC63DAF-8483-4772-8E79-3D69D8477DE4" => "Linux filesystem",
-        "0657FD6D-A4AB-43C4-84E5-0933C84B4F4F" => "Linux swap",
-        "E6D6D379-F507-44C2-A23C-238F2A3DF928" => "Linux LVM",
-        "A19D880F-05FC-4D3B-A006-743F0F84911E" => "Linux RAID",
-        "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709" => "Linux root (x86-64)",
-        "EBD0A0A2-B9E5-4433-87C0-68B6B72699C7" => "Microsoft basic data",
-        "E3C9E316-0B5C-4DB8-817D-F92DF00215AE" => "Microsoft reserved",
-        "DE94BBA4-06D1-4D40-A16A-BFD50179D6AC" => "Windows recovery",
-        "21686148-6449-6E6F-744E-656564454649" => "BIOS boot",
-        "48465300-0000-11AA-AA11-00306543ECAC" => "Apple HFS+",
-        "7C3457EF-0000-11AA-AA11-00306543ECAC" => "Apple APFS",
-        _ => return None,
-    })
-}
-
-fn mbr_type_name(t: u8) -> Option<&'static str> {
-    Some(match t {
-        0x01 | 0x04 | 0x06 | 0x0E => "FAT16",
-        0x0B | 0x0C => "FAT32",
-        0x07 => "NTFS/exFAT",
-        0x05 | 0x0F | 0x85 => "extended",
-        0x82 => "Linux swap",
-        0x83 => "Linux",
-        0x8E => "Linux LVM",
-        0xEE => "GPT protective",
-        0xEF => "EFI system",
-        0xFD => "Linux RAID",
-        _ => return None,
-    })
-}
-
 /// A GPT header, as far as this module uses it.
 #[derive(Debug, Clone)]
 struct GptHeader {
@@ -69,7 +23,6 @@ struct GptHeader {
     header_size: usize,
     alternate_lba: u64,
     last_usable: u64,
-    disk_guid: String,
     entries_lba: u64,
     num_entries: u32,
     entry_size: u32,
@@ -100,7 +53,6 @@ impl GptHeader {
             header_size,
             alternate_lba: le64(sector, 32),
             last_usable: le64(sector, 48),
-            disk_guid: guid_string(&sector[56..72]),
             entries_lba: le64(sector, 72),
             num_entries,
             entry_size,
@@ -148,80 +100,6 @@ fn read_gpt(read: &mut ReadFn, ss: u64) -> Result<Option<(GptHeader, Vec<u8>)>> 
         return Ok(None);
     }
     Ok(Some((h, entries)))
-}
-
-/// Summarises the partition table of a disk of `size` bytes; None if there is none we know.
-pub fn summarize(read: &mut ReadFn, ss: u32, size: u64) -> Result<Option<PartitionTable>> {
-    let ss64 = u64::from(ss.max(512));
-    if size < ss64 * 2 {
-        return Ok(None);
-    }
-    if let Some((h, entries)) = read_gpt(read, ss64)? {
-        let mut partitions = Vec::new();
-        for (i, e) in entries.chunks(h.entry_size as usize).enumerate() {
-            if e[..16].iter().all(|&b| b == 0) {
-                continue;
-            }
-            let type_id = guid_string(&e[0..16]);
-            let (first, last) = (le64(e, 32), le64(e, 40));
-            let name: Vec<u16> = e[56..128]
-                .chunks(2)
-                .map(|c| u16::from_le_bytes([c[0], c[1]]))
-                .take_while(|&c| c != 0)
-                .collect();
-            partitions.push(PartitionInfo {
-                number: i as u32 + 1,
-                first_lba: first,
-                last_lba: last,
-                size: last
-                    .saturating_sub(first)
-                    .saturating_add(1)
-                    .saturating_mul(ss64),
-                type_name: gpt_type_name(&type_id).map(str::to_string),
-                type_id,
-                name: Some(String::from_utf16_lossy(&name)).filter(|n| !n.is_empty()),
-                guid: Some(guid_string(&e[16..32])),
-            });
-        }
-        return Ok(Some(PartitionTable {
-            kind: "gpt".into(),
-            disk_guid: Some(h.disk_guid),
-            partitions,
-        }));
-    }
-    let mut mbr = vec![0u8; 512];
-    read(0, &mut mbr)?;
-    if mbr[510] != 0x55 || mbr[511] != 0xAA {
-        return Ok(None);
-    }
-    let mut partitions = Vec::new();
-    for i in 0..4 {
-        let e = &mbr[446 + i * 16..446 + (i + 1) * 16];
-        let t = e[4];
-        let (start, count) = (u64::from(le32(e, 8)), u64::from(le32(e, 12)));
-        if t == 0 || count == 0 {
-            continue;
-        }
-        partitions.push(PartitionInfo {
-            number: i as u32 + 1,
-            first_lba: start,
-            last_lba: start + count - 1,
-            size: count * ss64,
-            type_id: format!("0x{t:02X}"),
-            type_name: mbr_type_name(t).map(str::to_string),
-            name: None,
-            guid: None,
-        });
-    }
-    // A boot sector of a bare filesystem also ends in 55 AA; only call it MBR if entries exist.
-    if partitions.is_empty() {
-        return Ok(None);
-    }
-    Ok(Some(PartitionTable {
-        kind: "mbr".into(),
-        disk_guid: Some(format!("{:08X}", le32(&mbr, 440))),
-        partitions,
-    }))
 }
 
 /// What [`relocate_backup_gpt`] did.

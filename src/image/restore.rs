@@ -9,7 +9,7 @@
 //! zero chunks are skipped, leaving holes.
 
 use super::digest::Sha256Digest;
-use super::format::{is_zero, PartitionTable};
+use super::format::{is_zero, PartitionInfo, PartitionTable};
 use super::parttable::{self, GptFix};
 use super::pool::Counters;
 use super::reader::{looks_like_salvor_image, ImageFile};
@@ -165,27 +165,79 @@ fn prepare_raw(input: &Path, target: &Path) -> Result<RestorePlan> {
     })
 }
 
+/// The partition table of a disk, as the image metadata and `info` summarise it: read by
+/// [`crate::blockdev::table`] (the one partition-table reader, on the `gpt` and `mbrman` crates'
+/// structures, the same one `salvor list` uses, so both name the types alike). None when there
+/// is no table or it does not parse.
 pub(crate) fn read_table(
     src: &mut dyn Source,
     ss: u32,
     size: u64,
 ) -> Result<Option<PartitionTable>> {
-    let name = PathBuf::from(src.describe());
-    let mut read = |pos: u64, buf: &mut [u8]| -> Result<()> {
-        if pos.checked_add(buf.len() as u64).is_none_or(|e| e > size) {
-            // A table pointing past the end is not a table we can summarise.
-            return Err(Error::corrupt(
-                &name,
-                format!("offset {pos}"),
-                "beyond the end",
-            ));
-        }
-        super::srcread::read_chunk(src, &name, pos, buf, &Readable::all())
+    use crate::blockdev::{read_partition_table, TableKind};
+    let ss = if ss == 512 || ss == 4096 { ss } else { 0 };
+    let mut reader = SourceReader { src, pos: 0 };
+    let t = match read_partition_table(&mut reader, size, ss) {
+        Ok(t) => t,
+        Err(Error::Corrupt { .. }) => return Ok(None),
+        Err(e) => return Err(e),
     };
-    match parttable::summarize(&mut read, ss, size) {
-        Ok(t) => Ok(t),
-        Err(Error::Corrupt { .. }) => Ok(None),
-        Err(e) => Err(e),
+    let kind = match t.kind {
+        TableKind::Gpt => "gpt",
+        TableKind::Mbr => "mbr",
+        TableKind::None | TableKind::Unknown => return Ok(None),
+    };
+    let ss64 = u64::from(t.sector_size.max(1));
+    Ok(Some(PartitionTable {
+        kind: kind.into(),
+        disk_guid: t.disk_id.clone(),
+        partitions: t
+            .entries
+            .iter()
+            .map(|e| PartitionInfo {
+                number: e.number,
+                first_lba: e.start / ss64,
+                last_lba: (e.start + e.size).div_ceil(ss64).saturating_sub(1),
+                size: e.size,
+                type_id: e.type_code.clone(),
+                type_name: e.type_name.clone(),
+                name: e.name.clone(),
+                guid: e.uuid.clone(),
+                extended: e.extended,
+            })
+            .collect(),
+    }))
+}
+
+/// A [`Source`] seen as `Read + Seek` for the partition-table reader.
+struct SourceReader<'a> {
+    src: &'a mut dyn Source,
+    pos: u64,
+}
+
+impl std::io::Read for SourceReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let out = self.src.read_at(self.pos, buf);
+        if out.good == 0 {
+            if let Some(f) = out.fault {
+                return Err(std::io::Error::other(format!("{f:?}")));
+            }
+        }
+        self.pos += out.good as u64;
+        Ok(out.good)
+    }
+}
+
+impl std::io::Seek for SourceReader<'_> {
+    fn seek(&mut self, to: std::io::SeekFrom) -> std::io::Result<u64> {
+        let size = self.src.geometry().size;
+        let new = match to {
+            std::io::SeekFrom::Start(p) => Some(p),
+            std::io::SeekFrom::End(d) => size.checked_add_signed(d),
+            std::io::SeekFrom::Current(d) => self.pos.checked_add_signed(d),
+        };
+        self.pos = new.ok_or_else(|| std::io::Error::other("seek out of range"))?;
+        Ok(self.pos)
     }
 }
 

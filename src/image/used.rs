@@ -35,7 +35,7 @@ pub fn plan(
         None => parts.push((0, 0, size)),
         Some(t) => {
             for p in &t.partitions {
-                if p.type_name.as_deref() == Some("extended") {
+                if p.extended {
                     continue;
                 }
                 let start = p.first_lba.saturating_mul(ss);

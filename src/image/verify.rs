@@ -279,7 +279,7 @@ fn filesystems(
         None => out.push(crate::fs::probe(src, 0..size)?.summary(0)),
         Some(t) => {
             for p in &t.partitions {
-                if p.type_name.as_deref() == Some("extended") {
+                if p.extended {
                     continue;
                 }
                 let start = p.first_lba.saturating_mul(ss as u64);
