@@ -64,7 +64,7 @@ fi
 mkdir -p "$BENCH_DIR"
 cd "$BENCH_DIR"
 
-if [ ! -f mixed.disk ]; then
+if [ "$BENCH_ONLY" != used ] && [ ! -f mixed.disk ]; then
     echo "making mixed.disk (ext4 from /usr/share + 1 GiB empty)" >&2
     rm -f fs.part
     truncate -s 1G fs.part
@@ -74,7 +74,7 @@ if [ ! -f mixed.disk ]; then
     rm -f fs.part
     mv mixed.disk.tmp mixed.disk
 fi
-if [ ! -f random.disk ]; then
+if [ "$BENCH_ONLY" != used ] && [ ! -f random.disk ]; then
     echo "making random.disk (1 GiB of /dev/urandom)" >&2
     head -c 1G /dev/urandom > random.disk.tmp
     mv random.disk.tmp random.disk
@@ -232,14 +232,18 @@ TREE
         sgdisk -n "1:2048:+1024M" -t 1:8300 -n 2:0:+400M -t 2:0700 -n 3:0:+500M -t 3:0700 used.disk.tmp >/dev/null
         l1=$(part_loop used.disk.tmp $P1_OFF $P1_LEN); LOOPS+=("$l1")
         mkfs.ext4 -q -F -E nodiscard -d tree "$l1"
-        l2=$(part_loop used.disk.tmp $P2_OFF $P2_LEN); LOOPS+=("$l2")
-        mkfs.fat -F 32 "$l2" >/dev/null
-        MTOOLS_SKIP_CHECK=1 mcopy -s -i "$l2" tree/* ::/
+        # mtools wants a file (it asks a device for its geometry): build FAT32 in a copy of the
+        # partition's old data, then put it back.
+        dd if=used.disk.tmp of=fat.part bs=1M skip=$((P2_OFF / MIB)) count=$((P2_LEN / MIB)) status=none
+        mkfs.fat -F 32 fat.part >/dev/null
+        MTOOLS_SKIP_CHECK=1 mcopy -s -D oO -i fat.part tree/* ::/ </dev/null  # (8.3 name clashes: overwrite)
+        dd if=fat.part of=used.disk.tmp bs=1M seek=$((P2_OFF / MIB)) conv=notrunc status=none
+        rm -f fat.part
         l3=$(part_loop used.disk.tmp $P3_OFF $P3_LEN); LOOPS+=("$l3")
         mkntfs -q -F -f "$l3"
         mkdir -p mnt && ntfs-3g "$l3" mnt && cp -r tree/. mnt/ && umount mnt
         sync
-        losetup -d "$l1" "$l2" "$l3"; LOOPS=()
+        losetup -d "$l1" "$l3"; LOOPS=()
         mv used.disk.tmp used.disk
     fi
     disk=$(losetup --find --show --read-only --direct-io=on used.disk); LOOPS+=("$disk")
@@ -257,6 +261,11 @@ PCI
         salvor "$SALVOR image $disk used.img.zst --level 3" \
         partclone "bash partclone-image.sh" \
         "rm -f used.img.zst pc?.zst pc.table; sync; echo 3 > /proc/sys/vm/drop_caches"
+    # (Each run's preparation removed the other side's output: make both once more.)
+    rm -f used.img.zst pc?.zst pc.table
+    "$SALVOR" image "$disk" used.img.zst --level 3 2> used.image.log
+    bash partclone-image.sh
+    grep -E "^(whole device|partition)" used.image.log >&2 || true
     printf 'size used\t%s\t%s\n' "$(stat -c %s used.img.zst)" \
         "$(cat pc.table pc1.zst pc2.zst pc3.zst | wc -c)" >> "$BENCH_DIR/sizes.tsv"
     make_target used used.disk

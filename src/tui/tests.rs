@@ -167,6 +167,7 @@ fn fixture_image() -> ImageView {
         type_name: Some(ty.into()),
         name: Some(name.into()),
         guid: None,
+        extended: false,
     };
     ImageView {
         path: "/mnt/backup/wd.img.zst".into(),
