@@ -10,8 +10,8 @@ use super::digest::{encode_digests, ChunkDigester, Sha256Digest};
 use super::format::*;
 use super::parts::PartWriter;
 use super::pool::{buffers_for, check_control, Counters, Meter, Pool, PooledBuf, TICK};
-use super::srcread::{read_chunk, Readable};
-use super::stream::{next_job, stream_chunks, Input};
+use super::srcread::Readable;
+use super::stream::{next_job, read_source, stream_chunks, Input};
 use super::stream::{Digests, Hashing};
 use super::{ImageOptions, ImageSummary};
 use crate::device::{Dest, FileDest, Source};
@@ -255,30 +255,30 @@ fn run_pipeline(
             let htx = hasher.as_ref().map(|h| h.0.clone());
             s.spawn(move || -> Option<[u8; 32]> {
                 let mut sha = hash_in_reader.then(Sha256::new);
-                for k in 0..nchunks {
-                    if check_control(control, abort).is_some() {
-                        return None;
-                    }
-                    let mut buf = pool.get(abort)?;
-                    let pos = k * chunk as u64;
-                    let len = (size - pos).min(chunk as u64) as usize;
-                    buf.len = len;
-                    if let Err(e) = read_chunk(src, name, pos, &mut buf.full_mut()[..len], readable)
-                    {
-                        let _ = tx.send(Msg::Err(e));
-                        return None;
-                    }
-                    Counters::add(&counters.read, len as u64);
-                    if let Some(sha) = &mut sha {
-                        sha.update(buf.data());
-                    }
-                    let buf = Arc::new(buf);
-                    if let Some(h) = &htx {
-                        let _ = h.send(buf.clone());
-                    }
-                    if job_tx.send((k, buf)).is_err() {
-                        return None;
-                    }
+                let r = read_source(
+                    src,
+                    name,
+                    readable,
+                    size,
+                    chunk,
+                    pool,
+                    abort,
+                    counters,
+                    Some(control),
+                    &mut |k, buf| {
+                        if let Some(sha) = &mut sha {
+                            sha.update(buf.data());
+                        }
+                        let buf = Arc::new(buf);
+                        if let Some(h) = &htx {
+                            let _ = h.send(buf.clone());
+                        }
+                        job_tx.send((k, buf)).is_ok()
+                    },
+                );
+                if let Err((_, e)) = r {
+                    let _ = tx.send(Msg::Err(e));
+                    return None;
                 }
                 sha.map(|s| s.finalize().into())
             })

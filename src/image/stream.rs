@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::progress::{Control, ImageObserver, ImagePhase};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
@@ -162,30 +162,29 @@ pub fn stream_chunks(
             } => {
                 let (pool, abort, counters) = (&pool, &abort, &counters);
                 s.spawn(move || {
-                    for k in 0..nchunks {
-                        let Some(mut buf) = pool.get(abort) else {
-                            return;
-                        };
-                        let pos = k * chunk_size as u64;
-                        let len = (size - pos).min(chunk_size as u64) as usize;
-                        buf.len = len;
-                        if let Err(e) =
-                            read_chunk(src, &name, pos, &mut buf.full_mut()[..len], &readable)
-                        {
-                            let _ = tx.send(Msg::Err(Some(k), e));
-                            return;
-                        }
-                        Counters::add(&counters.read, len as u64);
-                        Counters::add(&counters.processed, len as u64);
-                        let c = Chunk {
-                            index: k,
-                            offset: pos,
-                            buf: Arc::new(buf),
-                            digest: None,
-                        };
-                        if tx.send(Msg::Chunk(c)).is_err() {
-                            return;
-                        }
+                    let r = read_source(
+                        src,
+                        &name,
+                        &readable,
+                        size,
+                        chunk_size,
+                        pool,
+                        abort,
+                        counters,
+                        None,
+                        &mut |k, buf| {
+                            Counters::add(&counters.processed, buf.len as u64);
+                            let c = Chunk {
+                                index: k,
+                                offset: k * chunk_size as u64,
+                                buf: Arc::new(buf),
+                                digest: None,
+                            };
+                            tx.send(Msg::Chunk(c)).is_ok()
+                        },
+                    );
+                    if let Err((k, e)) = r {
+                        let _ = tx.send(Msg::Err(Some(k), e));
                     }
                 });
             }
@@ -255,6 +254,42 @@ pub fn stream_chunks(
         }
         result.map(|()| digests)
     })
+}
+
+/// The reader thread of every pipeline that reads a disk (imaging, raw imaging, clone): fills
+/// pooled buffers with the chunks of `src` in order (only `readable` parts read, the rest zeros)
+/// and hands each to `deliver`, which returns false to stop. With `control`, a stop request or a
+/// pause is obeyed between chunks. A read failure is returned with its chunk's index.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn read_source(
+    src: &mut dyn Source,
+    name: &Path,
+    readable: &Readable,
+    size: u64,
+    chunk_size: usize,
+    pool: &Pool,
+    abort: &AtomicBool,
+    counters: &Counters,
+    control: Option<&Control>,
+    deliver: &mut dyn FnMut(u64, PooledBuf) -> bool,
+) -> std::result::Result<(), (u64, Error)> {
+    for k in 0..size.div_ceil(chunk_size as u64) {
+        if control.is_some_and(|c| check_control(c, abort).is_some()) {
+            return Ok(());
+        }
+        let Some(mut buf) = pool.get(abort) else {
+            return Ok(());
+        };
+        let pos = k * chunk_size as u64;
+        let len = (size - pos).min(chunk_size as u64) as usize;
+        buf.len = len;
+        read_chunk(src, name, pos, &mut buf.full_mut()[..len], readable).map_err(|e| (k, e))?;
+        Counters::add(&counters.read, len as u64);
+        if !deliver(k, buf) {
+            return Ok(());
+        }
+    }
+    Ok(())
 }
 
 /// One thread reads compressed frames in order; `threads` decoders turn them into chunks and,
