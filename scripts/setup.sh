@@ -16,6 +16,9 @@ packages=(
   hyperfine             # benchmarks
   tmux                  # terminal UI end-to-end test
   python3 file
+  nbdkit libnbd-bin qemu-utils nbd-client   # salvor serve: NBD clients and reference servers in tests/benchmarks
+  ewf-tools             # ewfverify/ewfinfo: E01 exports
+  fuse3                 # salvor mount through FUSE
 )
 missing=()
 for p in "${packages[@]}"; do

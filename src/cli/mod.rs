@@ -1,10 +1,12 @@
 //! The command line: argument parsing, command dispatch, progress printers, signal setup and the
 //! mapping of errors to exit codes. Everything here is presentation; the work is done by engines.
 
+mod export;
 pub mod image;
 mod map;
 mod printer;
 mod rescue;
+mod serve;
 pub mod signals;
 
 use crate::progress::Control;
@@ -42,6 +44,10 @@ enum Command {
     Verify(Box<image::VerifyArgs>),
     /// Show an image's metadata, or a disk's identity and partition table.
     Info(Box<image::InfoArgs>),
+    /// Convert an image into qcow2, VHD or VMDK (zero areas stay sparse).
+    Export(Box<export::ExportArgs>),
+    /// Serve an image, raw image, device or rescued copy over NBD (read-only unless --overlay).
+    Serve(Box<serve::ServeArgs>),
     /// Open the terminal UI (also what `salvor` alone does).
     Tui,
 }
@@ -76,6 +82,8 @@ pub fn run() -> i32 {
         Some(Command::Clone(args)) => with_signals(|c| image::run_clone(args, c)),
         Some(Command::Verify(args)) => with_signals(|c| image::run_verify(args, c)),
         Some(Command::Info(args)) => with_signals(|c| image::run_info(args, c)),
+        Some(Command::Export(args)) => with_signals(|c| export::run(args, c)),
+        Some(Command::Serve(args)) => with_signals(|c| serve::run(args, c)),
         None | Some(Command::Tui) => Ok(crate::tui::run()),
     };
     match result {

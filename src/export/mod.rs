@@ -1,0 +1,211 @@
+//! `salvor export`: an image (or a raw disk image) converted into the formats virtual machines
+//! and other tools open: qcow2 (v3), VHD (dynamic) and VMDK (monolithicSparse). Each format is
+//! written here directly (they are small; see the modules): all-zero granules (qcow2 clusters,
+//! VHD blocks, VMDK grains) are never written, so unallocated and zero chunks stay sparse.
+//!
+//! The input is streamed in disk order (a salvor image through the image decoder threads, with
+//! their checks); the output is written through [`crate::device::Dest`] and synced before the
+//! export reports success. An existing output is never replaced.
+
+pub mod qcow2;
+pub mod vhd;
+pub mod vmdk;
+
+use crate::device::{is_zero, Dest, FileDest, FileSource, OpenOptions};
+use crate::error::{Error, Result};
+use crate::image::reader::{looks_like_salvor_image, ImageFile};
+use crate::image::srcread::Readable;
+use crate::image::stream::{stream_chunks, Hashing, Input};
+use crate::progress::{Control, ImageEvent, ImageObserver, ImagePhase};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    Qcow2,
+    Vhd,
+    Vmdk,
+}
+
+impl Format {
+    /// By the output's extension.
+    pub fn for_path(path: &Path) -> Option<Format> {
+        match path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
+            Some("qcow2") => Some(Format::Qcow2),
+            Some("vhd") => Some(Format::Vhd),
+            Some("vmdk") => Some(Format::Vmdk),
+            _ => None,
+        }
+    }
+}
+
+/// A sparse-format writer: granules in any order (the driver goes in disk order), each
+/// exactly `granule()` bytes (the last one zero-padded), never all zeros.
+pub trait SparseWriter {
+    fn granule(&self) -> u64;
+    fn write_granule(&mut self, dest: &mut dyn Dest, index: u64, data: &[u8]) -> Result<()>;
+    /// Writes the metadata; returns the output's length.
+    fn finish(&mut self, dest: &mut dyn Dest) -> Result<u64>;
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ExportSummary {
+    pub output: PathBuf,
+    pub format: Format,
+    pub raw_size: u64,
+    pub output_size: u64,
+    /// Bytes of granules written (the rest stayed sparse).
+    pub data_bytes: u64,
+    pub elapsed: Duration,
+}
+
+/// Exports `input` (a salvor image, or a raw image or device) into `output`, whose extension
+/// names the format.
+pub fn export(
+    input: &Path,
+    output: &Path,
+    threads: usize,
+    control: &Control,
+    obs: &mut dyn ImageObserver,
+) -> Result<ExportSummary> {
+    let start = Instant::now();
+    let format = Format::for_path(output).ok_or_else(|| {
+        Error::invalid_arg(
+            output.display().to_string(),
+            "the output must end in .qcow2, .vhd or .vmdk",
+        )
+    })?;
+    if std::fs::symlink_metadata(output).is_ok() {
+        return Err(Error::refused(
+            output,
+            "it exists; an export never replaces a file",
+        ));
+    }
+    use crate::safety::{Plan, Role};
+    Plan::new()
+        .read(input)
+        .write(Role::ImagePart, output)
+        .check()?;
+    let image = if looks_like_salvor_image(input) {
+        Some(ImageFile::open(input)?)
+    } else {
+        None
+    };
+    let mut src = match image {
+        Some(_) => None,
+        None => Some(FileSource::open(input, OpenOptions::default())?),
+    };
+    let size = match (&image, &src) {
+        (Some(i), _) => i.metadata.source_size,
+        (None, Some(s)) => crate::device::Source::geometry(s).size,
+        (None, None) => return Err(Error::Internal("no input".into())),
+    };
+    let name = output
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut writer: Box<dyn SparseWriter> = match format {
+        Format::Qcow2 => Box::new(qcow2::Qcow2Writer::new(size)),
+        Format::Vhd => Box::new(vhd::VhdWriter::new(size)?),
+        Format::Vmdk => Box::new(vmdk::VmdkWriter::new(size, &name)),
+    };
+    let mut dest = FileDest::open(output, false, true)?;
+    let g = writer.granule();
+    let mut data_bytes = 0u64;
+    let mut pad = vec![0u8; g as usize];
+    let input_stream = match (&image, src.as_mut()) {
+        (Some(img), _) => Input::Image {
+            image: img,
+            threads,
+        },
+        (None, Some(s)) => Input::Source {
+            src: s,
+            name: input.to_path_buf(),
+            readable: Readable::all(),
+            chunk_size: 4 << 20,
+            size,
+        },
+        (None, None) => return Err(Error::Internal("no input".into())),
+    };
+    obs.event(&ImageEvent::PhaseStarted {
+        phase: ImagePhase::Restoring,
+    });
+    let result = stream_chunks(
+        input_stream,
+        Hashing::default(),
+        ImagePhase::Restoring,
+        control,
+        obs,
+        &mut |c, _| {
+            let data = c.data();
+            if c.offset % g != 0 {
+                return Err(Error::Internal("chunk not aligned to the granule".into()));
+            }
+            for (i, part) in data.chunks(g as usize).enumerate() {
+                if is_zero(part) {
+                    continue;
+                }
+                let index = c.offset / g + i as u64;
+                let full = if part.len() as u64 == g {
+                    part
+                } else {
+                    pad.fill(0);
+                    pad[..part.len()].copy_from_slice(part);
+                    &pad[..]
+                };
+                writer.write_granule(&mut dest, index, full)?;
+                data_bytes += g;
+            }
+            Ok(())
+        },
+    );
+    let finished = result.and_then(|_| {
+        let len = writer.finish(&mut dest)?;
+        dest.sync()?;
+        Ok(len)
+    });
+    let output_size = match finished {
+        Ok(l) => l,
+        Err(e) => {
+            drop(dest);
+            // Nothing half-written is left behind under the output's name.
+            let _ = std::fs::remove_file(output);
+            obs.event(&ImageEvent::Finished { ok: false });
+            return Err(e);
+        }
+    };
+    obs.event(&ImageEvent::Finished { ok: true });
+    Ok(ExportSummary {
+        output: output.to_path_buf(),
+        format,
+        raw_size: size,
+        output_size,
+        data_bytes,
+        elapsed: start.elapsed(),
+    })
+}
+
+/// A 16-byte identifier for the new disk (VHD UUID, VMDK CID): not secret, only unique.
+pub(crate) fn new_id(size: u64) -> [u8; 16] {
+    use sha2::{Digest, Sha256};
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let mut h = Sha256::new();
+    h.update(now.as_nanos().to_le_bytes());
+    h.update(std::process::id().to_le_bytes());
+    h.update(size.to_le_bytes());
+    let d = h.finalize();
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&d[..16]);
+    // RFC 4122 version 4 / variant bits.
+    id[6] = (id[6] & 0x0F) | 0x40;
+    id[8] = (id[8] & 0x3F) | 0x80;
+    id
+}
