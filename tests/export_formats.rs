@@ -74,3 +74,56 @@ fn qcow2_vhd_vmdk_check_and_compare() {
         assert!(!again.status.success());
     }
 }
+
+fn hash_of(tool: &str, path: &Path) -> String {
+    ok(Command::new(tool).arg(path))
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[test]
+fn e01_with_case_metadata_hashes_and_acquisition_errors() {
+    require_tool("ewfverify", "ewf-tools");
+    let dir = tempfile::tempdir().unwrap();
+    let raw = dir.path().join("disk.raw");
+    test_disk(&raw);
+    let img = dir.path().join("disk.img.zst");
+    ok(salvor().arg("image").arg(&raw).arg(&img));
+    let e01 = dir.path().join("disk.E01");
+    ok(salvor()
+        .arg("export")
+        .arg(&img)
+        .arg(&e01)
+        .args(["--case-number", "2026-15", "--examiner", "A. Examiner"])
+        .args(["--evidence-number", "EV-1", "--description", "test disk"]));
+    let (md5, sha1) = (hash_of("md5sum", &raw), hash_of("sha1sum", &raw));
+    let v = ok(Command::new("ewfverify").arg(&e01));
+    assert!(v.contains("ewfverify: SUCCESS"), "{v}");
+    assert!(
+        v.contains(&format!("MD5 hash stored in file:\t\t{md5}")),
+        "{v}"
+    );
+    assert!(v.contains(&sha1), "{v}");
+    let info = ok(Command::new("ewfinfo").arg(&e01));
+    for want in ["2026-15", "A. Examiner", "EV-1", "test disk", &md5, &sha1] {
+        assert!(info.contains(want), "ewfinfo lacks {want}: {info}");
+    }
+    assert!(!info.contains("Read errors"), "{info}");
+
+    // A rescued copy with its mapfile: unrescued areas are acquisition errors.
+    let map = dir.path().join("disk.map");
+    write_test_map(&map, (22 * MIB + 4096) as u64, &[(65536, 65536 + 4096)]);
+    let e01 = dir.path().join("rescued.E01");
+    ok(salvor()
+        .arg("export")
+        .arg(&raw)
+        .arg(&e01)
+        .arg("--mapfile")
+        .arg(&map));
+    let v = ok(Command::new("ewfverify").arg(&e01));
+    assert!(v.contains("ewfverify: SUCCESS"), "{v}");
+    let info = ok(Command::new("ewfinfo").arg(&e01));
+    assert!(info.contains("at sector(s): 128 - 135 number: 8"), "{info}");
+}

@@ -7,6 +7,7 @@
 //! their checks); the output is written through [`crate::device::Dest`] and synced before the
 //! export reports success. An existing output is never replaced.
 
+pub mod ewf;
 pub mod qcow2;
 pub mod vhd;
 pub mod vmdk;
@@ -26,6 +27,7 @@ pub enum Format {
     Qcow2,
     Vhd,
     Vmdk,
+    E01,
 }
 
 impl Format {
@@ -40,6 +42,7 @@ impl Format {
             Some("qcow2") => Some(Format::Qcow2),
             Some("vhd") => Some(Format::Vhd),
             Some("vmdk") => Some(Format::Vmdk),
+            Some("e01") => Some(Format::E01),
             _ => None,
         }
     }
@@ -62,7 +65,24 @@ pub struct ExportSummary {
     pub output_size: u64,
     /// Bytes of granules written (the rest stayed sparse).
     pub data_bytes: u64,
+    /// E01: the MD5 and SHA-1 of the media it records.
+    pub hashes: Option<ewf::EwfHashes>,
     pub elapsed: Duration,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ExportOptions {
+    pub threads: usize,
+    /// E01 case metadata.
+    pub case: ewf::CaseInfo,
+    /// A raw rescued copy's mapfile: unrescued areas are exported as zeros (and listed as
+    /// acquisition errors in an E01). Images record their unrescued areas themselves.
+    pub mapfile: Option<PathBuf>,
+}
+
+enum Sink {
+    Sparse(Box<dyn SparseWriter>),
+    Ewf(Box<ewf::EwfWriter>),
 }
 
 /// Exports `input` (a salvor image, or a raw image or device) into `output`, whose extension
@@ -70,7 +90,7 @@ pub struct ExportSummary {
 pub fn export(
     input: &Path,
     output: &Path,
-    threads: usize,
+    opts: &ExportOptions,
     control: &Control,
     obs: &mut dyn ImageObserver,
 ) -> Result<ExportSummary> {
@@ -78,7 +98,7 @@ pub fn export(
     let format = Format::for_path(output).ok_or_else(|| {
         Error::invalid_arg(
             output.display().to_string(),
-            "the output must end in .qcow2, .vhd or .vmdk",
+            "the output must end in .qcow2, .vhd, .vmdk or .E01",
         )
     })?;
     if std::fs::symlink_metadata(output).is_ok() {
@@ -88,10 +108,12 @@ pub fn export(
         ));
     }
     use crate::safety::{Plan, Role};
-    Plan::new()
-        .read(input)
-        .write(Role::ImagePart, output)
-        .check()?;
+    let mut plan = Plan::new().read(input).write(Role::ImagePart, output);
+    if let Some(m) = &opts.mapfile {
+        plan = plan.read(m);
+    }
+    plan.check()?;
+    let threads = opts.threads.max(1);
     let image = if looks_like_salvor_image(input) {
         Some(ImageFile::open(input)?)
     } else {
@@ -110,13 +132,36 @@ pub fn export(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let mut writer: Box<dyn SparseWriter> = match format {
-        Format::Qcow2 => Box::new(qcow2::Qcow2Writer::new(size)),
-        Format::Vhd => Box::new(vhd::VhdWriter::new(size)?),
-        Format::Vmdk => Box::new(vmdk::VmdkWriter::new(size, &name)),
+    let readable = match (&opts.mapfile, &image) {
+        (Some(_), Some(_)) => {
+            return Err(Error::invalid_arg(
+                "--mapfile",
+                "a salvor image records its unrescued areas itself; --mapfile is for a raw rescued copy",
+            ))
+        }
+        (Some(m), None) => {
+            let map = crate::image::srcread::load_mapfile(m)?;
+            Readable::from_map(&map, size)
+        }
+        (None, _) => Readable::all(),
+    };
+    let errors: Vec<(u64, u64)> = match &image {
+        Some(i) => i.trailer.holes.iter().map(|h| (h.offset, h.size)).collect(),
+        None => readable.holes.iter().map(|h| (h.offset, h.size)).collect(),
     };
     let mut dest = FileDest::open(output, false, true)?;
-    let g = writer.granule();
+    let mut sink = match format {
+        Format::Qcow2 => Sink::Sparse(Box::new(qcow2::Qcow2Writer::new(size))),
+        Format::Vhd => Sink::Sparse(Box::new(vhd::VhdWriter::new(size)?)),
+        Format::Vmdk => Sink::Sparse(Box::new(vmdk::VmdkWriter::new(size, &name))),
+        Format::E01 => Sink::Ewf(Box::new(ewf::EwfWriter::start(
+            &mut dest, size, &opts.case, &errors,
+        )?)),
+    };
+    let g = match &sink {
+        Sink::Sparse(w) => w.granule(),
+        Sink::Ewf(_) => 4096,
+    };
     let mut data_bytes = 0u64;
     let mut pad = vec![0u8; g as usize];
     let input_stream = match (&image, src.as_mut()) {
@@ -127,7 +172,7 @@ pub fn export(
         (None, Some(s)) => Input::Source {
             src: s,
             name: input.to_path_buf(),
-            readable: Readable::all(),
+            readable,
             chunk_size: 4 << 20,
             size,
         },
@@ -144,6 +189,14 @@ pub fn export(
         obs,
         &mut |c, _| {
             let data = c.data();
+            let writer = match &mut sink {
+                Sink::Ewf(w) => {
+                    w.write(&mut dest, data)?;
+                    data_bytes += data.len() as u64;
+                    return Ok(());
+                }
+                Sink::Sparse(w) => w,
+            };
             if c.offset % g != 0 {
                 return Err(Error::Internal("chunk not aligned to the granule".into()));
             }
@@ -165,8 +218,16 @@ pub fn export(
             Ok(())
         },
     );
+    let mut hashes = None;
     let finished = result.and_then(|_| {
-        let len = writer.finish(&mut dest)?;
+        let len = match &mut sink {
+            Sink::Sparse(w) => w.finish(&mut dest)?,
+            Sink::Ewf(w) => {
+                let l = w.finish(&mut dest)?;
+                hashes = Some(w.hashes.clone());
+                l
+            }
+        };
         dest.sync()?;
         Ok(len)
     });
@@ -187,6 +248,7 @@ pub fn export(
         raw_size: size,
         output_size,
         data_bytes,
+        hashes,
         elapsed: start.elapsed(),
     })
 }
