@@ -8,7 +8,8 @@
 # Runs alternate between the two sides; medians of RUNS runs. Everything is read from the page
 # cache (both inputs are warmed first), so this measures the servers, not the disk.
 #
-# Usage: bash scripts/bench-serve.sh [SIZE_MIB (default 1024)]  (RUNS=3, COUNT=20000 in env)
+# Usage: bash scripts/bench-serve.sh [SIZE_MIB (default 1024)]  (RUNS=3, COUNT=20000, COLD_COUNT=300
+# in the environment)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 size_mib=${1:-1024}
@@ -37,14 +38,17 @@ import os, random, sys
 path, mib = sys.argv[1], int(sys.argv[2])
 rnd = random.Random(15)
 words = [bytes(rnd.choice(b"abcdefghijklmnopqrstuvwxyz") for _ in range(rnd.randint(2, 9))) for _ in range(4000)]
+texts = []
+for _ in range(32):
+    out = b" ".join(rnd.choices(words, k=200000))
+    while len(out) < 1 << 20:
+        out += out
+    texts.append(out[:1 << 20])
 with open(path, "wb") as f:
     for i in range(mib):
         kind = i % 3
         if kind == 0:
-            out = bytearray()
-            while len(out) < 1 << 20:
-                out += rnd.choice(words) + b" "
-            f.write(out[:1 << 20])
+            f.write(texts[(i // 3) % len(texts)])
         elif kind == 1:
             f.write(os.urandom(1 << 20))
         else:
@@ -56,9 +60,13 @@ echo "disk: ${size_mib} MiB raw, $(du -m "$work/disk.raw" | cut -f1) MiB allocat
 cat "$work/disk.raw" "$work/disk.img.zst" > /dev/null
 
 start_salvor() {
-  rm -f "$work/s.sock"
-  "$salvor" serve "$work/disk.img.zst" --unix "$work/s.sock" > "$work/s.uri" 2>/dev/null &
-  pids+=($!)
+  if [ -n "${spid:-}" ]; then kill "$spid" 2>/dev/null || true; wait "$spid" 2>/dev/null || true; fi
+  rm -f "$work/s.sock" "$work/s.uri"
+  # The whole image fits the chunk cache, as a page cache holds the whole raw file.
+  "$salvor" serve "$work/disk.img.zst" --unix "$work/s.sock" --cache "$((size_mib + 256))MiB" \
+    > "$work/s.uri" 2>/dev/null &
+  spid=$!
+  pids+=($spid)
   for _ in $(seq 100); do [ -s "$work/s.uri" ] && return; sleep 0.1; done
   echo "salvor serve did not start" >&2; exit 1
 }
@@ -78,29 +86,38 @@ now() { date +%s.%N; }
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 secs() { local t0; t0=$(now); "$@" >/dev/null 2>&1; echo "$(now) - $t0" | bc -l; }
 
-copy_bench() {  # $1: extra nbdcopy flags
+copy_bench() {  # $1: cold|warm, $2: extra nbdcopy flags
   local s=() q=()
   for _ in $(seq "$runs"); do
-    s+=("$(secs nbdcopy $1 "$S" null:)")
-    q+=("$(secs nbdcopy $1 "$Q" null:)")
+    # cold: a fresh server, every chunk decoded during the copy; warm: decoded chunks cached.
+    [ "$1" = cold ] && start_salvor
+    s+=("$(secs nbdcopy $2 "$S" null:)")
+    q+=("$(secs nbdcopy $2 "$Q" null:)")
   done
   local sm qm
   sm=$(printf '%s\n' "${s[@]}" | median); qm=$(printf '%s\n' "${q[@]}" | median)
-  printf 'nbdcopy %-14s salvor %6.0f MiB/s  qemu-nbd %6.0f MiB/s  ratio %.2f\n' \
-    "${1:-(extents)}" "$(echo "$size_mib / $sm" | bc -l)" "$(echo "$size_mib / $qm" | bc -l)" \
+  printf 'nbdcopy %-4s %-14s salvor %6.0f MiB/s  qemu-nbd %6.0f MiB/s  ratio %.2f\n' \
+    "$1" "${2:-(extents)}" "$(echo "$size_mib / $sm" | bc -l)" "$(echo "$size_mib / $qm" | bc -l)" \
     "$(echo "$qm / $sm" | bc -l)"
 }
-copy_bench ""
-copy_bench "--no-extents"
+copy_bench cold ""
+copy_bench cold "--no-extents"
+copy_bench warm ""
+copy_bench warm "--no-extents"
 
+# Random reads with every chunk cached (after the copies above), then on a fresh server where
+# nearly every read decodes its chunk first (COLD_COUNT reads).
 for i in $(seq "$runs"); do
   "$randread" "$work/s.sock" "$count" "$i" | sed 's/^/salvor   /'
   "$randread" "$work/q.sock" "$count" "$i" | sed 's/^/qemu-nbd /'
 done > "$work/lat"
 p() { grep "^$1" "$work/lat" | sed -n "s/.*$2_us=\([0-9.]*\).*/\1/p" | median; }
-printf '4K random reads (qd 1, %s reads): salvor p50 %.1f us p99 %.1f us; qemu-nbd p50 %.1f us p99 %.1f us; p50 ratio %.2f, p99 ratio %.2f\n' \
+printf '4K random reads, warm (qd 1, %s reads): salvor p50 %.1f us p99 %.1f us; qemu-nbd p50 %.1f us p99 %.1f us; p50 ratio %.2f, p99 ratio %.2f\n' \
   "$count" "$(p salvor p50)" "$(p salvor p99)" "$(p qemu-nbd p50)" "$(p qemu-nbd p99)" \
   "$(echo "$(p salvor p50) / $(p qemu-nbd p50)" | bc -l)" "$(echo "$(p salvor p99) / $(p qemu-nbd p99)" | bc -l)"
+start_salvor
+cold=$("$randread" "$work/s.sock" "${COLD_COUNT:-300}" 99)
+echo "4K random reads, cold salvor (fresh server, ${COLD_COUNT:-300} reads): $cold"
 
 s=() q=()
 for _ in $(seq "$runs"); do

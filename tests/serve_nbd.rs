@@ -58,6 +58,16 @@ impl Server {
         s
     }
 
+    /// SIGTERM, as a user's Ctrl-C would: the server saves the overlay, removes its socket and
+    /// exits 0.
+    fn stop(mut self) {
+        // SAFETY: signalling our own child process.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let status = self.child.wait().expect("wait");
+        assert!(status.success(), "salvor serve exited with {status}");
+        assert!(!self.sock.exists(), "the socket was left behind");
+    }
+
     fn connect(&self) -> UnixStream {
         UnixStream::connect(&self.sock).expect("connect")
     }
@@ -538,7 +548,8 @@ fn overlay_takes_writes_and_leaves_the_image_alone() {
     let (d, _) = c.read(4 * MIB as u64 - 1000, 3000);
     assert!(d.iter().all(|&b| b == 0xEE));
     let (d, _) = c.read(0, 4096);
-    assert!(d == data[..4096]);
+    assert!(d[..512].iter().all(|&b| b == 0xAA));
+    assert!(d[512..] == data[512..4096]);
 }
 
 /// An in-memory export for fuzzing sessions.
@@ -604,5 +615,31 @@ proptest! {
         let mut out = Vec::new();
         let mut s = salvor::serve::session::Session::new(&input[..], &mut out, &export, "m");
         let _ = s.run();
+    }
+}
+
+#[test]
+fn exported_qcow2_vhd_vmdk_are_served() {
+    require_tool("nbdcopy", "libnbd-bin");
+    let dir = tempfile::tempdir().unwrap();
+    let (_raw, img, data) = make_image(dir.path());
+    for ext in ["qcow2", "vhd", "vmdk"] {
+        let out = dir.path().join(format!("disk.{ext}"));
+        let r = run(salvor().arg("export").arg(&img).arg(&out));
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+        let sock = dir.path().join(format!("{ext}.sock"));
+        let s = Server::start(&out, &sock, &[]);
+        let copy = dir.path().join(format!("copy-{ext}.raw"));
+        tool(Command::new("nbdcopy").arg(&s.uri).arg(&copy));
+        let got = std::fs::read(&copy).unwrap();
+        // VHD and VMDK sizes are whole sectors; this disk is.
+        assert!(got == data, "{ext}: served data differs");
+        let map = nbd_map(&s.uri);
+        let c = 4 * MIB as u64;
+        assert!(
+            map.iter()
+                .any(|&(o, l, t)| t == 3 && o <= c && o + l >= 2 * c),
+            "{ext}: {map:?}"
+        );
     }
 }

@@ -8,6 +8,7 @@
 //! export reports success. An existing output is never replaced.
 
 pub mod ewf;
+pub mod open;
 pub mod qcow2;
 pub mod vhd;
 pub mod vmdk;

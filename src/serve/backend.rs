@@ -115,8 +115,18 @@ pub fn paint(ext: Vec<Extent>, start: u64, s: u64, e: u64, flags: u32) -> Vec<Ex
 }
 
 /// A salvor image: chunks decoded on demand into the shared cache; all-zero chunks are never
-/// decoded, read as zeros and reported as holes.
+/// decoded, read as zeros and reported as holes. A large read near the end of a chunk has the
+/// next chunk decoded by a prefetch thread meanwhile, so sequential readers (nbdcopy, a booting
+/// VM, `dd`) find it decoded; small random reads never trigger it.
 pub struct ImageExport {
+    core: Arc<ImageCore>,
+    prefetch: Mutex<Option<std::sync::mpsc::Sender<usize>>>,
+}
+
+/// Reads at least this long near a chunk's end start the next chunk's decoding.
+const PREFETCH_MIN_READ: usize = 64 << 10;
+
+struct ImageCore {
     image: ImageFile,
     chunk: u64,
     size: u64,
@@ -126,6 +136,55 @@ pub struct ImageExport {
 
 impl ImageExport {
     pub fn open(path: &Path, cache_bytes: usize) -> Result<ImageExport> {
+        let core = Arc::new(ImageCore::open(path, cache_bytes)?);
+        let (tx, rx) = std::sync::mpsc::channel::<usize>();
+        let worker = core.clone();
+        let spawned = std::thread::Builder::new()
+            .name("nbd-prefetch".into())
+            .spawn(move || {
+                while let Ok(k) = rx.recv() {
+                    // A failure shows up again when a client reads the chunk.
+                    let _ = worker.chunk_data(k);
+                }
+            });
+        Ok(ImageExport {
+            core,
+            prefetch: Mutex::new(spawned.ok().map(|_| tx)),
+        })
+    }
+
+    pub fn cache(&self) -> &ChunkCache {
+        &self.core.cache
+    }
+
+    pub fn zero_chunks(&self) -> usize {
+        self.core.zero.iter().filter(|z| **z).count()
+    }
+
+    fn maybe_prefetch(&self, offset: u64, len: usize) {
+        let c = self.core.chunk;
+        let end = offset + len as u64;
+        let k = ((end - 1) / c) as usize + 1;
+        if len < PREFETCH_MIN_READ
+            || (end - 1) % c < c * 3 / 4
+            || k >= self.core.zero.len()
+            || self.core.zero[k]
+            || self.core.cache.is_present(k)
+        {
+            return;
+        }
+        let g = match self.prefetch.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        if let Some(tx) = g.as_ref() {
+            let _ = tx.send(k);
+        }
+    }
+}
+
+impl ImageCore {
+    fn open(path: &Path, cache_bytes: usize) -> Result<ImageCore> {
         let image = ImageFile::open(path)?;
         let chunk = image.metadata.chunk_size;
         let size = image.metadata.source_size;
@@ -155,21 +214,13 @@ impl ImageExport {
             };
             zero.push(is_zero);
         }
-        Ok(ImageExport {
+        Ok(ImageCore {
             image,
             chunk,
             size,
             zero,
             cache: ChunkCache::new(cache_bytes.max(chunk as usize)),
         })
-    }
-
-    pub fn cache(&self) -> &ChunkCache {
-        &self.cache
-    }
-
-    pub fn zero_chunks(&self) -> usize {
-        self.zero.iter().filter(|z| **z).count()
     }
 
     fn chunk_data(&self, k: usize) -> std::result::Result<Arc<Vec<u8>>, Fault> {
@@ -190,9 +241,24 @@ impl ImageExport {
 
 impl Export for ImageExport {
     fn size(&self) -> u64 {
-        self.size
+        self.core.size
     }
 
+    fn read(&self, offset: u64, buf: &mut [u8]) -> std::result::Result<(), Fault> {
+        self.maybe_prefetch(offset, buf.len());
+        self.core.read(offset, buf)
+    }
+
+    fn extents(&self, offset: u64, len: u64) -> Vec<Extent> {
+        self.core.extents(offset, len)
+    }
+
+    fn describe(&self) -> String {
+        self.core.describe()
+    }
+}
+
+impl ImageCore {
     fn read(&self, offset: u64, buf: &mut [u8]) -> std::result::Result<(), Fault> {
         let mut done = 0usize;
         while done < buf.len() {
@@ -493,5 +559,54 @@ mod tests {
         );
         assert_eq!(paint(e.clone(), 100, 0, 50, 3), e);
         assert_eq!(paint(e.clone(), 100, 120, 130, 7), e);
+    }
+}
+
+/// A qcow2, VHD or VMDK file (as `salvor export` writes them, and the common cases of other
+/// tools): unallocated granules read as zeros and are reported as holes.
+pub struct FormatExport {
+    disk: crate::export::open::SparseDisk,
+}
+
+impl FormatExport {
+    pub fn open(path: &Path) -> Result<FormatExport> {
+        Ok(FormatExport {
+            disk: crate::export::open::SparseDisk::open(path)?,
+        })
+    }
+}
+
+impl Export for FormatExport {
+    fn size(&self) -> u64 {
+        self.disk.size
+    }
+
+    fn read(&self, offset: u64, buf: &mut [u8]) -> std::result::Result<(), Fault> {
+        self.disk
+            .read_at(offset, buf)
+            .map_err(|e| Fault::new(offset, EIO, e.to_string()))
+    }
+
+    fn extents(&self, offset: u64, len: u64) -> Vec<Extent> {
+        let g = self.disk.granule;
+        let mut out = Extents::default();
+        let end = offset + len;
+        let mut pos = offset;
+        while pos < end && !out.full() {
+            let k = pos / g;
+            let next = ((k + 1) * g).min(end);
+            let flags = if self.disk.is_hole(k) {
+                STATE_HOLE | STATE_ZERO
+            } else {
+                0
+            };
+            out.push(next - pos, flags);
+            pos = next;
+        }
+        out.0
+    }
+
+    fn describe(&self) -> String {
+        format!("{:?} disk", self.disk.format)
     }
 }

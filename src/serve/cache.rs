@@ -99,6 +99,12 @@ impl ChunkCache {
         out
     }
 
+    /// Whether chunk `k` is cached or being decoded.
+    pub fn is_present(&self, k: usize) -> bool {
+        let g = self.lock();
+        g.map.contains_key(&k) || g.loading.contains(&k)
+    }
+
     /// (hits, misses) so far.
     pub fn stats(&self) -> (u64, u64) {
         let g = self.lock();

@@ -19,6 +19,7 @@ pub mod session;
 use crate::error::{Error, Result};
 use crate::progress::Control;
 use backend::{Export, ImageExport, RawExport};
+
 use std::io::{BufReader, BufWriter};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::FileTypeExt;
@@ -94,6 +95,17 @@ pub fn open_export(path: &Path, opts: &ServeOptions) -> Result<Arc<dyn Export>> 
             ));
         }
         Box::new(ImageExport::open(path, opts.cache_bytes)?)
+    } else if std::fs::metadata(path).is_ok_and(|m| m.is_file())
+        && crate::export::open::detect(path).is_some()
+    {
+        // Only regular files: a disk that happens to hold such a header stays a raw disk.
+        if opts.mapfile.is_some() {
+            return Err(Error::invalid_arg(
+                "--mapfile",
+                "--mapfile is for a raw rescued copy, not a qcow2/VHD/VMDK file",
+            ));
+        }
+        Box::new(backend::FormatExport::open(path)?)
     } else {
         Box::new(RawExport::open(path, opts.mapfile.as_deref())?)
     };
