@@ -8,6 +8,7 @@
 # Runs alternate between the two sides; medians of RUNS runs. Everything is read from the page
 # cache (both inputs are warmed first), so this measures the servers, not the disk.
 #
+# ONLY=export runs the export comparison alone.
 # Usage: bash scripts/bench-serve.sh [SIZE_MIB (default 1024)]  (RUNS=3, COUNT=20000, COLD_COUNT=300
 # in the environment)
 set -euo pipefail
@@ -100,6 +101,7 @@ copy_bench() {  # $1: cold|warm, $2: extra nbdcopy flags
     "$1" "${2:-(extents)}" "$(echo "$size_mib / $sm" | bc -l)" "$(echo "$size_mib / $qm" | bc -l)" \
     "$(echo "$qm / $sm" | bc -l)"
 }
+if [ "${ONLY:-}" != export ]; then
 copy_bench cold ""
 copy_bench cold "--no-extents"
 copy_bench warm ""
@@ -118,6 +120,7 @@ printf '4K random reads, warm (qd 1, %s reads): salvor p50 %.1f us p99 %.1f us; 
 start_salvor
 cold=$("$randread" "$work/s.sock" "${COLD_COUNT:-300}" 99)
 echo "4K random reads, cold salvor (fresh server, ${COLD_COUNT:-300} reads): $cold"
+fi
 
 s=() q=()
 for _ in $(seq "$runs"); do

@@ -536,7 +536,10 @@ fn overlay_takes_writes_and_leaves_the_image_alone() {
         assert_eq!(c.structured().1, Some((ENOSPC, None)));
         c.request(CMD_FLUSH, 0, 0, &[]);
         assert_eq!(c.simple(), 0);
-        c.request(CMD_DISC, 0, 0, &[]);
+        // Unflushed writes are saved at shutdown.
+        c.request(CMD_WRITE, 0, 512, &[0xAA; 512]);
+        assert_eq!(c.simple(), 0);
+        s.stop();
     }
     assert!(
         std::fs::read(&img).unwrap() == before,

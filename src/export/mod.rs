@@ -150,7 +150,12 @@ pub fn export(
         Some(i) => i.trailer.holes.iter().map(|h| (h.offset, h.size)).collect(),
         None => readable.holes.iter().map(|h| (h.offset, h.size)).collect(),
     };
-    let mut dest = FileDest::open(output, false, true)?;
+    let mut file = FileDest::open(output, false, true)?;
+    let mut dest = Coalesce {
+        inner: &mut file,
+        at: 0,
+        buf: Vec::with_capacity(COALESCE),
+    };
     let mut sink = match format {
         Format::Qcow2 => Sink::Sparse(Box::new(qcow2::Qcow2Writer::new(size))),
         Format::Vhd => Sink::Sparse(Box::new(vhd::VhdWriter::new(size)?)),
@@ -236,6 +241,7 @@ pub fn export(
         Ok(l) => l,
         Err(e) => {
             drop(dest);
+            drop(file);
             // Nothing half-written is left behind under the output's name.
             let _ = std::fs::remove_file(output);
             obs.event(&ImageEvent::Finished { ok: false });
@@ -271,4 +277,61 @@ pub(crate) fn new_id(size: u64) -> [u8; 16] {
     id[6] = (id[6] & 0x0F) | 0x40;
     id[8] = (id[8] & 0x3F) | 0x80;
     id
+}
+
+/// Gathers writes that follow each other (granules are appended in disk order) into large
+/// writes: one `pwrite` per few MiB instead of one per 64 KiB cluster.
+struct Coalesce<'a> {
+    inner: &'a mut dyn Dest,
+    at: u64,
+    buf: Vec<u8>,
+}
+
+const COALESCE: usize = 8 << 20;
+
+impl Coalesce<'_> {
+    fn flush_buf(&mut self) -> Result<()> {
+        if !self.buf.is_empty() {
+            self.inner.write_at(self.at, &self.buf)?;
+            self.at += self.buf.len() as u64;
+            self.buf.clear();
+        }
+        Ok(())
+    }
+}
+
+impl Dest for Coalesce<'_> {
+    fn write_at(&mut self, pos: u64, data: &[u8]) -> Result<()> {
+        if pos != self.at + self.buf.len() as u64 || self.buf.len() + data.len() > COALESCE {
+            self.flush_buf()?;
+            self.at = pos;
+        }
+        if data.len() >= COALESCE {
+            self.inner.write_at(pos, data)?;
+            self.at = pos + data.len() as u64;
+            return Ok(());
+        }
+        self.buf.extend_from_slice(data);
+        Ok(())
+    }
+
+    fn sync(&mut self) -> Result<()> {
+        self.flush_buf()?;
+        self.inner.sync()
+    }
+
+    fn size(&self) -> Result<u64> {
+        self.inner
+            .size()
+            .map(|s| s.max(self.at + self.buf.len() as u64))
+    }
+
+    fn extend_to(&mut self, len: u64) -> Result<()> {
+        self.flush_buf()?;
+        self.inner.extend_to(len)
+    }
+
+    fn path(&self) -> &Path {
+        self.inner.path()
+    }
 }

@@ -317,3 +317,41 @@ impl SparseDisk {
         Ok(())
     }
 }
+
+/// A [`SparseDisk`] as a read-only [`crate::device::Source`] (restore reads it like a disk).
+pub struct SparseSource {
+    disk: SparseDisk,
+}
+
+impl SparseSource {
+    pub fn open(path: &Path) -> Result<SparseSource> {
+        Ok(SparseSource {
+            disk: SparseDisk::open(path)?,
+        })
+    }
+}
+
+impl crate::device::Source for SparseSource {
+    fn geometry(&self) -> crate::device::Geometry {
+        crate::device::Geometry {
+            size: self.disk.size,
+            logical_sector: 512,
+            physical_sector: 512,
+        }
+    }
+
+    fn read_at(&mut self, pos: u64, buf: &mut [u8]) -> crate::device::ReadOutcome {
+        let n = (self.disk.size.saturating_sub(pos)).min(buf.len() as u64) as usize;
+        match self.disk.read_at(pos, &mut buf[..n]) {
+            Ok(()) => crate::device::ReadOutcome::ok(n),
+            Err(e) => crate::device::ReadOutcome {
+                good: 0,
+                fault: Some(crate::device::ReadFault::classify(e)),
+            },
+        }
+    }
+
+    fn describe(&self) -> String {
+        self.disk.path.display().to_string()
+    }
+}
