@@ -280,9 +280,10 @@ pub(crate) fn new_id(size: u64) -> [u8; 16] {
 }
 
 /// Gathers writes that follow each other (granules are appended in disk order) into large
-/// writes: one `pwrite` per few MiB instead of one per 64 KiB cluster.
+/// writes: one `pwrite` per few MiB instead of one per 64 KiB cluster, each followed by an early
+/// writeback request.
 struct Coalesce<'a> {
-    inner: &'a mut dyn Dest,
+    inner: &'a mut FileDest,
     at: u64,
     buf: Vec<u8>,
 }
@@ -293,6 +294,9 @@ impl Coalesce<'_> {
     fn flush_buf(&mut self) -> Result<()> {
         if !self.buf.is_empty() {
             self.inner.write_at(self.at, &self.buf)?;
+            // The disk writes overlap decoding instead of all waiting for the final fsync.
+            self.inner
+                .start_writeback(self.at, self.at + self.buf.len() as u64);
             self.at += self.buf.len() as u64;
             self.buf.clear();
         }
