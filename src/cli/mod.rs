@@ -44,7 +44,7 @@ enum Command {
     Verify(Box<image::VerifyArgs>),
     /// Show an image's metadata, or a disk's identity and partition table.
     Info(Box<image::InfoArgs>),
-    /// Convert an image into qcow2, VHD or VMDK (zero areas stay sparse).
+    /// Convert an image into qcow2, VHD, VMDK (zero areas stay sparse) or E01.
     Export(Box<export::ExportArgs>),
     /// Serve an image, raw image, device or rescued copy over NBD (read-only unless --overlay).
     Serve(Box<serve::ServeArgs>),

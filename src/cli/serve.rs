@@ -12,7 +12,8 @@ use std::path::PathBuf;
 /// Serve an image, a raw image, a device or a rescued copy over NBD (read-only unless --overlay).
 #[derive(clap::Args, Debug, Clone)]
 pub struct ServeArgs {
-    /// A salvor image, a raw image or device, or a rescued copy (with --mapfile).
+    /// A salvor image, a raw image or device, a rescued copy (with --mapfile), or a qcow2, VHD
+    /// or VMDK file.
     pub image: PathBuf,
     /// Listen on this Unix socket.
     #[arg(long, conflicts_with_all = ["port", "listen"])]

@@ -51,6 +51,8 @@ pub struct ServeOptions {
 }
 
 pub const DEFAULT_CACHE: usize = 128 << 20;
+/// Connections served at once; more are closed right after they are accepted.
+pub const MAX_CONNECTIONS: u64 = 64;
 
 /// What the server reports.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -269,6 +271,11 @@ pub fn serve_export(
                 continue;
             }
         };
+        if next_id - ended >= MAX_CONNECTIONS {
+            // Each connection may hold a 32 MiB request buffer: refuse more than this many.
+            drop(conn);
+            continue;
+        }
         next_id += 1;
         let id = next_id;
         obs.event(&ServeEvent::Connected { id, peer });
