@@ -646,3 +646,39 @@ fn exported_qcow2_vhd_vmdk_are_served() {
         );
     }
 }
+
+#[test]
+fn image_of_a_rescue_fails_unrescued_reads_on_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("rescued.img");
+    let data = write_pattern(&copy, 6, 4 * MIB);
+    let map = dir.path().join("rescued.map");
+    write_test_map(&map, data.len() as u64, &[(8192, 8192 + 1024)]);
+    let img = dir.path().join("rescued.img.zst");
+    let out = run(salvor()
+        .arg("image")
+        .arg(&copy)
+        .arg(&img)
+        .arg("--mapfile")
+        .arg(&map));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // By default the image's zeros are served.
+    let s = Server::start(&img, &dir.path().join("a.sock"), &[]);
+    let mut c = Client::handshake(s.connect(), true);
+    let (d, e) = c.read(8192, 1024);
+    assert_eq!(e, None);
+    assert!(d.iter().all(|&b| b == 0));
+    drop(s);
+    let s = Server::start(&img, &dir.path().join("b.sock"), &["--fail-unrescued"]);
+    let mut c = Client::handshake(s.connect(), true);
+    let (d, e) = c.read(4096, 8192);
+    assert_eq!(e, Some((EIO, Some(8192))));
+    assert!(d == data[4096..8192]);
+    let (d, e) = c.read(8192 + 1024, 1024);
+    assert_eq!(e, None);
+    assert!(d == data[9216..10240]);
+}

@@ -30,6 +30,10 @@ pub struct ServeArgs {
     /// The rescued copy's ddrescue mapfile: reads of unrescued sectors fail with EIO.
     #[arg(long)]
     pub mapfile: Option<PathBuf>,
+    /// An image made from a rescue: reads of the areas it records as not rescued fail with EIO
+    /// instead of returning the zeros stored there.
+    #[arg(long)]
+    pub fail_unrescued: bool,
     /// Memory for decoded chunks (default 128MiB).
     #[arg(long, value_parser = |s: &str| crate::units::parse_size(s, 512))]
     pub cache: Option<u64>,
@@ -108,6 +112,7 @@ pub fn run(args: &ServeArgs, control: &Control) -> Result<i32> {
         overlay: args.overlay.clone(),
         mapfile: args.mapfile.clone(),
         cache_bytes,
+        fail_unrescued: args.fail_unrescued,
         max_connections: args.max_connections,
     };
     let mut p = Printer { json: args.json };

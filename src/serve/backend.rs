@@ -128,6 +128,8 @@ const PREFETCH_MIN_READ: usize = 64 << 10;
 
 struct ImageCore {
     image: ImageFile,
+    /// Unrescued `[start, end)` ranges whose reads fail (empty unless asked).
+    holes: Vec<(u64, u64)>,
     chunk: u64,
     size: u64,
     zero: Vec<bool>,
@@ -135,8 +137,22 @@ struct ImageCore {
 }
 
 impl ImageExport {
-    pub fn open(path: &Path, cache_bytes: usize) -> Result<ImageExport> {
-        let core = Arc::new(ImageCore::open(path, cache_bytes)?);
+    /// With `fail_unrescued`, reads of the areas the image records as not rescued fail with EIO
+    /// (as a rescued copy served with its mapfile does) instead of returning the zeros stored.
+    pub fn open(path: &Path, cache_bytes: usize, fail_unrescued: bool) -> Result<ImageExport> {
+        let mut core = ImageCore::open(path, cache_bytes)?;
+        if fail_unrescued {
+            let mut h: Vec<(u64, u64)> = core
+                .image
+                .trailer
+                .holes
+                .iter()
+                .map(|h| (h.offset, h.offset + h.size))
+                .collect();
+            h.sort_unstable();
+            core.holes = h;
+        }
+        let core = Arc::new(core);
         let (tx, rx) = std::sync::mpsc::channel::<usize>();
         let worker = core.clone();
         let spawned = std::thread::Builder::new()
@@ -216,6 +232,7 @@ impl ImageCore {
         }
         Ok(ImageCore {
             image,
+            holes: Vec::new(),
             chunk,
             size,
             zero,
@@ -246,11 +263,30 @@ impl Export for ImageExport {
 
     fn read(&self, offset: u64, buf: &mut [u8]) -> std::result::Result<(), Fault> {
         self.maybe_prefetch(offset, buf.len());
+        let end = offset + buf.len() as u64;
+        let i = self.core.holes.partition_point(|h| h.1 <= offset);
+        if let Some(&(s, _)) = self.core.holes.get(i).filter(|h| h.0 < end) {
+            let bad = s.max(offset);
+            self.core
+                .read(offset, &mut buf[..(bad - offset) as usize])?;
+            return Err(Fault::new(
+                bad,
+                EIO,
+                format!("offset {bad} was not rescued (the image records it as a hole)"),
+            ));
+        }
         self.core.read(offset, buf)
     }
 
     fn extents(&self, offset: u64, len: u64) -> Vec<Extent> {
-        self.core.extents(offset, len)
+        let mut ext = self.core.extents(offset, len);
+        let covered: u64 = ext.iter().map(|e| e.len).sum();
+        for &(s, e) in &self.core.holes {
+            if s < offset + covered && e > offset {
+                ext = paint(ext, offset, s, e, 0);
+            }
+        }
+        ext
     }
 
     fn describe(&self) -> String {

@@ -46,6 +46,8 @@ pub struct ServeOptions {
     pub mapfile: Option<PathBuf>,
     /// Bytes of decoded chunks kept in memory.
     pub cache_bytes: usize,
+    /// Images: reads of the areas recorded as not rescued fail with EIO.
+    pub fail_unrescued: bool,
     /// Stop after this many connections have ended (tests, one-shot use).
     pub max_connections: Option<u64>,
 }
@@ -96,7 +98,11 @@ pub fn open_export(path: &Path, opts: &ServeOptions) -> Result<Arc<dyn Export>> 
                 "a salvor image records its unrescued areas itself; --mapfile is for a rescued copy",
             ));
         }
-        Box::new(ImageExport::open(path, opts.cache_bytes)?)
+        Box::new(ImageExport::open(
+            path,
+            opts.cache_bytes,
+            opts.fail_unrescued,
+        )?)
     } else if std::fs::metadata(path).is_ok_and(|m| m.is_file())
         && crate::export::open::detect(path).is_some()
     {
