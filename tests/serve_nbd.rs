@@ -682,3 +682,24 @@ fn image_of_a_rescue_fails_unrescued_reads_on_request() {
     assert_eq!(e, None);
     assert!(d == data[9216..10240]);
 }
+
+#[test]
+fn stalled_handshakes_time_out_idle_sessions_do_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_raw, img, data) = make_image(dir.path());
+    let sock = dir.path().join("nbd.sock");
+    let s = Server::start(&img, &sock, &["--handshake-timeout", "1"]);
+    let mut idle = Client::handshake(s.connect(), true);
+    // Connects and never answers the greeting.
+    let mut stalled = Client { s: s.connect() };
+    let mut g = [0u8; 18];
+    stalled.s.read_exact(&mut g).unwrap();
+    let t0 = std::time::Instant::now();
+    assert!(stalled.closed());
+    assert!(t0.elapsed() < std::time::Duration::from_secs(8));
+    // A session past its handshake may sit idle longer than that.
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let (d, e) = idle.read(0, 4096);
+    assert_eq!(e, None);
+    assert!(d == data[..4096]);
+}

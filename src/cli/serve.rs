@@ -43,6 +43,9 @@ pub struct ServeArgs {
     /// Exit after this many connections have ended.
     #[arg(long, hide = true)]
     pub max_connections: Option<u64>,
+    /// Seconds a client has to finish the handshake (default 30).
+    #[arg(long, hide = true)]
+    pub handshake_timeout: Option<u64>,
 }
 
 struct Printer {
@@ -114,6 +117,11 @@ pub fn run(args: &ServeArgs, control: &Control) -> Result<i32> {
         cache_bytes,
         fail_unrescued: args.fail_unrescued,
         max_connections: args.max_connections,
+        handshake_timeout: args
+            .handshake_timeout
+            .map_or(crate::serve::HANDSHAKE_TIMEOUT, |s| {
+                std::time::Duration::from_secs(s.max(1))
+            }),
     };
     let mut p = Printer { json: args.json };
     crate::serve::serve(&args.image, &opts, control, &mut p)?;

@@ -50,11 +50,15 @@ pub struct ServeOptions {
     pub fail_unrescued: bool,
     /// Stop after this many connections have ended (tests, one-shot use).
     pub max_connections: Option<u64>,
+    /// A client must finish the handshake within this time (default [`HANDSHAKE_TIMEOUT`]).
+    pub handshake_timeout: Duration,
 }
 
 pub const DEFAULT_CACHE: usize = 128 << 20;
 /// Connections served at once; more are closed right after they are accepted.
 pub const MAX_CONNECTIONS: u64 = 64;
+/// A client must finish the handshake within this time; afterwards it may stay idle.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What the server reports.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -286,14 +290,22 @@ pub fn serve_export(
         let id = next_id;
         obs.event(&ServeEvent::Connected { id, peer });
         let (export, name, tx) = (export.clone(), name.clone(), tx.clone());
+        let limit = opts.handshake_timeout;
         let spawned = std::thread::Builder::new()
             .name(format!("nbd-{id}"))
             .spawn(move || {
+                let timeout = conn.timeout_setter();
+                if let Ok(t) = &timeout {
+                    t(Some(limit));
+                }
                 let (reason, stats) = match conn.split() {
                     Ok((r, w)) => {
                         let r = BufReader::with_capacity(256 << 10, r);
                         let w = BufWriter::with_capacity(256 << 10, w);
                         let mut s = session::Session::new(r, w, &*export, &name);
+                        if let Ok(t) = timeout {
+                            s.on_transmission = Some(Box::new(move || t(None)));
+                        }
                         let end = s.run();
                         (end.to_string(), s.stats)
                     }
@@ -318,7 +330,12 @@ pub fn serve_export(
 }
 
 /// A connected socket that splits into a reading and a writing half.
+type TimeoutSetter = Box<dyn Fn(Option<Duration>) + Send>;
+
 trait Conn: Send {
+    /// Sets the socket's read timeout (through a second handle, usable after `split`).
+    fn timeout_setter(&self) -> std::io::Result<TimeoutSetter>;
+
     #[allow(clippy::type_complexity)]
     fn split(
         self: Box<Self>,
@@ -329,6 +346,13 @@ trait Conn: Send {
 }
 
 impl Conn for UnixStream {
+    fn timeout_setter(&self) -> std::io::Result<TimeoutSetter> {
+        let s = self.try_clone()?;
+        Ok(Box::new(move |t| {
+            let _ = s.set_read_timeout(t);
+        }))
+    }
+
     fn split(
         self: Box<Self>,
     ) -> std::io::Result<(
@@ -341,6 +365,13 @@ impl Conn for UnixStream {
 }
 
 impl Conn for TcpStream {
+    fn timeout_setter(&self) -> std::io::Result<TimeoutSetter> {
+        let s = self.try_clone()?;
+        Ok(Box::new(move |t| {
+            let _ = s.set_read_timeout(t);
+        }))
+    }
+
     fn split(
         self: Box<Self>,
     ) -> std::io::Result<(

@@ -67,6 +67,8 @@ pub struct Session<'a, R: Read, W: Write> {
     meta: bool,
     buf: Vec<u8>,
     pub stats: Stats,
+    /// Called once the handshake is done (the server lifts its handshake timeout there).
+    pub on_transmission: Option<Box<dyn FnOnce() + 'a>>,
 }
 
 impl<'a, R: Read, W: Write> Session<'a, R, W> {
@@ -80,13 +82,18 @@ impl<'a, R: Read, W: Write> Session<'a, R, W> {
             meta: false,
             buf: Vec::new(),
             stats: Stats::default(),
+            on_transmission: None,
         }
     }
 
     /// Runs the handshake and the transmission phase to the end.
     pub fn run(&mut self) -> End {
         match self.handshake() {
-            Ok(true) => {}
+            Ok(true) => {
+                if let Some(f) = self.on_transmission.take() {
+                    f();
+                }
+            }
             Ok(false) => return End::Abort,
             Err(e) => return e,
         }
