@@ -111,6 +111,19 @@ fn e01_with_case_metadata_hashes_and_acquisition_errors() {
         assert!(info.contains(want), "ewfinfo lacks {want}: {info}");
     }
     assert!(!info.contains("Read errors"), "{info}");
+    // Zero chunks are stored compressed: the E01 is about the size of the data (~10 MiB).
+    let len = std::fs::metadata(&e01).unwrap().len();
+    assert!(len < 12 * MIB as u64, "E01 of {len} bytes");
+    // ewfexport gets the disk back byte for byte.
+    let back = dir.path().join("back");
+    ok(Command::new("ewfexport")
+        .args(["-q", "-u", "-f", "raw", "-t"])
+        .arg(&back)
+        .arg(&e01));
+    assert!(
+        std::fs::read(dir.path().join("back.raw")).unwrap() == std::fs::read(&raw).unwrap(),
+        "ewfexport of the E01 differs from the disk"
+    );
 
     // A rescued copy with its mapfile: unrescued areas are acquisition errors.
     let map = dir.path().join("disk.map");

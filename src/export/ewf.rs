@@ -3,10 +3,11 @@
 //! media in 32 KiB chunks (`sectors` sections of at most 16375 chunks, each followed by its
 //! `table` and `table2`), a `data` copy of the volume, `error2` listing the acquisition errors
 //! (the areas a rescue could not read), `digest` (MD5 and SHA-1 of the media), `hash` (MD5) and
-//! `done`. Chunks are stored uncompressed with their Adler-32 (EWF chunks are zlib streams when
-//! compressed; salvor has no deflate encoder, so the E01 is about the size of the disk). The
-//! metadata sections are zlib streams of stored blocks. Every section's layout is known in
-//! advance, so the file is written front to back in one pass.
+//! `done`. Chunks are stored uncompressed with their Adler-32, except chunks of zeros, which are
+//! the one precomputed zlib stream that inflates to 32 KiB of zeros (salvor has no general
+//! deflate encoder: the E01 is about the size of the disk's data). The metadata sections are
+//! zlib streams of stored blocks. The file is written front to back; each `sectors` section's
+//! descriptor is filled in once its chunks are written.
 
 use crate::device::Dest;
 use crate::error::{Error, Result};
@@ -45,6 +46,7 @@ pub struct EwfWriter {
     next_chunk: u64,
     group_base: u64,
     group_left: u64,
+    zero_chunk: Vec<u8>,
     entries: Vec<u32>,
     pending: Vec<u8>,
     fed: u64,
@@ -67,6 +69,54 @@ pub fn adler32(data: &[u8]) -> u32 {
         b %= 65521;
     }
     (b << 16) | a
+}
+
+/// The zlib stream of one chunk of zeros: one fixed-Huffman deflate block holding a literal 0,
+/// 127 copies of 258 bytes at distance 1, a literal 0 and the end of block (32 768 bytes). All
+/// other chunks are stored uncompressed; this one makes empty space cost ~40 bytes per chunk.
+fn zlib_zero_chunk() -> Vec<u8> {
+    struct Bits {
+        out: Vec<u8>,
+        acc: u32,
+        n: u32,
+    }
+    impl Bits {
+        fn put(&mut self, v: u32, bits: u32) {
+            self.acc |= v << self.n;
+            self.n += bits;
+            while self.n >= 8 {
+                self.out.push(self.acc as u8);
+                self.acc >>= 8;
+                self.n -= 8;
+            }
+        }
+        /// Huffman codes go most significant bit first.
+        fn code(&mut self, c: u32, bits: u32) {
+            let r = c.reverse_bits() >> (32 - bits);
+            self.put(r, bits);
+        }
+    }
+    let mut b = Bits {
+        out: vec![0x78, 0x01],
+        acc: 0,
+        n: 0,
+    };
+    b.put(1, 1); // BFINAL
+    b.put(1, 2); // BTYPE = fixed Huffman
+    let literal_zero = |b: &mut Bits| b.code(0x30, 8);
+    literal_zero(&mut b);
+    for _ in 0..127 {
+        b.code(0xC5, 8); // length symbol 285: 258 bytes, no extra bits
+        b.code(0, 5); // distance code 0: distance 1
+    }
+    literal_zero(&mut b);
+    b.code(0, 7); // end of block (256)
+    if b.n > 0 {
+        b.out.push(b.acc as u8);
+    }
+    b.out
+        .extend_from_slice(&adler32(&[0u8; CHUNK as usize]).to_be_bytes());
+    b.out
 }
 
 /// A zlib stream of stored (uncompressed) deflate blocks.
@@ -204,6 +254,7 @@ impl EwfWriter {
             next_chunk: 0,
             group_base: 0,
             group_left: 0,
+            zero_chunk: zlib_zero_chunk(),
             entries: Vec::new(),
             pending: Vec::with_capacity(CHUNK as usize),
             fed: 0,
@@ -216,10 +267,6 @@ impl EwfWriter {
             },
             errors: errs,
         })
-    }
-
-    fn chunk_len(&self, k: u64) -> u64 {
-        CHUNK.min(self.media - k * CHUNK)
     }
 
     /// Feeds the next bytes of the disk, in order.
@@ -245,25 +292,32 @@ impl EwfWriter {
             return Err(Error::Internal("more data than the disk holds".into()));
         }
         if self.group_left == 0 {
-            let n = PER_TABLE.min(self.chunks - k);
-            let bytes: u64 = (k..k + n).map(|i| self.chunk_len(i) + 4).sum();
+            // The descriptor is written when the group is complete and its size known.
             self.group_base = self.pos;
-            dest.write_at(self.pos, &descriptor("sectors", self.pos, bytes, None))?;
             self.pos += DESC;
-            self.group_left = n;
+            self.group_left = PER_TABLE.min(self.chunks - k);
         }
         let rel = self.pos - self.group_base;
-        self.entries.push(
-            u32::try_from(rel).map_err(|_| Error::Internal("E01 table offset overflow".into()))?,
-        );
-        self.pending
-            .extend_from_slice(&adler32(&self.pending).to_le_bytes());
-        dest.write_at(self.pos, &self.pending)?;
-        self.pos += self.pending.len() as u64;
+        let rel =
+            u32::try_from(rel).map_err(|_| Error::Internal("E01 table offset overflow".into()))?;
+        if self.pending.len() as u64 == CHUNK && crate::device::is_zero(&self.pending) {
+            self.entries.push(rel | 0x8000_0000);
+            dest.write_at(self.pos, &self.zero_chunk)?;
+            self.pos += self.zero_chunk.len() as u64;
+        } else {
+            self.entries.push(rel);
+            self.pending
+                .extend_from_slice(&adler32(&self.pending).to_le_bytes());
+            dest.write_at(self.pos, &self.pending)?;
+            self.pos += self.pending.len() as u64;
+        }
         self.pending.clear();
         self.next_chunk += 1;
         self.group_left -= 1;
         if self.group_left == 0 {
+            let len = self.pos - self.group_base - DESC;
+            let d = descriptor("sectors", self.group_base, len, None);
+            dest.write_at(self.group_base, &d)?;
             let mut t = vec![0u8; 24];
             t[..4].copy_from_slice(&(self.entries.len() as u32).to_le_bytes());
             t[8..16].copy_from_slice(&self.group_base.to_le_bytes());
