@@ -703,3 +703,84 @@ fn stalled_handshakes_time_out_idle_sessions_do_not() {
     assert_eq!(e, None);
     assert!(d == data[..4096]);
 }
+
+/// A boot sector that writes a line to COM1 and halts (real-mode x86, hand-assembled):
+/// `xor ax,ax; mov ds,ax; mov si,msg; mov dx,0x3f8; l: lodsb; test al,al; jz h; out dx,al;
+/// jmp l; h: hlt; jmp h; msg: db "...",0`.
+fn boot_disk(path: &Path) -> Vec<u8> {
+    let mut d = vec![0u8; 8 * MIB];
+    let code = [
+        0x31, 0xC0, 0x8E, 0xD8, 0xBE, 0x15, 0x7C, 0xBA, 0xF8, 0x03, 0xAC, 0x84, 0xC0, 0x74, 0x03,
+        0xEE, 0xEB, 0xF8, 0xF4, 0xEB, 0xFD,
+    ];
+    d[..code.len()].copy_from_slice(&code);
+    let msg = b"SALVOR-NBD-BOOT\r\n\0";
+    d[code.len()..code.len() + msg.len()].copy_from_slice(msg);
+    d[510] = 0x55;
+    d[511] = 0xAA;
+    // Some data further on, so the image is not all zeros.
+    d[4 * MIB..5 * MIB].copy_from_slice(&pattern(8, MIB));
+    std::fs::write(path, &d).unwrap();
+    d
+}
+
+#[test]
+fn qemu_boots_from_the_served_image() {
+    require_tool("qemu-system-x86_64", "qemu-system-x86");
+    let dir = tempfile::tempdir().unwrap();
+    let raw = dir.path().join("boot.raw");
+    boot_disk(&raw);
+    let img = dir.path().join("boot.img.zst");
+    let out = run(salvor().arg("image").arg(&raw).arg(&img));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sock = dir.path().join("nbd.sock");
+    let s = Server::start(&img, &sock, &[]);
+    let serial = dir.path().join("serial.txt");
+    let mut qemu = Command::new("qemu-system-x86_64")
+        .args([
+            "-display",
+            "none",
+            "-no-reboot",
+            "-m",
+            "64",
+            "-monitor",
+            "none",
+        ])
+        .arg("-serial")
+        .arg(format!("file:{}", serial.display()))
+        .arg("-drive")
+        .arg(format!("file={},format=raw,if=virtio,readonly=on", s.uri))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start qemu");
+    struct Kill<'a>(&'a mut Child);
+    impl Drop for Kill<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let guard = Kill(&mut qemu);
+    let t0 = std::time::Instant::now();
+    let mut seen = String::new();
+    while t0.elapsed() < std::time::Duration::from_secs(60) {
+        seen = std::fs::read_to_string(&serial).unwrap_or_default();
+        if seen.contains("SALVOR-NBD-BOOT") {
+            break;
+        }
+        if let Ok(Some(st)) = guard.0.try_wait() {
+            let mut err = String::new();
+            if let Some(mut e) = guard.0.stderr.take() {
+                let _ = e.read_to_string(&mut err);
+            }
+            panic!("qemu exited early with {st}: {err}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert!(seen.contains("SALVOR-NBD-BOOT"), "serial console: {seen:?}");
+}
