@@ -14,6 +14,7 @@ packages=(
   zstd                  # stock zstd: image interop
   xxd                   # the image's chunk digest recomputed with stock tools
   hyperfine             # benchmarks
+  fuse3                 # fusermount3: the simulated drive of bench-rescue (salvor sim-drive)
   tmux                  # terminal UI end-to-end test
   python3 file
 )

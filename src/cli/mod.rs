@@ -6,6 +6,7 @@ mod map;
 mod printer;
 mod rescue;
 pub mod signals;
+mod sim;
 
 use crate::progress::Control;
 use clap::{Parser, Subcommand};
@@ -44,6 +45,9 @@ enum Command {
     Info(Box<image::InfoArgs>),
     /// Open the terminal UI (also what `salvor` alone does).
     Tui,
+    /// Benchmarks: serve a simulated failing drive as a FUSE file.
+    #[command(hide = true)]
+    SimDrive(sim::SimArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -77,6 +81,7 @@ pub fn run() -> i32 {
         Some(Command::Verify(args)) => with_signals(|c| image::run_verify(args, c)),
         Some(Command::Info(args)) => with_signals(|c| image::run_info(args, c)),
         None | Some(Command::Tui) => Ok(crate::tui::run()),
+        Some(Command::SimDrive(args)) => sim::run(args),
     };
     match result {
         Ok(code) => code,

@@ -10,11 +10,12 @@ pub mod clock;
 pub mod dest;
 pub mod faulty;
 pub mod file;
+pub mod scenario;
 pub mod testmode;
 
 pub use clock::{Clock, SimClock, SystemClock};
 pub use dest::{Dest, FileDest};
-pub use faulty::{FaultySource, FaultySpec};
+pub use faulty::{DriveRequest, FaultySource, FaultySpec, ReadSemantics, RequestSink, WeakDraw};
 pub use file::{FileSource, Identity, OpenOptions};
 pub use testmode::TestModeSource;
 
