@@ -49,6 +49,9 @@ pub struct RescueArgs {
     /// Skip the sweeping phase (reading the insides of bad areas).
     #[arg(long = "no-sweep")]
     no_sweep: bool,
+    /// Also scrape areas where every probe failed (dead heads: one failed read per sector).
+    #[arg(long = "scrape-dead-areas")]
+    scrape_dead_areas: bool,
     /// Sector size in bytes (default: the source's logical sector size).
     #[arg(short = 'b', long = "sector-size", value_name = "BYTES")]
     sector_size: Option<String>,
@@ -185,6 +188,7 @@ fn options(args: &RescueArgs) -> Result<RescueOptions> {
         reverse: args.reverse,
         no_trim: args.no_trim,
         no_sweep: args.no_sweep,
+        scrape_dead_areas: args.scrape_dead_areas,
         no_scrape: args.no_scrape,
         input_pos: size_arg("--input-position", &args.input_position, unit)?.unwrap_or(0),
         output_pos: size_arg("--output-position", &args.output_position, unit)?,

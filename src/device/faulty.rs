@@ -731,6 +731,17 @@ impl Source for FaultySource {
         "simulated failing disk".to_string()
     }
 
+    fn read_direct_at(&mut self, pos: u64, buf: &mut [u8]) -> Option<ReadOutcome> {
+        if !matches!(self.spec.semantics, ReadSemantics::Buffered { .. }) {
+            return None;
+        }
+        let saved = self.spec.semantics;
+        self.spec.semantics = ReadSemantics::Direct;
+        let out = self.read_at(pos, buf);
+        self.spec.semantics = saved;
+        Some(out)
+    }
+
     fn reopen(&mut self) -> io::Result<bool> {
         if self.gone.swap(false, Ordering::Relaxed) {
             self.counters.reopens.fetch_add(1, Ordering::Relaxed);

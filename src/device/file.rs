@@ -74,11 +74,22 @@ pub struct FileSource {
     direct: bool,
     /// Alignment O_DIRECT needs for positions, lengths and memory: the device's real logical
     /// sector size (not a `-b` override), or 4096 for regular files, whose filesystem may sit on a
-    /// 4K device.
+    /// 4K device (512 on FUSE, which does not align).
     dio_align: usize,
     /// Aligned bounce buffer for O_DIRECT reads whose position, length or buffer is unaligned.
     bounce: Option<AlignedBuf>,
+    /// A second, O_DIRECT descriptor for `read_direct_at` on a source opened without O_DIRECT:
+    /// `None` until first needed, `Some(None)` where O_DIRECT is not allowed.
+    direct_file: Option<Option<File>>,
     identity: Identity,
+}
+
+/// Whether `file` lives on a FUSE filesystem.
+fn is_fuse(file: &File) -> bool {
+    const FUSE_SUPER_MAGIC: i64 = 0x6573_5546;
+    nix::sys::statfs::fstatfs(file)
+        .map(|st| st.filesystem_type().0 as i64 == FUSE_SUPER_MAGIC)
+        .unwrap_or(false)
 }
 
 impl FileSource {
@@ -116,6 +127,10 @@ impl FileSource {
         }
         let dio_align = if is_block_device {
             real_logical.max(512) as usize
+        } else if is_fuse(&file) {
+            // FUSE passes O_DIRECT reads through as they are (no alignment of its own): sector
+            // reads stay sector reads, so a sector next to a bad one is not lost with its page.
+            512
         } else {
             4096
         };
@@ -141,6 +156,7 @@ impl FileSource {
             is_block_device,
             direct: opts.direct,
             dio_align,
+            direct_file: None,
             bounce: None,
             identity,
         })
@@ -177,11 +193,23 @@ impl FileSource {
     }
 
     fn read_direct(&mut self, pos: u64, buf: &mut [u8]) -> ReadOutcome {
-        let align = self.dio_align;
+        read_direct_with(&self.file, self.dio_align, &mut self.bounce, pos, buf)
+    }
+}
+
+/// An O_DIRECT read of `buf` at `pos` on `file`, through `bounce` where it is not aligned.
+fn read_direct_with(
+    file: &File,
+    align: usize,
+    bounce: &mut Option<AlignedBuf>,
+    pos: u64,
+    buf: &mut [u8],
+) -> ReadOutcome {
+    {
         let a = align as u64;
         if pos % a == 0 && buf.len() % align == 0 && (buf.as_ptr() as usize) % align == 0 {
             // Already aligned: the kernel can DMA straight into the caller's buffer.
-            let (good, fault) = pread_all(&self.file, pos, buf, Some(align));
+            let (good, fault) = pread_all(file, pos, buf, Some(align));
             return ReadOutcome { good, fault };
         }
         let start = pos - pos % a;
@@ -197,12 +225,12 @@ impl FileSource {
             };
         };
         let len = (end - start) as usize;
-        let bounce = match &mut self.bounce {
+        let bounce = match bounce {
             Some(b) if b.len() >= len => b,
             slot => slot.insert(AlignedBuf::new(len, align.max(4096))),
         };
         let tmp = &mut bounce.as_mut_slice()[..len];
-        let (done, fault) = pread_all(&self.file, start, tmp, Some(align));
+        let (done, fault) = pread_all(file, start, tmp, Some(align));
         let skip = (pos - start) as usize;
         let good = done.saturating_sub(skip).min(buf.len());
         buf[..good].copy_from_slice(&tmp[skip..skip + good]);
@@ -257,6 +285,38 @@ impl Source for FileSource {
 
     fn describe(&self) -> String {
         self.path.display().to_string()
+    }
+
+    fn read_direct_at(&mut self, pos: u64, buf: &mut [u8]) -> Option<ReadOutcome> {
+        if buf.is_empty() {
+            return None;
+        }
+        let a = self.dio_align as u64;
+        // Only where a direct read covers exactly the caller's sectors (no neighbours).
+        if pos % a != 0 || buf.len() as u64 % a != 0 {
+            return None;
+        }
+        if self.direct {
+            return Some(self.read_direct(pos, buf));
+        }
+        let path = &self.path;
+        let file = self
+            .direct_file
+            .get_or_insert_with(|| {
+                std::fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_DIRECT)
+                    .open(path)
+                    .ok()
+            })
+            .as_ref()?;
+        Some(read_direct_with(
+            file,
+            self.dio_align,
+            &mut self.bounce,
+            pos,
+            buf,
+        ))
     }
 
     fn reopen(&mut self) -> io::Result<bool> {

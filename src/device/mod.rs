@@ -123,6 +123,13 @@ pub trait Source: Send {
     fn is_direct(&self) -> bool {
         false
     }
+
+    /// Reads like `read_at`, but bypassing the page cache even when the source was opened without
+    /// it, so that a sector next to a bad one is not lost with its page. `None` when the device
+    /// does not allow it (or not at this position and length): the caller uses `read_at`.
+    fn read_direct_at(&mut self, _pos: u64, _buf: &mut [u8]) -> Option<ReadOutcome> {
+        None
+    }
 }
 
 impl<S: Source + ?Sized> Source for Box<S> {
@@ -140,5 +147,8 @@ impl<S: Source + ?Sized> Source for Box<S> {
     }
     fn is_direct(&self) -> bool {
         (**self).is_direct()
+    }
+    fn read_direct_at(&mut self, pos: u64, buf: &mut [u8]) -> Option<ReadOutcome> {
+        (**self).read_direct_at(pos, buf)
     }
 }

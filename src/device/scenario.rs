@@ -59,7 +59,8 @@ pub fn build(name: &str, size: u64, seed: u64) -> Option<FaultySpec> {
     let align = |x: u64, a: u64| x - x % a;
     match name {
         "isolated" => {
-            let n = 200u64;
+            // 200 per GiB.
+            let n = ((u128::from(size) * 200) >> 30).max(8) as u64;
             let spacing = size / n;
             for i in 0..n {
                 let jitter = rng.below(spacing / 2 + 1);

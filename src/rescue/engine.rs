@@ -128,6 +128,18 @@ pub(super) fn engine_chunk(lo: u64, hi: u64, dir: Direction, cluster: u64) -> (u
     }
 }
 
+/// Read size of the copying passes near errors.
+const CAREFUL_CHUNK: u64 = 32 << 10;
+/// How far past a read error reads stay small.
+const CAREFUL_SPAN: u64 = 32 << 20;
+
+/// Block size (sectors) of trimming backwards over long stretches.
+const TRIM_BLOCK_SECTORS: u64 = 128;
+/// Scraping probes areas larger than this (sectors) before reading them sector by sector.
+const PROBE_MIN_SECTORS: u64 = 64;
+/// Probes per area.
+const PROBES: u64 = 16;
+
 /// Why a phase stopped early.
 enum Halt {
     Stop(StopReason),
@@ -172,6 +184,10 @@ struct Engine<'a> {
 
     sector: u64,
     cluster: u64,
+    /// Read size of the copying passes near errors (see `copy_step`).
+    careful: u64,
+    /// Bytes read without an error since the last read error.
+    good_since_error: u64,
     skip_initial: u64,
     skip_max: u64,
     /// Sorted, disjoint byte ranges to rescue.
@@ -279,6 +295,8 @@ impl<'a> Engine<'a> {
             observer,
             sector,
             cluster,
+            careful: round_up(CAREFUL_CHUNK.min(cluster).max(sector), sector),
+            good_since_error: 0,
             skip_initial,
             skip_max,
             domain,
@@ -382,11 +400,14 @@ impl<'a> Engine<'a> {
                     Direction::Backwards => hi = hi.min(n.max(lo)),
                 }
             }
-            if lo < hi {
-                self.reader.sequential(lo, hi, dir);
-            }
+            let mut window = 0;
             while lo < hi {
-                let (pos, len) = engine_chunk(lo, hi, dir, self.cluster);
+                let step = self.copy_step();
+                if step != window {
+                    self.reader.sequential(lo, hi, dir, step);
+                    window = step;
+                }
+                let (pos, len) = engine_chunk(lo, hi, dir, step);
                 let r = self.read(pos, len)?;
                 if !r.failed {
                     if let Some((start, last_fail, errors)) = run.take() {
@@ -445,9 +466,7 @@ impl<'a> Engine<'a> {
                         next = Some(target);
                     }
                 }
-                if lo < hi {
-                    self.reader.sequential(lo, hi, dir);
-                }
+                window = 0;
             }
         }
         Ok(())
@@ -489,9 +508,14 @@ impl<'a> Engine<'a> {
     /// Reads a segment in large reads from one side until the first error.
     fn read_until_error(&mut self, seg: Segment, dir: Direction) -> Step {
         let (mut lo, mut hi) = (seg.pos, seg.end);
-        self.reader.sequential(lo, hi, dir);
+        let mut window = 0;
         while lo < hi {
-            let (pos, len) = engine_chunk(lo, hi, dir, self.cluster);
+            let step = self.copy_step();
+            if step != window {
+                self.reader.sequential(lo, hi, dir, step);
+                window = step;
+            }
+            let (pos, len) = engine_chunk(lo, hi, dir, step);
             let r = self.read(pos, len)?;
             if r.failed {
                 self.mark_failed_read(pos, len, r.good);
@@ -505,8 +529,10 @@ impl<'a> Engine<'a> {
         Ok(())
     }
 
-    /// Trimming: from each edge that touches rescued data, read sector by sector up to the first
-    /// bad sector; the inside becomes non-scraped.
+    /// Trimming: from each edge that touches rescued data, read sector by sector up to the bad
+    /// area; the inside becomes non-scraped. From the left edge (reading forwards, no seeks) a
+    /// single failed sector does not end it: the next sector is tried too, so a bad spot of one
+    /// sector is passed without going round to the right edge; two failures in a row end it.
     fn trim(&mut self) -> Step {
         let segments = self.segments(BlockStatus::NonTrimmed);
         if segments.is_empty() {
@@ -517,19 +543,32 @@ impl<'a> Engine<'a> {
             let (mut lo, mut hi) = (seg.pos, seg.end);
             let mut left_hit = false;
             if seg.open_left {
-                while lo < hi {
+                let mut in_a_row = 0;
+                while lo < hi && in_a_row < 2 {
                     let len = self.sector.min(hi - lo);
                     let r = self.read(lo, len)?;
                     if r.failed {
                         self.map.set(lo, len, BlockStatus::BadSector);
-                        lo += len;
                         left_hit = true;
-                        break;
+                        in_a_row += 1;
+                    } else {
+                        in_a_row = 0;
                     }
                     lo += len;
                 }
             }
             if seg.open_right || (seg.open_left && !left_hit) {
+                // Reading backwards, every request is a seek: on a long stretch go back a block
+                // at a time while blocks read, then sector by sector inside the block that failed.
+                let block = TRIM_BLOCK_SECTORS * self.sector;
+                while hi - lo > 2 * block {
+                    let pos = round_down(hi - block, self.sector);
+                    let r = self.read(pos, hi - pos)?;
+                    if r.failed {
+                        break;
+                    }
+                    hi = pos;
+                }
                 while lo < hi {
                     let len = round_up(hi - lo, self.sector).min(self.sector).min(hi - lo);
                     let pos = hi - len;
@@ -565,7 +604,8 @@ impl<'a> Engine<'a> {
         };
         for seg in ordered {
             let mut pos = seg.pos;
-            self.reader.sequential(pos, seg.end, Direction::Forwards);
+            self.reader
+                .sequential(pos, seg.end, Direction::Forwards, self.cluster);
             while pos < seg.end {
                 let (_, len) = engine_chunk(pos, seg.end, Direction::Forwards, self.cluster);
                 let r = self.read(pos, len)?;
@@ -573,7 +613,7 @@ impl<'a> Engine<'a> {
                     self.mark_failed_read(pos, len, r.good);
                     // Reading ahead stops at a failure; the sweep goes on after it.
                     self.reader
-                        .sequential(pos + len, seg.end, Direction::Forwards);
+                        .sequential(pos + len, seg.end, Direction::Forwards, self.cluster);
                 }
                 pos += len;
             }
@@ -609,7 +649,11 @@ impl<'a> Engine<'a> {
         Ok(())
     }
 
-    /// Scraping: every non-scraped sector is read once more, smallest areas first.
+    /// Scraping: every non-scraped sector is read once more, smallest areas first. An area of more
+    /// than [`PROBE_MIN_SECTORS`] sectors is probed first at [`PROBES`] sectors spread over it; if
+    /// every probe fails (a dead head's stripe, a dead zone) the area is left non-scraped and the
+    /// run says so: scraping it would cost one failed read per sector (weeks on a real drive) for
+    /// nothing. `--scrape-dead-areas` scrapes them too.
     fn scrape(&mut self) -> Step {
         let mut segments = self.segments(BlockStatus::NonScraped);
         if segments.is_empty() {
@@ -617,16 +661,52 @@ impl<'a> Engine<'a> {
         }
         self.begin_pass(Phase::Scraping, 1, Direction::Forwards)?;
         segments.sort_by_key(|s| (s.end - s.pos, s.pos));
+        let (mut dead_areas, mut dead_bytes) = (0u64, 0u64);
         for seg in segments {
+            let sectors = (seg.end - seg.pos).div_ceil(self.sector);
+            if !self.opts.scrape_dead_areas && sectors > PROBE_MIN_SECTORS {
+                let mut any_good = false;
+                for i in 0..PROBES {
+                    let at = seg.pos
+                        + round_down(
+                            (seg.end - seg.pos) * (2 * i + 1) / (2 * PROBES),
+                            self.sector,
+                        );
+                    let len = self.sector.min(seg.end - at);
+                    let r = self.read(at, len)?;
+                    if r.failed {
+                        self.map.set(at, len, BlockStatus::BadSector);
+                    } else {
+                        any_good = true;
+                    }
+                }
+                if !any_good {
+                    dead_areas += 1;
+                    dead_bytes += self.map.totals_in(&[(seg.pos, seg.end)]).non_scraped;
+                    continue;
+                }
+            }
             let mut pos = seg.pos;
             while pos < seg.end {
                 let len = self.sector.min(seg.end - pos);
-                let r = self.read(pos, len)?;
-                if r.failed {
-                    self.map.set(pos, len, BlockStatus::BadSector);
+                if self.map.status_at(pos) == Some(BlockStatus::NonScraped) {
+                    let r = self.read(pos, len)?;
+                    if r.failed {
+                        self.map.set(pos, len, BlockStatus::BadSector);
+                    }
                 }
                 pos += len;
             }
+        }
+        if dead_areas > 0 {
+            self.observer.event(&RescueEvent::Message {
+                message: format!(
+                    "Not scraped: {dead_areas} area(s), {} left non-scraped, where all {PROBES} \
+                     probes failed (a dead head or zone); --scrape-dead-areas reads them sector \
+                     by sector",
+                    crate::units::format_bytes(dead_bytes)
+                ),
+            });
         }
         Ok(())
     }
@@ -675,6 +755,19 @@ impl<'a> Engine<'a> {
     }
 
     // ----- helpers -----
+
+    /// The read size of the copying passes: the full cluster on healthy stretches; after a read
+    /// error, small reads for the next [`CAREFUL_SPAN`] bytes. A failed `O_DIRECT` read delivers
+    /// nothing, so every failed read costs its whole size until trimming: with small reads near
+    /// errors, one failure loses little and the readable data comes in with about one failed read
+    /// per bad spot. On a healthy drive nothing changes.
+    fn copy_step(&self) -> u64 {
+        if self.stats.read_errors > 0 && self.good_since_error < CAREFUL_SPAN {
+            self.careful
+        } else {
+            self.cluster
+        }
+    }
 
     fn pass_direction(&self, pass: u32) -> Direction {
         if (pass % 2 == 1) != self.opts.reverse {
@@ -766,7 +859,11 @@ impl<'a> Engine<'a> {
             Direction::Backwards => pos + len,
         };
         let t0 = self.clock.now();
-        let Some(mut chunk) = self.reader.read(pos, len) else {
+        // Reads of a sector or so are made near errors (trimming, scraping, probes, retries): on a
+        // buffered source they bypass the page cache where the device allows it, so that a
+        // sector next to a bad one is not lost with its page.
+        let direct = len <= self.sector;
+        let Some(mut chunk) = self.reader.read(pos, len, direct) else {
             return Err(Halt::Fail(Error::Internal(
                 "the device I/O thread ended".into(),
             )));
@@ -799,6 +896,7 @@ impl<'a> Engine<'a> {
                 pos + good
             )))),
             None => {
+                self.good_since_error = self.good_since_error.saturating_add(good);
                 self.after_read();
                 Ok(ReadResult {
                     good,
@@ -806,6 +904,7 @@ impl<'a> Engine<'a> {
                 })
             }
             Some(ReadFault::Media(e)) => {
+                self.good_since_error = 0;
                 self.stats.read_errors += 1;
                 self.error_time += self.clock.now().saturating_sub(t0);
                 self.observer.event(&RescueEvent::ReadError {

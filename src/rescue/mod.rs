@@ -72,6 +72,8 @@ pub struct RescueOptions {
     pub wait_for_device: Duration,
     /// Minimum time between progress snapshots.
     pub progress_interval: Duration,
+    /// Scrape areas whose probes all failed too (by default they are left non-scraped).
+    pub scrape_dead_areas: bool,
 }
 
 impl Default for RescueOptions {
@@ -97,6 +99,7 @@ impl Default for RescueOptions {
             save_interval: Duration::from_secs(30),
             wait_for_device: Duration::ZERO,
             progress_interval: Duration::from_millis(200),
+            scrape_dead_areas: false,
         }
     }
 }
