@@ -87,6 +87,8 @@ pub struct FileSource {
 /// Whether `file` lives on a FUSE filesystem.
 fn is_fuse(file: &File) -> bool {
     const FUSE_SUPER_MAGIC: i64 = 0x6573_5546;
+    // The field is i64 on 64-bit Linux, i32 elsewhere.
+    #[allow(clippy::unnecessary_cast)]
     nix::sys::statfs::fstatfs(file)
         .map(|st| st.filesystem_type().0 as i64 == FUSE_SUPER_MAGIC)
         .unwrap_or(false)

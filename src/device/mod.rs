@@ -14,7 +14,7 @@ pub mod scenario;
 pub mod testmode;
 
 pub use clock::{Clock, SimClock, SystemClock};
-pub use dest::{Dest, FileDest};
+pub use dest::{Dest, FileDest, Guarded};
 pub use faulty::{DriveRequest, FaultySource, FaultySpec, ReadSemantics, RequestSink, WeakDraw};
 pub use file::{FileSource, Identity, OpenOptions};
 pub use testmode::TestModeSource;
