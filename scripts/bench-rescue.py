@@ -347,6 +347,9 @@ def cmd_throughput(path, variant):
 # ----- simulated drives -----
 
 def cmd_logcount(log, testmap):
+    if not os.path.exists(log):
+        print('null')  # the run failed before its first read
+        return
     readable = total(finished_ranges(testmap))
     r = analyse_log(log, [readable], readable)
     print(json.dumps(dict(errors=r['errors'], until_all=r['hit'][readable])))

@@ -36,6 +36,7 @@ FAILED=0
 
 cleanup() {
     if [ -n "${SIMPID:-}" ]; then fusermount3 -u "$TMP/mnt" 2>/dev/null || true; fi
+    if [ -n "${SIMOUT:-}" ]; then rm -rf "$(dirname "$SIMOUT")"; fi
     rm -rf "$TMP" "$RESULTS.tmp"
 }
 trap cleanup EXIT
@@ -89,6 +90,9 @@ if [ "${BENCH_SKIP_SIM:-0}" != 1 ]; then
     out ""
     command -v fusermount3 >/dev/null || { $SUDO apt-get install -y -qq fuse3 >&2; }
     SIMRUNS="$TMP/sim-runs.tsv"
+    # The output: a file on tmpfs, removed after each run (salvor refuses /dev/null while other
+    # processes hold it open for writing).
+    SIMOUT=$(mktemp -d /dev/shm/salvor-bench.XXXXXX)/out.img
     : >"$SIMRUNS"
     MNT="$TMP/mnt"
     mkdir -p "$MNT"
@@ -127,8 +131,9 @@ salvor buffered|$SALVOR rescue -q -f"}
                     rm -f "$TMP/h.map" "$TMP/h.log"
                     if [ $t = salvor ]; then prog="$SALVOR rescue -q"; else prog="ddrescue -q"; fi
                     # shellcheck disable=SC2086
-                    timeout 600 $prog -f -H "$TMP/$scen.$seed.testmap" "$TMP/sparse.img" /dev/null \
+                    timeout 600 $prog -f -H "$TMP/$scen.$seed.testmap" "$TMP/sparse.img" "$SIMOUT" \
                         "$TMP/h.map" --log-reads="$TMP/h.log" >/dev/null 2>&1 || true
+                    rm -f "$SIMOUT"
                     python3 "$HELPER" logcount "$TMP/h.log" "$TMP/$scen.$seed.testmap" \
                         >"$TMP/$scen.$seed.H.$t.json"
                 done
@@ -144,14 +149,16 @@ salvor buffered|$SALVOR rescue -q -f"}
                 start=$EPOCHREALTIME
                 rc=0
                 # shellcheck disable=SC2086 # $prog is a word list on purpose
-                timeout "$SIM_TIMEOUT" $prog "$MNT/disk" /dev/null "$map" >"$TMP/stdout" 2>&1 || rc=$?
+                timeout "$SIM_TIMEOUT" $prog "$MNT/disk" "$SIMOUT" "$map" >"$TMP/stdout" 2>&1 || rc=$?
                 secs=$(secs_since "$start")
+                rm -f "$SIMOUT"
                 sim_stop
                 printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$scen" "$seed" "$label" \
                     "$TMP/$tag.summary.json" "$map" "$TMP/$scen.$seed.truth.json" "$rc" "$secs" >>"$SIMRUNS"
             done <<<"$SIM_VARIANTS"
         done
     done
+    rm -rf "$(dirname "$SIMOUT")"
     cp "$SIMRUNS" "$BENCH/sim-runs.tsv"
     python3 "$HELPER" sim "$SIMRUNS" "$TMP" | outcat || FAILED=1
 fi

@@ -33,14 +33,28 @@ fn assert_result(dir: &Path, source: &[u8], bad: &[(u64, u64)]) {
     let map = read_map(&dir.join("map"));
     let dest = std::fs::read(dir.join("out.img")).expect("read out.img");
     assert_finished_bytes_match(&map, source, &dest);
-    // Exactly the bad areas are unfinished, and they are marked bad-sector.
+    // Exactly the bad areas are unfinished, and they are marked bad-sector, except inside areas
+    // whose scraping probes all failed: those are left non-scraped (said so; --scrape-dead-areas
+    // scrapes them).
     let mut expected = salvor::mapfile::Mapfile::new(source.len() as u64);
     expected.set(0, source.len() as u64, BlockStatus::Finished);
     for &(a, b) in bad {
         expected.set(a, b - a, BlockStatus::BadSector);
     }
+    let mut seen = map.clone();
+    for b in map.blocks() {
+        if b.status == BlockStatus::NonScraped {
+            assert!(
+                bad.iter()
+                    .any(|&(s, e)| s <= b.pos && b.end() <= e && e - s > 64 * 512),
+                "non-scraped block at 0x{:X} outside a large bad area",
+                b.pos
+            );
+            seen.set(b.pos, b.size, BlockStatus::BadSector);
+        }
+    }
     assert_eq!(
-        map.blocks(),
+        seen.blocks(),
         expected.blocks(),
         "final map differs from the test map"
     );

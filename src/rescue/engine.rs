@@ -568,7 +568,7 @@ impl<'a> Engine<'a> {
                 // Reading backwards, every request is a seek: on a long stretch go back a block
                 // at a time while blocks read, then sector by sector inside the block that failed.
                 let block = TRIM_BLOCK_SECTORS * self.sector;
-                while hi - lo > 2 * block {
+                while hi - lo > block {
                     let pos = round_down(hi - block, self.sector);
                     let r = self.read(pos, hi - pos)?;
                     if r.failed {
