@@ -460,8 +460,9 @@ def cmd_sim(runs_tsv, tmp):
     print('Medians over seeds where the drive has randomness (seeds: %s). Times are drive time.\n'
           % ', '.join(sorted({r['seed'] for r in rows})))
     print('| scenario | run | to 90 % | to 99 % | to 100 % | total drive time | failed reads '
-          '| seeks | requests | readable never rescued | 99 %: vs ddrescue | 99 %: vs limit | wall | exit |')
-    print('|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|')
+          '| failed until 100 % | seeks | requests | readable never rescued | 99 %: vs ddrescue '
+          '| 99 %: vs limit | wall | exit |')
+    print('|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|')
     agg = {}
     for sc in scens:
         for lb in labels:
@@ -485,9 +486,9 @@ def cmd_sim(runs_tsv, tmp):
             other = ('ddrescue' + lb[len('salvor'):]) if lb.startswith('salvor') else lb
             d = agg.get((sc, other)) if other != lb else None
             vs = ratio(a['t99'], d['t99']) if d else ''
-            print('| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %.0f s | %s |' % (
+            print('| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %.0f s | %s |' % (
                 sc, lb, fmt_t(a['t90']), fmt_t(a['t99']), fmt_t(a['t100']), fmt_t(a['dt']),
-                fmt_k(a['failed']), fmt_k(a['seeks']), fmt_k(a['req']), human(a['missed']),
+                fmt_k(a['failed']), fmt_k(a['f100']), fmt_k(a['seeks']), fmt_k(a['req']), human(a['missed']),
                 vs, ratio(a['t99'], a['limit']), a['wall'], ','.join(map(str, a['rcs']))))
     print()
     print('| scenario | physical limit to 99 % | its failed reads | goal for salvor\'s 99 % '

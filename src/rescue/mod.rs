@@ -9,22 +9,31 @@
 //!    jumps over a whole stripe. Passes 2, 3, … alternate direction and read only non-tried areas
 //!    that touch rescued data on the side they enter from, stopping at the first error in each: this
 //!    delimits bad areas from the good side, so the probes that would hit the inside of a bad area
-//!    are never made. Passes repeat until no such area is left.
+//!    are never made. Passes repeat until no such area is left. After a read error these passes
+//!    read 32 KiB at a time for the next 32 MiB (1 MiB otherwise): a failed `O_DIRECT` read
+//!    delivers nothing, so small reads near errors lose little per failure and the readable data
+//!    comes in with about one failed read per bad spot.
 //! 2. **Trimming.** Non-trimmed areas are read sector by sector from each edge that touches
-//!    rescued data, until a bad sector; the rest becomes non-scraped.
+//!    rescued data, until a bad sector (from the left edge, until the second failure in a row:
+//!    a single bad sector is passed); backwards over a long stretch, a block at a time first
+//!    (each backward request is a seek). The rest becomes non-scraped.
 //! 3. **Sweeping.** What is still non-tried lies between failures on both sides; it is read in full
 //!    (no skipping). Any good data found there is grown with the passes of 1 and trimmed again.
 //! 4. **Dividing** (part of trimming). The insides of failed areas are read in chunks of 1/16
 //!    cluster; an area is given up after 8 failures in a row (a solid bad area). On dense damage
 //!    this finds the good chunks between bad ones with one error per bad chunk.
 //! 5. **Scraping.** Non-scraped areas are read sector by sector, smallest areas (the edges of bad
-//!    areas) first.
+//!    areas) first. An area of more than 64 sectors is probed at 16 spread sectors first; if all
+//!    fail (a dead head's stripe) it is left non-scraped and the run says so
+//!    (`--scrape-dead-areas` scrapes it anyway).
 //! 6. **Retrying** (`-r N`) bad sectors, alternating direction.
 //!
 //! A failed read that delivered some good bytes (as the kernel's buffered reads do) tells exactly
 //! where it failed: that sector is marked non-scraped (it has been tried once and will be tried
 //! once more when scraping), the rest of the read non-trimmed. So an isolated bad sector costs one
-//! error before all the data around it is rescued.
+//! error before all the data around it is rescued. Single-sector reads (trimming, scraping,
+//! retries) bypass the page cache where the source allows it (`Source::read_direct_at`), so a
+//! readable sector sharing a page with a bad one is not lost.
 //!
 //! The destination is fsynced before every mapfile save, so the map never claims data that is not
 //! durable. A source that disappears is never marked bad: salvor saves and waits for it or stops.
