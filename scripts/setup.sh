@@ -17,6 +17,9 @@ packages=(
   fuse3                 # fusermount3: the simulated drive of bench-rescue (salvor sim-drive)
   tmux                  # terminal UI end-to-end test
   python3 file
+  partclone             # used-blocks oracle (partclone.<fs> -D) for the filesystem layer tests
+  ntfs-3g exfatprogs exfat-fuse mtools   # NTFS/exFAT/FAT test images built without kernel drivers
+  xfsprogs btrfs-progs  # XFS/btrfs test images
 )
 missing=()
 for p in "${packages[@]}"; do

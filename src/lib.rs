@@ -6,6 +6,7 @@ pub mod blockdev;
 pub mod cli;
 pub mod device;
 pub mod error;
+pub mod fs;
 pub mod fuse;
 pub mod image;
 pub mod mapfile;
