@@ -551,7 +551,19 @@ impl<'a> Engine<'a> {
             let mut left_hit = false;
             if seg.open_left {
                 let mut in_a_row = 0;
+                // After a lone bad sector (a failure, then a good sector), the rest of the area
+                // is tried once in one request: a lone bad or weak sector is usually alone, and
+                // where requests are slow, sector reads cost more than that one request.
+                let mut lone = false;
+                let mut rest_tried = false;
                 while lo < hi && in_a_row < 2 {
+                    if lone && !rest_tried && hi - lo > self.sector {
+                        rest_tried = true;
+                        let len = (hi - lo).min(self.careful);
+                        let r = self.read(lo, len)?;
+                        lo += if r.failed { r.good } else { len };
+                        continue;
+                    }
                     let len = self.sector.min(hi - lo);
                     let r = self.read(lo, len)?;
                     if r.failed {
@@ -559,6 +571,7 @@ impl<'a> Engine<'a> {
                         left_hit = true;
                         in_a_row += 1;
                     } else {
+                        lone = in_a_row == 1;
                         in_a_row = 0;
                     }
                     lo += len;

@@ -15,7 +15,7 @@
 //!    comes in with about one failed read per bad spot.
 //! 2. **Trimming.** Non-trimmed areas are read sector by sector from each edge that touches
 //!    rescued data, until a bad sector (from the left edge, until the second failure in a row:
-//!    a single bad sector is passed); backwards over a long stretch, a block at a time first
+//!    a single bad sector is passed, and after it the rest is tried once in one request); backwards over a long stretch, a block at a time first
 //!    (each backward request is a seek). The rest becomes non-scraped.
 //! 3. **Sweeping.** What is still non-tried lies between failures on both sides; it is read in full
 //!    (no skipping). Any good data found there is grown with the passes of 1 and trimmed again.
