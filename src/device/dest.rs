@@ -26,6 +26,11 @@ pub trait Dest: Send {
     /// Extends a regular file to `len` without writing data (holes read as zeros). No-op for devices.
     fn extend_to(&mut self, len: u64) -> Result<()>;
     fn path(&self) -> &Path;
+    /// Reads back what the destination holds at `pos` (for `--compare-before-write`); returns
+    /// the bytes read, 0 when it cannot tell (the default).
+    fn read_back(&mut self, _pos: u64, _buf: &mut [u8]) -> Result<usize> {
+        Ok(0)
+    }
     /// Makes `[pos, pos + len)` read as zeros, like writing zeros there (ENOSPC included). The
     /// default writes zeros; a block device may have the kernel zero the range instead.
     fn write_zeroes(&mut self, pos: u64, len: u64) -> Result<()> {
@@ -420,6 +425,19 @@ impl Dest for FileDest {
 
     fn path(&self) -> &Path {
         &self.path
+    }
+
+    fn read_back(&mut self, pos: u64, buf: &mut [u8]) -> Result<usize> {
+        let mut done = 0;
+        while done < buf.len() {
+            match self.file.read_at(&mut buf[done..], pos + done as u64) {
+                Ok(0) => break,
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Error::io(&self.path, e)),
+            }
+        }
+        Ok(done)
     }
 }
 
