@@ -1,11 +1,13 @@
 //! `salvor rescue [OPTIONS] SOURCE DEST MAPFILE`, with ddrescue's option letters and meanings.
 
 use super::printer::{HumanPrinter, JsonPrinter, ReadLog};
-use crate::device::{FileDest, FileSource, OpenOptions, Source, SystemClock, TestModeSource};
+use crate::device::SystemClock;
 use crate::error::{Error, Result};
-use crate::mapfile::{self, BlockStatus, Mapfile, MapfileSaver};
+use crate::mapfile::{self, BlockStatus};
 use crate::progress::{Control, RescueObserver, StopReason, Tee};
+use crate::rescue::job::{self, JobSpec};
 use crate::rescue::{self, Outcome, RescueOptions};
+use crate::device::Dest;
 use crate::units::parse_size;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -566,71 +568,104 @@ fn options(args: &RescueArgs) -> Result<RescueOptions> {
 }
 
 pub fn run(args: &RescueArgs) -> Result<i32> {
-    let opts = options(args)?;
-    let file_source = FileSource::open(
-        &args.source,
-        OpenOptions {
-            direct: args.direct,
-            sector_size: opts.sector_size,
-        },
-    )?;
-    let identity = describe_identity(file_source.identity());
-    let mut source: Box<dyn Source> = match &args.test_mode {
-        None => Box::new(file_source),
-        Some(p) => {
-            let test_map = mapfile::parse_file(p)?
-                .ok_or_else(|| Error::io(p, std::io::Error::from(std::io::ErrorKind::NotFound)))?;
-            Box::new(TestModeSource::new(file_source, test_map))
-        }
-    };
-    let size = source.geometry().size;
-
-    let needed = {
-        let ipos = opts.input_pos;
-        let end = opts
-            .max_size
-            .map_or(size, |s| ipos.saturating_add(s).min(size));
-        let opos = opts.output_pos.unwrap_or(ipos);
-        (i128::from(end) - i128::from(ipos) + i128::from(opos)).max(0) as u64
-    };
-    crate::safety::check_rescue_destination(
-        &args.source,
-        &args.dest,
-        &args.mapfile,
-        needed,
-        args.force,
-    )?;
-
-    let mut map = match std::fs::read(&args.mapfile) {
-        Ok(bytes) => {
-            let text = String::from_utf8_lossy(&bytes);
-            if let Some(recorded) = mapfile::text::source_of(&text) {
-                if let Some(why) = identity_mismatch(recorded, &identity) {
-                    return Err(Error::refused(
-                        &args.mapfile,
-                        format!(
-                            "this mapfile belongs to another disk ({why}: it was made for \
-                             '{recorded}', the source is '{identity}'); use the right mapfile or \
-                             a new one"
-                        ),
-                    ));
-                }
-            }
-            mapfile::parse_bytes(&bytes, &args.mapfile)?
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Mapfile::new(size),
-        Err(e) => return Err(Error::io(&args.mapfile, e)),
-    };
-    let mut dest = FileDest::open(&args.dest, args.force, true)?;
-    let command_line = std::env::args().collect::<Vec<_>>().join(" ");
-    let mut header = mapfile::Header::salvor(&command_line);
-    header.source = identity;
-    let mut saver = MapfileSaver::with_header(&args.mapfile, header);
-
+    // First, so that a signal arriving while the checks run is not fatal: the job sees the stop
+    // request at its first checkpoint, saves and exits 128+signal.
     let control = Arc::new(Control::new());
     super::signals::install(control.clone())?;
+    let mode = check_combinations(args)?;
+    let opts = options(args)?;
+    let command_line = std::env::args().collect::<Vec<_>>().join(" ");
+    match &mode {
+        Mode::Generate => return generate(args, &opts, &command_line),
+        Mode::Fill(types) => return fill(args, &opts, types, &command_line),
+        Mode::Rescue | Mode::Command => {}
+    }
+    if args.complete_only && !args.mapfile.as_deref().is_some_and(Path::exists) {
+        return Err(Error::invalid_arg(
+            "--complete-only",
+            "needs an existing mapfile (its extent is the limit of the rescue)",
+        ));
+    }
+    let test_map_text = match &args.test_mode {
+        Some(p) if p.as_os_str() == "-" => Some(read_option_file(p)?),
+        _ => None,
+    };
+    let spec = JobSpec {
+        direct: args.direct,
+        sector_size: opts.sector_size,
+        force_device: args.force,
+        extra_reads: args.domain_mapfile.iter().cloned().collect(),
+        test_mode: args.test_mode.clone(),
+        logs: args.log_reads.iter().cloned().collect(),
+        command_line,
+        same_file: args.same_file,
+        loose_test_map: args.loose_domain,
+        test_map_text,
+        ..JobSpec::new(args.source.clone(), args.dest.clone(), args.mapfile.clone())
+    };
+    let size_before = {
+        // ddrescue refuses to start past the end of the input.
+        let meta = std::fs::metadata(&args.source).map_err(|e| Error::io(&args.source, e))?;
+        meta.is_file().then(|| meta.len())
+    };
+    if let Some(size) = size_before {
+        if opts.input_pos > 0 && opts.input_pos >= size && !args.complete_only && args.test_mode.is_none() {
+            return Err(Error::invalid_arg(
+                "--input-position",
+                format!(
+                    "can't start reading at {}: {} is only {size} bytes long",
+                    opts.input_pos,
+                    args.source.display()
+                ),
+            ));
+        }
+    }
+    let Some(job) = job::prepare_or_nothing(&spec, &opts)? else {
+        return Ok(0);
+    };
+    let (mut source, mut dest, mut map) = (job.source, job.dest, job.map);
+    let _lock = job.lock;
+    let size = source.geometry().size;
+    if args.verify_input_size && job.map_loaded && map.end() != size {
+        return Err(Error::refused(
+            args.mapfile.as_deref().unwrap_or(Path::new("mapfile")),
+            format!(
+                "--verify-input-size: the source is {size} bytes but the mapfile covers {}",
+                map.end()
+            ),
+        ));
+    }
+    if args.ask && !confirm(&args.source, &args.dest, size)? {
+        return Ok(1);
+    }
+    if args.truncate {
+        dest.truncate()?;
+    }
+    if args.preallocate {
+        dest.preallocate(job::needed_size(&opts, size))?;
+    }
+    let mut no_store = rescue::engine::NoStore;
+    let mut saver = job.saver;
+    let store: &mut dyn rescue::engine::MapStore = match &mut saver {
+        Some(s) => s,
+        None => &mut no_store,
+    };
+    if mode == Mode::Command {
+        let stdin = std::io::stdin();
+        let stdout = std::io::stdout();
+        return rescue::modes::command_mode(
+            source.as_mut(),
+            &mut dest,
+            &mut map,
+            store,
+            &opts,
+            &mut stdin.lock(),
+            &mut stdout.lock(),
+        );
+    }
+
     let clock = SystemClock::new();
-    let mut human = HumanPrinter::new(args.verbose);
+    let mut human = HumanPrinter::new(args.verbose > 0);
     let mut json = JsonPrinter;
     let mut quiet = Quiet;
     let display: &mut dyn RescueObserver = if args.json {
@@ -653,12 +688,15 @@ pub fn run(args: &RescueArgs) -> Result<i32> {
         source.as_mut(),
         &mut dest,
         &mut map,
-        &mut saver,
+        store,
         &opts,
         &clock,
         &control,
         observer,
     )?;
+    if let Some(len) = size_arg("--extend-outfile", &args.extend_outfile, 512)? {
+        dest.extend_to(len)?;
+    }
     Ok(match outcome {
         Outcome::Finished => 0,
         Outcome::Stopped(StopReason::Signal(sig)) => {
@@ -669,40 +707,112 @@ pub fn run(args: &RescueArgs) -> Result<i32> {
     })
 }
 
-/// "size=… model=… serial=… wwn=…" with the fields that are known.
-fn describe_identity(id: &crate::device::Identity) -> String {
-    let mut parts = vec![format!("size={}", id.size)];
-    for (k, v) in [
-        ("model", &id.model),
-        ("serial", &id.serial),
-        ("wwn", &id.wwn),
-    ] {
-        if let Some(v) = v {
-            parts.push(format!("{k}={}", v.replace(char::is_whitespace, "_")));
-        }
-    }
-    parts.join(" ")
+/// `--ask`: asks on the terminal; true if the answer starts with 'y'.
+fn confirm(source: &Path, dest: &Path, size: u64) -> Result<bool> {
+    eprint!(
+        "About to copy {} from '{}' to '{}'\nProceed (y/N)? ",
+        crate::units::format_bytes(size),
+        source.display(),
+        dest.display()
+    );
+    let mut answer = String::new();
+    std::io::stdin()
+        .read_line(&mut answer)
+        .map_err(|e| Error::io("(standard input)", e))?;
+    Ok(answer.trim_start().starts_with('y'))
 }
 
-/// Why a recorded identity is not this source's, if it is not. Only facts both sides know count.
-fn identity_mismatch(recorded: &str, current: &str) -> Option<&'static str> {
-    let field = |text: &str, key: &str| -> Option<String> {
-        text.split_whitespace()
-            .find_map(|kv| kv.strip_prefix(key).and_then(|v| v.strip_prefix('=')))
-            .map(str::to_string)
+/// `-G`: reads the source's size and the partial copy; writes only the mapfile.
+fn generate(args: &RescueArgs, opts: &RescueOptions, command_line: &str) -> Result<i32> {
+    let Some(mapfile) = args.mapfile.as_deref() else {
+        return Err(Error::invalid_arg("--generate-mode", "needs a mapfile operand"));
     };
-    for (key, why) in [
-        ("serial", "serial number differs"),
-        ("wwn", "WWN differs"),
-        ("size", "size differs"),
-    ] {
-        if let (Some(a), Some(b)) = (field(recorded, key), field(current, key)) {
-            if a != b {
-                return Some(why);
+    crate::safety::Plan::new()
+        .read(&args.source)
+        .read(&args.dest)
+        .mapfile(mapfile)
+        .check()?;
+    let _lock = crate::mapfile::MapfileLock::acquire(mapfile)?;
+    let source = crate::device::FileSource::open(
+        &args.source,
+        crate::device::OpenOptions {
+            direct: false,
+            sector_size: opts.sector_size,
+        },
+    )?;
+    let geo = crate::device::Source::geometry(&source);
+    let sector = if opts.sector_size != 0 {
+        u64::from(opts.sector_size)
+    } else {
+        u64::from(geo.logical_sector.max(1))
+    };
+    let copy = std::fs::File::open(&args.dest).map_err(|e| Error::io(&args.dest, e))?;
+    let mut map = mapfile::parse_file(mapfile)?.unwrap_or_else(|| mapfile::Mapfile::new(geo.size));
+    let mut read_copy = |pos: u64, buf: &mut [u8]| -> Result<usize> {
+        use std::os::unix::fs::FileExt;
+        let mut done = 0;
+        while done < buf.len() {
+            match copy.read_at(&mut buf[done..], pos + done as u64) {
+                Ok(0) => break,
+                Ok(n) => done += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Error::io(&args.dest, e)),
             }
         }
+        Ok(done)
+    };
+    rescue::modes::generate(&mut read_copy, &mut map, opts, geo.size, sector)?;
+    let header = mapfile::Header::salvor(command_line);
+    mapfile::MapfileSaver::with_header(mapfile, header).save(&map, "Finished")?;
+    Ok(0)
+}
+
+/// `-F TYPES`: the source is read from position 0 (it may be a pipe or /dev/zero, of any size);
+/// the mapfile must exist and only its status line changes.
+fn fill(
+    args: &RescueArgs,
+    opts: &RescueOptions,
+    types: &[BlockStatus],
+    command_line: &str,
+) -> Result<i32> {
+    let Some(mapfile) = args.mapfile.as_deref() else {
+        return Err(Error::invalid_arg("--fill-mode", "needs a mapfile operand"));
+    };
+    let mut map = mapfile::parse_file(mapfile)?.ok_or_else(|| {
+        Error::invalid_arg(
+            "--fill-mode",
+            format!("the mapfile {} does not exist", mapfile.display()),
+        )
+    })?;
+    let needed = (i128::from(map.end()) + i128::from(opts.output_pos.unwrap_or(opts.input_pos))
+        - i128::from(opts.input_pos))
+    .max(0) as u64;
+    crate::safety::Plan::new()
+        .read(&args.source)
+        .destination(&args.dest, needed)
+        .mapfile(mapfile)
+        .check()?;
+    let _lock = crate::mapfile::MapfileLock::acquire(mapfile)?;
+    let mut input = std::fs::File::open(&args.source).map_err(|e| Error::io(&args.source, e))?;
+    let mut dest = crate::device::FileDest::open(&args.dest, args.force, true)?;
+    if args.truncate {
+        dest.truncate()?;
     }
-    None
+    let header = mapfile::Header::salvor(command_line);
+    let mut saver = mapfile::MapfileSaver::with_header(mapfile, header);
+    rescue::modes::fill(
+        &mut input,
+        &mut dest,
+        &mut map,
+        &mut saver,
+        opts,
+        types,
+        args.ignore_write_errors,
+    )?;
+    if let Some(len) = size_arg("--extend-outfile", &args.extend_outfile, 512)? {
+        crate::device::Dest::extend_to(&mut dest, len)?;
+    }
+    Ok(0)
 }
 
 /// `-q`: nothing on the terminal, like ddrescue's quiet mode.
@@ -714,23 +824,6 @@ impl RescueObserver for Quiet {}
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn identities() {
-        assert_eq!(
-            identity_mismatch("size=10 serial=A", "size=10 serial=A model=x"),
-            None
-        );
-        assert_eq!(
-            identity_mismatch("size=10 serial=A", "size=10 serial=B"),
-            Some("serial number differs")
-        );
-        assert_eq!(
-            identity_mismatch("size=10", "size=12 serial=B"),
-            Some("size differs")
-        );
-        assert_eq!(identity_mismatch("size=10", "size=10 serial=B"), None);
-    }
 
     #[test]
     fn cpass_ranges() {

@@ -30,6 +30,8 @@
 //! durable. A source that disappears is never marked bad: salvor saves and waits for it or stops.
 
 pub mod engine;
+pub mod job;
+pub mod modes;
 mod prepare;
 mod reader;
 

@@ -6,6 +6,39 @@ use super::RescueOptions;
 use crate::error::{Error, Result};
 use crate::mapfile::{Block, BlockStatus, Mapfile};
 
+/// How far a run may read: the source's size, or with `-C` the mapfile's extent.
+fn extent(opts: &RescueOptions, map: &Mapfile, size: u64) -> u64 {
+    if opts.complete_only {
+        if size > 0 {
+            map.end().min(size)
+        } else {
+            map.end()
+        }
+    } else {
+        size
+    }
+}
+
+/// The rescue domain inside `[0, extent)`: `-i`/`-s` intersected with `-m`.
+fn domain_of(opts: &RescueOptions, extent: u64) -> Vec<(u64, u64)> {
+    let mut domain = vec![(
+        opts.input_pos.min(extent),
+        opts.max_size
+            .map_or(extent, |s| opts.input_pos.saturating_add(s).min(extent)),
+    )];
+    if let Some(d) = &opts.domain {
+        domain = super::engine::intersect(&domain, d);
+    }
+    domain.retain(|&(a, b)| a < b);
+    domain
+}
+
+/// Whether a run with `opts` on a source of `size` bytes and this map would have nothing to
+/// read or write (then ddrescue creates no files).
+pub(crate) fn domain_is_empty(opts: &RescueOptions, map: &Mapfile, size: u64) -> bool {
+    domain_of(opts, extent(opts, map, size)).is_empty()
+}
+
 /// Prepares `map` for a rescue of a source of `size` bytes and returns the rescue domain (sorted,
 /// disjoint, non-empty byte ranges).
 pub(super) fn prepare_map(
@@ -15,14 +48,10 @@ pub(super) fn prepare_map(
     sector: u64,
     describe: &str,
 ) -> Result<Vec<(u64, u64)>> {
+    // -C: nothing beyond the mapfile's extent is read; its blocks past the source's end are kept
+    // as they are (they may belong to a bigger original).
     let extent = if opts.complete_only {
-        // -C: nothing beyond the mapfile's extent is read; its blocks past the source's end are
-        // kept as they are (they may belong to a bigger original).
-        if size > 0 {
-            map.end().min(size)
-        } else {
-            map.end()
-        }
+        extent(opts, map, size)
     } else {
         let past_end = map
             .blocks()
@@ -45,16 +74,7 @@ pub(super) fn prepare_map(
         size
     };
     map.join_subsectors(sector);
-
-    let mut domain = vec![(
-        opts.input_pos.min(extent),
-        opts.max_size
-            .map_or(extent, |s| opts.input_pos.saturating_add(s).min(extent)),
-    )];
-    if let Some(d) = &opts.domain {
-        domain = super::engine::intersect(&domain, d);
-    }
-    domain.retain(|&(a, b)| a < b);
+    let domain = domain_of(opts, extent);
 
     if opts.try_again || opts.retrim {
         for &(a, b) in &domain {
