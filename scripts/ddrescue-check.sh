@@ -75,7 +75,7 @@ cat "$run/out"
 echo
 # Each failed check prints " LINE" or " LINE(detail)" after a "testing ...:" heading; cmp's
 # "A B differ: char N, line N" reports are interleaved with them.
-failed=$(grep -v '^tests' "$run/out" | sed -E 's/^testing[^.]*\.\.\.//; s#(^|[0-9 ])(/[^ ]*|out|copy|-) [^ ]+ differ: (byte|char) [0-9]+, line [0-9]+#\\1#g' |
+failed=$(grep -v '^tests' "$run/out" | sed -E 's/^testing[^.]*\.\.\.//; s#(^|[0-9 ])(/[^ ]*|out|copy|-) [^ ]+ differ: (byte|char) [0-9]+, line [0-9]+#\1#g' |
   tr ' ' '\n' | { grep -cE '^[0-9]+(\([^)]*\))?$' || true; })
 if [ $rc -eq 0 ]; then
   echo "PASS: GNU ddrescue 1.27 check.sh"

@@ -199,7 +199,10 @@ mod tests {
         use std::time::Duration;
         assert_eq!(parse_interval("30", true), Ok(Duration::from_secs(30)));
         assert_eq!(parse_interval("5m", true), Ok(Duration::from_secs(300)));
-        assert_eq!(parse_interval("1.5d", true), Ok(Duration::from_secs(129_600)));
+        assert_eq!(
+            parse_interval("1.5d", true),
+            Ok(Duration::from_secs(129_600))
+        );
         assert_eq!(parse_interval("1/2m", true), Ok(Duration::from_secs(30)));
         assert_eq!(parse_interval("0.0", true), Ok(Duration::ZERO));
         for bad in ["1.5", "1/2", "3/2", "1x", "-1", "1e2", "", "s"] {
@@ -221,14 +224,17 @@ mod tests {
         assert!(parse_size("12q", 512).is_err());
         assert!(parse_size("", 512).is_err());
         // Exactly what ddrescue 1.27 accepts (its check.sh refuses the second list for -a).
-        for ok in ["1", "1k", "1Ki", "1KiB", "1kB", "1ks", "1Kis", "1s", "1B", "1M", "1MiB", "1Ei"] {
+        for ok in [
+            "1", "1k", "1Ki", "1KiB", "1kB", "1ks", "1Kis", "1s", "1B", "1M", "1MiB", "1Ei",
+        ] {
             assert!(parse_size(ok, 512).is_ok(), "{ok}");
         }
         assert_eq!(parse_size(" +010", 512), Ok(8));
         assert_eq!(parse_size("1Mis", 512), Ok(512 << 20));
         for bad in [
-            "1ki", "1K", "1BB", "1Bi", "1Bk", "1Bs", "1iB", "1ii", "1ik", "1is", "1kk", "1sB", "1si",
-            "1sk", "1ss", "1KisB", "1m", "16Ei", "1Z", "08", "1.5", "1_000", "0x", "1e3", "-1",
+            "1ki", "1K", "1BB", "1Bi", "1Bk", "1Bs", "1iB", "1ii", "1ik", "1is", "1kk", "1sB",
+            "1si", "1sk", "1ss", "1KisB", "1m", "16Ei", "1Z", "08", "1.5", "1_000", "0x", "1e3",
+            "-1",
         ] {
             assert!(parse_size(bad, 512).is_err(), "{bad}");
         }

@@ -1,13 +1,13 @@
 //! `salvor rescue [OPTIONS] SOURCE DEST MAPFILE`, with ddrescue's option letters and meanings.
 
 use super::printer::{HumanPrinter, JsonPrinter, ReadLog};
+use crate::device::Dest;
 use crate::device::SystemClock;
 use crate::error::{Error, Result};
 use crate::mapfile::{self, BlockStatus};
 use crate::progress::{Control, RescueObserver, StopReason, Tee};
 use crate::rescue::job::{self, JobSpec};
 use crate::rescue::{self, Outcome, RescueOptions};
-use crate::device::Dest;
 use crate::units::parse_size;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -52,7 +52,12 @@ pub struct RescueArgs {
     #[arg(short = 'D', long = "odirect")]
     odirect: bool,
     /// Maximum number of bad areas allowed ([+]N: new ones found in this run).
-    #[arg(short = 'e', long = "max-bad-areas", value_name = "[+]N", allow_hyphen_values = true)]
+    #[arg(
+        short = 'e',
+        long = "max-bad-areas",
+        value_name = "[+]N",
+        allow_hyphen_values = true
+    )]
     max_bad_areas: Option<String>,
     /// Maximum rate of read errors allowed, in bytes per second.
     #[arg(short = 'E', long = "max-error-rate", value_name = "BYTES")]
@@ -85,7 +90,12 @@ pub struct RescueArgs {
     #[arg(short = 'c', long = "cluster-size", value_name = "SECTORS")]
     cluster_size: Option<String>,
     /// Fill the destination's blocks of these mapfile types (?*/-+) with data from the source.
-    #[arg(short = 'F', long = "fill-mode", value_name = "TYPES", allow_hyphen_values = true)]
+    #[arg(
+        short = 'F',
+        long = "fill-mode",
+        value_name = "TYPES",
+        allow_hyphen_values = true
+    )]
     fill_mode: Option<String>,
     /// Generate an approximate mapfile from the source and a partial copy (zero sectors =
     /// non-tried).
@@ -127,7 +137,12 @@ pub struct RescueArgs {
           require_equals = true, default_missing_value = "3")]
     data_preview: Option<String>,
     /// Maximum size of the rescue domain (-1 = no limit).
-    #[arg(short = 's', long = "size", value_name = "BYTES", allow_hyphen_values = true)]
+    #[arg(
+        short = 's',
+        long = "size",
+        value_name = "BYTES",
+        allow_hyphen_values = true
+    )]
     size: Option<String>,
     /// Allow overwriting a block device.
     #[arg(short = 'f', long)]
@@ -186,7 +201,11 @@ pub struct RescueArgs {
     log_rates: Option<PathBuf>,
     /// How often to save the mapfile: SAVE[,SYNC] intervals (-1 = automatic, 0 = after every
     /// read).
-    #[arg(long = "mapfile-interval", value_name = "[SAVE][,SYNC]", allow_hyphen_values = true)]
+    #[arg(
+        long = "mapfile-interval",
+        value_name = "[SAVE][,SYNC]",
+        allow_hyphen_values = true
+    )]
     mapfile_interval: Option<String>,
     /// Give up after more than N slow reads (with --min-read-rate).
     #[arg(long = "max-slow-reads", value_name = "N")]
@@ -249,7 +268,12 @@ fn count_arg(arg: &str, text: &Option<String>) -> Result<Option<u64>> {
 
 /// `--cpass=RANGE`: passes 1 to 5 as a bit set (bit 0 = pass 1); "0" alone = none.
 pub fn parse_cpass(text: &str) -> Result<u8> {
-    let bad = || Error::invalid_arg("--cpass", format!("'{text}' is not a range of passes 1 to 5"));
+    let bad = || {
+        Error::invalid_arg(
+            "--cpass",
+            format!("'{text}' is not a range of passes 1 to 5"),
+        )
+    };
     if text == "0" {
         return Ok(0);
     }
@@ -295,19 +319,22 @@ fn parse_skip(text: &str, sector: u64) -> Result<(Option<u64>, Option<u64>)> {
     let initial = if a.is_empty() {
         None
     } else {
-        let v = round(parse_size(a, sector).map_err(bad)?);
+        let v = parse_size(a, sector).map_err(bad)?;
         if v != 0 && !(MIN..=MAX).contains(&v) {
-            return Err(bad("the initial size must be 0 or from 64 KiB to 1 EiB".into()));
+            return Err(bad(
+                "the initial size must be 0 or from 64 KiB to 1 EiB".into()
+            ));
         }
-        Some(v)
+        Some(round(v))
     };
     let max = match b {
         None => None,
         Some(b) => {
-            let v = round(parse_size(b, sector).map_err(bad)?);
+            let v = parse_size(b, sector).map_err(bad)?;
             if !(MIN..=MAX).contains(&v) {
                 return Err(bad("the maximum size must be from 64 KiB to 1 EiB".into()));
             }
+            let v = round(v);
             if initial.is_some_and(|i| i > v) {
                 return Err(bad("the initial size is larger than the maximum".into()));
             }
@@ -327,7 +354,10 @@ fn parse_mapfile_interval(text: &str) -> Result<Option<Duration>> {
         None => (text, None),
     };
     if a.is_empty() && b.is_none_or(str::is_empty) || b.is_some_and(str::is_empty) {
-        return Err(Error::invalid_arg(arg, format!("'{text}': give SAVE, ,SYNC or SAVE,SYNC")));
+        return Err(Error::invalid_arg(
+            arg,
+            format!("'{text}': give SAVE, ,SYNC or SAVE,SYNC"),
+        ));
     }
     let save = match a {
         "" | "-1" => None,
@@ -336,10 +366,16 @@ fn parse_mapfile_interval(text: &str) -> Result<Option<Duration>> {
     if let Some(b) = b {
         let sync = interval_arg(arg, b, true)?;
         if sync < Duration::from_secs(5) {
-            return Err(Error::invalid_arg(arg, format!("'{text}': the sync interval must be at least 5 s")));
+            return Err(Error::invalid_arg(
+                arg,
+                format!("'{text}': the sync interval must be at least 5 s"),
+            ));
         }
         if save.is_some_and(|s| s > sync) {
-            return Err(Error::invalid_arg(arg, format!("'{text}': the sync interval must not be shorter than the save interval")));
+            return Err(Error::invalid_arg(
+                arg,
+                format!("'{text}': the sync interval must not be shorter than the save interval"),
+            ));
         }
     }
     Ok(save)
@@ -362,21 +398,37 @@ fn read_option_file(path: &Path) -> Result<Vec<u8>> {
 fn check_combinations(args: &RescueArgs) -> Result<Mode> {
     let refuse = |arg: &str, why: &str| Err(Error::invalid_arg(arg, why.to_string()));
     if args.odirect {
-        return refuse("--odirect", "direct access to the destination is not supported by salvor; leave out -D");
+        return refuse(
+            "--odirect",
+            "direct access to the destination is not supported by salvor; leave out -D",
+        );
     }
     if let Some(p) = &args.log_events {
         if p.as_os_str() == "-" {
-            return refuse("--log-events", "the log must be a file, not standard output");
+            return refuse(
+                "--log-events",
+                "the log must be a file, not standard output",
+            );
         }
-        return refuse("--log-events", "not supported by salvor; use --log-reads or --json");
+        return refuse(
+            "--log-events",
+            "not supported by salvor; use --log-reads or --json",
+        );
     }
     if let Some(p) = &args.log_rates {
         if p.as_os_str() == "-" {
             return refuse("--log-rates", "the log must be a file, not standard output");
         }
-        return refuse("--log-rates", "not supported by salvor; use --json (one progress object per line)");
+        return refuse(
+            "--log-rates",
+            "not supported by salvor; use --json (one progress object per line)",
+        );
     }
-    if args.log_reads.as_ref().is_some_and(|p| p.as_os_str() == "-") {
+    if args
+        .log_reads
+        .as_ref()
+        .is_some_and(|p| p.as_os_str() == "-")
+    {
         return refuse("--log-reads", "the log must be a file, not standard output");
     }
     if let Some(p) = &args.data_preview {
@@ -385,10 +437,19 @@ fn check_combinations(args: &RescueArgs) -> Result<Mode> {
             _ => return refuse("--data-preview", "LINES must be from 1 to 32"),
         }
     }
-    if args.domain_mapfile.as_ref().is_some_and(|p| p.as_os_str() == "-")
-        && args.test_mode.as_ref().is_some_and(|p| p.as_os_str() == "-")
+    if args
+        .domain_mapfile
+        .as_ref()
+        .is_some_and(|p| p.as_os_str() == "-")
+        && args
+            .test_mode
+            .as_ref()
+            .is_some_and(|p| p.as_os_str() == "-")
     {
-        return refuse("--domain-mapfile", "-m - and -H - cannot both read standard input");
+        return refuse(
+            "--domain-mapfile",
+            "-m - and -H - cannot both read standard input",
+        );
     }
     let mut modes = Vec::new();
     let mut mode = Mode::Rescue;
@@ -398,7 +459,10 @@ fn check_combinations(args: &RescueArgs) -> Result<Mode> {
             match BlockStatus::from_char(c) {
                 Some(s) => set.push(s),
                 None if c == 'l' => {
-                    return refuse("--fill-mode", "the 'l' type (location data) is not supported by salvor")
+                    return refuse(
+                        "--fill-mode",
+                        "the 'l' type (location data) is not supported by salvor",
+                    )
                 }
                 None => {
                     return Err(Error::invalid_arg(
@@ -441,7 +505,10 @@ fn check_combinations(args: &RescueArgs) -> Result<Mode> {
         return refuse("--ignore-write-errors", "only works in fill mode (-F)");
     }
     if args.same_file && args.truncate {
-        return refuse("--truncate", "cannot be combined with --same-file (it would destroy the input)");
+        return refuse(
+            "--truncate",
+            "cannot be combined with --same-file (it would destroy the input)",
+        );
     }
     Ok(mode)
 }
@@ -453,7 +520,8 @@ fn ddrescue_passes(args: &RescueArgs) -> bool {
 
 fn options(args: &RescueArgs) -> Result<RescueOptions> {
     let sector = size_arg("--sector-size", &args.sector_size, 512)?.unwrap_or(0);
-    if args.sector_size.is_some() && (sector == 0 || !sector.is_power_of_two() || sector > 1 << 20) {
+    if args.sector_size.is_some() && (sector == 0 || !sector.is_power_of_two() || sector > 1 << 20)
+    {
         return Err(Error::invalid_arg(
             "--sector-size",
             format!("{sector} is not a power of two up to 1 MiB"),
@@ -472,7 +540,11 @@ fn options(args: &RescueArgs) -> Result<RescueOptions> {
         None => None,
         Some(p) => {
             let bytes = read_option_file(p)?;
-            Some(mapfile::text::parse_domain_checked(&bytes, p, args.loose_domain)?)
+            Some(mapfile::text::parse_domain_checked(
+                &bytes,
+                p,
+                args.loose_domain,
+            )?)
         }
     };
     let max_size = match args.size.as_deref().map(str::trim) {
@@ -500,7 +572,10 @@ fn options(args: &RescueArgs) -> Result<RescueOptions> {
     };
     let max_read_rate = size_arg("--max-read-rate", &args.max_read_rate, unit)?;
     if max_read_rate == Some(0) {
-        return Err(Error::invalid_arg("--max-read-rate", "must be greater than 0"));
+        return Err(Error::invalid_arg(
+            "--max-read-rate",
+            "must be greater than 0",
+        ));
     }
     Ok(RescueOptions {
         sector_size: sector as u32,
@@ -554,15 +629,16 @@ fn options(args: &RescueArgs) -> Result<RescueOptions> {
             Some(t) => interval_arg("--pause-on-pass", t, true)?,
         },
         // salvor gives a new destination file the domain's full size (holes for what is not
-        // rescued) on a plain resumable rescue; with ddrescue's domain options the file ends
-        // where the last rescued data ends, as ddrescue's does.
+        // rescued) on a plain resumable rescue; with ddrescue's domain or pass options the file
+        // ends where the last rescued data ends, as ddrescue's does.
         extend_new_dest: args.mapfile.is_some()
             && args.input_position.is_none()
             && args.output_position.is_none()
             && args.size.is_none()
             && args.domain_mapfile.is_none()
             && args.test_mode.is_none()
-            && !args.complete_only,
+            && !args.complete_only
+            && !ddrescue_passes(args),
         ..RescueOptions::default()
     })
 }
@@ -609,7 +685,11 @@ pub fn run(args: &RescueArgs) -> Result<i32> {
         meta.is_file().then(|| meta.len())
     };
     if let Some(size) = size_before {
-        if opts.input_pos > 0 && opts.input_pos >= size && !args.complete_only && args.test_mode.is_none() {
+        if opts.input_pos > 0
+            && opts.input_pos >= size
+            && !args.complete_only
+            && args.test_mode.is_none()
+        {
             return Err(Error::invalid_arg(
                 "--input-position",
                 format!(
@@ -725,7 +805,10 @@ fn confirm(source: &Path, dest: &Path, size: u64) -> Result<bool> {
 /// `-G`: reads the source's size and the partial copy; writes only the mapfile.
 fn generate(args: &RescueArgs, opts: &RescueOptions, command_line: &str) -> Result<i32> {
     let Some(mapfile) = args.mapfile.as_deref() else {
-        return Err(Error::invalid_arg("--generate-mode", "needs a mapfile operand"));
+        return Err(Error::invalid_arg(
+            "--generate-mode",
+            "needs a mapfile operand",
+        ));
     };
     crate::safety::Plan::new()
         .read(&args.source)
@@ -852,11 +935,19 @@ mod tests {
 
     #[test]
     fn mapfile_intervals() {
-        assert_eq!(parse_mapfile_interval("5m").ok(), Some(Some(Duration::from_secs(300))));
-        assert_eq!(parse_mapfile_interval("5,5").ok(), Some(Some(Duration::from_secs(5))));
+        assert_eq!(
+            parse_mapfile_interval("5m").ok(),
+            Some(Some(Duration::from_secs(300)))
+        );
+        assert_eq!(
+            parse_mapfile_interval("5,5").ok(),
+            Some(Some(Duration::from_secs(5)))
+        );
         assert_eq!(parse_mapfile_interval(",5s").ok(), Some(None));
         assert_eq!(parse_mapfile_interval("-1").ok(), Some(None));
-        for bad in ["-2", "30,", ",4s", "3,4s", "30,10", "30,60,", "30,60s,", "1/2"] {
+        for bad in [
+            "-2", "30,", ",4s", "3,4s", "30,10", "30,60,", "30,60s,", "1/2",
+        ] {
             assert!(parse_mapfile_interval(bad).is_err(), "{bad}");
         }
     }

@@ -285,7 +285,10 @@ impl FileDest {
                 &self.path,
                 io::Error::new(
                     io::Error::from_raw_os_error(r).kind(),
-                    format!("preallocating {len} bytes: {}", io::Error::from_raw_os_error(r)),
+                    format!(
+                        "preallocating {len} bytes: {}",
+                        io::Error::from_raw_os_error(r)
+                    ),
                 ),
             ));
         }

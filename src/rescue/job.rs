@@ -88,9 +88,8 @@ pub fn needed_size(opts: &RescueOptions, size: u64) -> u64 {
 /// Sets the job up (see the module documentation). An empty rescue domain is an error here; see
 /// [`prepare_or_nothing`].
 pub fn prepare(spec: &JobSpec, opts: &RescueOptions) -> Result<Prepared> {
-    prepare_or_nothing(spec, opts)?.ok_or_else(|| {
-        Error::LimitReached("nothing to rescue: the rescue domain is empty".into())
-    })
+    prepare_or_nothing(spec, opts)?
+        .ok_or_else(|| Error::LimitReached("nothing to rescue: the rescue domain is empty".into()))
 }
 
 /// [`prepare`], with `Ok(None)` when the rescue domain is empty: then, as in ddrescue, neither
@@ -130,9 +129,13 @@ pub fn prepare_or_nothing(spec: &JobSpec, opts: &RescueOptions) -> Result<Option
             ));
         }
     }
-    let (map, map_loaded) = match &spec.mapfile {
-        Some(m) => load_mapfile(m, &identity, size)?,
-        None => (Mapfile::new(size), false),
+    let sizes_may_differ = opts.complete_only || spec.test_mode.is_some();
+    let (map, map_loaded, recorded) = match &spec.mapfile {
+        // With -C the mapfile, not the source, sets the extent (a partial copy or a device
+        // reporting a wrong size), and in test mode the size is simulated: a different size is
+        // expected there. Serial numbers and WWNs are still compared.
+        Some(m) => load_mapfile(m, &identity, size, sizes_may_differ)?,
+        None => (Mapfile::new(size), false, None),
     };
     let source: Box<dyn Source> = match &spec.test_mode {
         None => Box::new(file_source),
@@ -154,7 +157,12 @@ pub fn prepare_or_nothing(spec: &JobSpec, opts: &RescueOptions) -> Result<Option
     }
     let dest = FileDest::open(&spec.dest, spec.force_device, true)?;
     let mut header = mapfile::Header::salvor(&spec.command_line);
-    header.source = identity.clone();
+    // A run that may differ in size keeps the identity of the disk the mapfile was made for: a
+    // later plain run on that disk must still be accepted, one on another disk refused.
+    header.source = match recorded {
+        Some(r) if sizes_may_differ => r,
+        _ => identity.clone(),
+    };
     Ok(Some(Prepared {
         source,
         dest,
@@ -195,12 +203,19 @@ pub fn plan(spec: &JobSpec, needed: u64) -> Plan {
 
 /// The mapfile at `path` (a new one if it does not exist), refused if it records another disk;
 /// and whether it existed.
-fn load_mapfile(path: &Path, identity: &str, size: u64) -> Result<(Mapfile, bool)> {
+fn load_mapfile(
+    path: &Path,
+    identity: &str,
+    size: u64,
+    sizes_may_differ: bool,
+) -> Result<(Mapfile, bool, Option<String>)> {
     match std::fs::read(path) {
         Ok(bytes) => {
             let text = String::from_utf8_lossy(&bytes);
             if let Some(recorded) = mapfile::text::source_of(&text) {
-                if let Some(why) = identity_mismatch(recorded, identity) {
+                let why = identity_mismatch(recorded, identity)
+                    .filter(|&why| !(sizes_may_differ && why == SIZE_DIFFERS));
+                if let Some(why) = why {
                     return Err(Error::refused(
                         path,
                         format!(
@@ -211,9 +226,10 @@ fn load_mapfile(path: &Path, identity: &str, size: u64) -> Result<(Mapfile, bool
                     ));
                 }
             }
-            Ok((mapfile::parse_bytes(&bytes, path)?, true))
+            let recorded = mapfile::text::source_of(&text).map(str::to_string);
+            Ok((mapfile::parse_bytes(&bytes, path)?, true, recorded))
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok((Mapfile::new(size), false)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok((Mapfile::new(size), false, None)),
         Err(e) => Err(Error::io(path, e)),
     }
 }
@@ -265,6 +281,8 @@ pub fn describe_identity(id: &Identity) -> String {
     parts.join(" ")
 }
 
+const SIZE_DIFFERS: &str = "size differs";
+
 /// Why a recorded identity is not this source's, if it is not. Only facts both sides know count.
 pub fn identity_mismatch(recorded: &str, current: &str) -> Option<&'static str> {
     let field = |text: &str, key: &str| -> Option<String> {
@@ -275,7 +293,7 @@ pub fn identity_mismatch(recorded: &str, current: &str) -> Option<&'static str> 
     for (key, why) in [
         ("serial", "serial number differs"),
         ("wwn", "WWN differs"),
-        ("size", "size differs"),
+        ("size", SIZE_DIFFERS),
     ] {
         if let (Some(a), Some(b)) = (field(recorded, key), field(current, key)) {
             if a != b {

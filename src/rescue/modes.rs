@@ -32,10 +32,7 @@ fn cluster_of(opts: &RescueOptions, sector: u64) -> u64 {
 
 fn dest_pos(pos: u64, shift: i128) -> Result<u64> {
     u64::try_from(i128::from(pos) + shift).map_err(|_| {
-        Error::invalid_arg(
-            "--output-position",
-            "the output position would be negative",
-        )
+        Error::invalid_arg("--output-position", "the output position would be negative")
     })
 }
 
@@ -100,7 +97,9 @@ pub fn command_mode(
             let mut it = rest.split_whitespace();
             let pos = crate::units::parse_size(it.next()?, sector).ok()?;
             let size = crate::units::parse_size(it.next()?, sector).ok()?;
-            it.next().is_none().then_some((pos, pos.saturating_add(size)))
+            it.next()
+                .is_none()
+                .then_some((pos, pos.saturating_add(size)))
         };
         match letter {
             'c' => {

@@ -195,7 +195,9 @@ fn work(req: &RescueRequest, control: &Control, tx: &Sender<WorkerMsg>) -> Resul
     let (mut source, mut dest) = (job.source, job.dest);
     let _lock = job.lock;
     let Some(saver) = job.saver else {
-        return Err(crate::error::Error::Internal("the job has no mapfile saver".into()));
+        return Err(crate::error::Error::Internal(
+            "the job has no mapfile saver".into(),
+        ));
     };
     run_engine(
         source.as_mut(),
