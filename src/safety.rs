@@ -294,7 +294,7 @@ struct Node {
 /// How two paths overlap.
 enum Overlap {
     Same,
-    /// Writing the first writes the second.
+    /// The second is stored on the first (a file on a disk, a loop device on its backing file).
     Holds,
     /// The first is stored on the second.
     StoredOn,
@@ -304,8 +304,11 @@ impl Overlap {
     fn describe(&self, other: &Path) -> String {
         match self {
             Overlap::Same => format!("is the same file or device as {}", other.display()),
-            Overlap::Holds => format!("holds {}: writing it would change it", other.display()),
-            Overlap::StoredOn => format!("is stored on {}", other.display()),
+            Overlap::Holds => format!("holds {} (writing one changes the other)", other.display()),
+            Overlap::StoredOn => format!(
+                "is stored on {} (writing one changes the other)",
+                other.display()
+            ),
         }
     }
 }
@@ -345,16 +348,10 @@ impl Node {
         }
         match (self.own, other.own) {
             (Some(a), Some(b)) if a == b => Some(Overlap::Same),
-            (_, Some(b)) if self.storage.contains(&b) => Some(if self.is_block_device {
-                Overlap::Holds
-            } else {
-                Overlap::StoredOn
-            }),
-            (Some(a), _) if other.storage.contains(&a) => Some(if other.is_block_device {
-                Overlap::StoredOn
-            } else {
-                Overlap::Holds
-            }),
+            // What the other is lies below this one: this is stored on it.
+            (_, Some(b)) if self.storage.contains(&b) => Some(Overlap::StoredOn),
+            // This lies below the other: writing this changes it.
+            (Some(a), _) if other.storage.contains(&a) => Some(Overlap::Holds),
             _ => None,
         }
     }

@@ -17,7 +17,7 @@ pub use mounts::{parse_mountinfo, read_mounts, MountInfo};
 pub use render::{format_size, render_table};
 pub use stack::{
     boot_disk, devices_below, disk_holding_file, disks_holding_file, mount_points_of, same_device,
-    storage_of, Storage, BOOT_MEDIUM_MOUNTS,
+    storage_of, Storage, BOOT_MEDIUM_MOUNTS, MEDIUM_DEVICE_FILE,
 };
 pub use table::{read_partition_table, PartitionTable, TableEntry, TableKind};
 

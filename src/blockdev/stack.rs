@@ -565,6 +565,29 @@ mod tests {
     }
 
     #[test]
+    fn writing_a_dm_device_touches_the_partition_and_disk_below() {
+        let (_t, sys) = fake_stack();
+        let dm = sys.dev_dir((253, 0)).unwrap();
+        let w = Walk {
+            sys,
+            follow_loops: true,
+        };
+        let mut out = BTreeSet::new();
+        device_walk(&w, &dm, &mut out, 0);
+        assert_eq!(
+            out,
+            BTreeSet::from([
+                Storage::Device(253, 0),
+                Storage::Device(8, 1),
+                Storage::Device(8, 0)
+            ])
+        );
+        let mut out = BTreeSet::new();
+        device_walk(&w, &w.sys.dev_dir((8, 1)).unwrap(), &mut out, 0);
+        assert!(!out.contains(&Storage::Device(253, 0)));
+    }
+
+    #[test]
     fn mount_points_of_a_regular_file_is_empty() {
         let t = tempfile::NamedTempFile::new().unwrap();
         assert!(mount_points_of(t.path()).unwrap().is_empty());

@@ -74,6 +74,9 @@ pub fn rescue(
         let mut engine = Engine::new(
             reader, geometry, &mut dest, map, store, opts, clock, control, observer,
         )?;
+        // A mapfile from the first instant, as GNU ddrescue does: a power cut before the first
+        // periodic save must not lose the run's setup (or a resumed run's phase).
+        engine.save("Starting")?;
         let result = engine.run();
         let stats = engine.stats;
         match result {
