@@ -152,6 +152,15 @@ pub fn prepare_or_nothing(spec: &JobSpec, opts: &RescueOptions) -> Result<Option
             Box::new(TestModeSource::new(file_source, test_map))
         }
     };
+    if let Some(m) = &spec.mapfile {
+        crate::rescue::prepare::check_map_fits(
+            opts,
+            &map,
+            source.geometry().size,
+            &source.describe(),
+            m,
+        )?;
+    }
     if crate::rescue::prepare::domain_is_empty(opts, &map, source.geometry().size) {
         return Ok(None);
     }

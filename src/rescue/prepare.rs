@@ -5,6 +5,7 @@
 use super::RescueOptions;
 use crate::error::{Error, Result};
 use crate::mapfile::{Block, BlockStatus, Mapfile};
+use std::path::Path;
 
 /// How far a run may read: the source's size, or with `-C` the mapfile's extent.
 fn extent(opts: &RescueOptions, map: &Mapfile, size: u64) -> u64 {
@@ -39,6 +40,37 @@ pub(crate) fn domain_is_empty(opts: &RescueOptions, map: &Mapfile, size: u64) ->
     domain_of(opts, extent(opts, map, size)).is_empty()
 }
 
+/// Refuses a map that records tried data past the end of the source (the mapfile of another
+/// disk), unless `-C` makes the mapfile's extent the limit.
+pub(crate) fn check_map_fits(
+    opts: &RescueOptions,
+    map: &Mapfile,
+    size: u64,
+    describe: &str,
+    mapfile: &Path,
+) -> Result<()> {
+    if opts.complete_only {
+        return Ok(());
+    }
+    let past_end = map
+        .blocks()
+        .iter()
+        .find(|b| b.end() > size && b.status != BlockStatus::NonTried);
+    if let Some(b) = past_end {
+        return Err(Error::refused(
+            mapfile,
+            format!(
+                "it records {} data up to 0x{:X}, past the end of {describe} (size 0x{size:X}): \
+                 is this the mapfile of another disk? (-C/--complete-only uses the mapfile's \
+                 extent as the limit)",
+                b.status.name(),
+                b.end(),
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Prepares `map` for a rescue of a source of `size` bytes and returns the rescue domain (sorted,
 /// disjoint, non-empty byte ranges).
 pub(super) fn prepare_map(
@@ -53,22 +85,7 @@ pub(super) fn prepare_map(
     let extent = if opts.complete_only {
         extent(opts, map, size)
     } else {
-        let past_end = map
-            .blocks()
-            .iter()
-            .find(|b| b.end() > size && b.status != BlockStatus::NonTried);
-        if let Some(b) = past_end {
-            return Err(Error::refused(
-                "the mapfile",
-                format!(
-                    "it records {} data up to 0x{:X}, past the end of {describe} (size 0x{size:X}): \
-                     is this the mapfile of another disk? (-C/--complete-only uses the mapfile's \
-                     extent as the limit)",
-                    b.status.name(),
-                    b.end(),
-                ),
-            ));
-        }
+        check_map_fits(opts, map, size, describe, Path::new("the mapfile"))?;
         map.truncate(size);
         map.extend_to(size);
         size
