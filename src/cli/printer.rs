@@ -242,3 +242,162 @@ impl Drop for ReadLog {
         let _ = self.out.flush();
     }
 }
+
+fn local_now() -> String {
+    crate::mapfile::format_local_time(std::time::SystemTime::now())
+}
+
+/// `--log-events=FILE`, ddrescue's events log: appended to; a line with the run time and the
+/// percentage rescued at the start of each pass and at the end of the run (with the cause when
+/// the run ends early).
+pub struct EventLog {
+    out: std::io::BufWriter<std::fs::File>,
+    start: Instant,
+    last: Option<RescueSnapshot>,
+    ended: bool,
+    /// The run finished; the end line waits for the final snapshot.
+    finishing: bool,
+}
+
+impl EventLog {
+    pub fn create(path: &std::path::Path, command_line: &str) -> crate::Result<EventLog> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| crate::Error::io(path, e))?;
+        let mut out = std::io::BufWriter::new(file);
+        let _ = writeln!(
+            out,
+            "# Events Logfile. Created by salvor version {}",
+            env!("CARGO_PKG_VERSION")
+        );
+        let _ = writeln!(out, "# Command line: {}", command_line.replace('\n', " "));
+        let _ = writeln!(out, "# Start time:   {}", local_now());
+        let _ = writeln!(out, "#         Time  Rescued  Event");
+        let _ = out.flush();
+        Ok(EventLog {
+            out,
+            start: Instant::now(),
+            last: None,
+            ended: false,
+            finishing: false,
+        })
+    }
+
+    fn line(&mut self, message: &str) {
+        let rescued = self
+            .last
+            .as_ref()
+            .map_or(0.0, |s| pct(s.totals.finished, s.domain_size));
+        let _ = writeln!(
+            self.out,
+            "{:>14} {:>7.2}%  {message}",
+            format_duration(self.start.elapsed()),
+            rescued
+        );
+        let _ = self.out.flush();
+    }
+
+    /// Ends the log with the reason the run stopped.
+    pub fn end(&mut self, why: &str) {
+        if self.ended {
+            return;
+        }
+        self.ended = true;
+        let pos = self.last.as_ref().map_or(0, |s| s.pos);
+        self.line(&format!("End of run (0x{pos:08X}  {why})"));
+        let _ = writeln!(self.out, "# End time:     {}", local_now());
+        let _ = self.out.flush();
+    }
+}
+
+impl RescueObserver for EventLog {
+    fn event(&mut self, event: &RescueEvent) {
+        match event {
+            RescueEvent::PassStarted {
+                phase,
+                pass,
+                direction,
+            } => {
+                let dir = match direction {
+                    Direction::Forwards => "forwards",
+                    Direction::Backwards => "backwards",
+                };
+                self.line(&format!("{}... Pass {pass} ({dir})", phase.describe()));
+            }
+            RescueEvent::DeviceGone { message } => self.line(message),
+            RescueEvent::DeviceBack => self.line("Source device is back"),
+            RescueEvent::Finished { .. } => self.finishing = true,
+            _ => {}
+        }
+    }
+
+    fn progress(&mut self, snapshot: &RescueSnapshot) {
+        self.last = Some(snapshot.clone());
+        if self.finishing {
+            self.end("finished");
+        }
+    }
+}
+
+impl Drop for EventLog {
+    fn drop(&mut self) {
+        self.end(if self.finishing {
+            "finished"
+        } else {
+            "interrupted"
+        });
+    }
+}
+
+/// `--log-rates=FILE`, ddrescue's rates log: overwritten; once a second the run time, input
+/// position, current and average rates, bad areas and bad-sector bytes.
+pub struct RateLog {
+    out: std::io::BufWriter<std::fs::File>,
+    last_second: Option<u64>,
+}
+
+impl RateLog {
+    pub fn create(path: &std::path::Path, command_line: &str) -> crate::Result<RateLog> {
+        let file = std::fs::File::create(path).map_err(|e| crate::Error::io(path, e))?;
+        let mut out = std::io::BufWriter::new(file);
+        let _ = writeln!(
+            out,
+            "# Rates Logfile. Created by salvor version {}",
+            env!("CARGO_PKG_VERSION")
+        );
+        let _ = writeln!(out, "# Command line: {}", command_line.replace('\n', " "));
+        let _ = writeln!(out, "# Start time:   {}", local_now());
+        let _ = writeln!(
+            out,
+            "#Time  Ipos  Current_rate  Average_rate  Bad_areas  Bad_size"
+        );
+        Ok(RateLog {
+            out,
+            last_second: None,
+        })
+    }
+}
+
+impl RescueObserver for RateLog {
+    fn progress(&mut self, s: &RescueSnapshot) {
+        let second = s.elapsed.as_secs();
+        if self.last_second == Some(second) {
+            return;
+        }
+        self.last_second = Some(second);
+        let _ = writeln!(
+            self.out,
+            "{second:>2}  0x{:08X}  {:>8.0}  {:>8.0}  {:>7}  {:>8}",
+            s.pos, s.current_rate, s.average_rate, s.totals.bad_areas, s.totals.bad_sector
+        );
+    }
+}
+
+impl Drop for RateLog {
+    fn drop(&mut self) {
+        let _ = writeln!(self.out, "# End time:     {}", local_now());
+        let _ = self.out.flush();
+    }
+}

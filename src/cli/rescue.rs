@@ -1,6 +1,6 @@
 //! `salvor rescue [OPTIONS] SOURCE DEST MAPFILE`, with ddrescue's option letters and meanings.
 
-use super::printer::{HumanPrinter, JsonPrinter, ReadLog};
+use super::printer::{EventLog, HumanPrinter, JsonPrinter, RateLog, ReadLog};
 use crate::device::Dest;
 use crate::device::SystemClock;
 use crate::error::{Error, Result};
@@ -132,9 +132,14 @@ pub struct RescueArgs {
     /// Preallocate space on disc for the destination file.
     #[arg(short = 'p', long = "preallocate")]
     preallocate: bool,
-    /// Show some lines of the latest data read (display only; salvor shows none).
-    #[arg(short = 'P', long = "data-preview", value_name = "LINES", num_args = 0..=1,
-          require_equals = true, default_missing_value = "3")]
+    /// Show some lines of the latest data read (-P[LINES]; display only: salvor shows none).
+    #[arg(
+        long = "data-preview",
+        value_name = "LINES",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "3"
+    )]
     data_preview: Option<String>,
     /// Maximum size of the rescue domain (-1 = no limit).
     #[arg(
@@ -193,10 +198,10 @@ pub struct RescueArgs {
     /// Initial delay before slow reads are checked for (with --min-read-rate).
     #[arg(long = "delay-slow", value_name = "INTERVAL")]
     delay_slow: Option<String>,
-    /// Log significant events to FILE (not supported: refused).
+    /// Log significant events to FILE (appended: pass starts, end of run).
     #[arg(long = "log-events", value_name = "FILE")]
     log_events: Option<PathBuf>,
-    /// Log rates and error sizes to FILE (not supported: refused).
+    /// Log rates and error sizes to FILE every second.
     #[arg(long = "log-rates", value_name = "FILE")]
     log_rates: Option<PathBuf>,
     /// How often to save the mapfile: SAVE[,SYNC] intervals (-1 = automatic, 0 = after every
@@ -403,33 +408,14 @@ fn check_combinations(args: &RescueArgs) -> Result<Mode> {
             "direct access to the destination is not supported by salvor; leave out -D",
         );
     }
-    if let Some(p) = &args.log_events {
-        if p.as_os_str() == "-" {
-            return refuse(
-                "--log-events",
-                "the log must be a file, not standard output",
-            );
+    for (name, log) in [
+        ("--log-events", &args.log_events),
+        ("--log-rates", &args.log_rates),
+        ("--log-reads", &args.log_reads),
+    ] {
+        if log.as_ref().is_some_and(|p| p.as_os_str() == "-") {
+            return refuse(name, "the log must be a file, not standard output");
         }
-        return refuse(
-            "--log-events",
-            "not supported by salvor; use --log-reads or --json",
-        );
-    }
-    if let Some(p) = &args.log_rates {
-        if p.as_os_str() == "-" {
-            return refuse("--log-rates", "the log must be a file, not standard output");
-        }
-        return refuse(
-            "--log-rates",
-            "not supported by salvor; use --json (one progress object per line)",
-        );
-    }
-    if args
-        .log_reads
-        .as_ref()
-        .is_some_and(|p| p.as_os_str() == "-")
-    {
-        return refuse("--log-reads", "the log must be a file, not standard output");
     }
     if let Some(p) = &args.data_preview {
         match p.parse::<u32>() {
@@ -672,7 +658,11 @@ pub fn run(args: &RescueArgs) -> Result<i32> {
         force_device: args.force,
         extra_reads: args.domain_mapfile.iter().cloned().collect(),
         test_mode: args.test_mode.clone(),
-        logs: args.log_reads.iter().cloned().collect(),
+        logs: [&args.log_reads, &args.log_events, &args.log_rates]
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect(),
         command_line,
         same_file: args.same_file,
         loose_test_map: args.loose_domain,
@@ -755,16 +745,21 @@ pub fn run(args: &RescueArgs) -> Result<i32> {
     } else {
         &mut human
     };
-    let mut read_log = args.log_reads.as_deref().map(ReadLog::create).transpose()?;
-    let mut tee;
-    let observer: &mut dyn RescueObserver = match &mut read_log {
-        Some(log) => {
-            tee = Tee(display, log);
-            &mut tee
-        }
-        None => display,
+    let mut logs = Logs {
+        reads: args.log_reads.as_deref().map(ReadLog::create).transpose()?,
+        events: args
+            .log_events
+            .as_deref()
+            .map(|p| EventLog::create(p, &spec.command_line))
+            .transpose()?,
+        rates: args
+            .log_rates
+            .as_deref()
+            .map(|p| RateLog::create(p, &spec.command_line))
+            .transpose()?,
     };
-    let (outcome, _stats) = rescue::rescue(
+    let mut tee = Tee(display, &mut logs);
+    let result = rescue::rescue(
         source.as_mut(),
         &mut dest,
         &mut map,
@@ -772,8 +767,18 @@ pub fn run(args: &RescueArgs) -> Result<i32> {
         &opts,
         &clock,
         &control,
-        observer,
-    )?;
+        &mut tee,
+    );
+    if let Some(events) = &mut logs.events {
+        match &result {
+            Err(e) => events.end(&format!("error: {e}")),
+            Ok((Outcome::Stopped(StopReason::Signal(sig)), _)) => {
+                events.end(&format!("interrupted by signal {sig}"))
+            }
+            Ok(_) => {}
+        }
+    }
+    let (outcome, _stats) = result?;
     if let Some(len) = size_arg("--extend-outfile", &args.extend_outfile, 512)? {
         dest.extend_to(len)?;
     }
@@ -896,6 +901,42 @@ fn fill(
         crate::device::Dest::extend_to(&mut dest, len)?;
     }
     Ok(0)
+}
+
+/// The log files of a run.
+struct Logs {
+    reads: Option<ReadLog>,
+    events: Option<EventLog>,
+    rates: Option<RateLog>,
+}
+
+impl RescueObserver for Logs {
+    fn event(&mut self, event: &crate::progress::RescueEvent) {
+        if let Some(l) = &mut self.reads {
+            l.event(event);
+        }
+        if let Some(l) = &mut self.events {
+            l.event(event);
+        }
+        if let Some(l) = &mut self.rates {
+            l.event(event);
+        }
+    }
+
+    fn progress(&mut self, snapshot: &crate::progress::RescueSnapshot) {
+        if let Some(l) = &mut self.events {
+            l.progress(snapshot);
+        }
+        if let Some(l) = &mut self.rates {
+            l.progress(snapshot);
+        }
+    }
+
+    fn read_done(&mut self, pos: u64, size: u64, good: u64, failed: bool) {
+        if let Some(l) = &mut self.reads {
+            l.read_done(pos, size, good, failed);
+        }
+    }
 }
 
 /// `-q`: nothing on the terminal, like ddrescue's quiet mode.

@@ -404,8 +404,10 @@ impl<'a> Engine<'a> {
             }
             while lo < hi {
                 let (pos, len) = engine_chunk(lo, hi, dir, self.cluster);
+                let read_started = self.clock.now();
                 let r = self.read(pos, len)?;
                 if !r.failed {
+                    let read_time = self.clock.now().saturating_sub(read_started);
                     if let Some((start, last_fail, errors)) = run.take() {
                         // A run of one error was jumped over in one go: it says nothing new about
                         // the width of bad areas. Otherwise the bad area ended somewhere between the
@@ -426,6 +428,27 @@ impl<'a> Engine<'a> {
                     match dir {
                         Direction::Forwards => lo = pos + len,
                         Direction::Backwards => hi = pos,
+                    }
+                    if self.slow_read(len, read_time)? && skip > 0 {
+                        // -a: skip ahead of a slow area like after an error; what is skipped
+                        // stays non-tried for the later passes.
+                        let jump = skip;
+                        skip = skip.saturating_mul(2).min(self.skip_max);
+                        match dir {
+                            Direction::Forwards => {
+                                let target = round_up(pos + len + jump, self.sector);
+                                lo = target.min(hi);
+                                next = Some(target);
+                            }
+                            Direction::Backwards => {
+                                let target = round_down(pos.saturating_sub(jump), self.sector);
+                                hi = target.max(lo);
+                                next = Some(target);
+                            }
+                        }
+                        if lo < hi {
+                            self.reader.sequential(lo, hi, dir);
+                        }
                     }
                     continue;
                 }
@@ -852,6 +875,51 @@ impl<'a> Engine<'a> {
                 ),
             ))),
         }
+    }
+
+    /// `-a`: whether a good read of `len` bytes that took `took` was slower than the minimum
+    /// read rate (0: a tenth of the average rate), counted after `--delay-slow`; more than
+    /// `--max-slow-reads` slow reads end the run. A slow read is followed by what follows an
+    /// error (`--pause-on-error`, `-O`).
+    fn slow_read(&mut self, len: u64, took: Duration) -> Step<bool> {
+        let Some(min) = self.opts.min_read_rate else {
+            return Ok(false);
+        };
+        let now = self.clock.now();
+        let elapsed = now.saturating_sub(self.start);
+        if elapsed < self.opts.delay_slow || took.is_zero() {
+            return Ok(false);
+        }
+        let min = if min == 0 {
+            self.stats.rescued_this_run as f64 / elapsed.as_secs_f64().max(1e-9) / 10.0
+        } else {
+            min as f64
+        };
+        let rate = len as f64 / took.as_secs_f64();
+        if rate >= min {
+            if self.opts.reset_slow {
+                self.slow_reads = 0;
+            }
+            return Ok(false);
+        }
+        self.slow_reads += 1;
+        if let Some(max) = self.opts.max_slow_reads {
+            if self.slow_reads > max {
+                return Err(Halt::Fail(Error::LimitReached(format!(
+                    "{} slow reads, more than --max-slow-reads {max}",
+                    self.slow_reads
+                ))));
+            }
+        }
+        if let Some((pause, simulated)) = self.opts.pause_on_error {
+            if !simulated && !pause.is_zero() {
+                std::thread::sleep(pause);
+            }
+        }
+        if self.opts.reopen_on_error {
+            let _ = self.reader.reopen();
+        }
+        Ok(true)
     }
 
     /// ddrescue's options that act after every read error: `-E`, `--pause-on-error`, `-O`, `-J`.
