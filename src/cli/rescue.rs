@@ -121,10 +121,20 @@ pub struct RescueArgs {
     #[arg(short = 'M', long = "retrim")]
     retrim: bool,
     /// Start position in the source.
-    #[arg(short = 'i', long = "input-position", value_name = "BYTES")]
+    #[arg(
+        short = 'i',
+        long = "input-position",
+        value_name = "BYTES",
+        allow_hyphen_values = true
+    )]
     input_position: Option<String>,
     /// Position in the destination for the start position (default: same as --input-position).
-    #[arg(short = 'o', long = "output-position", value_name = "BYTES")]
+    #[arg(
+        short = 'o',
+        long = "output-position",
+        value_name = "BYTES",
+        allow_hyphen_values = true
+    )]
     output_position: Option<String>,
     /// Reopen the source after every read error.
     #[arg(short = 'O', long = "reopen-on-error")]

@@ -1,0 +1,458 @@
+//! GNU ddrescue's command line through `salvor rescue`: the options and modes salvor takes over
+//! from ddrescue 1.27 with ddrescue's meaning (see docs/ddrescue-compat.md), end to end through
+//! the binary. GNU ddrescue's own suite runs in tests/ddrescue_check.rs.
+
+mod common;
+
+use common::*;
+use salvor::mapfile::BlockStatus;
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+const KIB: usize = 1024;
+
+fn rescue_args(args: &[&str]) -> Output {
+    run(salvor().arg("rescue").arg("-q").args(args))
+}
+
+fn with_stdin(args: &[&str], input: &[u8]) -> Output {
+    let mut child = salvor()
+        .arg("rescue")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn salvor");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input)
+        .expect("write stdin");
+    child.wait_with_output().expect("wait")
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+fn code(o: &Output) -> Option<i32> {
+    o.status.code()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Alternating finished / non-tried blocks of `block` bytes over `size` bytes (ddrescue's
+/// testsuite mapfile1 has this shape).
+fn striped_map(size: usize, block: usize, first: char) -> String {
+    let other = if first == '+' { '?' } else { '+' };
+    let mut t = String::from("0 + 1\n");
+    let mut pos = 0;
+    let mut c = first;
+    while pos < size {
+        let len = block.min(size - pos);
+        t += &format!("0x{pos:X} 0x{len:X} {c}\n");
+        pos += len;
+        c = if c == first { other } else { first };
+    }
+    t
+}
+
+/// `data` with only the finished blocks of a striped map kept (zeros elsewhere), truncated after
+/// the last finished block, like ddrescue's own partial copies.
+fn striped_copy(data: &[u8], block: usize, first_finished: bool) -> Vec<u8> {
+    let mut out = vec![0u8; data.len()];
+    let mut last = 0;
+    for (i, chunk) in data.chunks(block).enumerate() {
+        if (i % 2 == 0) == first_finished {
+            let p = i * block;
+            out[p..p + chunk.len()].copy_from_slice(chunk);
+            last = p + chunk.len();
+        }
+    }
+    out.truncate(last);
+    out
+}
+
+#[test]
+fn the_mapfile_operand_is_optional() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let p = d.path();
+    let data = write_pattern(&p.join("in"), 1, 100 * KIB + 7);
+    let o = rescue_args(&[s(&p.join("in")), s(&p.join("out"))]);
+    assert_eq!(code(&o), Some(0), "{}", stderr(&o));
+    assert!(std::fs::read(p.join("out")).expect("out") == data);
+    let names: Vec<_> = std::fs::read_dir(p).expect("dir").flatten().collect();
+    assert_eq!(names.len(), 2, "no mapfile, lock or backup may be left");
+    // A fourth operand is an error (exit 1), as in ddrescue.
+    let o = rescue_args(&["a", "b", "c", "d"]);
+    assert_eq!(code(&o), Some(1));
+}
+
+#[test]
+fn numbers_are_parsed_exactly_like_ddrescue() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let p = d.path();
+    write_pattern(&p.join("in"), 2, 4 * KIB);
+    let (i, out) = (p.join("in"), p.join("out"));
+    for bad in [
+        "1ki", "1K", "1BB", "1sB", "1Bs", "1kk", "08", "1.5", "1_000",
+    ] {
+        let o = rescue_args(&["-a", bad, s(&i), s(&out)]);
+        assert_eq!(code(&o), Some(1), "-a {bad}: {}", stderr(&o));
+        assert!(stderr(&o).contains("--min-read-rate"), "{}", stderr(&o));
+    }
+    for (opts, what) in [
+        (vec!["-K0,65535"], "--skip-size"),
+        (vec!["-K,"], "--skip-size"),
+        (vec!["-K0,65536,"], "--skip-size"),
+        (vec!["--cpass=1-6"], "--cpass"),
+        (vec!["--cpass=3-2"], "--cpass"),
+        (vec!["--mapfile-interval=30,10"], "--mapfile-interval"),
+        (vec!["--mapfile-interval=,4s"], "--mapfile-interval"),
+        (vec!["-i", "-1"], "--input-position"),
+        (vec!["-T", "1.5"], "--timeout"),
+        (vec!["-Z", "0"], "--max-read-rate"),
+        (vec!["-w"], "--ignore-write-errors"),
+        (vec!["-D"], "--odirect"),
+        (vec!["--same-file", "-t"], "--truncate"),
+        (vec!["--log-events=-"], "--log-events"),
+    ] {
+        let mut args = opts.clone();
+        args.extend([s(&i), s(&out)]);
+        let o = rescue_args(&args);
+        assert_eq!(code(&o), Some(1), "{opts:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains(what), "{opts:?}: {}", stderr(&o));
+    }
+    assert!(!out.exists(), "a refused command line writes nothing");
+    // Valid forms: -s -1 (no limit), 1Kis, 15kB, -K0, -K,64KiB, -T 1/2m.
+    let o = rescue_args(&[
+        "-s",
+        "-1",
+        "-i",
+        "1s",
+        "-K",
+        ",64KiB",
+        "-T",
+        "1/2m",
+        "-P5",
+        s(&i),
+        s(&out),
+    ]);
+    assert_eq!(code(&o), Some(0), "{}", stderr(&o));
+}
+
+#[test]
+fn domain_mapfiles_must_be_valid_unless_loose() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let p = d.path();
+    let data = write_pattern(&p.join("in"), 3, 64 * KIB);
+    // Finished blocks only, out of order and with gaps: a hand-made domain.
+    std::fs::write(p.join("dom"), "0 + 1\n0x8000 0x1000 +\n0x1000 0x1000 +\n").expect("write");
+    let (i, out, dom) = (p.join("in"), p.join("out"), p.join("dom"));
+    let o = rescue_args(&["-m", s(&dom), s(&i), s(&out)]);
+    assert_eq!(code(&o), Some(2), "{}", stderr(&o));
+    assert!(!out.exists());
+    let o = rescue_args(&["-L", "-m", s(&dom), s(&i), s(&out)]);
+    assert_eq!(code(&o), Some(0), "{}", stderr(&o));
+    let got = std::fs::read(&out).expect("out");
+    assert_eq!(
+        got.len(),
+        0x9000,
+        "the file ends where the last copied block ends"
+    );
+    assert!(got[0x1000..0x2000] == data[0x1000..0x2000]);
+    assert!(got[0x8000..0x9000] == data[0x8000..0x9000]);
+    assert!(got[..0x1000].iter().all(|&b| b == 0));
+    // -m - reads the domain from standard input; -H - the test map.
+    let striped = striped_map(64 * KIB, 0x800, '+');
+    std::fs::remove_file(&out).expect("rm");
+    let o = with_stdin(&["-q", "-m", "-", s(&i), s(&out)], striped.as_bytes());
+    assert_eq!(code(&o), Some(0), "{}", stderr(&o));
+    assert!(std::fs::read(&out).expect("out") == striped_copy(&data, 0x800, true));
+    std::fs::remove_file(&out).expect("rm");
+    let o = with_stdin(&["-q", "-H", "-", s(&i), s(&out)], striped.as_bytes());
+    assert_eq!(code(&o), Some(0), "{}", stderr(&o));
+    assert!(std::fs::read(&out).expect("out") == striped_copy(&data, 0x800, true));
+}
+
+#[test]
+fn a_failed_single_sector_read_is_a_bad_sector() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let p = d.path();
+    write_pattern(&p.join("in"), 4, 16 * KIB);
+    write_test_map(&p.join("test"), 16 * 1024, &[(4096, 4608), (8192, 9216)]);
+    let o = rescue_args(&[
+        "-c1",
+        "-n",
+        "-N",
+        "-H",
+        s(&p.join("test")),
+        s(&p.join("in")),
+        s(&p.join("out")),
+        s(&p.join("map")),
+    ]);
+    assert_eq!(code(&o), Some(0), "{}", stderr(&o));
+    let map = read_map(&p.join("map"));
+    assert_eq!(map.totals().bad_sector, 512 + 1024);
+    assert_eq!(map.totals().non_scraped, 0);
+    assert_eq!(map.status_at(4096), Some(BlockStatus::BadSector));
+}
+
+#[test]
+fn subsector_fragments_are_joined_when_a_mapfile_is_loaded() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let p = d.path();
+    write_pattern(&p.join("in"), 5, 8 * KIB);
+    std::fs::write(
+        p.join("map"),
+        "0 + 1\n0 0x800 +\n0x800 0x80 -\n0x880 0x780 ?\n0x1000 0x1000 +\n",
+    )
+    .expect("write");
+    // A domain that reads nothing: only the joining shows.
+    let o = rescue_args(&[
+        "-s0x800",
+        s(&p.join("in")),
+        s(&p.join("out")),
+        s(&p.join("map")),
+    ]);
+    assert_eq!(code(&o), Some(0), "{}", stderr(&o));
+    let map = read_map(&p.join("map"));
+    assert_eq!(map.status_at(0x800), Some(BlockStatus::NonTried));
+    assert_eq!(map.totals().non_tried, 0x800);
+    assert_eq!(map.totals().bad_sector, 0);
+}
+
+#[test]
+fn past_the_end_mapfiles_exit_1_and_complete_only_uses_the_mapfile_extent() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let p = d.path();
+    let data = write_pattern(&p.join("in"), 6, 4 * KIB);
+    // The first 4 KiB are missing, the next 8 KiB were rescued from a bigger original.
+    std::fs::write(p.join("map"), "0 + 1\n0 0x1000 ?\n0x1000 0x2000 +\n").expect("write");
+    let o = rescue_args(&[s(&p.join("in")), s(&p.join("out")), s(&p.join("map"))]);
+    assert_eq!(code(&o), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("past the end"), "{}", stderr(&o));
+    assert!(!p.join("out").exists());
+    let o = rescue_args(&["-C", s(&p.join("in")), s(&p.join("out")), s(&p.join("map"))]);
+    assert_eq!(code(&o), Some(0), "{}", stderr(&o));
+    assert!(
+        std::fs::read(p.join("out")).expect("out") == data,
+        "out differs"
+    );
+    let map = read_map(&p.join("map"));
+    assert_eq!(
+        map.end(),
+        0x3000,
+        "-C keeps the blocks past the source's end"
+    );
+    assert_eq!(map.totals().finished, 0x3000);
+    // -C without a mapfile: nothing to limit the rescue to.
+    let o = rescue_args(&["-C", s(&p.join("in")), s(&p.join("o2")), s(&p.join("none"))]);
+    assert_eq!(code(&o), Some(1), "{}", stderr(&o));
+}
+
+#[test]
+fn an_empty_domain_creates_nothing_and_nothing_copied_extends_nothing() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let p = d.path();
+    write_pattern(&p.join("in"), 7, 8 * KIB);
+    let o = rescue_args(&[
+        "-s0",
+        s(&p.join("in")),
+        s(&p.join("out")),
+        s(&p.join("map")),
+    ]);
+    assert_eq!(code(&o), Some(0), "{}", stderr(&o));
+    assert!(!p.join("out").exists() && !p.join("map").exists());
+    // Everything already rescued: the new output is created but not extended with zeros.
+    std::fs::write(p.join("map"), "0 + 1\n0 0x2000 +\n").expect("write");
+    let o = rescue_args(&[s(&p.join("in")), s(&p.join("out")), s(&p.join("map"))]);
+    assert_eq!(code(&o), Some(0), "{}", stderr(&o));
+    assert_eq!(std::fs::metadata(p.join("out")).expect("out").len(), 0);
+    // Starting past the end of the input is an error.
+    let o = rescue_args(&["-i", "1Mi", s(&p.join("in")), s(&p.join("o2"))]);
+    assert_eq!(code(&o), Some(1), "{}", stderr(&o));
+}
+
+#[test]
+fn same_file_truncate_and_extend() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let p = d.path();
+    let data = write_pattern(&p.join("in"), 8, 10 * KIB);
+    let (i, out) = (p.join("in"), p.join("out"));
+    let o = rescue_args(&[s(&i), s(&out)]);
+    assert_eq!(code(&o), Some(0), "{}", stderr(&o));
+    // Without --same-file, the source is never the destination.
+    let o = rescue_args(&["-o", "10Ki", s(&out), s(&out)]);
+    assert_eq!(code(&o), Some(1), "{}", stderr(&o));
+    // With it, a copy of the file inside itself (ddrescue's --same-file).
+    let o = rescue_args(&["--same-file", "-o", "10Ki", s(&out), s(&out)]);
+    assert_eq!(code(&o), Some(0), "{}", stderr(&o));
+    assert!(std::fs::read(&out).expect("out") == [&data[..], &data[..]].concat());
+    // --same-file still refuses a mapfile that is the file.
+    let o = rescue_args(&["--same-file", s(&out), s(&out), s(&out)]);
+    assert_eq!(code(&o), Some(1), "{}", stderr(&o));
+    // -t truncates first; -x extends at the end.
+    let o = rescue_args(&["-t", "-x", "12Ki", s(&i), s(&out)]);
+    assert_eq!(code(&o), Some(0), "{}", stderr(&o));
+    let got = std::fs::read(&out).expect("out");
+    assert_eq!(got.len(), 12 * KIB);
+    assert!(got[..10 * KIB] == data[..]);
+    assert!(got[10 * KIB..].iter().all(|&b| b == 0));
+}
+
+#[test]
+fn passes_retrim_try_again_and_cpass() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let p = d.path();
+    let data = write_pattern(&p.join("in"), 9, 32 * KIB);
+    let map = p.join("map");
+    // A map with every failed status: -A -M makes them all non-tried again; --cpass=0 then
+    // copies nothing, and a plain run afterwards gets everything.
+    std::fs::write(
+        &map,
+        "0 ? 1\n0 0x2000 +\n0x2000 0x1000 *\n0x3000 0x1000 /\n0x4000 0x1000 -\n0x5000 0x3000 +\n",
+    )
+    .expect("write");
+    let (i, out) = (p.join("in"), p.join("out"));
+    let o = rescue_args(&["-A", "-M", "--cpass=0", s(&i), s(&out), s(&map)]);
+    assert_eq!(code(&o), Some(0), "{}", stderr(&o));
+    let m = read_map(&map);
+    assert_eq!(m.totals().non_tried, 0x3000);
+    assert!(!out.exists() || std::fs::metadata(&out).expect("out").len() == 0);
+    let o = rescue_args(&["--cpass=1,5", "-u", s(&i), s(&out), s(&map)]);
+    assert_eq!(code(&o), Some(0), "{}", stderr(&o));
+    let m = read_map(&map);
+    assert_eq!(m.totals().finished, 32 * 1024);
+    // Only what was not finished before is copied.
+    let got = std::fs::read(&out).expect("out");
+    assert!(got.len() == 0x5000 && got[0x2000..] == data[0x2000..0x5000]);
+    assert!(got[..0x2000].iter().all(|&b| b == 0));
+    // -I: the size recorded in the mapfile must be the input's.
+    write_pattern(&p.join("small"), 9, 16 * KIB);
+    let o = rescue_args(&["-I", "-C", s(&p.join("small")), s(&out), s(&map)]);
+    assert_eq!(code(&o), Some(1), "{}", stderr(&o));
+}
+
+#[test]
+fn fill_and_generate_modes() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let p = d.path();
+    let data = write_pattern(&p.join("in"), 10, 16 * KIB);
+    let striped = striped_map(16 * KIB, 0x800, '+');
+    std::fs::write(p.join("map"), &striped).expect("write");
+    std::fs::write(p.join("fill"), b"BAD-SECTOR ").expect("write");
+    std::fs::write(p.join("out"), striped_copy(&data, 0x800, true)).expect("write");
+    // -F? fills the non-tried blocks with the repeated string; the blocks are unchanged.
+    let o = rescue_args(&[
+        "-F?",
+        s(&p.join("fill")),
+        s(&p.join("out")),
+        s(&p.join("map")),
+    ]);
+    assert_eq!(code(&o), Some(0), "{}", stderr(&o));
+    let got = std::fs::read(p.join("out")).expect("out");
+    assert_eq!(&got[0x800..0x80B], b"BAD-SECTOR ");
+    assert_eq!(&got[0x80B..0x816], b"BAD-SECTOR ");
+    assert!(got[..0x800] == data[..0x800]);
+    assert_eq!(read_map(&p.join("map")).totals().finished, 8 * KIB as u64);
+    // -F needs a mapfile; l (location data) is refused by name.
+    let o = rescue_args(&["-F+", s(&p.join("fill")), s(&p.join("out"))]);
+    assert_eq!(code(&o), Some(1));
+    // -G: all-zero sectors of the partial copy are non-tried, the rest finished; only the
+    // mapfile is written.
+    std::fs::write(p.join("copy"), striped_copy(&data, 0x800, false)).expect("write");
+    let o = rescue_args(&[
+        "-G",
+        s(&p.join("in")),
+        s(&p.join("copy")),
+        s(&p.join("gen")),
+    ]);
+    assert_eq!(code(&o), Some(0), "{}", stderr(&o));
+    let gen = read_map(&p.join("gen"));
+    assert_eq!(gen.totals().finished, 8 * KIB as u64);
+    assert_eq!(gen.status_at(0x800), Some(BlockStatus::Finished));
+    assert_eq!(gen.status_at(0), Some(BlockStatus::NonTried));
+    let o = rescue_args(&[s(&p.join("in")), s(&p.join("copy")), s(&p.join("gen"))]);
+    assert_eq!(code(&o), Some(0), "{}", stderr(&o));
+    assert!(
+        std::fs::read(p.join("copy")).expect("copy") == data,
+        "copy differs"
+    );
+}
+
+#[test]
+fn command_mode_copies_on_demand() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let p = d.path();
+    let data = write_pattern(&p.join("in"), 11, 16 * KIB);
+    let (i, out, map) = (p.join("in"), p.join("out"), p.join("map"));
+    let args = ["--command-mode", s(&i), s(&out), s(&map)];
+    let o = with_stdin(&args, b"c 0x800 0x800\ns 0 0x2000\nbogus\nu\nq\n");
+    assert_eq!(code(&o), Some(0), "{}", stderr(&o));
+    let said = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(
+        said,
+        "done\n0x00000000  0x00000800  ?\n0x00000800  0x00000800  +\n0x00001000  0x00003000  ?\n\
+         done\nerror\ndone\n"
+    );
+    assert_eq!(read_map(&p.join("map")).totals().finished, 0x800);
+    // End of input finishes (and saves).
+    let o = with_stdin(&args, b"c 0 16Ki\n");
+    assert_eq!(code(&o), Some(0), "{}", stderr(&o));
+    assert_eq!(read_map(&p.join("map")).totals().finished, 16 * 1024);
+    assert!(
+        std::fs::read(p.join("out")).expect("out") == data,
+        "out differs"
+    );
+}
+
+#[test]
+fn event_and_rate_logs() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let p = d.path();
+    write_pattern(&p.join("in"), 12, 16 * KIB);
+    let ev = p.join("events");
+    std::fs::write(&ev, "# an older run\n").expect("write");
+    let o = rescue_args(&[
+        &format!("--log-events={}", s(&ev)),
+        &format!("--log-rates={}", s(&p.join("rates"))),
+        s(&p.join("in")),
+        s(&p.join("out")),
+    ]);
+    assert_eq!(code(&o), Some(0), "{}", stderr(&o));
+    let events = std::fs::read_to_string(&ev).expect("events");
+    assert!(events.starts_with("# an older run\n"), "appended: {events}");
+    assert!(
+        events.contains("Copying non-tried blocks... Pass 1 (forwards)"),
+        "{events}"
+    );
+    assert!(events.contains("100.00%  End of run"), "{events}");
+    let rates = std::fs::read_to_string(p.join("rates")).expect("rates");
+    assert!(rates.contains("#Time  Ipos  Current_rate"), "{rates}");
+}
+
+#[test]
+fn ddrescuelog_reads_maps_of_the_new_modes() {
+    require_tool("ddrescuelog", "gddrescue");
+    let d = tempfile::tempdir().expect("tempdir");
+    let p = d.path();
+    write_pattern(&p.join("in"), 13, 8 * KIB);
+    let o = with_stdin(
+        &[
+            "--command-mode",
+            s(&p.join("in")),
+            s(&p.join("out")),
+            s(&p.join("map")),
+        ],
+        b"c 0 8Ki\nf\n",
+    );
+    assert_eq!(code(&o), Some(0), "{}", stderr(&o));
+    let o = run(Command::new("ddrescuelog").arg("-D").arg(p.join("map")));
+    assert_eq!(code(&o), Some(0), "ddrescuelog -D: {}", stderr(&o));
+}
