@@ -456,3 +456,62 @@ fn ddrescuelog_reads_maps_of_the_new_modes() {
     let o = run(Command::new("ddrescuelog").arg("-D").arg(p.join("map")));
     assert_eq!(code(&o), Some(0), "ddrescuelog -D: {}", stderr(&o));
 }
+
+#[test]
+fn compare_before_write_skips_identical_data() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let p = d.path();
+    let data = write_pattern(&p.join("in"), 14, 64 * KIB);
+    std::fs::write(p.join("out"), &data).expect("write");
+    let old = "200001010000";
+    assert!(
+        run(Command::new("touch").args(["-t", old]).arg(p.join("out")))
+            .status
+            .success()
+    );
+    let mtime = || {
+        std::fs::metadata(p.join("out"))
+            .and_then(|m| m.modified())
+            .expect("mtime")
+    };
+    let before = mtime();
+    let o = rescue_args(&["-W", s(&p.join("in")), s(&p.join("out"))]);
+    assert_eq!(code(&o), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        mtime(),
+        before,
+        "-W wrote data the destination already held"
+    );
+    let o = rescue_args(&[s(&p.join("in")), s(&p.join("out"))]);
+    assert_eq!(code(&o), Some(0), "{}", stderr(&o));
+    assert_ne!(mtime(), before, "without -W the data is written");
+}
+
+#[test]
+fn verify_on_error_needs_a_good_sector_first() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let p = d.path();
+    write_pattern(&p.join("in"), 15, 16 * KIB);
+    // A bad sector after good data (8 KiB reads): the last good sector reads the same again.
+    write_test_map(&p.join("late"), 16 * 1024, &[(8192, 8704)]);
+    let o = rescue_args(&[
+        "-J",
+        "-c16",
+        "-H",
+        s(&p.join("late")),
+        s(&p.join("in")),
+        s(&p.join("out")),
+    ]);
+    assert_eq!(code(&o), Some(0), "{}", stderr(&o));
+    // A read error before any good sector: exit 1, as in ddrescue.
+    write_test_map(&p.join("early"), 16 * 1024, &[(0, 512)]);
+    let o = rescue_args(&[
+        "-J",
+        "-H",
+        s(&p.join("early")),
+        s(&p.join("in")),
+        s(&p.join("o2")),
+    ]);
+    assert_eq!(code(&o), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--verify-on-error"), "{}", stderr(&o));
+}

@@ -167,6 +167,10 @@ impl Dest for Guarded<'_> {
     fn path(&self) -> &Path {
         self.inner.path()
     }
+
+    fn read_back(&mut self, pos: u64, buf: &mut [u8]) -> Result<usize> {
+        self.inner.read_back(pos, buf)
+    }
 }
 
 /// Size of the shared zero buffer, and of each write when zeros have to be written.
