@@ -515,3 +515,114 @@ fn verify_on_error_needs_a_good_sector_first() {
     assert_eq!(code(&o), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).contains("--verify-on-error"), "{}", stderr(&o));
 }
+
+/// The size of the first read of a run, from its --log-reads file.
+fn first_read_size(log: &Path) -> u64 {
+    let text = std::fs::read_to_string(log).expect("read log");
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("0x"))
+        .expect("a read line");
+    line.split_whitespace()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .expect("a read size")
+}
+
+#[test]
+fn default_read_size_is_salvors_and_c_is_ddrescues() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let p = d.path();
+    write_pattern(&p.join("in"), 16, 4 << 20);
+    let log = p.join("reads");
+    let l = format!("--log-reads={}", s(&log));
+    let o = rescue_args(&[&l, s(&p.join("in")), s(&p.join("out"))]);
+    assert_eq!(code(&o), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        first_read_size(&log),
+        1 << 20,
+        "salvor reads 1 MiB at a time"
+    );
+    std::fs::remove_file(p.join("out")).expect("rm");
+    let o = rescue_args(&["-c128", &l, s(&p.join("in")), s(&p.join("out"))]);
+    assert_eq!(code(&o), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        first_read_size(&log),
+        64 << 10,
+        "-c128: ddrescue's 128 sectors"
+    );
+}
+
+/// A file-like destination in memory: it grows with writes and `extend_to`.
+struct GrowDest(Vec<u8>);
+
+impl salvor::device::Dest for GrowDest {
+    fn write_at(&mut self, pos: u64, buf: &[u8]) -> salvor::Result<()> {
+        let end = pos as usize + buf.len();
+        if self.0.len() < end {
+            self.0.resize(end, 0);
+        }
+        self.0[pos as usize..end].copy_from_slice(buf);
+        Ok(())
+    }
+    fn sync(&mut self) -> salvor::Result<()> {
+        Ok(())
+    }
+    fn size(&self) -> salvor::Result<u64> {
+        Ok(self.0.len() as u64)
+    }
+    fn extend_to(&mut self, len: u64) -> salvor::Result<()> {
+        if (self.0.len() as u64) < len {
+            self.0.resize(len as usize, 0);
+        }
+        Ok(())
+    }
+    fn path(&self) -> &Path {
+        Path::new("memory")
+    }
+}
+
+fn engine_run(map: &mut salvor::mapfile::Mapfile, extend: bool) -> u64 {
+    use salvor::device::{FaultySource, FaultySpec, SimClock};
+    const MIB: u64 = 1 << 20;
+    let spec = FaultySpec::new(4 * MIB).with_bad(3 * MIB, 4 * MIB);
+    let mut src = FaultySource::new(spec, SimClock::new());
+    let clock = src.clock();
+    let mut dest = GrowDest(Vec::new());
+    let opts = salvor::rescue::RescueOptions {
+        extend_new_dest: extend,
+        no_scrape: true,
+        ..Default::default()
+    };
+    salvor::rescue::rescue(
+        &mut src,
+        &mut dest,
+        map,
+        &mut salvor::rescue::engine::NoStore,
+        &opts,
+        &clock,
+        &salvor::progress::Control::new(),
+        &mut salvor::progress::NoProgress,
+    )
+    .expect("rescue");
+    dest.0.len() as u64
+}
+
+#[test]
+fn a_new_destination_gets_the_full_size_only_on_salvors_plain_runs() {
+    const MIB: u64 = 1 << 20;
+    // salvor's default: the image has the source's size, the bad end reads as zeros.
+    assert_eq!(
+        engine_run(&mut salvor::mapfile::Mapfile::new(4 * MIB), true),
+        4 * MIB
+    );
+    // ddrescue's: the file ends where the last rescued data ends.
+    assert_eq!(
+        engine_run(&mut salvor::mapfile::Mapfile::new(4 * MIB), false),
+        3 * MIB
+    );
+    // Nothing to copy: nothing is extended either way.
+    let mut done = salvor::mapfile::Mapfile::new(4 * MIB);
+    done.set(0, 4 * MIB, BlockStatus::Finished);
+    assert_eq!(engine_run(&mut done, true), 0);
+}

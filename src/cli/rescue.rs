@@ -1,4 +1,6 @@
-//! `salvor rescue [OPTIONS] SOURCE DEST MAPFILE`, with ddrescue's option letters and meanings.
+//! `salvor rescue [OPTIONS] SOURCE DEST [MAPFILE]`: GNU ddrescue 1.27's command line, every option
+//! with ddrescue's meaning (docs/ddrescue-compat.md lists the deliberate differences), and its
+//! fill, generate and command modes.
 
 use super::printer::{EventLog, HumanPrinter, JsonPrinter, RateLog, ReadLog};
 use crate::device::Dest;
@@ -958,6 +960,43 @@ impl RescueObserver for Quiet {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn args(line: &[&str]) -> RescueArgs {
+        #[derive(clap::Parser)]
+        struct Wrap {
+            #[command(flatten)]
+            args: RescueArgs,
+        }
+        let mut v = vec!["rescue"];
+        v.extend_from_slice(line);
+        <Wrap as clap::Parser>::try_parse_from(v)
+            .map(|w| w.args)
+            .unwrap_or_else(|e| panic!("{line:?}: {e}"))
+    }
+
+    #[test]
+    fn salvors_full_size_output_only_without_ddrescue_domain_or_pass_options() {
+        let extend = |line: &[&str]| options(&args(line)).map(|o| o.extend_new_dest).ok();
+        assert_eq!(extend(&["in", "out", "map"]), Some(true));
+        assert_eq!(extend(&["-d", "-r3", "-n", "in", "out", "map"]), Some(true));
+        assert_eq!(extend(&["in", "out"]), Some(false));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let dom = dir.path().join("dom");
+        std::fs::write(&dom, "0 + 1\n0 0x1000 +\n").expect("write");
+        let m = format!("-m{}", dom.display());
+        for opt in [
+            "-s1M",
+            "-i0",
+            "-o0",
+            &m,
+            "-Htest",
+            "-C",
+            "--cpass=1",
+            "-a1M",
+        ] {
+            assert_eq!(extend(&[opt, "in", "out", "map"]), Some(false), "{opt}");
+        }
+    }
 
     #[test]
     fn cpass_ranges() {
