@@ -18,6 +18,7 @@ use std::time::Duration;
 
 #[derive(clap::Args, Debug)]
 #[command(
+    version,
     after_help = "Re-running the same command resumes. Every GNU ddrescue 1.27 option is accepted \
                   with ddrescue's meaning (see docs/ddrescue-compat.md). Numbers may be decimal, \
                   0x hex or 0 octal, followed by k, Ki, M, Mi, ... and s (sectors) or B. Exit \
@@ -681,27 +682,6 @@ pub fn run(args: &RescueArgs) -> Result<i32> {
         test_map_text,
         ..JobSpec::new(args.source.clone(), args.dest.clone(), args.mapfile.clone())
     };
-    let size_before = {
-        // ddrescue refuses to start past the end of the input.
-        let meta = std::fs::metadata(&args.source).map_err(|e| Error::io(&args.source, e))?;
-        meta.is_file().then(|| meta.len())
-    };
-    if let Some(size) = size_before {
-        if opts.input_pos > 0
-            && opts.input_pos >= size
-            && !args.complete_only
-            && args.test_mode.is_none()
-        {
-            return Err(Error::invalid_arg(
-                "--input-position",
-                format!(
-                    "can't start reading at {}: {} is only {size} bytes long",
-                    opts.input_pos,
-                    args.source.display()
-                ),
-            ));
-        }
-    }
     let Some(job) = job::prepare_or_nothing(&spec, &opts)? else {
         return Ok(0);
     };

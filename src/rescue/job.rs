@@ -116,10 +116,6 @@ pub fn prepare_or_nothing(spec: &JobSpec, opts: &RescueOptions) -> Result<Option
     }
     for (path, what) in others {
         if let Some((pid, name)) = crate::safety::other_writer(path) {
-            // With --same-file the source is the destination, and this process has it open.
-            if spec.same_file && pid == std::process::id() {
-                continue;
-            }
             return Err(Error::refused(
                 path,
                 format!(
@@ -161,7 +157,19 @@ pub fn prepare_or_nothing(spec: &JobSpec, opts: &RescueOptions) -> Result<Option
             m,
         )?;
     }
-    if crate::rescue::prepare::domain_is_empty(opts, &map, source.geometry().size) {
+    let apparent = source.geometry().size;
+    if opts.input_pos > 0 && opts.input_pos >= apparent && !opts.complete_only {
+        // As ddrescue: starting past the end of the input is an error, not an empty domain.
+        return Err(Error::invalid_arg(
+            "--input-position",
+            format!(
+                "can't start reading at {}: {} is only {apparent} bytes long",
+                opts.input_pos,
+                source.describe()
+            ),
+        ));
+    }
+    if crate::rescue::prepare::domain_is_empty(opts, &map, apparent) {
         return Ok(None);
     }
     let dest = FileDest::open(&spec.dest, spec.force_device, true)?;
