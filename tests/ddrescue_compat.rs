@@ -626,3 +626,45 @@ fn a_new_destination_gets_the_full_size_only_on_salvors_plain_runs() {
     done.set(0, 4 * MIB, BlockStatus::Finished);
     assert_eq!(engine_run(&mut done, true), 0);
 }
+
+#[test]
+fn every_option_of_ddrescue_help_is_an_option_of_salvor_rescue() {
+    require_tool("ddrescue", "gddrescue");
+    let theirs =
+        String::from_utf8_lossy(&run(Command::new("ddrescue").arg("--help")).stdout).into_owned();
+    let ours =
+        String::from_utf8_lossy(&run(salvor().args(["rescue", "--help"])).stdout).into_owned();
+    let mut checked = 0;
+    for line in theirs.lines().map(str::trim_start) {
+        // "-a, --min-read-rate=<bytes>  ..." or "--ask  ..."
+        let (short, rest) = match line.strip_prefix('-') {
+            Some(r) if !r.starts_with('-') && r.len() > 3 && &r[1..3] == ", " => {
+                (Some(&r[..1]), &r[3..])
+            }
+            _ => (None, line),
+        };
+        let Some(long) = rest.strip_prefix("--") else {
+            continue;
+        };
+        let name: String = long
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
+            .collect();
+        assert!(
+            ours.contains(&format!("--{name}")),
+            "salvor rescue has no --{name}"
+        );
+        // -P[LINES] takes its value attached only, so it is rewritten before clap sees it.
+        if let Some(c) = short.filter(|&c| c != "P") {
+            assert!(
+                ours.contains(&format!("-{c}, --{name}")),
+                "salvor rescue has no -{c} for --{name}"
+            );
+        }
+        checked += 1;
+    }
+    assert!(
+        checked >= 55,
+        "only {checked} options found in ddrescue --help"
+    );
+}

@@ -26,7 +26,7 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Rescue a failing drive like GNU ddrescue: SOURCE DEST MAPFILE; re-run to resume.
+    /// Rescue a failing drive like GNU ddrescue: SOURCE DEST [MAPFILE]; re-run to resume.
     Rescue(Box<rescue::RescueArgs>),
     /// Show the status of a mapfile (like `ddrescuelog -t`).
     Map(map::MapArgs),

@@ -36,7 +36,7 @@ pub struct RescueArgs {
     mapfile: Option<PathBuf>,
 
     /// Minimum read rate of good areas in bytes/s (0 = average rate / 10): slower areas are
-    /// skipped in the first two copying passes and read later.
+    /// skipped in the first copying pass and read later.
     #[arg(short = 'a', long = "min-read-rate", value_name = "BYTES")]
     min_read_rate: Option<String>,
     /// Mark non-trimmed and non-scraped blocks as non-tried before starting.
