@@ -488,7 +488,17 @@ fn check_combinations(args: &RescueArgs) -> Result<Mode> {
     if modes.len() > 1 {
         return refuse(modes[1], &format!("cannot be combined with {}", modes[0]));
     }
+    let stdin_option = [&args.domain_mapfile, &args.test_mode]
+        .into_iter()
+        .flatten()
+        .any(|p| p.as_os_str() == "-");
     match &mode {
+        Mode::Command if stdin_option => {
+            return refuse(
+                "--command-mode",
+                "reads its commands from standard input: -m - / -H - cannot read it too",
+            );
+        }
         Mode::Fill(_) | Mode::Generate if args.mapfile.is_none() => {
             return refuse(modes[0], "needs a mapfile operand");
         }
@@ -582,6 +592,7 @@ fn options(args: &RescueArgs) -> Result<RescueOptions> {
         skip_initial: skip_initial.unwrap_or(0),
         skip_max: skip_max.unwrap_or(0),
         no_skip: skip_initial == Some(0),
+        fixed_skip: args.skip_size.is_some(),
         retry_passes: args.retry_passes,
         reverse: args.reverse,
         no_trim: args.no_trim,

@@ -413,7 +413,9 @@ impl<'a> Engine<'a> {
                         // the width of bad areas. Otherwise the bad area ended somewhere between the
                         // last failed read and here: take the distance to here, but no more than
                         // twice what is known to be bad.
-                        if errors > 1 {
+                        // With -K the skip follows ddrescue: back to the initial size after good
+                        // data, nothing learned.
+                        if errors > 1 && !self.opts.fixed_skip {
                             let (known, upper) = match dir {
                                 Direction::Forwards => (last_fail - start, pos - start),
                                 Direction::Backwards => (start - last_fail, start - (pos + len)),

@@ -77,6 +77,9 @@ pub struct RescueOptions {
     pub progress_interval: Duration,
     /// `-K 0`: no skipping after errors in the copying passes.
     pub no_skip: bool,
+    /// `-K` given: the skip doubles after each error and returns to the initial size after good
+    /// data, as in ddrescue, instead of learning the width of bad areas.
+    pub fixed_skip: bool,
     /// `--cpass`: ddrescue's copying passes to run (bit 0 = pass 1, ..., bit 4 = pass 5, the
     /// sweep); None = salvor's passes.
     pub cpass: Option<u8>,
@@ -143,6 +146,7 @@ impl Default for RescueOptions {
             wait_for_device: Duration::ZERO,
             progress_interval: Duration::from_millis(200),
             no_skip: false,
+            fixed_skip: false,
             cpass: None,
             try_again: false,
             retrim: false,
