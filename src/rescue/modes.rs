@@ -51,10 +51,10 @@ fn save(dest: &mut dyn Dest, map: &Mapfile, store: &mut dyn MapStore, msg: &str)
 ///
 /// - `c POS SIZE` copies the part of `[POS, POS+SIZE)` inside the rescue domain that is not
 ///   finished yet;
-/// - `s POS SIZE` prints the blocks of the map covering that range, then "done";
+/// - `s POS SIZE` prints the blocks of the map inside that range, then "done";
 /// - `u` saves the mapfile; `f` (also at end of input) saves it and ends; `q` ends without saving.
 ///
-/// Returns the exit status.
+/// Returns the exit status: 1 if a command failed (bad arguments, unknown command), else 0.
 #[allow(clippy::too_many_arguments)]
 pub fn command_mode(
     src: &mut dyn Source,
@@ -77,6 +77,8 @@ pub fn command_mode(
             .map_err(|e| Error::io("(standard output)", e))
     };
     let mut line = String::new();
+    // Like ddrescue, a command that failed makes the exit status 1.
+    let mut failed = false;
     loop {
         line.clear();
         let n = input
@@ -89,21 +91,20 @@ pub fn command_mode(
             line.trim()
         };
         let Some(letter) = command.chars().next() else {
-            say(output, "error")?;
             continue;
         };
         let rest = command[letter.len_utf8()..].trim();
+        // POS SIZE; anything after them is ignored, as ddrescue does.
         let range = || -> Option<(u64, u64)> {
             let mut it = rest.split_whitespace();
             let pos = crate::units::parse_size(it.next()?, sector).ok()?;
             let size = crate::units::parse_size(it.next()?, sector).ok()?;
-            it.next()
-                .is_none()
-                .then_some((pos, pos.saturating_add(size)))
+            Some((pos, pos.saturating_add(size)))
         };
         match letter {
             'c' => {
                 let Some((lo, hi)) = range() else {
+                    failed = true;
                     say(output, "error")?;
                     continue;
                 };
@@ -117,33 +118,49 @@ pub fn command_mode(
                 say(output, "done")?;
             }
             's' => {
-                let Some((lo, hi)) = range() else {
+                let blocks: Vec<_> = match range() {
+                    Some((lo, hi)) => map
+                        .blocks()
+                        .iter()
+                        .filter(|b| b.pos < hi && b.end() > lo)
+                        .map(|b| (b.pos.max(lo), b.end().min(hi), b.status))
+                        .collect(),
+                    None => Vec::new(),
+                };
+                if blocks.is_empty() {
+                    failed = true;
                     say(output, "error")?;
                     continue;
-                };
-                for b in map.blocks().iter().filter(|b| b.pos < hi && b.end() > lo) {
+                }
+                for (a, b, status) in blocks {
                     say(
                         output,
-                        &format!("0x{:08X}  0x{:08X}  {}", b.pos, b.size, b.status.as_char()),
+                        &format!("0x{a:08X}  0x{:08X}  {}", b - a, status.as_char()),
                     )?;
                 }
                 say(output, "done")?;
             }
             'u' if rest.is_empty() => match save(dest, map, store, "Command mode") {
                 Ok(()) => say(output, "done")?,
-                Err(e) => say(output, &format!("error: {e}"))?,
+                Err(e) => {
+                    failed = true;
+                    say(output, &format!("error: {e}"))?
+                }
             },
             'f' if rest.is_empty() => {
                 map.phase = Phase::Finished;
                 save(dest, map, store, "Finished")?;
                 say(output, "done")?;
-                return Ok(0);
+                return Ok(i32::from(failed));
             }
             'q' if rest.is_empty() => {
                 dest.sync()?;
-                return Ok(0);
+                return Ok(i32::from(failed));
             }
-            _ => say(output, "error")?,
+            _ => {
+                failed = true;
+                say(output, &format!("error: unknown command '{command}'"))?;
+            }
         }
     }
 }
