@@ -838,7 +838,10 @@ fn generate(args: &RescueArgs, opts: &RescueOptions, command_line: &str) -> Resu
         u64::from(geo.logical_sector.max(1))
     };
     let copy = std::fs::File::open(&args.dest).map_err(|e| Error::io(&args.dest, e))?;
-    let mut map = mapfile::parse_file(mapfile)?.unwrap_or_else(|| mapfile::Mapfile::new(geo.size));
+    let copy_len = copy.metadata().map_err(|e| Error::io(&args.dest, e))?.len();
+    let existing = mapfile::parse_file(mapfile)?;
+    let fresh = existing.is_none();
+    let mut map = existing.unwrap_or_else(|| mapfile::Mapfile::new(geo.size));
     let mut read_copy = |pos: u64, buf: &mut [u8]| -> Result<usize> {
         use std::os::unix::fs::FileExt;
         let mut done = 0;
@@ -852,7 +855,15 @@ fn generate(args: &RescueArgs, opts: &RescueOptions, command_line: &str) -> Resu
         }
         Ok(done)
     };
-    rescue::modes::generate(&mut read_copy, &mut map, opts, geo.size, sector)?;
+    rescue::modes::generate(
+        &mut read_copy,
+        copy_len,
+        &mut map,
+        fresh,
+        opts,
+        geo.size,
+        sector,
+    )?;
     let header = mapfile::Header::salvor(command_line);
     mapfile::MapfileSaver::with_header(mapfile, header).save(&map, "Finished")?;
     Ok(0)

@@ -310,28 +310,34 @@ pub fn fill(
             pos += len;
         }
     }
+    // The status line keeps the position of the last cluster filled, as in ddrescue.
     map.phase = Phase::Finished;
-    map.current_pos = domain.last().map_or(0, |d| d.1);
     save(dest, map, store, "Finished")?;
     Ok(filled)
 }
 
 /// `-G`: marks as finished every sector of the non-tried areas in the rescue domain whose copy in
 /// `copy` (at the output position) is not all zeros; the rest stays non-tried. Reads only the
-/// partial copy; returns the bytes marked finished.
+/// partial copy, `copy_len` bytes long; a new map (`fresh`) ends where the copy ends, as
+/// ddrescue's does. Returns the bytes marked finished.
 pub fn generate(
     copy: &mut dyn FnMut(u64, &mut [u8]) -> Result<usize>,
+    copy_len: u64,
     map: &mut Mapfile,
+    fresh: bool,
     opts: &RescueOptions,
     size: u64,
     sector: u64,
 ) -> Result<u64> {
-    map.truncate(size);
-    map.extend_to(size);
+    let shift = shift_of(opts);
+    let copy_end = u64::try_from((i128::from(copy_len) - shift).max(0)).unwrap_or(u64::MAX);
+    let extent = if fresh { size.min(copy_end) } else { size };
+    map.truncate(extent);
+    map.extend_to(extent);
     let mut domain = vec![(
-        opts.input_pos.min(size),
+        opts.input_pos.min(extent),
         opts.max_size
-            .map_or(size, |s| opts.input_pos.saturating_add(s).min(size)),
+            .map_or(extent, |s| opts.input_pos.saturating_add(s).min(extent)),
     )];
     if let Some(d) = &opts.domain {
         domain = intersect(&domain, d);
@@ -342,16 +348,17 @@ pub fn generate(
         .filter(|b| b.status == BlockStatus::NonTried)
         .map(|b| (b.pos, b.end()))
         .collect();
-    let shift = shift_of(opts);
-    let chunk = (1u64 << 20).div_ceil(sector) * sector;
+    let chunk = cluster_of(opts, sector);
     let mut buf = vec![0u8; chunk as usize];
     let mut found = 0;
     map.phase = Phase::Generating;
+    map.current_pos = 0;
     'areas: for (a, b) in intersect(&areas, &domain) {
         let mut pos = a;
         while pos < b {
             // Sector-aligned pieces, so that each sector is judged whole.
             let len = (chunk - pos % chunk).min(b - pos);
+            map.current_pos = pos;
             let n = copy(dest_pos(pos, shift)?, &mut buf[..len as usize])? as u64;
             let mut p = 0;
             while p < n {
@@ -370,7 +377,6 @@ pub fn generate(
         }
     }
     map.phase = Phase::Finished;
-    map.current_pos = 0;
     map.pass = 1;
     Ok(found)
 }
