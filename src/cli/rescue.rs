@@ -37,33 +37,48 @@ pub struct RescueArgs {
 
     /// Minimum read rate of good areas in bytes/s (0 = average rate / 10): slower areas are
     /// skipped in the first copying pass and read later.
-    #[arg(short = 'a', long = "min-read-rate", value_name = "BYTES")]
+    #[arg(
+        short = 'a',
+        long = "min-read-rate",
+        value_name = "BYTES",
+        overrides_with = "min_read_rate"
+    )]
     min_read_rate: Option<String>,
     /// Mark non-trimmed and non-scraped blocks as non-tried before starting.
-    #[arg(short = 'A', long = "try-again")]
+    #[arg(short = 'A', long = "try-again", overrides_with = "try_again")]
     try_again: bool,
     /// Show binary multipliers in numbers (display only).
-    #[arg(short = 'B', long = "binary-prefixes")]
+    #[arg(
+        short = 'B',
+        long = "binary-prefixes",
+        overrides_with = "binary_prefixes"
+    )]
     binary_prefixes: bool,
     /// Don't read new data beyond the mapfile's limits.
-    #[arg(short = 'C', long = "complete-only")]
+    #[arg(short = 'C', long = "complete-only", overrides_with = "complete_only")]
     complete_only: bool,
     /// Use direct disc access (O_DIRECT) for the source.
-    #[arg(short = 'd', long = "idirect")]
+    #[arg(short = 'd', long = "idirect", overrides_with = "direct")]
     direct: bool,
     /// Direct disc access for the destination (not supported: refused).
-    #[arg(short = 'D', long = "odirect")]
+    #[arg(short = 'D', long = "odirect", overrides_with = "odirect")]
     odirect: bool,
     /// Maximum number of bad areas allowed ([+]N: new ones found in this run).
     #[arg(
         short = 'e',
         long = "max-bad-areas",
         value_name = "[+]N",
-        allow_hyphen_values = true
+        allow_hyphen_values = true,
+        overrides_with = "max_bad_areas"
     )]
     max_bad_areas: Option<String>,
     /// Maximum rate of read errors allowed, in bytes per second.
-    #[arg(short = 'E', long = "max-error-rate", value_name = "BYTES")]
+    #[arg(
+        short = 'E',
+        long = "max-error-rate",
+        value_name = "BYTES",
+        overrides_with = "max_error_rate"
+    )]
     max_error_rate: Option<String>,
     /// Retry bad sectors N times (-1 = until they are all read).
     #[arg(
@@ -71,26 +86,37 @@ pub struct RescueArgs {
         long = "retry-passes",
         value_name = "N",
         default_value_t = 0,
-        allow_hyphen_values = true
+        allow_hyphen_values = true,
+        overrides_with = "retry_passes"
     )]
     retry_passes: i32,
     /// Run all passes in reverse.
-    #[arg(short = 'R', long)]
+    #[arg(short = 'R', long, overrides_with = "reverse")]
     reverse: bool,
     /// Skip the scraping phase.
-    #[arg(short = 'n', long = "no-scrape")]
+    #[arg(short = 'n', long = "no-scrape", overrides_with = "no_scrape")]
     no_scrape: bool,
     /// Skip the trimming phase.
-    #[arg(short = 'N', long = "no-trim")]
+    #[arg(short = 'N', long = "no-trim", overrides_with = "no_trim")]
     no_trim: bool,
     /// Skip the sweeping phase (reading the insides of bad areas).
-    #[arg(long = "no-sweep")]
+    #[arg(long = "no-sweep", overrides_with = "no_sweep")]
     no_sweep: bool,
     /// Sector size in bytes (default: the source's logical sector size).
-    #[arg(short = 'b', long = "sector-size", value_name = "BYTES")]
+    #[arg(
+        short = 'b',
+        long = "sector-size",
+        value_name = "BYTES",
+        overrides_with = "sector_size"
+    )]
     sector_size: Option<String>,
     /// Sectors per read while copying (default: 1 MiB worth).
-    #[arg(short = 'c', long = "cluster-size", value_name = "SECTORS")]
+    #[arg(
+        short = 'c',
+        long = "cluster-size",
+        value_name = "SECTORS",
+        overrides_with = "cluster_size"
+    )]
     cluster_size: Option<String>,
     /// Fill the destination's blocks of these mapfile types (?*/-+) with data from the source.
     #[arg(
@@ -105,30 +131,44 @@ pub struct RescueArgs {
     #[arg(short = 'G', long = "generate-mode")]
     generate_mode: bool,
     /// Exit with status 1 if the source size differs from the size the mapfile records.
-    #[arg(short = 'I', long = "verify-input-size")]
+    #[arg(
+        short = 'I',
+        long = "verify-input-size",
+        overrides_with = "verify_input_size"
+    )]
     verify_input_size: bool,
     /// After every read error, reread the latest good sector and check it still reads the same.
-    #[arg(short = 'J', long = "verify-on-error")]
+    #[arg(
+        short = 'J',
+        long = "verify-on-error",
+        overrides_with = "verify_on_error"
+    )]
     verify_on_error: bool,
     /// Initial and maximum skip size after a read error (default: automatic, learned; 0 = no
     /// skipping).
-    #[arg(short = 'K', long = "skip-size", value_name = "[INITIAL][,MAX]")]
+    #[arg(
+        short = 'K',
+        long = "skip-size",
+        value_name = "[INITIAL][,MAX]",
+        overrides_with = "skip_size"
+    )]
     skip_size: Option<String>,
     /// Accept an unordered domain or test-mode mapfile with gaps.
-    #[arg(short = 'L', long = "loose-domain")]
+    #[arg(short = 'L', long = "loose-domain", overrides_with = "loose_domain")]
     loose_domain: bool,
     /// Restrict the rescue to the finished blocks of this mapfile ('-' = standard input).
     #[arg(short = 'm', long = "domain-mapfile", value_name = "FILE")]
     domain_mapfile: Option<PathBuf>,
     /// Mark all failed blocks as non-trimmed before starting.
-    #[arg(short = 'M', long = "retrim")]
+    #[arg(short = 'M', long = "retrim", overrides_with = "retrim")]
     retrim: bool,
     /// Start position in the source.
     #[arg(
         short = 'i',
         long = "input-position",
         value_name = "BYTES",
-        allow_hyphen_values = true
+        allow_hyphen_values = true,
+        overrides_with = "input_position"
     )]
     input_position: Option<String>,
     /// Position in the destination for the start position (default: same as --input-position).
@@ -136,14 +176,19 @@ pub struct RescueArgs {
         short = 'o',
         long = "output-position",
         value_name = "BYTES",
-        allow_hyphen_values = true
+        allow_hyphen_values = true,
+        overrides_with = "output_position"
     )]
     output_position: Option<String>,
     /// Reopen the source after every read error.
-    #[arg(short = 'O', long = "reopen-on-error")]
+    #[arg(
+        short = 'O',
+        long = "reopen-on-error",
+        overrides_with = "reopen_on_error"
+    )]
     reopen_on_error: bool,
     /// Preallocate space on disc for the destination file.
-    #[arg(short = 'p', long = "preallocate")]
+    #[arg(short = 'p', long = "preallocate", overrides_with = "preallocate")]
     preallocate: bool,
     /// Show some lines of the latest data read (-P[LINES]; display only: salvor shows none).
     #[arg(
@@ -151,7 +196,8 @@ pub struct RescueArgs {
         value_name = "LINES",
         num_args = 0..=1,
         require_equals = true,
-        default_missing_value = "3"
+        default_missing_value = "3",
+        overrides_with = "data_preview"
     )]
     data_preview: Option<String>,
     /// Maximum size of the rescue domain (-1 = no limit).
@@ -159,101 +205,151 @@ pub struct RescueArgs {
         short = 's',
         long = "size",
         value_name = "BYTES",
-        allow_hyphen_values = true
+        allow_hyphen_values = true,
+        overrides_with = "size"
     )]
     size: Option<String>,
     /// Allow overwriting a block device.
-    #[arg(short = 'f', long)]
+    #[arg(short = 'f', long, overrides_with = "force")]
     force: bool,
     /// Don't write all-zero blocks (use only with an empty or zeroed destination).
-    #[arg(short = 'S', long)]
+    #[arg(short = 'S', long, overrides_with = "sparse")]
     sparse: bool,
     /// Truncate the destination file to zero size before writing to it.
-    #[arg(short = 't', long)]
+    #[arg(short = 't', long, overrides_with = "truncate")]
     truncate: bool,
     /// Give up when no read succeeded for this long (e.g. 30s, 5m, 1h).
-    #[arg(short = 'T', long, value_name = "INTERVAL")]
+    #[arg(short = 'T', long, value_name = "INTERVAL", overrides_with = "timeout")]
     timeout: Option<String>,
     /// Run all passes in the same direction (backwards with --reverse).
-    #[arg(short = 'u', long)]
+    #[arg(short = 'u', long, overrides_with = "unidirectional")]
     unidirectional: bool,
     /// Make fill mode ignore write errors.
-    #[arg(short = 'w', long = "ignore-write-errors")]
+    #[arg(
+        short = 'w',
+        long = "ignore-write-errors",
+        overrides_with = "ignore_write_errors"
+    )]
     ignore_write_errors: bool,
     /// Omit writes of data the destination already holds.
-    #[arg(short = 'W', long = "compare-before-write")]
+    #[arg(
+        short = 'W',
+        long = "compare-before-write",
+        overrides_with = "compare_before_write"
+    )]
     compare_before_write: bool,
     /// Extend the destination file to at least this size.
-    #[arg(short = 'x', long = "extend-outfile", value_name = "BYTES")]
+    #[arg(
+        short = 'x',
+        long = "extend-outfile",
+        value_name = "BYTES",
+        overrides_with = "extend_outfile"
+    )]
     extend_outfile: Option<String>,
     /// Read no faster than this (bytes per second, e.g. 20M).
-    #[arg(short = 'Z', long = "max-read-rate", value_name = "BYTES")]
+    #[arg(
+        short = 'Z',
+        long = "max-read-rate",
+        value_name = "BYTES",
+        overrides_with = "max_read_rate"
+    )]
     max_read_rate: Option<String>,
     /// Give up after more than N read errors.
-    #[arg(short = 'X', long = "max-read-errors", value_name = "N")]
+    #[arg(
+        short = 'X',
+        long = "max-read-errors",
+        value_name = "N",
+        overrides_with = "max_read_errors"
+    )]
     max_read_errors: Option<String>,
     /// Sync the destination after every write.
-    #[arg(short = 'y', long)]
+    #[arg(short = 'y', long, overrides_with = "synchronous")]
     synchronous: bool,
     /// ddrescue's test mode: reads of blocks not finished in this mapfile fail ('-' = standard
     /// input).
     #[arg(short = 'H', long = "test-mode", value_name = "FILE")]
     test_mode: Option<PathBuf>,
     /// Ask for confirmation before starting.
-    #[arg(long)]
+    #[arg(long, overrides_with = "ask")]
     ask: bool,
     /// Read commands from standard input (c POS SIZE, s POS SIZE, u, f, q), like ddrescue.
-    #[arg(long = "command-mode")]
+    #[arg(long = "command-mode", overrides_with = "command_mode")]
     command_mode: bool,
     /// Copying passes to run (1 to 5, e.g. 1,3-5; 0 = none): ddrescue's passes.
-    #[arg(long, value_name = "RANGE")]
+    #[arg(long, value_name = "RANGE", overrides_with = "cpass")]
     cpass: Option<String>,
     /// Initial delay before slow reads are checked for (with --min-read-rate).
-    #[arg(long = "delay-slow", value_name = "INTERVAL")]
+    #[arg(
+        long = "delay-slow",
+        value_name = "INTERVAL",
+        overrides_with = "delay_slow"
+    )]
     delay_slow: Option<String>,
     /// Log significant events to FILE (appended: pass starts, end of run).
-    #[arg(long = "log-events", value_name = "FILE")]
+    #[arg(
+        long = "log-events",
+        value_name = "FILE",
+        overrides_with = "log_events"
+    )]
     log_events: Option<PathBuf>,
     /// Log rates and error sizes to FILE every second.
-    #[arg(long = "log-rates", value_name = "FILE")]
+    #[arg(long = "log-rates", value_name = "FILE", overrides_with = "log_rates")]
     log_rates: Option<PathBuf>,
     /// How often to save the mapfile: SAVE[,SYNC] intervals (-1 = automatic, 0 = after every
     /// read).
     #[arg(
         long = "mapfile-interval",
         value_name = "[SAVE][,SYNC]",
-        allow_hyphen_values = true
+        allow_hyphen_values = true,
+        overrides_with = "mapfile_interval"
     )]
     mapfile_interval: Option<String>,
     /// Give up after more than N slow reads (with --min-read-rate).
-    #[arg(long = "max-slow-reads", value_name = "N")]
+    #[arg(
+        long = "max-slow-reads",
+        value_name = "N",
+        overrides_with = "max_slow_reads"
+    )]
     max_slow_reads: Option<String>,
     /// Wait this long after each read error ('s' prefix: simulated, no real pause).
-    #[arg(long = "pause-on-error", value_name = "INTERVAL")]
+    #[arg(
+        long = "pause-on-error",
+        value_name = "INTERVAL",
+        overrides_with = "pause_on_error"
+    )]
     pause_on_error: Option<String>,
     /// Wait this long between passes.
-    #[arg(long = "pause-on-pass", value_name = "INTERVAL")]
+    #[arg(
+        long = "pause-on-pass",
+        value_name = "INTERVAL",
+        overrides_with = "pause_on_pass"
+    )]
     pause_on_pass: Option<String>,
     /// Reset the slow reads counter when the rate rises above --min-read-rate.
-    #[arg(long = "reset-slow")]
+    #[arg(long = "reset-slow", overrides_with = "reset_slow")]
     reset_slow: bool,
     /// Allow the source and destination to be the same file.
-    #[arg(long = "same-file")]
+    #[arg(long = "same-file", overrides_with = "same_file")]
     same_file: bool,
     /// If the source disappears, wait this long for it to come back (0 = exit at once).
-    #[arg(long = "wait-device", value_name = "INTERVAL", default_value = "0")]
+    #[arg(
+        long = "wait-device",
+        value_name = "INTERVAL",
+        default_value = "0",
+        overrides_with = "wait_device"
+    )]
     wait_device: String,
     /// Log every read attempt to FILE (GNU ddrescue's --log-reads layout).
-    #[arg(long = "log-reads", value_name = "FILE")]
+    #[arg(long = "log-reads", value_name = "FILE", overrides_with = "log_reads")]
     log_reads: Option<PathBuf>,
     /// Print events (passes, read errors); more -v's are accepted.
     #[arg(short = 'v', long, action = clap::ArgAction::Count)]
     verbose: u8,
     /// Machine-readable progress: one JSON object per line on stdout.
-    #[arg(long)]
+    #[arg(long, overrides_with = "json")]
     json: bool,
     /// Print nothing but errors.
-    #[arg(short = 'q', long)]
+    #[arg(short = 'q', long, overrides_with = "quiet")]
     quiet: bool,
 }
 
@@ -296,8 +392,8 @@ pub fn parse_cpass(text: &str) -> Result<u8> {
         return Ok(0);
     }
     let pass = |s: &str| -> Result<u8> {
-        match s.parse::<u8>() {
-            Ok(p @ 1..=5) if !s.starts_with('+') => Ok(p),
+        match s.as_bytes() {
+            [d @ b'1'..=b'5'] => Ok(d - b'0'),
             _ => Err(bad()),
         }
     };
@@ -512,6 +608,15 @@ fn check_combinations(args: &RescueArgs) -> Result<Mode> {
     }
     if args.ignore_write_errors && !matches!(mode, Mode::Fill(_)) {
         return refuse("--ignore-write-errors", "only works in fill mode (-F)");
+    }
+    if args.retry_passes < -1 {
+        return refuse("--retry-passes", "N must be -1 (until done) or more");
+    }
+    if args.verify_input_size && !args.mapfile.as_deref().is_some_and(Path::exists) {
+        return refuse(
+            "--verify-input-size",
+            "needs an existing mapfile to compare the input's size with",
+        );
     }
     if args.same_file && args.truncate {
         return refuse(
@@ -1006,7 +1111,9 @@ mod tests {
         assert_eq!(parse_cpass("1").ok(), Some(0b1));
         assert_eq!(parse_cpass("1,3-5").ok(), Some(0b11101));
         assert_eq!(parse_cpass("1-2,5").ok(), Some(0b10011));
-        for bad in [",", "1,", "-1", "1-", "6", "1,6", "1-6", "3-2", "", "0,1"] {
+        for bad in [
+            ",", "1,", "-1", "1-", "6", "1,6", "1-6", "3-2", "", "0,1", "01", "+1",
+        ] {
             assert!(parse_cpass(bad).is_err(), "{bad}");
         }
     }
