@@ -670,3 +670,126 @@ fn every_option_of_ddrescue_help_is_an_option_of_salvor_rescue() {
         "only {checked} options found in ddrescue --help"
     );
 }
+
+/// Command lines whose exit status GNU ddrescue 1.27 and salvor must agree on, with and without
+/// a mapfile operand: invalid numbers and ranges, combinations ddrescue refuses, repeated options.
+const EXIT_STATUS_CASES: &[&str] = &[
+    "-s -2",
+    "-b 0",
+    "-c 0",
+    "-Z 0",
+    "-X -1",
+    "-e +-1",
+    "-o -1",
+    "-P33",
+    "-P0",
+    "-T 1/2",
+    "-T 1.5",
+    "--mapfile-interval=,4",
+    "--mapfile-interval=5,",
+    "--mapfile-interval=1/2",
+    "--max-slow-reads=-1",
+    "-e -1",
+    "-K 0x10000,0x20000",
+    "-K 64Ki",
+    "-K 0",
+    "-K 1Ei",
+    "-K 2Ei",
+    "-K ,1Ei",
+    "-i 0x",
+    "-s 0",
+    "-i 72776",
+    "-i 72775",
+    "-x -1",
+    "-E -1",
+    "-a -1",
+    "-r -2",
+    "-r x",
+    "--cpass=0,1",
+    "--cpass=1-1",
+    "--cpass=5-5",
+    "--cpass=01",
+    "-F -",
+    "-F ?l",
+    "-G -F +",
+    "-w -F +",
+    "--pause-on-error=x",
+    "--pause-on-error=s",
+    "--delay-slow=-1",
+    "-H /nonexistent",
+    "-m /nonexistent",
+    "-m /dev/null",
+    "-C",
+    "-I",
+    "-M -A",
+    "-u -R",
+    "-L",
+    "-y -p",
+    "-W",
+    "-O -J",
+    "-vvvv",
+    "-q -q",
+    "--same-file",
+    "-t",
+    "-n -n",
+    "-c 1 -c 2",
+    "-s 1 -s 2",
+    "-b 512 -b 1024",
+    "-r1 -r2",
+    "-T 1 -T 2",
+    "-F+ -F?",
+    "-G -G",
+    "-C -C",
+    "-I -I",
+    "--ask",
+    "--cpass=1 --cpass=2",
+    "-P",
+    "-P5",
+    "-B",
+    "-D",
+];
+
+#[test]
+fn exit_statuses_match_gnu_ddrescue() {
+    require_tool("ddrescue", "gddrescue");
+    let d = tempfile::tempdir().expect("tempdir");
+    let p = d.path();
+    write_pattern(&p.join("in"), 17, 72776);
+    let status = |program: &mut Command, case: &str, with_map: bool| -> Option<i32> {
+        for f in ["out", "map", "map.bak"] {
+            let _ = std::fs::remove_file(p.join(f));
+        }
+        program
+            .arg("-q")
+            .args(case.split_whitespace())
+            .arg(p.join("in"))
+            .arg(p.join("out"));
+        if with_map {
+            program.arg(p.join("map"));
+        }
+        program
+            .current_dir(p)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("run")
+            .code()
+    };
+    let mut differ = Vec::new();
+    for case in EXIT_STATUS_CASES {
+        for with_map in [false, true] {
+            let theirs = status(&mut Command::new("ddrescue"), case, with_map);
+            let mut ours_cmd = salvor();
+            ours_cmd.arg("rescue");
+            let ours = status(&mut ours_cmd, case, with_map);
+            if theirs != ours {
+                differ.push(format!(
+                    "[{case}]{}: ddrescue {theirs:?}, salvor {ours:?}",
+                    if with_map { " with a mapfile" } else { "" }
+                ));
+            }
+        }
+    }
+    assert!(differ.is_empty(), "{}", differ.join("\n"));
+}
