@@ -17,10 +17,10 @@ salvor=${1:-$repo/target/x86_64-unknown-linux-musl/release/salvor}
 salvor=$(realpath -m "$salvor")
 
 fetch() {
-  command -v ddrescuelog >/dev/null || bash scripts/setup.sh
-  for tool in dpkg-source; do
-    command -v $tool >/dev/null || bash scripts/setup.sh
-  done
+  # ddrescuelog (gddrescue) and dpkg-source (dpkg-dev) come from scripts/setup.sh's list.
+  if ! command -v ddrescuelog >/dev/null || ! command -v dpkg-source >/dev/null; then
+    bash scripts/setup.sh
+  fi
   local list=/etc/apt/sources.list.d/salvor-deb-src.sources
   if [ ! -f "$list" ]; then
     cat >"$list" <<'LIST'
