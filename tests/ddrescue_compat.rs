@@ -793,3 +793,50 @@ fn exit_statuses_match_gnu_ddrescue() {
     }
     assert!(differ.is_empty(), "{}", differ.join("\n"));
 }
+
+#[test]
+fn fill_and_generate_write_what_gnu_ddrescue_writes() {
+    require_tool("ddrescue", "gddrescue");
+    let d = tempfile::tempdir().expect("tempdir");
+    let p = d.path();
+    let data = write_pattern(&p.join("in"), 18, 24 * KIB);
+    std::fs::write(p.join("fill"), b"DEADBEEF").expect("write");
+    // Unaligned blocks of every status.
+    let map = "0 + 1\n0 0x900 +\n0x900 0x300 ?\n0xC00 0x480 *\n0x1080 0x80 /\n0x1100 0x1700 -\n\
+               0x2800 0x3800 +\n";
+    let partial = striped_copy(&data, 0x800, true);
+    let both = |args: &[&str], input: &str, make_map: bool| {
+        for (tool, out, m) in [("ddrescue", "o1", "m1"), ("salvor", "o2", "m2")] {
+            std::fs::write(p.join(out), &partial).expect("write");
+            let _ = std::fs::remove_file(p.join(m));
+            if make_map {
+                std::fs::write(p.join(m), map).expect("write");
+            }
+            let mut cmd = if tool == "salvor" {
+                let mut c = salvor();
+                c.arg("rescue");
+                c
+            } else {
+                Command::new("ddrescue")
+            };
+            let o = run(cmd
+                .arg("-q")
+                .args(args)
+                .arg(p.join(input))
+                .arg(p.join(out))
+                .arg(p.join(m)));
+            assert_eq!(code(&o), Some(0), "{tool} {args:?}: {}", stderr(&o));
+        }
+        assert!(
+            std::fs::read(p.join("o1")).expect("o1") == std::fs::read(p.join("o2")).expect("o2"),
+            "{args:?}: the outputs differ"
+        );
+        let blocks = |m: &str| read_map(&p.join(m)).blocks().to_vec();
+        assert_eq!(blocks("m1"), blocks("m2"), "{args:?}: the mapfiles differ");
+    };
+    for types in ["-F?", "-F+", "-Fl-", "-Fl?*/-+", "-F*/"] {
+        both(&[types], "fill", true);
+        both(&[types, "-c3", "-b128"], "fill", true);
+    }
+    both(&["-G"], "in", false);
+}

@@ -118,7 +118,8 @@ pub struct RescueArgs {
         overrides_with = "cluster_size"
     )]
     cluster_size: Option<String>,
-    /// Fill the destination's blocks of these mapfile types (?*/-+) with data from the source.
+    /// Fill the destination's blocks of these mapfile types (?*/-+, and l for location data)
+    /// with data from the source.
     #[arg(
         short = 'F',
         long = "fill-mode",
@@ -357,8 +358,8 @@ pub struct RescueArgs {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Mode {
     Rescue,
-    /// `-F TYPES`: the block statuses to fill.
-    Fill(Vec<BlockStatus>),
+    /// `-F TYPES`: the block statuses to fill, and whether to write location data (`l`).
+    Fill(Vec<BlockStatus>, bool),
     /// `-G`.
     Generate,
     /// `--command-mode`.
@@ -550,15 +551,11 @@ fn check_combinations(args: &RescueArgs) -> Result<Mode> {
     let mut mode = Mode::Rescue;
     if let Some(types) = &args.fill_mode {
         let mut set = Vec::new();
+        let mut location = false;
         for c in types.chars() {
             match BlockStatus::from_char(c) {
                 Some(s) => set.push(s),
-                None if c == 'l' => {
-                    return refuse(
-                        "--fill-mode",
-                        "the 'l' type (location data) is not supported by salvor",
-                    )
-                }
+                None if c == 'l' => location = true,
                 None => {
                     return Err(Error::invalid_arg(
                         "--fill-mode",
@@ -571,7 +568,7 @@ fn check_combinations(args: &RescueArgs) -> Result<Mode> {
             return refuse("--fill-mode", "give at least one block type");
         }
         modes.push("--fill-mode");
-        mode = Mode::Fill(set);
+        mode = Mode::Fill(set, location);
     }
     if args.generate_mode {
         modes.push("--generate-mode");
@@ -595,18 +592,18 @@ fn check_combinations(args: &RescueArgs) -> Result<Mode> {
                 "reads its commands from standard input: -m - / -H - cannot read it too",
             );
         }
-        Mode::Fill(_) | Mode::Generate if args.mapfile.is_none() => {
+        Mode::Fill(..) | Mode::Generate if args.mapfile.is_none() => {
             return refuse(modes[0], "needs a mapfile operand");
         }
-        Mode::Fill(_) | Mode::Generate if args.ask => {
+        Mode::Fill(..) | Mode::Generate if args.ask => {
             return refuse("--ask", &format!("cannot be combined with {}", modes[0]));
         }
-        Mode::Fill(_) if args.same_file => {
+        Mode::Fill(..) if args.same_file => {
             return refuse("--same-file", "cannot be combined with --fill-mode");
         }
         _ => {}
     }
-    if args.ignore_write_errors && !matches!(mode, Mode::Fill(_)) {
+    if args.ignore_write_errors && !matches!(mode, Mode::Fill(..)) {
         return refuse("--ignore-write-errors", "only works in fill mode (-F)");
     }
     if args.retry_passes < -1 {
@@ -724,7 +721,7 @@ fn options(args: &RescueArgs) -> Result<RescueOptions> {
         try_again: args.try_again,
         retrim: args.retrim,
         unidirectional: args.unidirectional,
-        complete_only: args.complete_only || matches!(check_combinations(args)?, Mode::Fill(_)),
+        complete_only: args.complete_only || matches!(check_combinations(args)?, Mode::Fill(..)),
         compare_before_write: args.compare_before_write,
         reopen_on_error: args.reopen_on_error,
         verify_on_error: args.verify_on_error,
@@ -768,7 +765,7 @@ pub fn run(args: &RescueArgs) -> Result<i32> {
     let command_line = std::env::args().collect::<Vec<_>>().join(" ");
     match &mode {
         Mode::Generate => return generate(args, &opts, &command_line),
-        Mode::Fill(types) => return fill(args, &opts, types, &command_line),
+        Mode::Fill(types, location) => return fill(args, &opts, types, *location, &command_line),
         Mode::Rescue | Mode::Command => {}
     }
     if args.complete_only && !args.mapfile.as_deref().is_some_and(Path::exists) {
@@ -980,6 +977,7 @@ fn fill(
     args: &RescueArgs,
     opts: &RescueOptions,
     types: &[BlockStatus],
+    location: bool,
     command_line: &str,
 ) -> Result<i32> {
     let Some(mapfile) = args.mapfile.as_deref() else {
@@ -1014,6 +1012,7 @@ fn fill(
         &mut saver,
         opts,
         types,
+        location,
         args.ignore_write_errors,
     )?;
     if let Some(len) = size_arg("--extend-outfile", &args.extend_outfile, 512)? {

@@ -230,7 +230,8 @@ fn copy_range(
 /// `-F TYPES`: fills the destination's blocks whose status is one of `types` (inside the rescue
 /// domain, limited to the mapfile's extent) with data read from `input` at position 0: the data
 /// (repeated if it is shorter) fills one cluster-sized buffer, which is written to every cluster
-/// of those blocks. The map's blocks are not changed; its status line records the progress.
+/// of those blocks (with `location`, each sector starts with a line naming its position, sector
+/// number and status). The map's blocks are not changed; its status line records the progress.
 /// With `ignore_write_errors`, an area whose write fails is filled sector by sector, skipping the
 /// sectors that cannot be written.
 #[allow(clippy::too_many_arguments)]
@@ -241,6 +242,7 @@ pub fn fill(
     store: &mut dyn MapStore,
     opts: &RescueOptions,
     types: &[BlockStatus],
+    location: bool,
     ignore_write_errors: bool,
 ) -> Result<u64> {
     let sector = sector_of(opts, 512);
@@ -273,47 +275,77 @@ pub fn fill(
     if let Some(d) = &opts.domain {
         domain = intersect(&domain, d);
     }
-    let areas: Vec<(u64, u64)> = map
+    let blocks: Vec<(u64, u64, BlockStatus)> = map
         .blocks()
         .iter()
         .filter(|b| types.contains(&b.status))
-        .map(|b| (b.pos, b.end()))
+        .map(|b| (b.pos, b.end(), b.status))
         .collect();
     let shift = shift_of(opts);
     map.phase = Phase::Filling;
     map.pass = 1;
     let mut filled = 0;
-    for (a, b) in intersect(&areas, &domain) {
-        let mut pos = a;
-        while pos < b {
-            let len = (cluster as u64).min(b - pos);
-            map.current_pos = pos;
-            let at = dest_pos(pos, shift)?;
-            match dest.write_at(at, &buf[..len as usize]) {
-                Ok(()) => filled += len,
-                Err(e) if !ignore_write_errors => return Err(e),
-                Err(_) => {
-                    // Sector by sector for the rest of this area.
-                    let mut p = pos;
-                    while p < b {
-                        let l = sector.min(b - p);
-                        let off = ((p - pos) % cluster as u64) as usize;
-                        let piece = &buf[off..off + l as usize];
-                        if dest.write_at(dest_pos(p, shift)?, piece).is_ok() {
-                            filled += l;
-                        }
-                        p += l;
-                    }
-                    break;
+    let mut data = Vec::with_capacity(cluster);
+    for (bpos, bend, status) in blocks {
+        for (a, b) in intersect(&[(bpos, bend)], &domain) {
+            let mut pos = a;
+            while pos < b {
+                let len = (cluster as u64).min(b - pos);
+                map.current_pos = pos;
+                data.clear();
+                data.extend_from_slice(&buf[..len as usize]);
+                if location {
+                    write_locations(&mut data, pos, a, sector, status);
                 }
+                let at = dest_pos(pos, shift)?;
+                match dest.write_at(at, &data) {
+                    Ok(()) => filled += len,
+                    Err(e) if !ignore_write_errors => return Err(e),
+                    Err(_) => {
+                        // Sector by sector for the rest of this area.
+                        let mut p = pos;
+                        while p < b {
+                            let l = sector.min(b - p);
+                            let off = ((p - pos) % cluster as u64) as usize;
+                            let mut piece = buf[off..off + l as usize].to_vec();
+                            if location {
+                                write_locations(&mut piece, p, a, sector, status);
+                            }
+                            if dest.write_at(dest_pos(p, shift)?, &piece).is_ok() {
+                                filled += l;
+                            }
+                            p += l;
+                        }
+                        break;
+                    }
+                }
+                pos += len;
             }
-            pos += len;
         }
     }
     // The status line keeps the position of the last cluster filled, as in ddrescue.
     map.phase = Phase::Finished;
     save(dest, map, store, "Finished")?;
     Ok(filled)
+}
+
+/// Fill mode's `l` type: every sector's worth of the area (counted from where the area begins)
+/// starts with a line giving its input position, sector number and status, over the fill data, as
+/// ddrescue writes it. `data` is what is written at `pos`; `area_start` is where the area begins.
+fn write_locations(data: &mut [u8], pos: u64, area_start: u64, sector: u64, status: BlockStatus) {
+    let end = pos + data.len() as u64;
+    let mut q = area_start + (pos - area_start).div_ceil(sector) * sector;
+    while q < end {
+        let line = format!(
+            "\n# position 0x{q:08X} sector 0x{:08X} status {} ",
+            q / sector,
+            status.as_char()
+        );
+        let off = (q - pos) as usize;
+        let n = line.len().min((end - q).min(sector) as usize);
+        data[off..off + n].copy_from_slice(&line.as_bytes()[..n]);
+        q += sector;
+    }
 }
 
 /// `-G`: marks as finished every sector of the non-tried areas in the rescue domain whose copy in
