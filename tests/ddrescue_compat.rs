@@ -118,7 +118,6 @@ fn numbers_are_parsed_exactly_like_ddrescue() {
         (vec!["-T", "1.5"], "--timeout"),
         (vec!["-Z", "0"], "--max-read-rate"),
         (vec!["-w"], "--ignore-write-errors"),
-        (vec!["-D"], "--odirect"),
         (vec!["--same-file", "-t"], "--truncate"),
         (vec!["--log-events=-"], "--log-events"),
     ] {
@@ -746,7 +745,6 @@ const EXIT_STATUS_CASES: &[&str] = &[
     "-P",
     "-P5",
     "-B",
-    "-D",
 ];
 
 #[test]
@@ -839,4 +837,14 @@ fn fill_and_generate_write_what_gnu_ddrescue_writes() {
         both(&[types, "-c3", "-b128"], "fill", true);
     }
     both(&["-G"], "in", false);
+}
+
+#[test]
+fn odirect_writes_odd_sized_files() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let p = d.path();
+    let data = write_pattern(&p.join("in"), 19, 72776);
+    let o = rescue_args(&["-D", s(&p.join("in")), s(&p.join("out"))]);
+    assert_eq!(code(&o), Some(0), "{}", stderr(&o));
+    assert!(std::fs::read(p.join("out")).expect("out") == data);
 }

@@ -60,7 +60,7 @@ pub struct RescueArgs {
     /// Use direct disc access (O_DIRECT) for the source.
     #[arg(short = 'd', long = "idirect", overrides_with = "direct")]
     direct: bool,
-    /// Direct disc access for the destination (not supported: refused).
+    /// Use direct disc access (O_DIRECT) for the destination.
     #[arg(short = 'D', long = "odirect", overrides_with = "odirect")]
     odirect: bool,
     /// Maximum number of bad areas allowed ([+]N: new ones found in this run).
@@ -512,12 +512,6 @@ fn read_option_file(path: &Path) -> Result<Vec<u8>> {
 /// Checks the combinations of options ddrescue refuses, and those salvor does not support.
 fn check_combinations(args: &RescueArgs) -> Result<Mode> {
     let refuse = |arg: &str, why: &str| Err(Error::invalid_arg(arg, why.to_string()));
-    if args.odirect {
-        return refuse(
-            "--odirect",
-            "direct access to the destination is not supported by salvor; leave out -D",
-        );
-    }
     for (name, log) in [
         ("--log-events", &args.log_events),
         ("--log-rates", &args.log_rates),
@@ -818,6 +812,15 @@ pub fn run(args: &RescueArgs) -> Result<i32> {
     }
     if args.preallocate {
         dest.preallocate(job::needed_size(&opts, size))?;
+    }
+    if args.odirect && !dest.enable_direct_writes()? {
+        return Err(Error::invalid_arg(
+            "--odirect",
+            format!(
+                "{} does not support direct access (O_DIRECT)",
+                args.dest.display()
+            ),
+        ));
     }
     let mut no_store = rescue::engine::NoStore;
     let mut saver = job.saver;
