@@ -848,3 +848,48 @@ fn odirect_writes_odd_sized_files() {
     assert_eq!(code(&o), Some(0), "{}", stderr(&o));
     assert!(std::fs::read(p.join("out")).expect("out") == data);
 }
+
+#[test]
+fn with_ddrescues_read_size_and_passes_the_result_is_ddrescues() {
+    require_tool("ddrescue", "gddrescue");
+    let d = tempfile::tempdir().expect("tempdir");
+    let p = d.path();
+    write_pattern(&p.join("in"), 20, 72776);
+    std::fs::write(p.join("test"), striped_map(72776, 0x800, '+')).expect("write");
+    for cpass in ["1", "2", "3", "4", "5", "1,2", "2-4", "1-5", "1,2,5", "2,5"] {
+        for extra in [&["-n", "-N"][..], &[][..]] {
+            let mut results = Vec::new();
+            for tool in ["ddrescue", "salvor"] {
+                for f in ["out", "map"] {
+                    let _ = std::fs::remove_file(p.join(f));
+                }
+                let mut cmd = if tool == "salvor" {
+                    let mut c = salvor();
+                    c.arg("rescue");
+                    c
+                } else {
+                    Command::new("ddrescue")
+                };
+                let o = run(cmd
+                    .args(["-q", "-c128", &format!("--cpass={cpass}")])
+                    .args(extra)
+                    .arg("-H")
+                    .arg(p.join("test"))
+                    .arg(p.join("in"))
+                    .arg(p.join("out"))
+                    .arg(p.join("map")));
+                assert_eq!(code(&o), Some(0), "{tool}: {}", stderr(&o));
+                let out = std::fs::read(p.join("out")).expect("out");
+                results.push((read_map(&p.join("map")).blocks().to_vec(), out));
+            }
+            assert_eq!(
+                results[0].0, results[1].0,
+                "--cpass={cpass} {extra:?}: the maps differ"
+            );
+            assert!(
+                results[0].1 == results[1].1,
+                "--cpass={cpass} {extra:?}: the outputs differ"
+            );
+        }
+    }
+}

@@ -348,8 +348,10 @@ impl<'a> Engine<'a> {
                 .then_some(self.map.current_pos);
             self.skipping_pass(1, resume_pos)?;
         }
-        if cpass & 0b01110 != 0 {
-            self.adjacency_passes(2)?;
+        for pass in 2..=4u32 {
+            if cpass & (1 << (pass - 1)) != 0 {
+                self.adjacency_pass(pass)?;
+            }
         }
         if cpass & 0b10000 != 0 {
             self.sweep(5)?;
@@ -526,6 +528,31 @@ impl<'a> Engine<'a> {
             pass += 1;
         }
         Ok(pass)
+    }
+
+    /// One of ddrescue's passes 2 to 4 (`--cpass`): non-tried areas entered from rescued data
+    /// (or the domain's edge) in this pass's direction, each read until its first error.
+    fn adjacency_pass(&mut self, pass: u32) -> Step {
+        let dir = self.pass_direction(pass);
+        let mut eligible: Vec<Segment> = self
+            .segments(BlockStatus::NonTried)
+            .into_iter()
+            .filter(|s| match dir {
+                Direction::Forwards => s.open_left,
+                Direction::Backwards => s.open_right,
+            })
+            .collect();
+        if eligible.is_empty() {
+            return Ok(());
+        }
+        self.begin_pass(Phase::Copying, pass, dir)?;
+        if dir == Direction::Backwards {
+            eligible.reverse();
+        }
+        for seg in eligible {
+            self.read_until_error(seg, dir)?;
+        }
+        Ok(())
     }
 
     /// Reads a segment in large reads from one side until the first error.
