@@ -747,18 +747,52 @@ const EXIT_STATUS_CASES: &[&str] = &[
     "-B",
 ];
 
+/// The same, on a source with read errors (test mode: every other 2 KiB block is bad), for the
+/// options that act on errors.
+const EXIT_STATUS_CASES_WITH_ERRORS: &[&str] = &[
+    "-e 0",
+    "-e 1",
+    "-e 100",
+    "-e +0",
+    "-X 0",
+    "-X 1",
+    "-X 100",
+    "-E 1",
+    "-E 1M",
+    "-T 0",
+    "-J",
+    "-J -c1",
+    "-O",
+    "-r 1",
+    "-n -N",
+    "-M",
+    "-A",
+    "-K0",
+    "-u",
+    "-R",
+    "-c 1 -e 5",
+    "-a 1G --max-slow-reads=0",
+    "--cpass=2",
+    "--cpass=3-4",
+    "--pause-on-error=s1",
+];
+
 #[test]
 fn exit_statuses_match_gnu_ddrescue() {
     require_tool("ddrescue", "gddrescue");
     let d = tempfile::tempdir().expect("tempdir");
     let p = d.path();
     write_pattern(&p.join("in"), 17, 72776);
-    let status = |program: &mut Command, case: &str, with_map: bool| -> Option<i32> {
+    std::fs::write(p.join("test"), striped_map(72776, 0x800, '+')).expect("write");
+    let status = |program: &mut Command, case: &str, with_map: bool, errors: bool| -> Option<i32> {
         for f in ["out", "map", "map.bak"] {
             let _ = std::fs::remove_file(p.join(f));
         }
+        program.arg("-q");
+        if errors {
+            program.arg("-H").arg(p.join("test"));
+        }
         program
-            .arg("-q")
             .args(case.split_whitespace())
             .arg(p.join("in"))
             .arg(p.join("out"));
@@ -775,15 +809,20 @@ fn exit_statuses_match_gnu_ddrescue() {
             .code()
     };
     let mut differ = Vec::new();
-    for case in EXIT_STATUS_CASES {
+    let cases = EXIT_STATUS_CASES
+        .iter()
+        .map(|c| (c, false))
+        .chain(EXIT_STATUS_CASES_WITH_ERRORS.iter().map(|c| (c, true)));
+    for (case, errors) in cases {
         for with_map in [false, true] {
-            let theirs = status(&mut Command::new("ddrescue"), case, with_map);
+            let theirs = status(&mut Command::new("ddrescue"), case, with_map, errors);
             let mut ours_cmd = salvor();
             ours_cmd.arg("rescue");
-            let ours = status(&mut ours_cmd, case, with_map);
+            let ours = status(&mut ours_cmd, case, with_map, errors);
             if theirs != ours {
                 differ.push(format!(
-                    "[{case}]{}: ddrescue {theirs:?}, salvor {ours:?}",
+                    "[{case}]{}{}: ddrescue {theirs:?}, salvor {ours:?}",
+                    if errors { " with read errors" } else { "" },
                     if with_map { " with a mapfile" } else { "" }
                 ));
             }

@@ -1121,7 +1121,8 @@ impl<'a> Engine<'a> {
         }
         if let Some(t) = self.opts.timeout {
             let since = self.clock.now().saturating_sub(self.last_good);
-            if since > t {
+            // Whole seconds, as ddrescue: -T 0 gives up only after a second without a good read.
+            if since.as_secs() > t.as_secs() {
                 return Err(Halt::Fail(Error::LimitReached(format!(
                     "no successful read for {} (--timeout {})",
                     crate::units::format_duration(since),
