@@ -932,3 +932,68 @@ fn with_ddrescues_read_size_and_passes_the_result_is_ddrescues() {
         }
     }
 }
+
+#[test]
+fn command_mode_answers_and_records_what_gnu_ddrescue_does() {
+    require_tool("ddrescue", "gddrescue");
+    let d = tempfile::tempdir().expect("tempdir");
+    let p = d.path();
+    write_pattern(&p.join("in"), 21, 72776);
+    std::fs::write(p.join("test"), striped_map(72776, 0x800, '+')).expect("write");
+    let scripts: [&[u8]; 4] = [
+        b"c 0 72776\nf\n",
+        b"c 0x900 0x1000\ns 0 0x3000\nf\n",
+        b"c 0 72776\ns 0x800 0x1000\nu\nq\n",
+        b"\nc 1\nbogus\ns 0x100000 5\nc 0 0x10 extra\nf\n",
+    ];
+    for script in scripts {
+        for opts in [&[][..], &["-c1"][..], &["-b", "4096"][..], &["-c", "3"][..]] {
+            let mut results = Vec::new();
+            for tool in ["ddrescue", "salvor"] {
+                for f in ["out", "map"] {
+                    let _ = std::fs::remove_file(p.join(f));
+                }
+                let mut cmd = if tool == "salvor" {
+                    let mut c = salvor();
+                    c.arg("rescue");
+                    c
+                } else {
+                    Command::new("ddrescue")
+                };
+                let mut child = cmd
+                    .args(opts)
+                    .arg("-H")
+                    .arg(p.join("test"))
+                    .arg("--command-mode")
+                    .arg(p.join("in"))
+                    .arg(p.join("out"))
+                    .arg(p.join("map"))
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("spawn");
+                child
+                    .stdin
+                    .take()
+                    .expect("stdin")
+                    .write_all(script)
+                    .expect("write");
+                let o = child.wait_with_output().expect("wait");
+                let map = std::fs::read_to_string(p.join("map")).unwrap_or_default();
+                let data: String = map.lines().filter(|l| !l.starts_with('#')).collect();
+                let out = std::fs::read(p.join("out")).unwrap_or_default();
+                results.push((o.status.code(), o.stdout, data, out));
+            }
+            let what = format!("{opts:?} {:?}", String::from_utf8_lossy(script));
+            assert_eq!(results[0].0, results[1].0, "{what}: exit status");
+            assert_eq!(
+                String::from_utf8_lossy(&results[0].1),
+                String::from_utf8_lossy(&results[1].1),
+                "{what}: answers"
+            );
+            assert_eq!(results[0].2, results[1].2, "{what}: mapfile");
+            assert!(results[0].3 == results[1].3, "{what}: output");
+        }
+    }
+}

@@ -54,6 +54,8 @@ fn save(dest: &mut dyn Dest, map: &Mapfile, store: &mut dyn MapStore, msg: &str)
 /// - `s POS SIZE` prints the blocks of the map inside that range, then "done";
 /// - `u` saves the mapfile; `f` (also at end of input) saves it and ends; `q` ends without saving.
 ///
+/// The status line stays as it was loaded, as in ddrescue.
+///
 /// Returns the exit status: 1 if a command failed (bad arguments, unknown command), else 0.
 #[allow(clippy::too_many_arguments)]
 pub fn command_mode(
@@ -108,7 +110,6 @@ pub fn command_mode(
                     say(output, "error")?;
                     continue;
                 };
-                map.phase = Phase::Copying;
                 for (a, b) in intersect(&[(lo, hi)], &domain) {
                     if let Err(e) = copy_range(src, dest, map, a, b, shift, sector, &mut buf) {
                         say(output, &format!("error: {e}"))?;
@@ -148,7 +149,6 @@ pub fn command_mode(
                 }
             },
             'f' if rest.is_empty() => {
-                map.phase = Phase::Finished;
                 save(dest, map, store, "Finished")?;
                 say(output, "done")?;
                 return Ok(i32::from(failed));
@@ -165,8 +165,8 @@ pub fn command_mode(
     }
 }
 
-/// Copies the non-finished parts of `[lo, hi)`, cluster by cluster; a failed read marks its
-/// failed part non-trimmed (bad-sector for a single sector), as ddrescue's copying does.
+/// Copies the non-finished parts of `[lo, hi)`, cluster by cluster; the failed part of a read is
+/// marked bad-sector, as ddrescue's command mode does (it neither trims nor scrapes).
 #[allow(clippy::too_many_arguments)]
 fn copy_range(
     src: &mut dyn Source,
@@ -189,7 +189,6 @@ fn copy_range(
         let mut pos = a;
         while pos < b {
             let len = (cluster - pos % cluster).min(b - pos);
-            map.current_pos = pos;
             let out = src.read_at(pos, &mut buf[..len as usize]);
             let mut good = (out.good as u64).min(len);
             if out.fault.is_some() {
@@ -210,12 +209,7 @@ fn copy_range(
             match out.fault {
                 None => {}
                 Some(crate::device::ReadFault::Media(_)) => {
-                    let status = if len - good <= sector {
-                        BlockStatus::BadSector
-                    } else {
-                        BlockStatus::NonTrimmed
-                    };
-                    map.set(pos + good, len - good, status);
+                    map.set(pos + good, len - good, BlockStatus::BadSector);
                 }
                 Some(crate::device::ReadFault::Gone(e) | crate::device::ReadFault::Other(e)) => {
                     return Err(Error::io(src.describe(), e));
