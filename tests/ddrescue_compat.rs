@@ -997,3 +997,64 @@ fn command_mode_answers_and_records_what_gnu_ddrescue_does() {
         }
     }
 }
+
+#[test]
+fn salvors_own_passes_rescue_exactly_what_gnu_ddrescue_rescues() {
+    require_tool("ddrescue", "gddrescue");
+    require_tool("ddrescuelog", "gddrescue");
+    let d = tempfile::tempdir().expect("tempdir");
+    let p = d.path();
+    // An odd size: the last sector is partial, and the edges of bad areas are off the sectors.
+    let size = 72776;
+    write_pattern(&p.join("in"), 22, size);
+    for (i, (first, block)) in [('+', 0x800), ('?', 0x800), ('+', 0x900)]
+        .iter()
+        .enumerate()
+    {
+        let test = p.join(format!("test{i}"));
+        std::fs::write(&test, striped_map(size, *block, *first)).expect("write");
+        for opts in [
+            &[][..],
+            &["-R"][..],
+            &["-c1"][..],
+            &["-b", "4096"][..],
+            &["-n"][..],
+            &["-N"][..],
+            &["-r1"][..],
+        ] {
+            let mut results = Vec::new();
+            for tool in ["ddrescue", "salvor"] {
+                for f in ["out", "map"] {
+                    let _ = std::fs::remove_file(p.join(f));
+                }
+                let mut cmd = if tool == "salvor" {
+                    let mut c = salvor();
+                    c.arg("rescue");
+                    c
+                } else {
+                    Command::new("ddrescue")
+                };
+                let o = run(cmd
+                    .arg("-q")
+                    .args(opts)
+                    .arg("-H")
+                    .arg(&test)
+                    .arg(p.join("in"))
+                    .arg(p.join("out"))
+                    .arg(p.join("map")));
+                assert_eq!(code(&o), Some(0), "{tool}: {}", stderr(&o));
+                let finished =
+                    run(Command::new("ddrescuelog").arg("-l+").arg(p.join("map"))).stdout;
+                results.push((finished, std::fs::read(p.join("out")).expect("out")));
+            }
+            assert!(
+                results[0].0 == results[1].0,
+                "test{i} {opts:?}: the finished sectors differ"
+            );
+            assert!(
+                results[0].1 == results[1].1,
+                "test{i} {opts:?}: the outputs differ"
+            );
+        }
+    }
+}

@@ -587,7 +587,7 @@ impl<'a> Engine<'a> {
             let mut left_hit = false;
             if seg.open_left {
                 while lo < hi {
-                    let len = self.sector.min(hi - lo);
+                    let len = self.sector_end(lo, hi) - lo;
                     let r = self.read(lo, len)?;
                     if r.failed {
                         self.map.set(lo, len, BlockStatus::BadSector);
@@ -600,8 +600,8 @@ impl<'a> Engine<'a> {
             }
             if seg.open_right || (seg.open_left && !left_hit) {
                 while lo < hi {
-                    let len = round_up(hi - lo, self.sector).min(self.sector).min(hi - lo);
-                    let pos = hi - len;
+                    let pos = self.sector_start(lo, hi);
+                    let len = hi - pos;
                     let r = self.read(pos, len)?;
                     if r.failed {
                         self.map.set(pos, len, BlockStatus::BadSector);
@@ -689,7 +689,7 @@ impl<'a> Engine<'a> {
         for seg in segments {
             let mut pos = seg.pos;
             while pos < seg.end {
-                let len = self.sector.min(seg.end - pos);
+                let len = self.sector_end(pos, seg.end) - pos;
                 let r = self.read(pos, len)?;
                 if r.failed {
                     self.map.set(pos, len, BlockStatus::BadSector);
@@ -723,7 +723,7 @@ impl<'a> Engine<'a> {
                     let mut p = seg.pos;
                     while p < seg.end {
                         v.push(p);
-                        p += self.sector.min(seg.end - p);
+                        p = self.sector_end(p, seg.end);
                     }
                     if dir == Direction::Backwards {
                         v.reverse();
@@ -731,7 +731,7 @@ impl<'a> Engine<'a> {
                     v
                 };
                 for p in sectors {
-                    let len = self.sector.min(seg.end - p);
+                    let len = self.sector_end(p, seg.end) - p;
                     self.read(p, len)?;
                 }
             }
@@ -740,6 +740,18 @@ impl<'a> Engine<'a> {
     }
 
     // ----- helpers -----
+
+    /// Where the sector holding `pos` ends, at most `hi`: sector-by-sector reads keep to whole
+    /// sectors of the source even inside areas that start or end off a sector boundary (the
+    /// tail of an odd-sized source, fragments from a hand-edited mapfile).
+    fn sector_end(&self, pos: u64, hi: u64) -> u64 {
+        (round_down(pos, self.sector) + self.sector).min(hi)
+    }
+
+    /// Where the sector holding byte `hi - 1` starts, at least `lo`.
+    fn sector_start(&self, lo: u64, hi: u64) -> u64 {
+        round_down(hi - 1, self.sector).max(lo)
+    }
 
     fn pass_direction(&self, pass: u32) -> Direction {
         if (pass % 2 == 1 || self.opts.unidirectional) != self.opts.reverse {
