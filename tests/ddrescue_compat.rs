@@ -1058,3 +1058,19 @@ fn salvors_own_passes_rescue_exactly_what_gnu_ddrescue_rescues() {
         }
     }
 }
+
+#[test]
+fn ask_declined_leaves_nothing_behind() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let p = d.path();
+    write_pattern(&p.join("in"), 23, 4 * KIB);
+    let (i, out, map) = (p.join("in"), p.join("out"), p.join("map"));
+    let o = with_stdin(&["--ask", s(&i), s(&out), s(&map)], b"n\n");
+    assert_eq!(code(&o), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("Proceed (y/N)?"), "{}", stderr(&o));
+    let names: Vec<_> = std::fs::read_dir(p).expect("dir").flatten().collect();
+    assert_eq!(names.len(), 1, "only the input may be left");
+    let o = with_stdin(&["-q", "--ask", s(&i), s(&out), s(&map)], b"yes\n");
+    assert_eq!(code(&o), Some(0), "{}", stderr(&o));
+    assert!(out.exists() && map.exists());
+}

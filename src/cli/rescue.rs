@@ -804,7 +804,11 @@ pub fn run(args: &RescueArgs) -> Result<i32> {
             ),
         ));
     }
-    if args.ask && !confirm(&args.source, &args.dest, size)? {
+    if args.ask && !confirm(&args.source, &args.dest, size, &job.identity)? {
+        // Declined: leave nothing behind, as ddrescue (which asks before creating anything).
+        if dest.is_new() {
+            std::fs::remove_file(&args.dest).map_err(|e| Error::io(&args.dest, e))?;
+        }
         return Ok(1);
     }
     if args.truncate {
@@ -900,10 +904,12 @@ pub fn run(args: &RescueArgs) -> Result<i32> {
     })
 }
 
-/// `--ask`: asks on the terminal; true if the answer starts with 'y'.
-fn confirm(source: &Path, dest: &Path, size: u64) -> Result<bool> {
+/// `--ask`: asks on the terminal, naming the source (model, serial, size when known) and the
+/// destination; true if the answer starts with 'y'.
+fn confirm(source: &Path, dest: &Path, size: u64, identity: &str) -> Result<bool> {
+    let dest_size = std::fs::metadata(dest).map(|m| m.len()).unwrap_or(0);
     eprint!(
-        "About to copy {} from '{}' to '{}'\nProceed (y/N)? ",
+        "About to copy {} from '{}' [{identity}] to '{}' ({dest_size})\nProceed (y/N)? ",
         crate::units::format_bytes(size),
         source.display(),
         dest.display()
