@@ -136,6 +136,22 @@ pub fn format_bytes(n: u64) -> String {
     }
 }
 
+/// Formats bytes with binary prefixes (ddrescue's `-B`): "4096 B", "64 KiB", "12 MiB".
+pub fn format_bytes_binary(n: u64) -> String {
+    const UNITS: [&str; 7] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    let mut v = n as f64;
+    let mut i = 0;
+    while v >= 10_240.0 && i + 1 < UNITS.len() {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{n} B")
+    } else {
+        format!("{:.0} {}", v, UNITS[i])
+    }
+}
+
 /// Formats a duration as "1h 02m 03s" / "5m 07s" / "12s".
 pub fn format_duration(d: std::time::Duration) -> String {
     let s = d.as_secs();
@@ -192,6 +208,14 @@ mod tests {
         assert_eq!(civil_utc(951_782_400), (2000, 2, 29, 0, 0, 0));
         assert_eq!(civil_utc(1_795_607_782), (2026, 11, 25, 11, 56, 22));
         assert_eq!(civil_utc(-1), (1969, 12, 31, 23, 59, 59));
+    }
+
+    #[test]
+    fn binary_prefixes() {
+        assert_eq!(format_bytes_binary(4096), "4096 B");
+        assert_eq!(format_bytes_binary(64 << 10), "64 KiB");
+        assert_eq!(format_bytes_binary(12 << 20), "12 MiB");
+        assert_eq!(format_bytes(64 << 10), "66 kB");
     }
 
     #[test]

@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 pub struct HumanPrinter {
     tty: bool,
     verbose: bool,
+    /// ddrescue's `-B`: sizes with binary prefixes.
+    binary: bool,
     lines_drawn: usize,
     last_plain: Option<Instant>,
 }
@@ -20,9 +22,16 @@ impl HumanPrinter {
         HumanPrinter {
             tty: std::io::stderr().is_terminal(),
             verbose,
+            binary: false,
             lines_drawn: 0,
             last_plain: None,
         }
+    }
+
+    /// ddrescue's `-B`: show sizes with binary prefixes (KiB, MiB, ...).
+    pub fn binary_prefixes(mut self, on: bool) -> HumanPrinter {
+        self.binary = on;
+        self
     }
 
     fn clear(&mut self, err: &mut impl Write) {
@@ -33,10 +42,16 @@ impl HumanPrinter {
     }
 }
 
-use crate::units::{format_rate as rate, percent as pct};
+use crate::units::percent as pct;
 
 /// The status block shown to a person.
 pub fn render_snapshot(s: &RescueSnapshot) -> Vec<String> {
+    render_snapshot_with(s, format_bytes)
+}
+
+/// [`render_snapshot`] with sizes formatted by `format_bytes` (SI or binary prefixes).
+pub fn render_snapshot_with(s: &RescueSnapshot, format_bytes: fn(u64) -> String) -> Vec<String> {
+    let rate = |r: f64| format!("{}/s", format_bytes(r.max(0.0) as u64));
     let t = &s.totals;
     let dir = match s.direction {
         Direction::Forwards => "forwards",
@@ -134,7 +149,11 @@ impl RescueObserver for HumanPrinter {
 
     fn progress(&mut self, s: &RescueSnapshot) {
         let mut err = std::io::stderr().lock();
-        let lines = render_snapshot(s);
+        let lines = if self.binary {
+            render_snapshot_with(s, crate::units::format_bytes_binary)
+        } else {
+            render_snapshot(s)
+        };
         if self.tty {
             self.clear(&mut err);
             for l in &lines {

@@ -47,7 +47,7 @@ pub struct RescueArgs {
     /// Mark non-trimmed and non-scraped blocks as non-tried before starting.
     #[arg(short = 'A', long = "try-again", overrides_with = "try_again")]
     try_again: bool,
-    /// Show binary multipliers in numbers (display only).
+    /// Show sizes with binary prefixes (KiB, MiB, ...) in the status display.
     #[arg(
         short = 'B',
         long = "binary-prefixes",
@@ -847,7 +847,7 @@ pub fn run(args: &RescueArgs) -> Result<i32> {
     }
 
     let clock = SystemClock::new();
-    let mut human = HumanPrinter::new(args.verbose > 0);
+    let mut human = HumanPrinter::new(args.verbose > 0).binary_prefixes(args.binary_prefixes);
     let mut json = JsonPrinter;
     let mut quiet = Quiet;
     let display: &mut dyn RescueObserver = if args.json {
