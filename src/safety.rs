@@ -412,6 +412,10 @@ pub fn is_volatile(path: &Path) -> bool {
 /// lock, but keeps its output open for the whole run; this is how a second tool on the same
 /// destination is caught.
 pub fn other_writer(path: &Path) -> Option<(u32, String)> {
+    // Character devices (/dev/null as a sink) are written by everyone at once.
+    if std::fs::metadata(path).is_ok_and(|m| m.file_type().is_char_device()) {
+        return None;
+    }
     let target = Storage::of(path)?;
     let me = std::process::id();
     let procs = std::fs::read_dir("/proc").ok()?;
@@ -563,6 +567,11 @@ mod tests {
             .destination("/dev/null", 1)
             .check()
             .unwrap();
+    }
+
+    #[test]
+    fn dev_null_is_never_held_by_another_writer() {
+        assert_eq!(other_writer(Path::new("/dev/null")), None);
     }
 
     #[test]
