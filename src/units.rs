@@ -109,7 +109,7 @@ pub fn parse_interval(text: &str, whole_seconds: bool) -> Result<std::time::Dura
         }
         None => plain(num)?,
     } * mult;
-    if !v.is_finite() || v < 0.0 || v > 1e15 {
+    if !v.is_finite() || !(0.0..=1e15).contains(&v) {
         return Err(bad());
     }
     if whole_seconds && v.fract() != 0.0 {
