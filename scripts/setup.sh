@@ -15,6 +15,7 @@ packages=(
   xxd                   # the image's chunk digest recomputed with stock tools
   hyperfine             # benchmarks
   tmux                  # terminal UI end-to-end test
+  dpkg-dev              # dpkg-source: GNU ddrescue's source package (its test suite: scripts/ddrescue-check.sh)
   python3 file
   partclone             # used-blocks oracle (partclone.<fs> -D) for the filesystem layer tests
   ntfs-3g exfatprogs exfat-fuse mtools   # NTFS/exFAT/FAT test images built without kernel drivers

@@ -56,6 +56,9 @@ impl Role {
 #[derive(Debug, Clone, Default)]
 pub struct Plan {
     reads: Vec<PathBuf>,
+    /// Reads that may be the destination itself (ddrescue's `--same-file`), and nothing else
+    /// written.
+    reads_of_destination: Vec<PathBuf>,
     writes: Vec<(Role, PathBuf)>,
     /// Bytes the destination must hold, when it is a block device.
     dest_needed: Option<u64>,
@@ -69,6 +72,14 @@ impl Plan {
     /// A path the job reads: the source, image parts, a domain or test-mode mapfile.
     pub fn read(mut self, path: impl Into<PathBuf>) -> Plan {
         self.reads.push(path.into());
+        self
+    }
+
+    /// A path the job reads that the user allowed to be the destination itself (ddrescue's
+    /// `--same-file`: copying part of a file to another place in it). Any other overlap, and any
+    /// overlap with another written path, is still refused.
+    pub fn read_same_as_destination(mut self, path: impl Into<PathBuf>) -> Plan {
+        self.reads_of_destination.push(path.into());
         self
     }
 
@@ -96,6 +107,11 @@ impl Plan {
     /// Refuses ([`Error::Refused`], naming the path and why) anything this plan must not write.
     pub fn check(&self) -> Result<()> {
         let reads: Vec<Node> = self.reads.iter().map(|p| Node::new(p)).collect();
+        let reads_of_dest: Vec<Node> = self
+            .reads_of_destination
+            .iter()
+            .map(|p| Node::new(p))
+            .collect();
         let writes: Vec<(Role, Node)> = self
             .writes
             .iter()
@@ -105,6 +121,19 @@ impl Plan {
         let boot = blockdev::boot_disk().map(|b| Node::new(&b));
         for (i, (role, w)) in writes.iter().enumerate() {
             self.check_kind(*role, w)?;
+            for r in &reads_of_dest {
+                let how = match w.conflicts(r) {
+                    Some(Overlap::Same) if *role == Role::Destination => None,
+                    how => how,
+                };
+                if let Some(how) = how {
+                    return Err(refused(
+                        *role,
+                        w,
+                        format!("{}, a source of this job", how.describe(&r.path)),
+                    ));
+                }
+            }
             for r in &reads {
                 if let Some(how) = w.conflicts(r) {
                     return Err(refused(

@@ -308,16 +308,19 @@ fn bad_mapfiles_are_rejected_with_exit_2() {
     let dir = tempfile::tempdir().expect("tempdir");
     let p = dir.path();
     write_pattern(&p.join("src.img"), 8, MIB as usize);
-    // Rescued data past the end of the source: the mapfile of another disk.
+    // Rescued data past the end of the source: the mapfile of another disk. Refused before
+    // anything is written, with ddrescue's exit status for it (1: the mapfile is valid, it
+    // just does not fit this input); -C takes the mapfile's extent as the limit instead.
     std::fs::write(p.join("map"), "0 + 1\n0 0x400000 +\n").expect("write");
     let out = rescue(p, &[]);
     assert_eq!(
         out.status.code(),
-        Some(2),
+        Some(1),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("past the end"));
+    assert!(!p.join("out.img").exists());
     // A salvor mapfile cut short (crash while someone copied it, full disk, ...).
     std::fs::remove_file(p.join("map")).ok();
     let ok = rescue(p, &[]);
