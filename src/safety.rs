@@ -62,6 +62,9 @@ pub struct Plan {
     writes: Vec<(Role, PathBuf)>,
     /// Bytes the destination must hold, when it is a block device.
     dest_needed: Option<u64>,
+    /// A block device destination needs the user's explicit go (`-f`); restore and clone ask
+    /// for the typed name themselves.
+    dest_device_unconfirmed: bool,
 }
 
 impl Plan {
@@ -85,6 +88,12 @@ impl Plan {
 
     pub fn write(mut self, role: Role, path: impl Into<PathBuf>) -> Plan {
         self.writes.push((role, path.into()));
+        self
+    }
+
+    /// A block device destination is refused unless `confirmed` (ddrescue's `-f`).
+    pub fn device_confirmed(mut self, confirmed: bool) -> Plan {
+        self.dest_device_unconfirmed = !confirmed;
         self
     }
 
@@ -127,23 +136,23 @@ impl Plan {
                     how => how,
                 };
                 if let Some(how) = how {
-                    return Err(refused(
-                        *role,
-                        w,
-                        format!("{}, a source of this job", how.describe(&r.path)),
-                    ));
+                    return Err(refused(*role, w, how.describe_read(&r.path, true)));
                 }
             }
-            for r in &reads {
+            for (k, r) in reads.iter().enumerate() {
                 if let Some(how) = w.conflicts(r) {
-                    return Err(refused(
-                        *role,
-                        w,
-                        format!("{}, a source of this job", how.describe(&r.path)),
-                    ));
+                    return Err(refused(*role, w, how.describe_read(&r.path, k == 0)));
                 }
             }
             if w.is_block_device {
+                if *role == Role::Destination && self.dest_device_unconfirmed {
+                    return Err(refused(
+                        *role,
+                        w,
+                        "is a block device; writing it destroys what is on it (use -f/--force \
+                         if you really mean it)",
+                    ));
+                }
                 if let Some(boot) = &boot {
                     // The disk itself, a partition of it, or dm/md on it; a loop device whose
                     // backing file is on it only writes that file.
@@ -301,6 +310,24 @@ enum Overlap {
 }
 
 impl Overlap {
+    /// Against a path the job reads; `is_source`: the first one, what is being rescued or imaged.
+    fn describe_read(&self, read: &Path, is_source: bool) -> String {
+        let what = if is_source {
+            format!("{}, the source", read.display())
+        } else {
+            format!("{}, which this job reads", read.display())
+        };
+        match self {
+            Overlap::Same => format!("is the same file or device as {what}"),
+            Overlap::Holds => {
+                format!("holds {what}: writing it would change what is being read")
+            }
+            Overlap::StoredOn => {
+                format!("is stored on {what}: writing it would change what is being read")
+            }
+        }
+    }
+
     fn describe(&self, other: &Path) -> String {
         match self {
             Overlap::Same => format!("is the same file or device as {}", other.display()),

@@ -202,7 +202,9 @@ pub fn plan(spec: &JobSpec, needed: u64) -> Plan {
     } else {
         plan.read(&spec.source)
     };
-    plan = plan.destination(&spec.dest, needed);
+    plan = plan
+        .destination(&spec.dest, needed)
+        .device_confirmed(spec.force_device);
     if let Some(m) = &spec.mapfile {
         plan = plan.mapfile(m);
     }
