@@ -71,6 +71,10 @@ pub fn rescue(
         let mut engine = Engine::new(
             reader, geometry, dest, map, store, opts, clock, control, observer,
         )?;
+        // Like GNU ddrescue, write the mapfile before the first read: a power cut before the
+        // first periodic save must not lose the whole run's progress record.
+        let first = engine.status_message();
+        engine.save(&first)?;
         let result = engine.run();
         let stats = engine.stats;
         match result {
