@@ -214,10 +214,10 @@ impl FileSource {
 }
 
 impl FileSource {
-    /// A read of a block device ended early, inside its reported size, without an error. When the
-    /// kernel removes a disk (unplug, virtio `device_del`) it sets its capacity to 0 and reads of
-    /// the still-open descriptor return 0 bytes: find out whether that happened, so the engine
-    /// waits or stops resumably instead of treating the device as smaller than it said.
+    /// Whether a block device whose read ended early (inside its reported size, without an
+    /// error) or failed is gone. When the kernel removes a disk (unplug, virtio `device_del`) it
+    /// sets its capacity to 0 and reads of the still-open descriptor return 0 bytes: the engine
+    /// must wait or stop resumably, not treat the device as smaller than it said.
     fn short_read_fault(&self) -> Option<ReadFault> {
         if !self.is_block_device {
             return None;
@@ -233,7 +233,7 @@ impl FileSource {
     }
 }
 
-/// The verdict on a short block-device read, from what the device says now: its size from
+/// The verdict on a short or failed block-device read, from what the device says now: its size from
 /// BLKGETSIZE64 on the open descriptor, and whether its sysfs node still exists (`None`: unknown).
 /// `Some(Gone)` when the device shrank, fails the size query, or left sysfs; `None` when it still
 /// looks the same (a real short device: the engine reports that as an internal error).
@@ -243,13 +243,11 @@ fn short_read_verdict(
     node_present: Option<bool>,
 ) -> Option<ReadFault> {
     let reason = match now {
-        Err(e) => format!("the size query failed after a short read ({e})"),
-        Ok(size) if size < reported => format!(
-            "read ended early and the device now reports a size of {size} bytes (was {reported})"
-        ),
-        Ok(_) if node_present == Some(false) => {
-            "read ended early and the device's sysfs node is gone".to_string()
+        Err(e) => format!("the size query on the open device failed ({e})"),
+        Ok(size) if size < reported => {
+            format!("the device now reports a size of {size} bytes (was {reported})")
         }
+        Ok(_) if node_present == Some(false) => "its sysfs node is gone".to_string(),
         Ok(_) => return None,
     };
     Some(ReadFault::Gone(io::Error::new(
@@ -299,8 +297,19 @@ impl Source for FileSource {
             self.read_buffered(pos, buf)
         };
         let end = pos.saturating_add(outcome.good as u64);
-        if outcome.fault.is_none() && outcome.good < buf.len() && end < self.geometry.size {
-            outcome.fault = self.short_read_fault();
+        match &outcome.fault {
+            None if outcome.good < buf.len() && end < self.geometry.size => {
+                outcome.fault = self.short_read_fault();
+            }
+            // A read in flight while the kernel removes the disk can fail with EIO instead of
+            // ending early: if the device is gone right after, blame that, not the medium, so
+            // nothing is marked bad because of the removal.
+            Some(ReadFault::Media(_)) => {
+                if let Some(gone) = self.short_read_fault() {
+                    outcome.fault = Some(gone);
+                }
+            }
+            _ => {}
         }
         outcome
     }
