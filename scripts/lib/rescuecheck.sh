@@ -9,7 +9,8 @@
 # rescue_make_rules DIR SECTORS "START+COUNT ..."   write DIR/rules.conf (one blkdebug
 #     [inject-error] rule per bad sector; "LAST" = the last sector) and DIR/bad.sectors.
 # rescue_blkdebug_args NAME IMAGE RULES SERIAL   print the QEMU arguments (one per line) that
-#     attach IMAGE read-only behind blkdebug as a virtio disk with that serial.
+#     attach IMAGE read-only behind blkdebug as a virtio disk with that serial (device id
+#     NAME-dev, for QMP's device_del).
 # rescue_check DIR SIZE MAP SRC DST GRANULE   check (needs DIR/bad.sectors); failures are
 #     appended with `fail` (defined by the caller):
 #   (a) every byte the mapfile calls rescued ('+') equals the source in the destination;
@@ -63,7 +64,7 @@ rescue_blkdebug_args() {
         -blockdev "driver=file,node-name=$name-file,filename=$image,read-only=on" \
         -blockdev "driver=blkdebug,node-name=$name-dbg,image=$name-file,config=$rules,read-only=on" \
         -blockdev "driver=raw,node-name=$name,file=$name-dbg,read-only=on" \
-        -device "virtio-blk-pci,drive=$name,serial=$serial"
+        -device "virtio-blk-pci,id=$name-dev,drive=$name,serial=$serial"
 }
 
 # _set_minus A B: the first ten lines of file A that are not in file B, space-separated.
