@@ -64,6 +64,11 @@ pub enum Error {
     /// The destination has no space left.
     #[error("{}: no space left on device at offset {offset}", path.display())]
     NoSpace { path: PathBuf, offset: u64 },
+    /// The destination failed a write or a sync. Linux reports a writeback error once and then
+    /// drops the pages, so nothing written since the last successful sync can be trusted: the
+    /// run stops and no newer mapfile is saved.
+    #[error("{}: {reason}", path.display())]
+    DestinationFailed { path: PathBuf, reason: String },
     /// A limit set by the user was reached (e.g. `--timeout`).
     #[error("{0}")]
     LimitReached(String),

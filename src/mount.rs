@@ -101,9 +101,58 @@ pub fn mount_point(dev: &Path) -> PathBuf {
     Path::new(MOUNT_BASE).join(name)
 }
 
+/// Mount data that keeps a read-only mount from writing: ext3/4 and XFS replay their journal and
+/// btrfs its log even when mounted read-only, unless told not to.
+fn no_replay_option(kernel_fs: &str) -> Option<&'static str> {
+    match kernel_fs {
+        "ext4" | "ext3" | "ext2" => Some("noload"),
+        "xfs" | "f2fs" => Some("norecovery"),
+        "btrfs" => Some("nologreplay"),
+        _ => None,
+    }
+}
+
+nix::ioctl_write_ptr_bad!(blk_roset, nix::request_code_none!(0x12, 93), libc::c_int);
+nix::ioctl_read_bad!(blk_roget, nix::request_code_none!(0x12, 94), libc::c_int);
+
+/// Devices this process set read-only for a read-only mount: a later read-write mount (the user
+/// chose to save onto that partition) sets them writable again. Devices that were read-only
+/// before (write-protected, forensic mode) are never made writable.
+static MADE_READ_ONLY: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+/// Sets the block device read-only in the kernel (BLKROSET), so nothing at all can write it while
+/// it is mounted for reading: not the filesystem, not a stray program.
+fn set_device_read_only(dev: &Path, read_only: bool) -> std::io::Result<()> {
+    use std::os::unix::io::AsRawFd;
+    let f = std::fs::File::open(dev)?;
+    let value: libc::c_int = read_only.into();
+    // SAFETY: BLKROSET reads one int through the pointer, which points at `value`.
+    unsafe { blk_roset(f.as_raw_fd(), &value) }.map_err(std::io::Error::from)?;
+    Ok(())
+}
+
+/// Whether the kernel has the block device set read-only (BLKROGET).
+pub fn device_is_read_only(dev: &Path) -> std::io::Result<bool> {
+    use std::os::unix::io::AsRawFd;
+    let f = std::fs::File::open(dev)?;
+    let mut value: libc::c_int = 0;
+    // SAFETY: BLKROGET writes one int through the pointer, which points at `value`.
+    unsafe { blk_roget(f.as_raw_fd(), &mut value) }.map_err(std::io::Error::from)?;
+    Ok(value != 0)
+}
+
+fn is_block_device(dev: &Path) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    std::fs::metadata(dev).is_ok_and(|m| m.file_type().is_block_device())
+}
+
 /// Mounts the filesystem `fs` (a `blockdev` type name) of `dev` at `dir`, creating `dir`;
 /// read-only if asked. Never executable, no device nodes, no set-uid: it holds data only.
 /// Returns the driver that mounted it.
+///
+/// Read-only means nothing is written: the device is set read-only in the kernel first, and
+/// journals and logs are not replayed (`noload`, `norecovery`, `nologreplay`), so a disk under
+/// rescue is never changed by looking at it.
 pub fn mount(dev: &Path, dir: &Path, fs: &str, read_only: bool) -> Result<Driver, MountError> {
     let drivers = drivers_for(fs, read_only).map_err(|why| MountError::Unsupported {
         dev: dev.to_path_buf(),
@@ -115,6 +164,22 @@ pub fn mount(dev: &Path, dir: &Path, fs: &str, read_only: bool) -> Result<Driver
         path: dir.to_path_buf(),
         source,
     })?;
+    if is_block_device(dev) {
+        let io = |source| MountError::Io {
+            path: dev.to_path_buf(),
+            source,
+        };
+        let mut ours = MADE_READ_ONLY.lock().unwrap_or_else(|e| e.into_inner());
+        if read_only {
+            if !device_is_read_only(dev).map_err(io)? {
+                set_device_read_only(dev, true).map_err(io)?;
+                ours.push(dev.to_path_buf());
+            }
+        } else if let Some(i) = ours.iter().position(|d| d == dev) {
+            set_device_read_only(dev, false).map_err(io)?;
+            ours.remove(i);
+        }
+    }
     let result = try_drivers(dev, dir, fs, read_only, &drivers);
     if result.is_err() && created {
         // Leave no empty mount point behind for a mount that did not happen.
@@ -143,7 +208,8 @@ fn try_drivers(
         };
         match d {
             Driver::Kernel(t) => {
-                match nix::mount::mount(Some(dev), dir, Some(t), flags, None::<&str>) {
+                let data = if read_only { no_replay_option(t) } else { None };
+                match nix::mount::mount(Some(dev), dir, Some(t), flags, data) {
                     Ok(()) => return Ok(d),
                     // ENODEV: the kernel has no such filesystem type (and could not load it).
                     Err(Errno::ENODEV) => tried.push(t.to_string()),
@@ -340,6 +406,10 @@ mod tests {
 
         mount(&dev, &dir, fs, true).unwrap();
         g.mounted = Some(dir.clone());
+        assert!(
+            device_is_read_only(&dev).unwrap(),
+            "the device is set read-only"
+        );
         assert_eq!(
             std::fs::read(dir.join("hello.txt")).unwrap(),
             b"saved by salvor"
@@ -349,6 +419,71 @@ mod tests {
         unmount(&dir, true).unwrap();
         g.mounted = None;
         assert!(!dir.exists(), "the empty mount point is removed");
+        // A read-write mount afterwards (the user saves onto it) makes it writable again.
+        mount(&dev, &dir, fs, false).unwrap();
+        g.mounted = Some(dir.clone());
+        assert!(!device_is_read_only(&dev).unwrap());
+        unmount(&dir, true).unwrap();
+        g.mounted = None;
+    }
+
+    /// An ext4 whose journal needs recovery: a plain read-only mount would replay it (and write
+    /// the disk); salvor's read-only mount leaves every byte as it was.
+    #[test]
+    fn a_read_only_mount_writes_nothing_even_with_a_journal_to_replay() {
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        assert!(unsafe { libc::geteuid() } == 0, "this test needs root");
+        let t = tempfile::tempdir().unwrap();
+        let img = t.path().join("fs.img");
+        std::fs::File::create(&img)
+            .unwrap()
+            .set_len(32 << 20)
+            .unwrap();
+        let st = Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-E", "lazy_itable_init=0,lazy_journal_init=0"])
+            .arg(&img)
+            .output()
+            .unwrap();
+        assert!(st.status.success(), "mkfs.ext4: {st:?}");
+        // Mark the journal as needing recovery, as a crash while mounted leaves it.
+        let st = Command::new("debugfs")
+            .args(["-w", "-R", "feature needs_recovery"])
+            .arg(&img)
+            .output()
+            .unwrap();
+        assert!(st.status.success(), "debugfs: {st:?}");
+        let before = std::fs::read(&img).unwrap();
+        let out = Command::new("losetup")
+            .args(["-f", "--show"])
+            .arg(&img)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "losetup: {out:?}");
+        let dev = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        let mut g = Guard {
+            dev: Some(dev.clone()),
+            mounted: None,
+        };
+        let dir = t.path().join("mnt");
+        mount(&dev, &dir, "ext4", true).unwrap();
+        g.mounted = Some(dir.clone());
+        let m = crate::blockdev::read_mounts()
+            .into_iter()
+            .find(|m| m.mount_point == dir)
+            .expect("in the mount table");
+        assert!(m.read_only);
+        assert!(
+            m.super_options.contains("norecovery") || m.super_options.contains("noload"),
+            "{}",
+            m.super_options
+        );
+        unmount(&dir, true).unwrap();
+        g.mounted = None;
+        drop(g);
+        assert!(
+            std::fs::read(&img).unwrap() == before,
+            "a read-only mount changed the filesystem"
+        );
     }
 
     #[test]

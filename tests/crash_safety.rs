@@ -138,6 +138,22 @@ fn sigkill_at_random_moments_loses_nothing() {
     eprintln!("{kills} kills; finished bytes after each: {progress:?}");
 }
 
+/// Waits until `path` exists; fails if the child exits first or nothing happens for a minute.
+fn wait_for(path: &Path, child: &mut Child) {
+    let t0 = Instant::now();
+    while !path.exists() {
+        if let Ok(Some(st)) = child.try_wait() {
+            panic!("salvor exited ({st}) before {} appeared", path.display());
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "{} never appeared",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
 #[test]
 fn sigint_and_sigterm_save_and_exit_128_plus_signal() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -152,7 +168,9 @@ fn sigint_and_sigterm_save_and_exit_128_plus_signal() {
         (libc::SIGHUP, 129),
     ] {
         let mut reaper = Reaper(Some(start(p, &[])));
-        std::thread::sleep(Duration::from_millis(150));
+        // Ready: salvor installs its handlers before anything else, then takes the mapfile's
+        // lock; once the lock file exists a signal must be handled (never a fixed delay).
+        wait_for(&p.join("map.lock"), reaper.0.as_mut().expect("child"));
         let child = reaper.0.take().expect("child");
         // SAFETY: kill(2) on our own child's pid.
         unsafe { libc::kill(child.id() as i32, sig) };

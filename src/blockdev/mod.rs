@@ -8,16 +8,16 @@
 mod fstype;
 mod mounts;
 mod render;
-mod safety;
+mod stack;
 mod sysfs;
 mod table;
 
 pub use fstype::detect as detect_fs_type;
 pub use mounts::{parse_mountinfo, read_mounts, MountInfo};
 pub use render::{format_size, render_table};
-pub use safety::{
-    boot_disk, disk_holding_file, disks_holding_file, mount_points_of, same_device,
-    BOOT_MEDIUM_MOUNTS,
+pub use stack::{
+    boot_disk, devices_below, disk_holding_file, disks_holding_file, mount_points_of, same_device,
+    storage_of, Storage, BOOT_MEDIUM_MOUNTS, MEDIUM_DEVICE_FILE,
 };
 pub use table::{read_partition_table, PartitionTable, TableEntry, TableKind};
 

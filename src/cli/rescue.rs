@@ -1,10 +1,11 @@
 //! `salvor rescue [OPTIONS] SOURCE DEST MAPFILE`, with ddrescue's option letters and meanings.
 
 use super::printer::{HumanPrinter, JsonPrinter, ReadLog};
-use crate::device::{FileDest, FileSource, OpenOptions, Source, SystemClock, TestModeSource};
+use crate::device::SystemClock;
 use crate::error::{Error, Result};
-use crate::mapfile::{self, Mapfile, MapfileSaver};
+use crate::mapfile;
 use crate::progress::{Control, RescueObserver, StopReason, Tee};
+use crate::rescue::job::{self, JobSpec};
 use crate::rescue::{self, Outcome, RescueOptions};
 use crate::units::parse_size;
 use std::path::PathBuf;
@@ -205,69 +206,27 @@ fn options(args: &RescueArgs) -> Result<RescueOptions> {
 }
 
 pub fn run(args: &RescueArgs) -> Result<i32> {
-    let opts = options(args)?;
-    let file_source = FileSource::open(
-        &args.source,
-        OpenOptions {
-            direct: args.direct,
-            sector_size: opts.sector_size,
-        },
-    )?;
-    let identity = describe_identity(file_source.identity());
-    let mut source: Box<dyn Source> = match &args.test_mode {
-        None => Box::new(file_source),
-        Some(p) => {
-            let test_map = mapfile::parse_file(p)?
-                .ok_or_else(|| Error::io(p, std::io::Error::from(std::io::ErrorKind::NotFound)))?;
-            Box::new(TestModeSource::new(file_source, test_map))
-        }
-    };
-    let size = source.geometry().size;
-
-    let needed = {
-        let ipos = opts.input_pos;
-        let end = opts
-            .max_size
-            .map_or(size, |s| ipos.saturating_add(s).min(size));
-        let opos = opts.output_pos.unwrap_or(ipos);
-        (i128::from(end) - i128::from(ipos) + i128::from(opos)).max(0) as u64
-    };
-    crate::safety::check_rescue_destination(
-        &args.source,
-        &args.dest,
-        &args.mapfile,
-        needed,
-        args.force,
-    )?;
-
-    let mut map = match std::fs::read(&args.mapfile) {
-        Ok(bytes) => {
-            let text = String::from_utf8_lossy(&bytes);
-            if let Some(recorded) = mapfile::text::source_of(&text) {
-                if let Some(why) = identity_mismatch(recorded, &identity) {
-                    return Err(Error::refused(
-                        &args.mapfile,
-                        format!(
-                            "this mapfile belongs to another disk ({why}: it was made for \
-                             '{recorded}', the source is '{identity}'); use the right mapfile or \
-                             a new one"
-                        ),
-                    ));
-                }
-            }
-            mapfile::parse_bytes(&bytes, &args.mapfile)?
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Mapfile::new(size),
-        Err(e) => return Err(Error::io(&args.mapfile, e)),
-    };
-    let mut dest = FileDest::open(&args.dest, args.force, true)?;
-    let command_line = std::env::args().collect::<Vec<_>>().join(" ");
-    let mut header = mapfile::Header::salvor(&command_line);
-    header.source = identity;
-    let mut saver = MapfileSaver::with_header(&args.mapfile, header);
-
+    // First, so that a signal arriving while the checks run is not fatal: the job sees the stop
+    // request at its first checkpoint, saves and exits 128+signal.
     let control = Arc::new(Control::new());
     super::signals::install(control.clone())?;
+    let opts = options(args)?;
+    let spec = JobSpec {
+        source: args.source.clone(),
+        dest: args.dest.clone(),
+        mapfile: args.mapfile.clone(),
+        direct: args.direct,
+        sector_size: opts.sector_size,
+        force_device: args.force,
+        extra_reads: args.domain_mapfile.iter().cloned().collect(),
+        test_mode: args.test_mode.clone(),
+        logs: args.log_reads.iter().cloned().collect(),
+        command_line: std::env::args().collect::<Vec<_>>().join(" "),
+    };
+    let job = job::prepare(&spec, &opts)?;
+    let (mut source, mut dest, mut map, mut saver) = (job.source, job.dest, job.map, job.saver);
+    let _lock = job.lock;
+
     let clock = SystemClock::new();
     let mut human = HumanPrinter::new(args.verbose);
     let mut json = JsonPrinter;
@@ -308,42 +267,6 @@ pub fn run(args: &RescueArgs) -> Result<i32> {
     })
 }
 
-/// "size=… model=… serial=… wwn=…" with the fields that are known.
-fn describe_identity(id: &crate::device::Identity) -> String {
-    let mut parts = vec![format!("size={}", id.size)];
-    for (k, v) in [
-        ("model", &id.model),
-        ("serial", &id.serial),
-        ("wwn", &id.wwn),
-    ] {
-        if let Some(v) = v {
-            parts.push(format!("{k}={}", v.replace(char::is_whitespace, "_")));
-        }
-    }
-    parts.join(" ")
-}
-
-/// Why a recorded identity is not this source's, if it is not. Only facts both sides know count.
-fn identity_mismatch(recorded: &str, current: &str) -> Option<&'static str> {
-    let field = |text: &str, key: &str| -> Option<String> {
-        text.split_whitespace()
-            .find_map(|kv| kv.strip_prefix(key).and_then(|v| v.strip_prefix('=')))
-            .map(str::to_string)
-    };
-    for (key, why) in [
-        ("serial", "serial number differs"),
-        ("wwn", "WWN differs"),
-        ("size", "size differs"),
-    ] {
-        if let (Some(a), Some(b)) = (field(recorded, key), field(current, key)) {
-            if a != b {
-                return Some(why);
-            }
-        }
-    }
-    None
-}
-
 /// `-q`: nothing on the terminal, like ddrescue's quiet mode.
 #[derive(Default)]
 struct Quiet;
@@ -353,23 +276,6 @@ impl RescueObserver for Quiet {}
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn identities() {
-        assert_eq!(
-            identity_mismatch("size=10 serial=A", "size=10 serial=A model=x"),
-            None
-        );
-        assert_eq!(
-            identity_mismatch("size=10 serial=A", "size=10 serial=B"),
-            Some("serial number differs")
-        );
-        assert_eq!(
-            identity_mismatch("size=10", "size=12 serial=B"),
-            Some("size differs")
-        );
-        assert_eq!(identity_mismatch("size=10", "size=10 serial=B"), None);
-    }
 
     #[test]
     fn intervals() {

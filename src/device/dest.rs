@@ -49,6 +49,121 @@ pub fn write_zero_bytes<D: Dest + ?Sized>(dest: &mut D, pos: u64, len: u64) -> R
     Ok(())
 }
 
+/// A destination that stays failed: after its first failed write, zeroing or sync, every later
+/// call fails too. Linux reports a writeback error to one fsync and then forgets it (the pages
+/// are dropped as clean), so a second sync "succeeding" proves nothing; whoever saves a mapfile
+/// after syncing through this can never claim data that did not reach the disk.
+pub struct Guarded<'a> {
+    inner: &'a mut dyn Dest,
+    failure: Option<String>,
+    /// Bytes written since the last successful sync: (lowest, highest end).
+    unsynced: Option<(u64, u64)>,
+}
+
+impl<'a> Guarded<'a> {
+    pub fn new(inner: &'a mut dyn Dest) -> Guarded<'a> {
+        Guarded {
+            inner,
+            failure: None,
+            unsynced: None,
+        }
+    }
+
+    /// Why the destination is unusable, once it is.
+    pub fn failure(&self) -> Option<&str> {
+        self.failure.as_deref()
+    }
+
+    fn poisoned(&self) -> Result<()> {
+        match &self.failure {
+            None => Ok(()),
+            Some(why) => Err(Error::DestinationFailed {
+                path: self.inner.path().to_path_buf(),
+                reason: format!(
+                    "not written any more after an earlier failure ({why}); the mapfile keeps \
+                     only what was durable before it"
+                ),
+            }),
+        }
+    }
+
+    fn note_write(&mut self, pos: u64, len: u64) {
+        let end = pos.saturating_add(len);
+        self.unsynced = Some(match self.unsynced {
+            None => (pos, end),
+            Some((lo, hi)) => (lo.min(pos), hi.max(end)),
+        });
+    }
+
+    fn fail<T>(&mut self, e: Error) -> Result<T> {
+        self.failure = Some(e.to_string());
+        Err(e)
+    }
+}
+
+impl Dest for Guarded<'_> {
+    fn write_at(&mut self, pos: u64, buf: &[u8]) -> Result<()> {
+        self.poisoned()?;
+        self.note_write(pos, buf.len() as u64);
+        match self.inner.write_at(pos, buf) {
+            Ok(()) => Ok(()),
+            Err(e) => self.fail(e),
+        }
+    }
+
+    fn write_zeroes(&mut self, pos: u64, len: u64) -> Result<()> {
+        self.poisoned()?;
+        self.note_write(pos, len);
+        match self.inner.write_zeroes(pos, len) {
+            Ok(()) => Ok(()),
+            Err(e) => self.fail(e),
+        }
+    }
+
+    fn sync(&mut self) -> Result<()> {
+        self.poisoned()?;
+        match self.inner.sync() {
+            Ok(()) => {
+                self.unsynced = None;
+                Ok(())
+            }
+            Err(e) => {
+                let range = match self.unsynced {
+                    Some((lo, hi)) => format!(
+                        "the data written at 0x{lo:X}–0x{hi:X} since the last successful sync \
+                         may not be on it"
+                    ),
+                    None => "nothing was written since the last successful sync".into(),
+                };
+                let e = Error::DestinationFailed {
+                    path: self.inner.path().to_path_buf(),
+                    reason: format!(
+                        "sync failed ({e}); {range}; the mapfile keeps only what was durable \
+                         before"
+                    ),
+                };
+                self.fail(e)
+            }
+        }
+    }
+
+    fn size(&self) -> Result<u64> {
+        self.inner.size()
+    }
+
+    fn extend_to(&mut self, len: u64) -> Result<()> {
+        self.poisoned()?;
+        match self.inner.extend_to(len) {
+            Ok(()) => Ok(()),
+            Err(e) => self.fail(e),
+        }
+    }
+
+    fn path(&self) -> &Path {
+        self.inner.path()
+    }
+}
+
 /// Size of the shared zero buffer, and of each write when zeros have to be written.
 const ZERO_PIECE: usize = 1 << 20;
 

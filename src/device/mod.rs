@@ -13,7 +13,7 @@ pub mod file;
 pub mod testmode;
 
 pub use clock::{Clock, SimClock, SystemClock};
-pub use dest::{Dest, FileDest};
+pub use dest::{Dest, FileDest, Guarded};
 pub use faulty::{FaultySource, FaultySpec};
 pub use file::{FileSource, Identity, OpenOptions};
 pub use testmode::TestModeSource;

@@ -153,16 +153,7 @@ pub fn create_image(
             sector_size: 0,
         },
     )?;
-    let out_parent = output
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    if is_dev && crate::safety::device_holds_file(source, out_parent).is_some() {
-        return Err(Error::refused(
-            output,
-            "it would be written onto the disk being imaged",
-        ));
-    }
+    image_plan(source, output, opts).check()?;
     let info = SourceInfo {
         path: source.display().to_string(),
         model: identity.model,
@@ -171,6 +162,22 @@ pub fn create_image(
         is_block_device: is_dev,
     };
     create_image_from(&mut src, info, output, opts, control, obs)
+}
+
+/// What imaging `source` into `output` reads and writes, for the safety policy: the source, a
+/// rescue's mapfile, and the image (each part it may be split into).
+fn image_plan(source: &Path, output: &Path, opts: &ImageOptions) -> crate::safety::Plan {
+    use crate::safety::{Plan, Role};
+    let mut plan = Plan::new().read(source).write(Role::ImagePart, output);
+    if let Some(m) = &opts.mapfile {
+        plan = plan.read(m);
+    }
+    if opts.split.is_some() {
+        for i in 0..parts::MAX_PARTS {
+            plan = plan.write(Role::ImagePart, parts::part_path(output, i));
+        }
+    }
+    plan
 }
 
 /// Images any [`Source`] (tests use the fault-injecting one).

@@ -1,7 +1,6 @@
 //! The one place that decides whether a restore or clone may write a target. Every check runs
 //! before the target is opened for writing, so a refusal leaves it untouched.
 
-use crate::blockdev;
 use crate::error::{Error, Result};
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
@@ -28,10 +27,16 @@ pub struct TargetInfo {
     pub logical_sector: u32,
 }
 
-/// Refuses (with [`Error::Refused`]) a target that is too small, mounted, one of the inputs, the
-/// disk holding an input, or the disk the running system booted from.
+/// Refuses (with [`Error::Refused`]) what the safety policy refuses ([`crate::safety::Plan`]:
+/// one of the inputs or stored on or holding one, mounted, the boot disk, too small), and a
+/// device whose sector size does not fit the partition table.
 pub fn check_target(req: &TargetRequest) -> Result<TargetInfo> {
     let target = req.target;
+    let mut plan = crate::safety::Plan::new().destination(target, req.needed);
+    for input in req.inputs {
+        plan = plan.read(input);
+    }
+    plan.check()?;
     let meta = match std::fs::metadata(target) {
         Ok(m) => Some(m),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
@@ -40,19 +45,6 @@ pub fn check_target(req: &TargetRequest) -> Result<TargetInfo> {
     let is_block_device = meta
         .as_ref()
         .is_some_and(|m| m.file_type().is_block_device());
-    if let Some(m) = &meta {
-        if !is_block_device && !m.is_file() {
-            return Err(Error::refused(target, "not a block device or regular file"));
-        }
-    }
-    for input in req.inputs {
-        if meta.is_some() && blockdev::same_device(target, input) {
-            return Err(Error::refused(
-                target,
-                format!("it is the source ({})", input.display()),
-            ));
-        }
-    }
     if !is_block_device {
         // A regular file is created or replaced and grows as needed.
         return Ok(TargetInfo {
@@ -61,54 +53,10 @@ pub fn check_target(req: &TargetRequest) -> Result<TargetInfo> {
             logical_sector: 512,
         });
     }
-    for input in req.inputs {
-        if crate::safety::device_holds_file(target, input).is_some() {
-            return Err(Error::refused(
-                target,
-                format!("it holds {}, which is being read", input.display()),
-            ));
-        }
-    }
-    if let Some(boot) = blockdev::boot_disk() {
-        if crate::safety::same_disk(&boot, target) {
-            return Err(Error::refused(
-                target,
-                "it is the disk the running system booted from",
-            ));
-        }
-    }
-    let mounts = blockdev::mount_points_of(target)?;
-    if let Some(m) = mounts.first() {
-        return Err(Error::refused(
-            target,
-            format!(
-                "{} is mounted on {}{}; unmount it first",
-                m.source,
-                m.mount_point.display(),
-                if mounts.len() > 1 {
-                    format!(" (and {} more)", mounts.len() - 1)
-                } else {
-                    String::new()
-                }
-            ),
-        ));
-    }
     let file = std::fs::File::open(target).map_err(|e| Error::io(target, e))?;
     let size = crate::device::file::device_size(&file).map_err(|e| Error::io(target, e))?;
     let (logical, _) =
         crate::device::file::sector_sizes(&file).map_err(|e| Error::io(target, e))?;
-    if size < req.needed {
-        return Err(Error::refused(
-            target,
-            format!(
-                "it is too small: {} bytes ({}), {} bytes ({}) needed",
-                size,
-                crate::units::format_bytes(size),
-                req.needed,
-                crate::units::format_bytes(req.needed)
-            ),
-        ));
-    }
     if req.has_partition_table && logical != req.logical_sector {
         return Err(Error::refused(
             target,

@@ -8,7 +8,9 @@
 pub mod save;
 pub mod text;
 
-pub use save::MapfileSaver;
+pub mod lock;
+pub use lock::MapfileLock;
+pub use save::{companion_paths, resolve_symlink as resolve_symlinks, MapfileSaver};
 pub use text::{
     format_local_time, parse, parse_bytes, parse_domain, parse_domain_file, parse_file, render,
     Header,

@@ -88,8 +88,17 @@ impl MapfileSaver {
     }
 }
 
+/// Every file a save of (or the lock on) the mapfile at `path` writes besides `path` itself.
+pub fn companion_paths(path: &Path) -> Vec<PathBuf> {
+    let target = resolve_symlink(path).unwrap_or_else(|_| path.to_path_buf());
+    [".tmp", ".bak", ".bak.tmp", super::lock::LOCK_SUFFIX]
+        .iter()
+        .map(|s| with_suffix(&target, s))
+        .collect()
+}
+
 /// `path` with `suffix` appended to its file name.
-fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+pub(crate) fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     let mut name: OsString = path.file_name().map(OsString::from).unwrap_or_default();
     name.push(suffix);
     path.with_file_name(name)
@@ -97,7 +106,7 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
 
 /// Renaming over a symlink would replace the link, not the file the user pointed us at; follow
 /// links (also dangling ones: the first save creates the target).
-fn resolve_symlink(path: &Path) -> Result<PathBuf> {
+pub fn resolve_symlink(path: &Path) -> Result<PathBuf> {
     let mut p = path.to_path_buf();
     // The kernel's own limit on nested links.
     for _ in 0..40 {

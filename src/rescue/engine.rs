@@ -66,15 +66,17 @@ pub fn rescue(
     observer: &mut dyn RescueObserver,
 ) -> Result<(Outcome, RescueStats)> {
     let geometry = src.geometry();
+    // After a failed write or sync the destination stays failed, so the saves below (which sync
+    // first) can never store a map claiming data written since the last good sync.
+    let mut dest = crate::device::Guarded::new(dest);
     std::thread::scope(|scope| {
         let reader = super::reader::spawn(scope, src, cluster_size(opts, &geometry));
         let mut engine = Engine::new(
-            reader, geometry, dest, map, store, opts, clock, control, observer,
+            reader, geometry, &mut dest, map, store, opts, clock, control, observer,
         )?;
-        // Like GNU ddrescue, write the mapfile before the first read: a power cut before the
-        // first periodic save must not lose the whole run's progress record.
-        let first = engine.status_message();
-        engine.save(&first)?;
+        // A mapfile from the first instant, as GNU ddrescue does: a power cut before the first
+        // periodic save must not lose the run's setup (or a resumed run's phase).
+        engine.save("Starting")?;
         let result = engine.run();
         let stats = engine.stats;
         match result {
@@ -93,7 +95,8 @@ pub fn rescue(
                 Ok((Outcome::Stopped(reason), stats))
             }
             Err(Halt::Fail(e)) => {
-                // Save what is durable; a failing save must not hide the original error.
+                // Save what is durable; a failing save must not hide the original error. After
+                // a destination failure this saves nothing (the guard fails the sync).
                 let _ = engine.save("Stopped by an error");
                 engine.emit_progress(true);
                 Err(e)

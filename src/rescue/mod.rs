@@ -30,6 +30,7 @@
 //! durable. A source that disappears is never marked bad: salvor saves and waits for it or stops.
 
 pub mod engine;
+pub mod job;
 mod reader;
 
 pub use engine::{rescue, Outcome, RescueStats};

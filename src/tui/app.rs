@@ -59,6 +59,27 @@ pub trait Host {
     fn read_dir(&self, dir: &Path) -> Result<Vec<Entry>, String>;
     /// The filesystem holding `dir` is mounted read-only.
     fn is_read_only_fs(&self, dir: &Path) -> bool;
+    /// `p` (or the folder it would be created in) is kept in memory and erased at a power cut.
+    fn is_volatile(&self, p: &Path) -> bool;
+    /// What the mapfile at `mapfile` holds, and whether it belongs to `source`.
+    fn inspect_mapfile(&self, mapfile: &Path, source: &Path) -> MapfileView;
+    /// The safety policy's verdict on a rescue writing `dest` and `mapfile` from `source`
+    /// ([`crate::rescue::job::plan`]), before the user confirms.
+    fn check_rescue_paths(&self, source: &Path, dest: &Path, mapfile: &Path) -> Result<(), String>;
+}
+
+/// An existing mapfile, as the mapfile screen shows it before a rescue resumes it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum MapfileView {
+    /// None there yet: a new rescue starts.
+    #[default]
+    New,
+    Existing {
+        summary: crate::rescue::job::MapfileSummary,
+        /// Why it is not this source's, if it is not.
+        mismatch: Option<String>,
+    },
+    Unreadable(String),
 }
 
 /// The real machine.
@@ -67,6 +88,41 @@ pub struct RealHost;
 impl Host for RealHost {
     fn list_disks(&self) -> Result<Vec<DiskRow>, String> {
         super::disks::scan()
+    }
+    fn is_volatile(&self, p: &Path) -> bool {
+        crate::safety::is_volatile(p)
+    }
+    fn inspect_mapfile(&self, mapfile: &Path, source: &Path) -> MapfileView {
+        use crate::rescue::job;
+        match job::summarize_mapfile(mapfile) {
+            Ok(None) => MapfileView::New,
+            Err(e) => MapfileView::Unreadable(e.to_string()),
+            Ok(Some(summary)) => {
+                let mismatch = crate::device::FileSource::open(source, Default::default())
+                    .ok()
+                    .and_then(|s| {
+                        job::mapfile_mismatch(&summary, &job::describe_identity(s.identity()))
+                    });
+                MapfileView::Existing { summary, mismatch }
+            }
+        }
+    }
+    fn check_rescue_paths(&self, source: &Path, dest: &Path, mapfile: &Path) -> Result<(), String> {
+        let spec = crate::rescue::job::JobSpec {
+            source: source.to_path_buf(),
+            dest: dest.to_path_buf(),
+            mapfile: mapfile.to_path_buf(),
+            direct: false,
+            sector_size: 0,
+            force_device: true,
+            extra_reads: Vec::new(),
+            test_mode: None,
+            logs: Vec::new(),
+            command_line: String::new(),
+        };
+        crate::rescue::job::plan(&spec, 0)
+            .check()
+            .map_err(|e| e.to_string())
     }
     fn exists(&self, p: &Path) -> bool {
         p.exists()
@@ -302,6 +358,9 @@ pub struct Flow {
     pub image_exists: bool,
     pub mapfile: PathBuf,
     pub mapfile_exists: bool,
+    pub mapfile_view: MapfileView,
+    /// The mapfile would be on a filesystem in memory (lost at a power cut).
+    pub mapfile_volatile: bool,
     pub choices: Choices,
     pub opt_cursor: usize,
     pub dest_cursor: usize,
@@ -936,16 +995,9 @@ impl App {
                             d.path.display()
                         ));
                     } else {
-                        self.flow.target = Some(Target::Disk(d));
                         self.flow.image_exists = false;
-                        // A disk has no "beside": the mapfile goes where salvor was started.
-                        let src = self
-                            .flow
-                            .source
-                            .as_ref()
-                            .map_or("disk".into(), DiskRow::name);
-                        self.flow.mapfile =
-                            self.host.current_dir().join(format!("salvor-{src}.map"));
+                        self.flow.target = Some(Target::Disk(d));
+                        self.flow.mapfile = self.default_disk_mapfile();
                         self.enter_mapfile();
                     }
                 }
@@ -1016,14 +1068,59 @@ impl App {
         Action::None
     }
 
+    /// A disk has no "beside" for its mapfile: the first mounted folder on another disk that
+    /// survives a power cut, else where salvor was started (the mapfile screen then warns, in
+    /// words, that this is memory).
+    fn default_disk_mapfile(&self) -> PathBuf {
+        let src = self
+            .flow
+            .source
+            .as_ref()
+            .map_or("disk".into(), DiskRow::name);
+        let target = self.flow.target.as_ref().map(|t| t.path().to_path_buf());
+        let dir = self
+            .writable_mounts()
+            .into_iter()
+            .find(|(m, d, _)| {
+                Some(&d.path) != target.as_ref()
+                    && !self.host.is_read_only_fs(m)
+                    && !self.host.is_volatile(m)
+            })
+            .map(|(m, _, _)| m)
+            .unwrap_or_else(|| self.host.current_dir());
+        dir.join(format!("salvor-{src}.map"))
+    }
+
     fn enter_mapfile(&mut self) {
-        self.flow.mapfile_exists = self.host.exists(&self.flow.mapfile);
+        let fl = &mut self.flow;
+        fl.mapfile_exists = self.host.exists(&fl.mapfile);
+        fl.mapfile_volatile = self.host.is_volatile(&fl.mapfile);
+        fl.mapfile_view = match &fl.source {
+            Some(src) => self.host.inspect_mapfile(&fl.mapfile, &src.path),
+            None => MapfileView::New,
+        };
         self.screen = Screen::Mapfile;
     }
 
     fn key_mapfile(&mut self, code: KeyCode) -> Action {
         match code {
-            KeyCode::Enter => self.screen = Screen::Options,
+            KeyCode::Enter => match &self.flow.mapfile_view {
+                MapfileView::Existing {
+                    mismatch: Some(why),
+                    ..
+                } => {
+                    let msg = format!(
+                        "Refused: this mapfile belongs to another disk ({why}); press e and \
+                         choose another path"
+                    );
+                    self.refuse(msg);
+                }
+                MapfileView::Unreadable(e) => {
+                    let msg = format!("Refused: the mapfile cannot be used: {e}");
+                    self.refuse(msg);
+                }
+                _ => self.screen = Screen::Options,
+            },
             KeyCode::Char('e') => {
                 self.flow.input = self.flow.mapfile.display().to_string();
                 self.screen = Screen::MapfilePath;
@@ -1034,21 +1131,24 @@ impl App {
         Action::None
     }
 
-    fn key_mapfile_path(&mut self, code: KeyCode) -> Action {
+    pub(super) fn key_mapfile_path(&mut self, code: KeyCode) -> Action {
         if self.edit_input(code) {
             return Action::None;
         }
         match code {
+            KeyCode::Tab => self.open_places(PickMode::Write),
             KeyCode::Esc => self.screen = Screen::Mapfile,
             KeyCode::Enter => {
                 let path = PathBuf::from(self.flow.input.trim());
                 let parent = path.parent().unwrap_or(Path::new("/"));
-                let clash = self.flow.source.as_ref().is_some_and(|s| s.path == path)
-                    || self.flow.target.as_ref().is_some_and(|t| t.path() == path);
+                let verdict = match (&self.flow.source, &self.flow.target) {
+                    (Some(s), Some(t)) => self.host.check_rescue_paths(&s.path, t.path(), &path),
+                    _ => Ok(()),
+                };
                 if !path.is_absolute() {
                     self.refuse("Refused: type a full path starting with /");
-                } else if clash {
-                    self.refuse("Refused: the mapfile must not be the source or the target");
+                } else if let Err(why) = verdict {
+                    self.refuse(format!("Refused: {why}"));
                 } else if !self.host.is_dir(parent) {
                     self.refuse(format!(
                         "Refused: the folder {} does not exist",

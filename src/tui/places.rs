@@ -543,6 +543,10 @@ impl App {
                 self.screen = Screen::ImgPath;
                 self.key_img_path(KeyCode::Enter)
             }
+            Some(Screen::MapfilePath) => {
+                self.screen = Screen::MapfilePath;
+                self.key_mapfile_path(KeyCode::Enter)
+            }
             _ => Action::None,
         }
     }

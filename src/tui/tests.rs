@@ -131,6 +131,8 @@ struct FakeHost {
     images: Vec<ImageView>,
     /// What the engine's target policy refuses beyond the TUI's own checks.
     engine_refuses: Vec<(PathBuf, String)>,
+    /// An existing mapfile records another disk: why.
+    mapfile_mismatch: Option<String>,
 }
 
 impl FakeHost {
@@ -149,6 +151,7 @@ impl FakeHost {
                 .collect(),
             images: vec![fixture_image()],
             engine_refuses: Vec::new(),
+            mapfile_mismatch: None,
         }
     }
 }
@@ -319,6 +322,37 @@ impl Host for FakeHost {
             None => Ok(()),
         }
     }
+    fn is_volatile(&self, p: &Path) -> bool {
+        // The rescue environment's root (and /tmp) are in memory.
+        p.starts_with("/root") || p.starts_with("/tmp")
+    }
+    fn inspect_mapfile(&self, mapfile: &Path, _source: &Path) -> MapfileView {
+        if !self.existing.contains(mapfile) {
+            return MapfileView::New;
+        }
+        let mut map = Mapfile::new(1_000_204_886_016);
+        map.set(0, 600_000_000_000, BlockStatus::Finished);
+        map.set(600_000_000_000, 4096, BlockStatus::BadSector);
+        MapfileView::Existing {
+            summary: crate::rescue::job::MapfileSummary {
+                source: Some(
+                    "size=1000204886016 model=WDC_WD10EZEX-08WN4A0 serial=WD-WCC6Y3KJ1234".into(),
+                ),
+                totals: map.totals(),
+                size: map.end(),
+            },
+            mismatch: self.mapfile_mismatch.clone(),
+        }
+    }
+    fn check_rescue_paths(&self, source: &Path, dest: &Path, mapfile: &Path) -> Result<(), String> {
+        if mapfile == source || mapfile == dest {
+            return Err(format!(
+                "refusing to write {}: the mapfile is the same file as the source or destination",
+                mapfile.display()
+            ));
+        }
+        Ok(())
+    }
     fn system_info(&self) -> SystemInfo {
         SystemInfo {
             kernel: "Linux 6.12.9-amd64".into(),
@@ -407,6 +441,72 @@ fn to_confirm_disk(app: &mut App) {
 
 // ----- state machine -----
 
+fn screen_text(app: &App, w: u16, h: u16) -> String {
+    let t = render(app, w, h);
+    let buf = t.backend().buffer();
+    let mut s = String::new();
+    for y in 0..h {
+        for x in 0..w {
+            s.push_str(buf[(x, y)].symbol());
+        }
+        s.push('\n');
+    }
+    s
+}
+
+#[test]
+fn without_a_disk_to_keep_it_the_mapfile_screen_says_it_is_in_memory() {
+    let mut host = FakeHost::new();
+    for d in &mut host.disks {
+        d.mountpoints.clear();
+        for p in &mut d.partitions {
+            p.mountpoints.clear();
+        }
+    }
+    let mut a = app_with(host);
+    key(&mut a, KeyCode::Enter);
+    down(&mut a, 1);
+    key(&mut a, KeyCode::Enter);
+    down(&mut a, 4);
+    key(&mut a, KeyCode::Enter);
+    assert_eq!(a.screen, Screen::Mapfile, "status: {:?}", a.status);
+    assert_eq!(a.flow.mapfile, PathBuf::from("/root/salvor-sdb.map"));
+    assert!(a.flow.mapfile_volatile);
+    let text = screen_text(&a, 120, 40);
+    assert!(text.contains("in the computer's memory"), "{text}");
+    assert!(text.contains("erased when the power goes off"), "{text}");
+    snap("rescue_mapfile_in_memory", &a);
+}
+
+#[test]
+fn an_existing_mapfile_shows_what_it_holds_and_another_disks_is_refused() {
+    let mut host = FakeHost::new();
+    host.existing
+        .insert(PathBuf::from("/mnt/backup/wd.img.map"));
+    let mut a = app_with(host);
+    to_mapfile(&mut a, "/mnt/backup/wd.img");
+    let text = screen_text(&a, 120, 40);
+    assert!(text.contains("WD-WCC6Y3KJ1234"), "{text}");
+    assert!(text.contains("rescued 600 GB"), "{text}");
+    key(&mut a, KeyCode::Enter);
+    assert_eq!(a.screen, Screen::Options, "a matching mapfile is resumed");
+
+    let mut host = FakeHost::new();
+    host.existing
+        .insert(PathBuf::from("/mnt/backup/wd.img.map"));
+    host.mapfile_mismatch = Some("serial number differs: it was made for serial=OTHER".into());
+    let mut a = app_with(host);
+    to_mapfile(&mut a, "/mnt/backup/wd.img");
+    assert!(screen_text(&a, 120, 40).contains("ANOTHER disk"));
+    snap("rescue_mapfile_other_disk", &a);
+    key(&mut a, KeyCode::Enter);
+    assert_eq!(a.screen, Screen::Mapfile);
+    assert!(a
+        .status
+        .as_ref()
+        .is_some_and(|s| s.is_error && s.text.contains("belongs to another disk")));
+}
+
 #[test]
 fn file_rescue_flow_emits_request() {
     let mut a = app();
@@ -472,7 +572,9 @@ fn options_are_passed_on() {
 fn disk_target_needs_its_name_typed() {
     let mut a = app();
     to_confirm_disk(&mut a);
-    assert_eq!(a.flow.mapfile, PathBuf::from("/root/salvor-sdb.map"));
+    // A disk has no "beside": the first mounted folder on another disk that survives a reboot.
+    assert_eq!(a.flow.mapfile, PathBuf::from("/mnt/backup/salvor-sdb.map"));
+    assert!(!a.flow.mapfile_volatile);
     assert_eq!(key(&mut a, KeyCode::Enter), Action::None);
     assert!(a.status.as_ref().is_some_and(|s| s.is_error));
     typ(&mut a, "sdc");
@@ -1053,6 +1155,15 @@ impl Host for FileHost {
     }
     fn is_read_only_fs(&self, dir: &Path) -> bool {
         RealHost.is_read_only_fs(dir)
+    }
+    fn is_volatile(&self, p: &Path) -> bool {
+        RealHost.is_volatile(p)
+    }
+    fn inspect_mapfile(&self, mapfile: &Path, source: &Path) -> MapfileView {
+        RealHost.inspect_mapfile(mapfile, source)
+    }
+    fn check_rescue_paths(&self, source: &Path, dest: &Path, mapfile: &Path) -> Result<(), String> {
+        RealHost.check_rescue_paths(source, dest, mapfile)
     }
 }
 

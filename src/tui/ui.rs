@@ -4,7 +4,7 @@
 //! more room. Colours always come with a symbol or a word so that the screens read in monochrome.
 
 use super::app::{
-    App, Choices, Feature, Job, JobRequest, JobState, MenuItem, Screen, Target, MENU,
+    App, Choices, Feature, Job, JobRequest, JobState, MapfileView, MenuItem, Screen, Target, MENU,
 };
 use super::blockmap::{self, BlockMap};
 use super::disks::DiskRow;
@@ -229,6 +229,7 @@ fn footer_keys(app: &App) -> Vec<(&'static str, &'static str)> {
         ],
         Screen::MapfilePath => vec![
             ("type", "the path"),
+            ("Tab", "browse"),
             ("Backspace", "erase"),
             ("Enter", "accept"),
             ("Esc", "back"),
@@ -903,26 +904,69 @@ fn draw_mapfile(app: &App, f: &mut Frame, area: Rect) {
         ]),
         Line::raw(""),
     ];
-    if fl.mapfile_exists {
-        l.push(Line::styled(
-            "A mapfile from an earlier rescue is already there.",
-            GOOD,
-        ));
-        l.push(Line::raw(
-            "salvor will RESUME that rescue: parts already rescued are not read again.",
-        ));
-        l.push(Line::raw(
-            "If it belongs to another disk, press e and choose another path.",
-        ));
-    } else {
-        l.push(Line::raw(
-            "There is no mapfile there yet: a new rescue starts.",
-        ));
-        if matches!(fl.target, Some(Target::Disk(_))) {
+    match &fl.mapfile_view {
+        MapfileView::Existing { summary, mismatch } => {
+            let t = &summary.totals;
+            let left = t.non_tried + t.non_trimmed + t.non_scraped;
+            let of_disk = match &summary.source {
+                Some(s) => format!("the disk {s}"),
+                None => "a disk (a GNU ddrescue mapfile: it does not say which)".into(),
+            };
+            l.push(Line::styled(
+                "A mapfile from an earlier rescue is already there.",
+                GOOD,
+            ));
+            l.push(Line::raw(format!("It records a rescue of {of_disk}:")));
+            l.push(Line::raw(format!(
+                "  rescued {}, bad {}, not read yet {} (of {}).",
+                format_bytes(t.finished),
+                format_bytes(t.bad_sector),
+                format_bytes(left),
+                format_bytes(summary.size)
+            )));
+            match mismatch {
+                Some(why) => {
+                    l.push(Line::styled(
+                        format!("It belongs to ANOTHER disk ({why})."),
+                        WARN,
+                    ));
+                    l.push(Line::raw(
+                        "Press e and choose another path for this rescue.",
+                    ));
+                }
+                None => l.push(Line::raw(
+                    "salvor will RESUME that rescue: parts already rescued are not read again.",
+                )),
+            }
+        }
+        MapfileView::Unreadable(e) => {
+            l.push(Line::styled(
+                format!("The file there cannot be used: {e}"),
+                WARN,
+            ));
+            l.push(Line::raw("Press e and choose another path."));
+        }
+        MapfileView::New => {
             l.push(Line::raw(
-                "Keep it on a disk that survives a reboot (press e to change it).",
+                "There is no mapfile there yet: a new rescue starts.",
             ));
         }
+    }
+    if fl.mapfile_volatile {
+        l.push(Line::raw(""));
+        l.push(Line::styled(
+            "Warning: this folder is in the computer's memory, not on a disk.",
+            WARN,
+        ));
+        l.push(Line::raw(
+            "It is erased when the power goes off or the computer restarts, and the rescue",
+        ));
+        l.push(Line::raw(
+            "could then not continue where it stopped. Press e and choose a folder on a USB",
+        ));
+        l.push(Line::raw(
+            "stick or another disk (not the one being rescued); Tab there lists disks to mount.",
+        ));
     }
     f.render_widget(
         Paragraph::new(l)

@@ -5,12 +5,13 @@
 
 use super::app::{Feature, RescueRequest, TargetKind};
 use super::imaging::{ImageRequest, ImageResult};
-use crate::device::{Clock, Dest, FileDest, FileSource, OpenOptions, Source, SystemClock};
+use crate::device::{Clock, Dest, Source, SystemClock};
 use crate::error::Result;
-use crate::mapfile::{self, Block, BlockStatus, Mapfile, MapfileSaver, Phase};
+use crate::mapfile::{Block, BlockStatus, Mapfile, MapfileSaver, Phase};
 use crate::progress::{
     Control, ImageEvent, ImageObserver, ImageSnapshot, RescueEvent, RescueObserver, RescueSnapshot,
 };
+use crate::rescue::job::{self, JobSpec};
 use crate::rescue::{self, engine::MapStore, Outcome, RescueOptions};
 use crate::units::{format_bytes, format_duration};
 use std::cell::RefCell;
@@ -170,35 +171,36 @@ fn options(req: &RescueRequest) -> RescueOptions {
     }
 }
 
-/// The body of the worker thread: open, check, then run the engine.
+/// The body of the worker thread: the shared job builder opens and checks everything, then the
+/// engine runs.
 fn work(req: &RescueRequest, control: &Control, tx: &Sender<WorkerMsg>) -> Result<Outcome> {
     let opts = options(req);
-    let source = FileSource::open(
-        &req.source,
-        OpenOptions {
-            direct: req.choices.direct,
-            sector_size: 0,
-        },
-    )?;
-    let mut source: Box<dyn Source> = Box::new(source);
-    let size = source.geometry().size;
-    let is_disk = req.target_kind == TargetKind::Disk;
-    // The user confirmed a disk target by typing its name: that is the CLI's --force.
-    crate::safety::check_rescue_destination(&req.source, &req.dest, &req.mapfile, size, is_disk)?;
-    let map = mapfile::parse_file(&req.mapfile)?.unwrap_or_else(|| Mapfile::new(size));
-    let mut dest = FileDest::open(&req.dest, is_disk, true)?;
-    let command_line = format!(
-        "salvor rescue {} {} {}",
-        req.source.display(),
-        req.dest.display(),
-        req.mapfile.display()
-    );
-    let saver = MapfileSaver::new(&req.mapfile, &command_line);
+    let spec = JobSpec {
+        source: req.source.clone(),
+        dest: req.dest.clone(),
+        mapfile: req.mapfile.clone(),
+        direct: req.choices.direct,
+        sector_size: 0,
+        // The user confirmed a disk target by typing its name: that is the CLI's --force.
+        force_device: req.target_kind == TargetKind::Disk,
+        extra_reads: Vec::new(),
+        test_mode: None,
+        logs: Vec::new(),
+        command_line: format!(
+            "salvor rescue {} {} {}",
+            req.source.display(),
+            req.dest.display(),
+            req.mapfile.display()
+        ),
+    };
+    let job = job::prepare(&spec, &opts)?;
+    let (mut source, mut dest) = (job.source, job.dest);
+    let _lock = job.lock;
     run_engine(
         source.as_mut(),
         &mut dest,
-        map,
-        saver,
+        job.map,
+        job.saver,
         &opts,
         &SystemClock::new(),
         control,
@@ -394,7 +396,7 @@ pub fn start_image(req: ImageRequest) -> std::io::Result<JobHandle> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::device::{FaultySource, FaultySpec, SimClock};
+    use crate::device::{FaultySource, FaultySpec, FileDest, SimClock};
 
     #[test]
     fn shadow_follows_reads_by_phase() {

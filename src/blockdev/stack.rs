@@ -1,5 +1,5 @@
-//! Checks made before writing a destination: is it mounted, is it the source, does it hold the
-//! files we are working with, is it the disk we booted from.
+//! How block devices stack (partitions, dm/md, loop devices and their backing files) and what
+//! uses them (mounts, swap), for the safety policy (`crate::safety`), which decides.
 
 use super::mounts::{read_mounts, MountInfo};
 use super::sysfs::{self, attr, split_dev, Sys};
@@ -323,6 +323,148 @@ fn mount_backing(path: &Path, dev: (u32, u32)) -> Backing {
     Backing::Paths(Vec::new())
 }
 
+/// A piece of storage that writing a path may change: a file (by device and inode) or a block
+/// device (by device number).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Storage {
+    File { dev: u64, ino: u64 },
+    Device(u32, u32),
+}
+
+impl Storage {
+    /// The storage `path` itself is: its device number for a block device, else its inode.
+    /// `None` when it cannot be stat'ed (it does not exist yet).
+    pub fn of(path: &Path) -> Option<Storage> {
+        let meta = std::fs::metadata(path).ok()?;
+        Some(if meta.file_type().is_block_device() {
+            let (a, b) = split_dev(meta.rdev());
+            Storage::Device(a, b)
+        } else {
+            Storage::File {
+                dev: meta.dev(),
+                ino: meta.ino(),
+            }
+        })
+    }
+}
+
+/// Everything that writing `path` changes: the file or device itself, the filesystem's
+/// partition and disk, the devices below a dm/md device, and for every loop device on the way its
+/// backing file and everything below that, recursively. For a path that does not exist yet, what
+/// its nearest existing directory sits on (its own key left out: a new file is not its
+/// directory). Empty when nothing can be stat'ed.
+pub fn storage_of(path: &Path) -> BTreeSet<Storage> {
+    walk_storage(path, true)
+}
+
+/// The block devices a block device is, or is built from (its disk, dm/md slaves), without
+/// following loop devices to their backing files: what writing it can break beyond file contents.
+pub fn devices_below(path: &Path) -> BTreeSet<Storage> {
+    walk_storage(path, false)
+}
+
+/// A storage walk: the sysfs tree, and whether loop devices lead to their backing files.
+struct Walk {
+    sys: Sys,
+    follow_loops: bool,
+}
+
+fn walk_storage(path: &Path, follow_loops: bool) -> BTreeSet<Storage> {
+    let w = &Walk {
+        sys: Sys::default(),
+        follow_loops,
+    };
+    let mut out = BTreeSet::new();
+    if std::fs::metadata(path).is_ok() {
+        storage_walk(w, path, &mut out, 0);
+    } else if let Some(dir) = path.ancestors().skip(1).find(|a| {
+        let a = if a.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            a
+        };
+        std::fs::metadata(a).is_ok()
+    }) {
+        let dir = if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        };
+        storage_walk(w, dir, &mut out, 0);
+        if let Some(own) = Storage::of(dir) {
+            out.remove(&own);
+        }
+    }
+    out
+}
+
+fn storage_walk(w: &Walk, path: &Path, out: &mut BTreeSet<Storage>, depth: usize) {
+    if depth > MAX_DEPTH {
+        return;
+    }
+    let Ok(meta) = std::fs::metadata(path) else {
+        return;
+    };
+    if meta.file_type().is_block_device() {
+        if let Some(dir) = w.sys.dev_dir(split_dev(meta.rdev())) {
+            device_walk(w, &dir, out, depth + 1);
+        }
+        let (a, b) = split_dev(meta.rdev());
+        out.insert(Storage::Device(a, b));
+        return;
+    }
+    if !out.insert(Storage::File {
+        dev: meta.dev(),
+        ino: meta.ino(),
+    }) {
+        return;
+    }
+    let dev = split_dev(meta.dev());
+    match w.sys.dev_dir(dev) {
+        Some(dir) => device_walk(w, &dir, out, depth + 1),
+        None => match mount_backing(path, dev) {
+            Backing::Device(d) => {
+                if let Some(dir) = w.sys.dev_dir(d) {
+                    device_walk(w, &dir, out, depth + 1);
+                }
+            }
+            Backing::Paths(paths) => {
+                for p in paths {
+                    storage_walk(w, &p, out, depth + 1);
+                }
+            }
+        },
+    }
+}
+
+/// A device's own number, its disk (for a partition), its slaves, a loop device's backing file.
+fn device_walk(w: &Walk, dir: &Path, out: &mut BTreeSet<Storage>, depth: usize) {
+    if depth > MAX_DEPTH {
+        return;
+    }
+    if let Some((a, b)) = attr(&dir.join("dev")).and_then(|d| sysfs::parse_dev(&d)) {
+        if !out.insert(Storage::Device(a, b)) {
+            return;
+        }
+    }
+    if sysfs::is_partition_dir(dir) {
+        if let Some(disk) = dir.parent() {
+            device_walk(w, disk, out, depth + 1);
+        }
+    }
+    for s in w.sys.slaves(dir) {
+        if let Some(d) = w.sys.class_dir(&s) {
+            device_walk(w, &d, out, depth + 1);
+        }
+    }
+    if !w.follow_loops {
+        return;
+    }
+    if let Some(backing) = attr(&dir.join("loop/backing_file")) {
+        storage_walk(w, Path::new(&backing), out, depth + 1);
+    }
+}
+
 /// Where salvor's initramfs writes the boot medium's device node.
 pub const MEDIUM_DEVICE_FILE: &str = "/run/salvor/medium-device";
 
@@ -420,6 +562,29 @@ mod tests {
         let mut chain = Vec::new();
         descend(&sys, &sys.dev_dir((253, 0)).unwrap(), &mut chain, 0);
         assert_eq!(chain, ["dm-0", "sda"]);
+    }
+
+    #[test]
+    fn writing_a_dm_device_touches_the_partition_and_disk_below() {
+        let (_t, sys) = fake_stack();
+        let dm = sys.dev_dir((253, 0)).unwrap();
+        let w = Walk {
+            sys,
+            follow_loops: true,
+        };
+        let mut out = BTreeSet::new();
+        device_walk(&w, &dm, &mut out, 0);
+        assert_eq!(
+            out,
+            BTreeSet::from([
+                Storage::Device(253, 0),
+                Storage::Device(8, 1),
+                Storage::Device(8, 0)
+            ])
+        );
+        let mut out = BTreeSet::new();
+        device_walk(&w, &w.sys.dev_dir((8, 1)).unwrap(), &mut out, 0);
+        assert!(!out.contains(&Storage::Device(253, 0)));
     }
 
     #[test]
