@@ -11,8 +11,8 @@
 #     console in WORKDIR/console.log (truncated), QMP socket WORKDIR/qmp.sock; QEMU runs in
 #     the background as VM_PID (QEMU itself, so that kill -9 hits it).
 # vm_wait_line ERE TIMEOUT [FROM]   wait until a console line after line FROM (default 0)
-#     matches ERE; the line is in VM_LINE, its number in VM_LINENO. Fails when QEMU exits or
-#     the timeout passes first.
+#     matches ERE (awk's: mawk has no {m,n} intervals); the line is in VM_LINE, its number
+#     in VM_LINENO. Fails when QEMU exits or the timeout passes first.
 # vm_wait_exit TIMEOUT   wait for QEMU to end by itself (the guest powers off); VM_RC.
 # vm_kill9   kill -9 QEMU (the power cut) and reap it.
 # vm_stop    end QEMU if it runs (for traps).

@@ -126,18 +126,27 @@ rescue_check_claims() {
     [[ -z $missed ]] || fail "(b) injected bad sectors marked rescued: $missed"
 }
 
-# rescue_check_no_false_bad DIR GRANULE   after rescue_parse_map: every area the map marks
-#     failed ('-', '*', '/') is an injected sector (widened to GRANULE); non-tried ('?') areas
-#     are allowed (a stopped run). Nothing may be marked bad because a device went away.
+# rescue_check_no_false_bad DIR GRANULE   after rescue_parse_map: nothing is marked failed
+#     without an injected fault (DIR/bad.sectors) behind it: every bad-sector area ('-') is
+#     injected sectors (widened to GRANULE), and every failed area still to be trimmed or
+#     scraped ('*', '/': a whole read that failed) holds at least one injected sector.
+#     Non-tried ('?') areas are allowed (a stopped run). Nothing may be marked bad because a
+#     device went away.
 rescue_check_no_false_bad() {
     local dir=$1 granule=$2 per extra
     per=$((granule / 512))
     awk -v per="$per" '{ b = int($1 / per) * per; for (s = b; s < b + per; s++) print s }' "$dir/bad.sectors" \
         | sort -n -u >"$dir/expected.sectors"
-    awk '$3 != "+" && $3 != "?" { for (s = $1 / 512; s < ($1 + $2) / 512; s++) print s }' "$dir/blocks" \
+    awk '$3 == "-" { for (s = $1 / 512; s < ($1 + $2) / 512; s++) print s }' "$dir/blocks" \
         >"$dir/failed.sectors"
     extra=$(_set_minus "$dir/failed.sectors" "$dir/expected.sectors")
     [[ -z $extra ]] || fail "sectors marked bad that are not injected faults: $extra"
+    extra=$(awk 'FILENAME == ARGV[1] { bad[n++] = $1 * 512; next }
+        $3 == "*" || $3 == "/" {
+            for (i = 0; i < n; i++) if (bad[i] >= $1 && bad[i] < $1 + $2) next
+            printf "%s+%s(%s) ", $1, $2, $3
+        }' "$dir/bad.sectors" "$dir/blocks")
+    [[ -z $extra ]] || fail "failed areas without an injected fault in them: $extra"
 }
 
 # rescue_ddrescuelog MAP   GNU ddrescuelog must read MAP (`ddrescuelog -t`).

@@ -91,7 +91,7 @@ vm_start "$work" "console=ttyS0 panic=-1 quiet loglevel=4 salvor.cmd_b64=$(print
 # --- phase A: --wait-device ---------------------------------------------------------------
 step vm_wait_line '^UNPLUG-A-START' 120
 a_start=$VM_LINENO
-step vm_wait_line '"finished":[1-9][0-9]{7,}' 120 "$a_start"
+step vm_wait_line '"finished":[1-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]' 120 "$a_start"
 t_a=$(now)
 step vm_qmp "$unplug" event:DEVICE_DELETED
 step vm_wait_line '"event":"device_gone"' 60 "$a_start"
@@ -107,7 +107,7 @@ sed -n "${a_start},${a_end}p" "$work/console.log" | grep -q '"event":"device_bac
 step vm_wait_line '^UNPLUG-B-START' 120 "$a_end"
 b_start=$VM_LINENO
 echo "phase B: $VM_LINE"
-step vm_wait_line '"finished":[1-9][0-9]{7,}' 120 "$b_start"
+step vm_wait_line '"finished":[1-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]' 120 "$b_start"
 step vm_qmp "$unplug" event:DEVICE_DELETED
 step vm_wait_line '^UNPLUG-B-STOPPED rc=' 60 "$b_start"
 [[ $VM_LINE == 'UNPLUG-B-STOPPED rc=1' ]] || fail "phase B (no --wait-device): $VM_LINE, expected rc=1"
