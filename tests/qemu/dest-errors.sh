@@ -120,10 +120,10 @@ for t in w f; do
         # that reaches blkdebug is the first save with data; the second one fails. Whatever
         # was written after the last good sync must not be claimed, though QEMU did write it:
         # the mapfile claims less than the run had read, and nothing in the range salvor names.
-        read_total=$(grep -o '"finished":[0-9]*' "$res/$t.log" | tail -n 1 | cut -d: -f2)
+        read_total=$(grep -o '"finished":[0-9]*' "$res/$t.log" | tail -n 1 | cut -d: -f2 || true)
         [[ $RESCUED -gt 0 && $RESCUED -lt ${read_total:-0} ]] \
             || fail "f: the mapfile claims $RESCUED bytes; the run had read ${read_total:-?} (expected a first good save, then nothing newer)"
-        range=$(grep -o '0x[0-9A-Fa-f]*–0x[0-9A-Fa-f]*' <<<"$msg" | head -n 1)
+        range=$(grep -o '0x[0-9A-Fa-f]*–0x[0-9A-Fa-f]*' <<<"$msg" | head -n 1 || true)
         if [[ -n $range ]]; then
             lo=$((${range%–*})) hi=$((${range#*–}))
             awk -v lo="$lo" -v hi="$hi" '$3 == "+" && $1 < hi && $1 + $2 > lo { exit 1 }' "$work/blocks" \

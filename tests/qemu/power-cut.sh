@@ -116,7 +116,7 @@ for ((n = 1; n <= CUTS; n++)); do
     fi
     vm_kill9
     t_cut=$(now)
-    last_progress=$(tr -d '\r' <"$work/console.log" | grep -o '"finished":[0-9]*' | tail -n 1 | cut -d: -f2)
+    last_progress=$(tr -d '\r' <"$work/console.log" | grep -o '"finished":[0-9]*' | tail -n 1 | cut -d: -f2 || true)
     cp "$work/console.log" "$work/console$n.log"
     host_map "$n"
     map="$work/cut$n.map"

@@ -132,7 +132,7 @@ if rescue_parse_map "$work" "$size" "$res/b1.map"; then
     awk '$3 == "?" { found = 1 } END { exit !found }' "$work/blocks" \
         || fail "phase B: the stopped run's map has no non-tried area left (the unplug came too late)"
     grep -qi 'gone' "$res/b1.log" || fail "phase B: salvor's output does not say the device is gone"
-    echo "phase B stopped map: rescued $b1_rescued bytes; salvor said: $(grep -i -m1 gone "$res/b1.log" | cut -c1-200)"
+    echo "phase B stopped map: rescued $b1_rescued bytes; salvor said: $(grep -i -m1 gone "$res/b1.log" | cut -c1-200 || true)"
 else
     fail "phase B: no mapfile after the stopped run"
 fi
