@@ -83,7 +83,7 @@ mapfile -t disks < <(
 )
 vm_start "$work" "console=ttyS0 panic=-1 quiet loglevel=4 salvor.cmd_b64=$(printf '%s' "$opts" | base64 -w0)" \
     "${disks[@]}"
-vm_wait_exit 300 || fail "QEMU exited with $VM_RC"
+vm_wait_exit 900 || fail "QEMU exited with $VM_RC"
 t_end=$(now)
 console=$(tr -d '\r' <"$work/console.log")
 grep -q '^SALVOR-RUN-END' <<<"$console" || fail "the guest did not finish"

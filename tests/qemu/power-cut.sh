@@ -104,10 +104,10 @@ for ((n = 1; n <= CUTS; n++)); do
     if [[ $n -eq 1 ]]; then interval=30 delay_ms=$((200 + RANDOM % 1300)); else interval=1 delay_ms=$((1500 + RANDOM % 5500)); fi
     boot "$interval"
     t_boot=$(now)
-    vm_wait_line '^POWERCUT-START' 120 || { fail "cut $n: the guest never started the rescue"; break; }
+    vm_wait_line '^POWERCUT-START' 300 || { fail "cut $n: the guest never started the rescue"; break; }
     start_line=$VM_LINENO
     # Cut relative to the first progress line: salvor is reading by then.
-    vm_wait_line '"type":"progress"' 60 "$start_line" || { fail "cut $n: no progress from salvor"; break; }
+    vm_wait_line '"type":"progress"' 300 "$start_line" || { fail "cut $n: no progress from salvor"; break; }
     sleep "$(awk -v ms="$delay_ms" 'BEGIN { printf "%.3f", ms / 1000 }')" # the random moment itself
     if ! kill -0 "$VM_PID" 2>/dev/null; then
         fail "cut $n: the rescue ended before the cut ($delay_ms ms after its first progress line); slow it down (RATE)"
@@ -140,7 +140,7 @@ done
 if [[ ${#fails[@]} -eq 0 ]]; then
     boot 1
     t_final=$(now)
-    vm_wait_exit 300 || fail "final run: QEMU exited with $VM_RC"
+    vm_wait_exit 600 || fail "final run: QEMU exited with $VM_RC"
     console=$(tr -d '\r' <"$work/console.log")
     end_line=$(grep -m1 '^POWERCUT-END rc=' <<<"$console" || true)
     [[ $end_line == 'POWERCUT-END rc=0' ]] || fail "final run: rescue ended with '${end_line:-nothing}'"
@@ -156,6 +156,7 @@ if [[ ${#fails[@]} -eq 0 ]]; then
 fi
 printf '%s\n' "----- guest console (last run, tail) -----"
 tr -d '\r' <"$work/console.log" | grep -v '"type":"progress"' | tail -n 40
+[[ -s $work/qemu.log ]] && { echo "----- qemu.log (tail) -----"; tail -n 5 "$work/qemu.log"; }
 echo "FAIL (seed $SEED):"
 printf '  %s\n' "${fails[@]}"
 exit 1
