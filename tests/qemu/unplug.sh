@@ -101,7 +101,7 @@ step vm_wait_line '"event":"device_gone"|^UNPLUG-A-END' 300 "$a_start"
 step vm_qmp "$replug"
 step vm_wait_line '^UNPLUG-A-END rc=' 300 "$a_start"
 a_end=$VM_LINENO
-echo "phase A: unplugged at $VM_LINE; unplug to end $(secs "$t_a" "$(now)")s"
+echo "phase A: $VM_LINE, $(secs "$t_a" "$(now)")s after the unplug"
 [[ $VM_LINE == 'UNPLUG-A-END rc=0' ]] || fail "phase A (--wait-device): $VM_LINE, expected rc=0"
 sed -n "${a_start},${a_end}p" "$work/console.log" | grep -q '"event":"device_back"' \
     || fail "phase A: salvor never reported the device back"
