@@ -52,7 +52,9 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 fails=()
-fail() { fails+=("$*"); }
+ctx=
+# Failures name the cut (or the final run) they were found after.
+fail() { fails+=("${ctx:+$ctx: }$*"); }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
 now() { date +%s.%N; }
 
@@ -88,7 +90,7 @@ host_map() {
     local n=$1 rc=0
     e2fsck -fy "$work/map.img" >"$work/fsck$n.log" 2>&1 || rc=$?
     # 0: clean, 1: errors corrected (journal replayed); anything else is a broken filesystem.
-    [[ $rc -le 1 ]] || fail "cut $n: e2fsck of the map filesystem exited $rc: $(tail -n 3 "$work/fsck$n.log")"
+    [[ $rc -le 1 ]] || fail "e2fsck of the map filesystem exited $rc: $(tail -n 3 "$work/fsck$n.log")"
     rm -f "$work/cut$n.map"
     debugfs -R "dump /rescue.map $work/cut$n.map" "$work/map.img" >/dev/null 2>&1 || true
     [[ -s $work/cut$n.map ]] || rm -f "$work/cut$n.map"
@@ -102,6 +104,7 @@ for ((n = 1; n <= CUTS; n++)); do
     # The first cut comes early, with the default save interval: only the save at the start
     # can have written a mapfile by then.
     if [[ $n -eq 1 ]]; then interval=30 delay_ms=$((200 + RANDOM % 1300)); else interval=1 delay_ms=$((1500 + RANDOM % 5500)); fi
+    ctx=
     boot "$interval"
     t_boot=$(now)
     vm_wait_line '^POWERCUT-START' 300 || { fail "cut $n: the guest never started the rescue"; break; }
@@ -118,10 +121,11 @@ for ((n = 1; n <= CUTS; n++)); do
     t_cut=$(now)
     last_progress=$(tr -d '\r' <"$work/console.log" | grep -o '"finished":[0-9]*' | tail -n 1 | cut -d: -f2 || true)
     cp "$work/console.log" "$work/console$n.log"
+    ctx="cut $n"
     host_map "$n"
     map="$work/cut$n.map"
     if [[ ! -f $map ]]; then
-        fail "cut $n: no mapfile after the cut, though salvor had printed progress (rescued ${last_progress:-0} bytes): the start of the run was not saved"
+        fail "no mapfile after the cut, though salvor had printed progress (rescued ${last_progress:-0} bytes): the start of the run was not saved"
         rescued=0
     else
         rescue_ddrescuelog "$map"
@@ -129,7 +133,7 @@ for ((n = 1; n <= CUTS; n++)); do
         rescue_parse_map "$work" "$size" "$map"
         rescue_check_claims "$work" "$work/src.img" "$work/dst.img"
         rescued=$RESCUED
-        [[ $rescued -ge $prev_rescued ]] || fail "cut $n: the mapfile claims $rescued bytes, fewer than $prev_rescued after the cut before"
+        [[ $rescued -ge $prev_rescued ]] || fail "the mapfile claims $rescued bytes, fewer than $prev_rescued after the cut before"
         prev_rescued=$rescued
     fi
     cut_log+=("cut $n: ${delay_ms} ms after the first progress line (interval ${interval}s; boot to cut $(secs "$t_boot" "$t_cut")s); salvor had printed ${last_progress:-0} bytes rescued, the mapfile claims $rescued")
@@ -144,6 +148,7 @@ if [[ ${#fails[@]} -eq 0 ]]; then
     console=$(tr -d '\r' <"$work/console.log")
     end_line=$(grep -m1 '^POWERCUT-END rc=' <<<"$console" || true)
     [[ $end_line == 'POWERCUT-END rc=0' ]] || fail "final run: rescue ended with '${end_line:-nothing}'"
+    ctx="final run"
     host_map final
     rescue_check "$work" "$size" "$work/cutfinal.map" "$work/src.img" "$work/dst.img" 512
     echo "final run: $(secs "$t_final" "$(now)")s; map: rescued ${RESCUED:-?} of $size bytes, non-finished sectors ${N_NOTFIN:-?} (injected ${N_BAD:-?})"
