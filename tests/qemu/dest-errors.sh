@@ -42,7 +42,9 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 fails=()
-fail() { fails+=("$*"); }
+ctx=
+# Failures name the destination (w or f) they were found on.
+fail() { fails+=("${ctx:+$ctx: }$*"); }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
 now() { date +%s.%N; }
 
@@ -93,16 +95,17 @@ tar -xf "$work/out.img" -C "$work/res" 2>"$work/tar.err" \
     || fail "could not read the results from the out disk: $(cat "$work/tar.err")"
 res=$work/res
 for t in w f; do
+    ctx=$t
     dst_img="$work/dst-$t.img"
     dev=$(cat "$res/dst-$t" 2>/dev/null || echo '?')
     rc=$(cat "$res/$t.rc" 2>/dev/null || echo missing)
     msg=$(grep -m1 '^salvor: ' "$res/$t.log" 2>/dev/null || true)
     echo "$t: exit $rc; salvor said: ${msg:-nothing}"
-    [[ $rc == 1 ]] || fail "$t: salvor exited $rc, expected 1"
-    grep -q -- "$dev" <<<"$msg" || fail "$t: the message does not name the destination $dev"
-    grep -q '0x[0-9A-Fa-f]' <<<"$msg" || fail "$t: the message names no offset"
+    [[ $rc == 1 ]] || fail "salvor exited $rc, expected 1"
+    grep -q -- "$dev" <<<"$msg" || fail "the message does not name the destination $dev"
+    grep -q '0x[0-9A-Fa-f]' <<<"$msg" || fail "the message names no offset"
     if ! rescue_parse_map "$work" "$size" "$res/$t.map"; then
-        fail "$t: no mapfile"
+        fail "no mapfile"
         continue
     fi
     rescue_ddrescuelog "$res/$t.map"
@@ -111,10 +114,10 @@ for t in w f; do
     if [[ $t == w ]]; then
         # The failed write really failed on the host side: the check above means something.
         if cmp -s -n 512 -i "$((W_SECTOR * 512)):$((W_SECTOR * 512))" "$work/src.img" "$dst_img"; then
-            fail "w: sector $W_SECTOR reached the destination (the write error was not injected)"
+            fail "sector $W_SECTOR reached the destination (the write error was not injected)"
         fi
         awk -v p="$((W_SECTOR * 512))" '$3 == "+" && $1 <= p && p < $1 + $2 { exit 1 }' "$work/blocks" \
-            || fail "w: the mapfile claims sector $W_SECTOR, whose write failed"
+            || fail "the mapfile claims sector $W_SECTOR, whose write failed"
     else
         # QEMU skips a flush when nothing was written since the last one, so the first flush
         # that reaches blkdebug is the first save with data; the second one fails. Whatever
@@ -122,17 +125,18 @@ for t in w f; do
         # the mapfile claims less than the run had read, and nothing in the range salvor names.
         read_total=$(grep -o '"finished":[0-9]*' "$res/$t.log" | tail -n 1 | cut -d: -f2 || true)
         [[ $RESCUED -gt 0 && $RESCUED -lt ${read_total:-0} ]] \
-            || fail "f: the mapfile claims $RESCUED bytes; the run had read ${read_total:-?} (expected a first good save, then nothing newer)"
+            || fail "the mapfile claims $RESCUED bytes; the run had read ${read_total:-?} (expected a first good save, then nothing newer)"
         range=$(grep -o '0x[0-9A-Fa-f]*–0x[0-9A-Fa-f]*' <<<"$msg" | head -n 1 || true)
         if [[ -n $range ]]; then
             lo=$((${range%–*})) hi=$((${range#*–}))
             awk -v lo="$lo" -v hi="$hi" '$3 == "+" && $1 < hi && $1 + $2 > lo { exit 1 }' "$work/blocks" \
-                || fail "f: the mapfile claims data in $range, written after the last good sync"
+                || fail "the mapfile claims data in $range, written after the last good sync"
         else
-            fail "f: the message names no unsynced range"
+            fail "the message names no unsynced range"
         fi
     fi
 done
+ctx=
 echo "timing: prepare $(secs "$t_start" "$t_prep")s, boot and both runs $(secs "$t_prep" "$t_end")s"
 if [[ ${#fails[@]} -eq 0 ]]; then
     echo "PASS: destination write and flush errors stop the rescue with exit 1, naming the device and offset; the mapfile claims only durable source data"

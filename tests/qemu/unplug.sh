@@ -42,7 +42,9 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 fails=()
-fail() { fails+=("$*"); }
+ctx=
+# Failures of the shared map checks name the map they were found in.
+fail() { fails+=("${ctx:+$ctx: }$*"); }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
 now() { date +%s.%N; }
 # Stop at the first broken step: the later ones would only wait for their timeouts.
@@ -125,20 +127,24 @@ mkdir -p "$work/res"
 tar -xf "$work/out.img" -C "$work/res" 2>"$work/tar.err" \
     || fail "could not read the results from the out disk: $(cat "$work/tar.err")"
 res=$work/res
+ctx="phase A map"
 rescue_check "$work" "$size" "$res/a.map" "$work/src.img" "$work/dst-a.img" 512
 echo "phase A map: rescued ${RESCUED:-?} of $size bytes, non-finished sectors ${N_NOTFIN:-?} (injected ${N_BAD:-?})"
+ctx="phase B stopped map"
 if rescue_parse_map "$work" "$size" "$res/b1.map"; then
     rescue_ddrescuelog "$res/b1.map"
     rescue_check_claims "$work" "$work/src.img" "$work/dst-b.img"
     rescue_check_no_false_bad "$work" 512
     b1_rescued=$RESCUED
     awk '$3 == "?" { found = 1 } END { exit !found }' "$work/blocks" \
-        || fail "phase B: the stopped run's map has no non-tried area left (the unplug came too late)"
-    grep -qi 'gone' "$res/b1.log" || fail "phase B: salvor's output does not say the device is gone"
+        || fail "the stopped run's map has no non-tried area left (the unplug came too late)"
+    grep -qi 'gone' "$res/b1.log" || fail "salvor's output does not say the device is gone"
     echo "phase B stopped map: rescued $b1_rescued bytes; salvor said: $(grep -i -m1 gone "$res/b1.log" | cut -c1-200 || true)"
 else
-    fail "phase B: no mapfile after the stopped run"
+    fail "no mapfile after the stopped run"
 fi
+ctx="phase B final map"
 rescue_check "$work" "$size" "$res/b.map" "$work/src.img" "$work/dst-b.img" 512
 echo "phase B final map: rescued ${RESCUED:-?} of $size bytes, non-finished sectors ${N_NOTFIN:-?} (injected ${N_BAD:-?})"
+ctx=
 finish
