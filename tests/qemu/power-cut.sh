@@ -125,7 +125,7 @@ for ((n = 1; n <= CUTS; n++)); do
     host_map "$n"
     map="$work/cut$n.map"
     if [[ ! -f $map ]]; then
-        fail "no mapfile after the cut, though salvor had printed progress (rescued ${last_progress:-0} bytes): the start of the run was not saved"
+        fail "no mapfile after the cut, though salvor had printed progress (rescued ${last_progress:-0} bytes): the save before the first read is missing or was not durable"
         rescued=0
     else
         rescue_ddrescuelog "$map"
