@@ -133,3 +133,24 @@ vm_qmp() {
     need python3:python3
     python3 "$_salvor_qemuvm_lib/qmp.py" "$VM_DIR/qmp.sock" "$@"
 }
+
+# vm_test_setup NAME: the common frame of a QEMU fault test. Makes the work directory $work
+# (kept with KEEP=1), stops the VM and cleans up on any exit, and defines the failure list:
+# `fail MSG` records a failure (prefixed with $ctx, the test's current phase), `now` and
+# `secs A B` time the phases.
+vm_test_setup() {
+    work=$(mktemp -d "${TMPDIR:-/tmp}/salvor-$1.XXXXXX")
+    trap vm_test_cleanup EXIT
+    trap 'exit 130' INT TERM
+    fails=()
+    ctx=
+}
+vm_test_cleanup() {
+    local rc=$?
+    vm_stop
+    if [[ ${KEEP:-0} == 1 ]]; then log "work directory kept: $work"; else rm -rf "$work"; fi
+    exit "$rc"
+}
+fail() { fails+=("${ctx:+$ctx: }$*"); }
+secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
+now() { date +%s.%N; }

@@ -31,22 +31,8 @@ salvor_bin=${1:-$(build_salvor_musl)}
 need qemu-system-x86_64:qemu-system-x86 cmp:diffutils tar:tar awk:mawk base64:coreutils \
     ddrescuelog:gddrescue
 
-work=$(mktemp -d "${TMPDIR:-/tmp}/salvor-desterr.XXXXXX")
-cleanup() {
-    local rc=$?
-    vm_stop
-    if [[ ${KEEP:-0} == 1 ]]; then log "work directory kept: $work"; else rm -rf "$work"; fi
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-fails=()
-ctx=
-# Failures name the destination (w or f) they were found on.
-fail() { fails+=("${ctx:+$ctx: }$*"); }
-secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
-now() { date +%s.%N; }
+vm_test_setup desterr
+# Failures (`fail`, scripts/lib/qemuvm.sh) name the destination (w or f) they were found on.
 
 size=$((DISK_MIB * 1048576))
 nsect=$((size / 512))

@@ -41,22 +41,8 @@ salvor_bin=${1:-$(build_salvor_musl)}
 need qemu-system-x86_64:qemu-system-x86 mkfs.ext4:e2fsprogs e2fsck:e2fsprogs debugfs:e2fsprogs \
     cmp:diffutils awk:mawk base64:coreutils ddrescuelog:gddrescue
 
-work=$(mktemp -d "${TMPDIR:-/tmp}/salvor-powercut.XXXXXX")
-cleanup() {
-    local rc=$?
-    vm_stop
-    if [[ ${KEEP:-0} == 1 ]]; then log "work directory kept: $work"; else rm -rf "$work"; fi
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-fails=()
-ctx=
-# Failures name the cut (or the final run) they were found after.
-fail() { fails+=("${ctx:+$ctx: }$*"); }
-secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
-now() { date +%s.%N; }
+vm_test_setup powercut
+# Failures (`fail`, scripts/lib/qemuvm.sh) name the cut (or the final run) they were found after.
 
 size=$((DISK_MIB * 1048576))
 nsect=$((size / 512))

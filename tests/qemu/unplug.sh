@@ -31,22 +31,8 @@ salvor_bin=${1:-$(build_salvor_musl)}
 need qemu-system-x86_64:qemu-system-x86 python3:python3 cmp:diffutils tar:tar awk:mawk \
     base64:coreutils ddrescuelog:gddrescue
 
-work=$(mktemp -d "${TMPDIR:-/tmp}/salvor-unplug.XXXXXX")
-cleanup() {
-    local rc=$?
-    vm_stop
-    if [[ ${KEEP:-0} == 1 ]]; then log "work directory kept: $work"; else rm -rf "$work"; fi
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-fails=()
-ctx=
-# Failures of the shared map checks name the map they were found in.
-fail() { fails+=("${ctx:+$ctx: }$*"); }
-secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
-now() { date +%s.%N; }
+vm_test_setup unplug
+# Failures (`fail`, scripts/lib/qemuvm.sh) of the shared map checks name the map they were found in.
 # Stop at the first broken step: the later ones would only wait for their timeouts.
 step() { "$@" || { fail "step failed: $*"; finish; }; }
 
