@@ -16,6 +16,7 @@ packages=(
   hyperfine             # benchmarks
   fuse3                 # fusermount3: the simulated drive of bench-rescue (salvor sim-drive)
   tmux                  # terminal UI end-to-end test
+  dpkg-dev              # dpkg-source: GNU ddrescue's source package (its test suite: scripts/ddrescue-check.sh)
   python3 file
   partclone             # used-blocks oracle (partclone.<fs> -D) for the filesystem layer tests
   ntfs-3g exfatprogs exfat-fuse mtools   # NTFS/exFAT/FAT test images built without kernel drivers

@@ -329,6 +329,65 @@ fn dead_head_needs_few_errors_with_default_options() {
     assert!(reached <= 16 * 4, "{reached} failed reads");
 }
 
+/// Records, in order, each read and each mapfile save.
+#[derive(Default)]
+struct Order(Vec<&'static str>);
+
+impl RescueObserver for Order {
+    fn event(&mut self, e: &RescueEvent) {
+        if matches!(e, RescueEvent::MapfileSaved) {
+            self.0.push("save");
+        }
+    }
+    fn read_done(&mut self, _pos: u64, _size: u64, _good: u64, _failed: bool) {
+        self.0.push("read");
+    }
+}
+
+/// A store that keeps a copy of every map it was given.
+#[derive(Default)]
+struct Saved(Vec<Mapfile>);
+
+impl salvor::rescue::engine::MapStore for Saved {
+    fn store(&mut self, map: &Mapfile, _status_message: &str) -> Result<()> {
+        self.0.push(map.clone());
+        Ok(())
+    }
+}
+
+/// GNU ddrescue writes the mapfile before its first read, so a power cut in the first save
+/// interval still leaves a mapfile to resume from; so does salvor.
+#[test]
+fn mapfile_is_saved_before_the_first_read() {
+    let size = 8 * MIB;
+    let mut src = FaultySource::new(FaultySpec::new(size), SimClock::new());
+    let clock = src.clock();
+    let mut dest = MemDest::new(size);
+    let mut map = Mapfile::new(size);
+    let mut store = Saved::default();
+    let mut order = Order::default();
+    let opts = RescueOptions {
+        save_interval: Duration::from_secs(3600),
+        ..Default::default()
+    };
+    rescue(
+        &mut src,
+        &mut dest,
+        &mut map,
+        &mut store,
+        &opts,
+        &clock,
+        &Control::new(),
+        &mut order,
+    )
+    .expect("rescue");
+    assert_eq!(order.0.first(), Some(&"save"), "{:?}", order.0);
+    assert!(store.0.len() >= 2, "a first save and the final one");
+    assert_eq!(store.0[0].totals().non_tried, size);
+    assert_eq!(store.0.last().map(|m| m.totals().finished), Some(size));
+    assert!(dest.syncs >= 2);
+}
+
 // ----- the damage classes of the benchmark, on small simulated drives (drive model, O_DIRECT) -----
 
 use salvor::device::scenario::{self, Analyzer, RunSummary};

@@ -14,7 +14,7 @@ use super::{Geometry, ReadFault, ReadOutcome, Source};
 use crate::error::{Error, Result};
 use std::fs::File;
 use std::io;
-use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
+use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
@@ -243,6 +243,49 @@ fn read_direct_with(
     }
 }
 
+impl FileSource {
+    /// Whether a block device whose read ended early (inside its reported size, without an
+    /// error) or failed is gone. When the kernel removes a disk (unplug, virtio `device_del`) it
+    /// sets its capacity to 0 and reads of the still-open descriptor return 0 bytes: the engine
+    /// must wait or stop resumably, not treat the device as smaller than it said.
+    fn short_read_fault(&self) -> Option<ReadFault> {
+        if !self.is_block_device {
+            return None;
+        }
+        let now = device_size(&self.file);
+        let node = self.file.metadata().ok().map(|m| {
+            let rdev = m.rdev();
+            let (major, minor) = (libc::major(rdev), libc::minor(rdev));
+            PathBuf::from(format!("/sys/dev/block/{major}:{minor}"))
+        });
+        let node_present = node.as_deref().map(Path::exists);
+        short_read_verdict(self.geometry.size, now, node_present)
+    }
+}
+
+/// The verdict on a short or failed block-device read, from what the device says now: its size from
+/// BLKGETSIZE64 on the open descriptor, and whether its sysfs node still exists (`None`: unknown).
+/// `Some(Gone)` when the device shrank, fails the size query, or left sysfs; `None` when it still
+/// looks the same (a real short device: the engine reports that as an internal error).
+fn short_read_verdict(
+    reported: u64,
+    now: io::Result<u64>,
+    node_present: Option<bool>,
+) -> Option<ReadFault> {
+    let reason = match now {
+        Err(e) => format!("the size query on the open device failed ({e})"),
+        Ok(size) if size < reported => {
+            format!("the device now reports a size of {size} bytes (was {reported})")
+        }
+        Ok(_) if node_present == Some(false) => "its sysfs node is gone".to_string(),
+        Ok(_) => return None,
+    };
+    Some(ReadFault::Gone(io::Error::new(
+        io::ErrorKind::NotFound,
+        reason,
+    )))
+}
+
 /// Reads `buf` at `pos` until full, EOF or an error; returns the bytes read and the fault.
 /// With `align` (O_DIRECT), a short read that is not a whole number of units is end of file:
 /// asking again at an unaligned offset would only fail with EINVAL.
@@ -278,11 +321,27 @@ impl Source for FileSource {
         if buf.is_empty() {
             return ReadOutcome::ok(0);
         }
-        if self.direct {
+        let mut outcome = if self.direct {
             self.read_direct(pos, buf)
         } else {
             self.read_buffered(pos, buf)
+        };
+        let end = pos.saturating_add(outcome.good as u64);
+        match &outcome.fault {
+            None if outcome.good < buf.len() && end < self.geometry.size => {
+                outcome.fault = self.short_read_fault();
+            }
+            // A read in flight while the kernel removes the disk can fail with EIO instead of
+            // ending early: if the device is gone right after, blame that, not the medium, so
+            // nothing is marked bad because of the removal.
+            Some(ReadFault::Media(_)) => {
+                if let Some(gone) = self.short_read_fault() {
+                    outcome.fault = Some(gone);
+                }
+            }
+            _ => {}
         }
+        outcome
     }
 
     fn describe(&self) -> String {
@@ -409,5 +468,36 @@ impl Drop for AlignedBuf {
     fn drop(&mut self) {
         // SAFETY: allocated in `new` with this layout.
         unsafe { std::alloc::dealloc(self.ptr.as_ptr(), self.layout) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_read_of_a_removed_device_is_gone() {
+        // What a virtio disk looks like after `device_del`: capacity 0, node gone.
+        let v = short_read_verdict(64 << 20, Ok(0), Some(false));
+        assert!(matches!(v, Some(ReadFault::Gone(_))), "{v:?}");
+        // Capacity 0 alone is enough (the sysfs node may linger for a moment).
+        let v = short_read_verdict(64 << 20, Ok(0), Some(true));
+        assert!(matches!(v, Some(ReadFault::Gone(_))), "{v:?}");
+        let v = short_read_verdict(64 << 20, Ok(64 << 20), Some(false));
+        assert!(matches!(v, Some(ReadFault::Gone(_))), "{v:?}");
+        let v = short_read_verdict(
+            64 << 20,
+            Err(io::Error::from_raw_os_error(libc::ENODEV)),
+            None,
+        );
+        assert!(matches!(v, Some(ReadFault::Gone(_))), "{v:?}");
+    }
+
+    #[test]
+    fn short_read_of_an_unchanged_device_is_not_a_fault() {
+        assert!(short_read_verdict(64 << 20, Ok(64 << 20), Some(true)).is_none());
+        assert!(short_read_verdict(64 << 20, Ok(64 << 20), None).is_none());
+        // A device that grew did not vanish either.
+        assert!(short_read_verdict(64 << 20, Ok(128 << 20), Some(true)).is_none());
     }
 }

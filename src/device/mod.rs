@@ -4,7 +4,8 @@
 //! A source is opened read-only and never written. Reads report partial success the way the kernel
 //! does for buffered reads: the bytes before the first failing sector are good, the fault says why
 //! the rest failed. A fault is either a media error ("this sector is bad", EIO) or the device being
-//! gone (ENODEV/ENXIO/EBADF after an unplug): the rescue algorithm treats those very differently.
+//! gone (ENODEV/ENXIO/EBADF after an unplug, or, for a disk the kernel removed, reads that end
+//! early because its size became 0): the rescue algorithm treats those very differently.
 
 pub mod clock;
 pub mod dest;

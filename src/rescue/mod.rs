@@ -40,6 +40,8 @@
 
 pub mod engine;
 pub mod job;
+pub mod modes;
+mod prepare;
 mod reader;
 
 pub use engine::{rescue, Outcome, RescueStats};
@@ -84,6 +86,51 @@ pub struct RescueOptions {
     pub progress_interval: Duration,
     /// Scrape areas whose probes all failed too (by default they are left non-scraped).
     pub scrape_dead_areas: bool,
+    /// `-K 0`: no skipping after errors in the copying passes.
+    pub no_skip: bool,
+    /// `-K` given: the skip doubles after each error and returns to the initial size after good
+    /// data, as in ddrescue, instead of learning the width of bad areas.
+    pub fixed_skip: bool,
+    /// `--cpass`: ddrescue's copying passes to run (bit 0 = pass 1, ..., bit 4 = pass 5, the
+    /// sweep); None = salvor's passes.
+    pub cpass: Option<u8>,
+    /// `-A`: non-trimmed and non-scraped blocks in the domain become non-tried first (all failed
+    /// blocks with `retrim`).
+    pub try_again: bool,
+    /// `-M`: failed blocks in the domain become non-trimmed first.
+    pub retrim: bool,
+    /// `-u`: all passes in the same direction.
+    pub unidirectional: bool,
+    /// `-C`: don't read beyond the mapfile's extent.
+    pub complete_only: bool,
+    /// `-W`: skip writes of data the destination already holds.
+    pub compare_before_write: bool,
+    /// `-O`: reopen the source after every read error.
+    pub reopen_on_error: bool,
+    /// `-J`: after every read error, reread the latest good sector and compare.
+    pub verify_on_error: bool,
+    /// `-y`: sync the destination after every write.
+    pub synchronous: bool,
+    /// `-a`: minimum read rate of good areas (0 = automatic: average / 10).
+    pub min_read_rate: Option<u64>,
+    /// `--delay-slow`.
+    pub delay_slow: Duration,
+    /// `--max-slow-reads`.
+    pub max_slow_reads: Option<u64>,
+    /// `--reset-slow`.
+    pub reset_slow: bool,
+    /// `-e [+]N`: (N, counting only new bad areas).
+    pub max_bad_areas: Option<(u64, bool)>,
+    /// `-E`: maximum bytes of failed reads per second.
+    pub max_error_rate: Option<u64>,
+    /// `--pause-on-error`: (pause, simulated).
+    pub pause_on_error: Option<(Duration, bool)>,
+    /// `--pause-on-pass`.
+    pub pause_on_pass: Duration,
+    /// Give a new (empty) destination file the domain's full size at the first write, so that
+    /// what is not rescued reads as zeros and the file has the source's size (salvor's default;
+    /// ddrescue's output ends at the last byte written).
+    pub extend_new_dest: bool,
 }
 
 impl Default for RescueOptions {
@@ -110,6 +157,26 @@ impl Default for RescueOptions {
             wait_for_device: Duration::ZERO,
             progress_interval: Duration::from_millis(200),
             scrape_dead_areas: false,
+            no_skip: false,
+            fixed_skip: false,
+            cpass: None,
+            try_again: false,
+            retrim: false,
+            unidirectional: false,
+            complete_only: false,
+            compare_before_write: false,
+            reopen_on_error: false,
+            verify_on_error: false,
+            synchronous: false,
+            min_read_rate: None,
+            delay_slow: Duration::from_secs(30),
+            max_slow_reads: None,
+            reset_slow: false,
+            max_bad_areas: None,
+            max_error_rate: None,
+            pause_on_error: None,
+            pause_on_pass: Duration::ZERO,
+            extend_new_dest: true,
         }
     }
 }
