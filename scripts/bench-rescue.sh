@@ -90,8 +90,8 @@ if [ "${BENCH_SKIP_SIM:-0}" != 1 ]; then
     out ""
     command -v fusermount3 >/dev/null || { $SUDO apt-get install -y -qq fuse3 >&2; }
     SIMRUNS="$TMP/sim-runs.tsv"
-    # The output: a file on tmpfs, removed after each run (salvor refuses /dev/null while other
-    # processes hold it open for writing).
+    # The output: a file on tmpfs, removed after each run (the same for both tools; real writes,
+    # unlike /dev/null, without touching the disk).
     SIMOUT=$(mktemp -d /dev/shm/salvor-bench.XXXXXX)/out.img
     : >"$SIMRUNS"
     MNT="$TMP/mnt"
