@@ -7,6 +7,8 @@ pub mod cli;
 pub mod device;
 pub mod error;
 pub mod export;
+pub mod fs;
+pub mod fuse;
 pub mod image;
 pub mod mapfile;
 pub mod mount;

@@ -270,6 +270,12 @@ fn try_drivers(
 /// the directory if `remove_dir` and it is empty. A busy filesystem stays mounted: detaching it
 /// lazily would hide unfinished writes from a user about to unplug the disk.
 pub fn unmount(dir: &Path, remove_dir: bool) -> Result<(), MountError> {
+    let canon = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let device = crate::blockdev::read_mounts()
+        .into_iter()
+        .rev()
+        .find(|m| m.mount_point == canon)
+        .map(|m| PathBuf::from(m.source));
     match nix::mount::umount2(dir, MntFlags::empty()) {
         Ok(()) => {}
         Err(Errno::EBUSY) => {
@@ -284,10 +290,27 @@ pub fn unmount(dir: &Path, remove_dir: bool) -> Result<(), MountError> {
             })
         }
     }
+    // A device this process set read-only for the mount gets its old state back: the flag
+    // outlives the mount (and, on a loop device, its next attachment).
+    if let Some(dev) = device {
+        let mut ours = MADE_READ_ONLY.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(i) = ours.iter().position(|d| same_node(d, &dev)) {
+            let _ = set_device_read_only(&ours[i], false);
+            ours.remove(i);
+        }
+    }
     if remove_dir {
         let _ = std::fs::remove_dir(dir);
     }
     Ok(())
+}
+
+fn same_node(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(x), Ok(y)) => x.rdev() == y.rdev() && x.rdev() != 0,
+        _ => a == b,
+    }
 }
 
 /// Flushes every filesystem's dirty data to its disk.
@@ -419,7 +442,11 @@ mod tests {
         unmount(&dir, true).unwrap();
         g.mounted = None;
         assert!(!dir.exists(), "the empty mount point is removed");
-        // A read-write mount afterwards (the user saves onto it) makes it writable again.
+        assert!(
+            !device_is_read_only(&dev).unwrap(),
+            "unmounting gives the device its writable state back"
+        );
+        // A read-write mount afterwards (the user saves onto it) is writable.
         mount(&dev, &dir, fs, false).unwrap();
         g.mounted = Some(dir.clone());
         assert!(!device_is_read_only(&dev).unwrap());

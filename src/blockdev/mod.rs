@@ -5,7 +5,7 @@
 //! commands, so this works the same in a busybox initramfs as on a full distribution. Sysfs
 //! attributes differ between kernels and drivers; a missing one is `None`, never an error.
 
-mod fstype;
+pub(crate) mod fstype;
 mod mounts;
 mod render;
 mod stack;

@@ -357,7 +357,7 @@ pub fn run_verify(args: &VerifyArgs, control: &Control) -> Result<i32> {
 }
 
 pub fn run_info(args: &InfoArgs, _control: &Control) -> Result<i32> {
-    let info = image::info(&args.path)?;
+    let info = image::info_with_filesystems(&args.path)?;
     if args.json {
         println!(
             "{}",
@@ -366,6 +366,7 @@ pub fn run_info(args: &InfoArgs, _control: &Control) -> Result<i32> {
         return Ok(0);
     }
     let mut out = String::new();
+    let mut fs_lines: Vec<crate::fs::FsSummary> = Vec::new();
     let table = match &info {
         Info::Image {
             path,
@@ -439,7 +440,9 @@ pub fn run_info(args: &InfoArgs, _control: &Control) -> Result<i32> {
             identity,
             allocated,
             partition_table,
+            filesystems,
         } => {
+            fs_lines = filesystems.clone();
             out += &format!(
                 "{}   {}\n",
                 if *is_block_device {
@@ -489,6 +492,36 @@ pub fn run_info(args: &InfoArgs, _control: &Control) -> Result<i32> {
                         .unwrap_or_default()
                 );
             }
+        }
+    }
+    if !fs_lines.is_empty() {
+        out += "filesystems\n";
+    }
+    for f in &fs_lines {
+        out += &format!(
+            "  {:>3}  {:<9} {:<16} ",
+            f.partition,
+            f.kind.to_string(),
+            f.label
+                .as_ref()
+                .map(|l| format!("\"{l}\""))
+                .unwrap_or_default()
+        );
+        match (&f.whole, f.used_bytes) {
+            (Some(reason), _) => out += &format!("whole {}: {reason}", format_bytes(f.size)),
+            (None, Some(u)) => {
+                out += &format!(
+                    "used {} of {} (reads {})",
+                    format_bytes(u),
+                    format_bytes(f.total_bytes),
+                    format_bytes(f.allocated_bytes)
+                )
+            }
+            (None, None) => out += &format!("reads {}", format_bytes(f.allocated_bytes)),
+        }
+        out += "\n";
+        for w in &f.warnings {
+            out += &format!("       warning: {w}\n");
         }
     }
     print!("{out}");

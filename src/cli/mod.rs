@@ -8,6 +8,7 @@ mod printer;
 mod rescue;
 mod serve;
 pub mod signals;
+mod sim;
 
 use crate::progress::Control;
 use clap::{Parser, Subcommand};
@@ -28,7 +29,7 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Rescue a failing drive like GNU ddrescue: SOURCE DEST MAPFILE; re-run to resume.
+    /// Rescue a failing drive like GNU ddrescue: SOURCE DEST [MAPFILE]; re-run to resume.
     Rescue(Box<rescue::RescueArgs>),
     /// Show the status of a mapfile (like `ddrescuelog -t`).
     Map(map::MapArgs),
@@ -50,6 +51,9 @@ enum Command {
     Serve(Box<serve::ServeArgs>),
     /// Open the terminal UI (also what `salvor` alone does).
     Tui,
+    /// Benchmarks: serve a simulated failing drive as a FUSE file.
+    #[command(hide = true)]
+    SimDrive(sim::SimArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -61,7 +65,7 @@ struct ListArgs {
 
 /// Runs salvor with the process arguments; returns the exit code.
 pub fn run() -> i32 {
-    let cli = match Cli::try_parse() {
+    let cli = match Cli::try_parse_from(ddrescue_optional_values(std::env::args_os())) {
         Ok(c) => c,
         Err(e) => {
             let code = match e.kind() {
@@ -85,6 +89,7 @@ pub fn run() -> i32 {
         Some(Command::Export(args)) => with_signals(|c| export::run(args, c)),
         Some(Command::Serve(args)) => with_signals(|c| serve::run(args, c)),
         None | Some(Command::Tui) => Ok(crate::tui::run()),
+        Some(Command::SimDrive(args)) => sim::run(args),
     };
     match result {
         Ok(code) => code,
@@ -93,6 +98,35 @@ pub fn run() -> i32 {
             e.exit_code()
         }
     }
+}
+
+/// ddrescue's `-P[LINES]` takes its optional value only attached (`-P5`); clap would take a
+/// separate word as the value. After `rescue`, `-PN` becomes `--data-preview=N` and a bare `-P`
+/// `--data-preview`, so `-P SOURCE` keeps SOURCE an operand.
+fn ddrescue_optional_values(
+    args: impl Iterator<Item = std::ffi::OsString>,
+) -> Vec<std::ffi::OsString> {
+    let mut in_rescue = false;
+    let mut operands_only = false;
+    args.map(|a| {
+        let text = a.to_str().unwrap_or_default();
+        if !in_rescue {
+            in_rescue = text == "rescue";
+            return a;
+        }
+        if operands_only || text == "--" {
+            operands_only = true;
+            return a;
+        }
+        match text.strip_prefix("-P") {
+            Some("") => "--data-preview".into(),
+            Some(n) if n.bytes().all(|b| b.is_ascii_digit()) => {
+                format!("--data-preview={n}").into()
+            }
+            _ => a,
+        }
+    })
+    .collect()
 }
 
 /// Runs a job with SIGINT/SIGTERM/SIGHUP routed to its `Control`.

@@ -25,7 +25,7 @@ pub use restore::{
     prepare_clone, prepare_restore, run_restore, RestoreOptions, RestorePlan, RestoreSummary,
 };
 pub use target::{check_target, TargetInfo, TargetRequest};
-pub use verify::{info, verify_image, Info, VerifyReport};
+pub use verify::{info, info_with_filesystems, verify_image, Info, VerifyReport};
 
 use crate::device::{FileSource, OpenOptions, Source};
 use crate::error::{Error, Result};

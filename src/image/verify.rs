@@ -194,10 +194,22 @@ pub enum Info {
         /// Allocated bytes of a (sparse) file.
         allocated: Option<u64>,
         partition_table: Option<PartitionTable>,
+        /// Each partition's filesystem (or the whole device's, without a table).
+        filesystems: Vec<crate::fs::FsSummary>,
     },
 }
 
+/// What `salvor info` shows, without probing filesystems (fast: the TUI uses it).
 pub fn info(path: &Path) -> Result<Info> {
+    info_impl(path, false)
+}
+
+/// [`info`] plus each partition's filesystem (reads the filesystems' allocation metadata).
+pub fn info_with_filesystems(path: &Path) -> Result<Info> {
+    info_impl(path, true)
+}
+
+fn info_impl(path: &Path, probe_fs: bool) -> Result<Info> {
     if looks_like_salvor_image(path) {
         let img = ImageFile::open(path)?;
         let raw = img.metadata.source_size;
@@ -231,6 +243,36 @@ pub fn info(path: &Path) -> Result<Info> {
         physical_sector: g.physical_sector,
         identity: src.identity().clone(),
         allocated,
+        filesystems: if probe_fs {
+            filesystems(&mut src, table.as_ref(), g.logical_sector, g.size)?
+        } else {
+            Vec::new()
+        },
         partition_table: table,
     })
+}
+
+/// Probes the filesystem of every partition (extended MBR containers excepted), or of the whole
+/// device when there is no partition table.
+fn filesystems(
+    src: &mut dyn Source,
+    table: Option<&PartitionTable>,
+    ss: u32,
+    size: u64,
+) -> Result<Vec<crate::fs::FsSummary>> {
+    let mut out = Vec::new();
+    match table {
+        None => out.push(crate::fs::probe(src, 0..size)?.summary(0)),
+        Some(t) => {
+            for p in &t.partitions {
+                if p.type_name.as_deref() == Some("extended") {
+                    continue;
+                }
+                let start = p.first_lba.saturating_mul(ss as u64);
+                let end = start.saturating_add(p.size);
+                out.push(crate::fs::probe(src, start..end)?.summary(p.number));
+            }
+        }
+    }
+    Ok(out)
 }
