@@ -784,3 +784,116 @@ fn qemu_boots_from_the_served_image() {
     }
     assert!(seen.contains("SALVOR-NBD-BOOT"), "serial console: {seen:?}");
 }
+
+/// `salvor mount` in the foreground; unmounted (and waited for) when dropped.
+struct Mounted {
+    child: Child,
+    dir: PathBuf,
+}
+
+impl Mounted {
+    fn start(image: &Path, dir: &Path, extra: &[&str]) -> Mounted {
+        let mut child = salvor()
+            .arg("mount")
+            .arg(image)
+            .arg(dir)
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start salvor mount");
+        let mut line = String::new();
+        let _ = BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line);
+        if line.trim().is_empty() {
+            let _ = child.kill();
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                let _ = e.read_to_string(&mut err);
+            }
+            panic!("salvor mount did not mount: {err}");
+        }
+        Mounted {
+            child,
+            dir: dir.to_path_buf(),
+        }
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = salvor().arg("umount").arg(&self.dir).status();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn mount_ext4_whole_disk_and_partition_through_fuse() {
+    require_tool("mkfs.ext4", "e2fsprogs");
+    require_tool("fusermount3", "fuse3");
+    require_tool("sfdisk", "fdisk");
+    let dir = tempfile::tempdir().unwrap();
+    let files = dir.path().join("files");
+    std::fs::create_dir_all(files.join("sub")).unwrap();
+    std::fs::write(files.join("hello.txt"), b"hello from the image\n").unwrap();
+    let blob = pattern(11, 300_000);
+    std::fs::write(files.join("sub/blob"), &blob).unwrap();
+    let fs = dir.path().join("fs.raw");
+    tool(
+        Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-d"])
+            .arg(&files)
+            .arg(&fs)
+            .arg("16M"),
+    );
+    // The same filesystem in partition 1 of a partitioned disk.
+    let disk = dir.path().join("disk.raw");
+    std::fs::File::create(&disk)
+        .unwrap()
+        .set_len(24 * MIB as u64)
+        .unwrap();
+    let mut sf = Command::new("sfdisk")
+        .arg("-q")
+        .arg(&disk)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    sf.stdin
+        .take()
+        .unwrap()
+        .write_all(b"label: dos\nstart=2048, size=32768, type=83\n")
+        .unwrap();
+    assert!(sf.wait().unwrap().success());
+    {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new().write(true).open(&disk).unwrap();
+        f.write_all_at(&std::fs::read(&fs).unwrap(), MIB as u64)
+            .unwrap();
+    }
+    for (input, extra) in [(&fs, &[][..]), (&disk, &["--partition", "1"][..])] {
+        let img = dir.path().join("x.img.zst");
+        let _ = std::fs::remove_file(&img);
+        let out = run(salvor().arg("image").arg(input).arg(&img));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let before = std::fs::read(&img).unwrap();
+        let mnt = dir.path().join("mnt");
+        std::fs::create_dir_all(&mnt).unwrap();
+        {
+            let m = Mounted::start(&img, &mnt, extra);
+            assert_eq!(
+                std::fs::read(mnt.join("hello.txt")).unwrap(),
+                b"hello from the image\n"
+            );
+            assert!(std::fs::read(mnt.join("sub/blob")).unwrap() == blob);
+            // Read-only all the way down.
+            assert!(std::fs::write(mnt.join("new"), b"x").is_err());
+            drop(m);
+        }
+        assert!(!mnt.join("hello.txt").exists(), "still mounted");
+        assert!(std::fs::read(&img).unwrap() == before, "the image changed");
+    }
+}

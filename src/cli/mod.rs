@@ -49,6 +49,10 @@ enum Command {
     Export(Box<export::ExportArgs>),
     /// Serve an image, raw image, device or rescued copy over NBD (read-only unless --overlay).
     Serve(Box<serve::ServeArgs>),
+    /// Mount a filesystem of an image read-only (FUSE + loop device); `salvor umount DIR` ends it.
+    Mount(Box<serve::MountArgs>),
+    /// Unmount what `salvor mount` mounted.
+    Umount(serve::UmountArgs),
     /// Open the terminal UI (also what `salvor` alone does).
     Tui,
     /// Benchmarks: serve a simulated failing drive as a FUSE file.
@@ -88,6 +92,8 @@ pub fn run() -> i32 {
         Some(Command::Info(args)) => with_signals(|c| image::run_info(args, c)),
         Some(Command::Export(args)) => with_signals(|c| export::run(args, c)),
         Some(Command::Serve(args)) => with_signals(|c| serve::run(args, c)),
+        Some(Command::Mount(args)) => with_signals(|c| serve::run_mount(args, c)),
+        Some(Command::Umount(args)) => serve::run_umount(args),
         None | Some(Command::Tui) => Ok(crate::tui::run()),
         Some(Command::SimDrive(args)) => sim::run(args),
     };

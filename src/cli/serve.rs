@@ -127,3 +127,54 @@ pub fn run(args: &ServeArgs, control: &Control) -> Result<i32> {
     crate::serve::serve(&args.image, &opts, control, &mut p)?;
     Ok(0)
 }
+
+/// Mount a filesystem of an image (or any input `serve` takes) read-only, through FUSE and a
+/// read-only loop device; stays in the foreground until DIR is unmounted.
+#[derive(clap::Args, Debug, Clone)]
+pub struct MountArgs {
+    pub image: PathBuf,
+    pub dir: PathBuf,
+    /// Partition number (default: the whole disk holds the filesystem).
+    #[arg(long)]
+    pub partition: Option<u32>,
+    /// A rescued copy's mapfile: unrescued sectors read as errors.
+    #[arg(long)]
+    pub mapfile: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct UmountArgs {
+    pub dir: PathBuf,
+}
+
+pub fn run_mount(args: &MountArgs, control: &Control) -> Result<i32> {
+    let opts = ServeOptions {
+        listen: Listen::Unix(PathBuf::new()),
+        overlay: None,
+        mapfile: args.mapfile.clone(),
+        cache_bytes: crate::serve::DEFAULT_CACHE,
+        fail_unrescued: true,
+        max_connections: None,
+        handshake_timeout: crate::serve::HANDSHAKE_TIMEOUT,
+    };
+    let export = crate::serve::open_export(&args.image, &opts)?;
+    crate::serve::mount::mount_export(export, &args.dir, args.partition, control, &mut |m| {
+        eprintln!(
+            "mounted {} ({}, read-only) from {} at {}; `salvor umount {}` ends it",
+            m.device.display(),
+            m.fs,
+            args.image.display(),
+            m.dir.display(),
+            m.dir.display()
+        );
+        // The readiness line.
+        println!("{}", m.dir.display());
+        let _ = std::io::stdout().flush();
+    })?;
+    Ok(0)
+}
+
+pub fn run_umount(args: &UmountArgs) -> Result<i32> {
+    crate::serve::mount::umount(&args.dir)?;
+    Ok(0)
+}
