@@ -8,7 +8,8 @@
 # Runs alternate between the two sides; medians of RUNS runs. Everything is read from the page
 # cache (both inputs are warmed first), so this measures the servers, not the disk.
 #
-# ONLY=export runs the export comparison alone.
+# ONLY=export runs the export comparison alone; ONLY=mount the time from `salvor mount` to the
+# first file read.
 # Usage: bash scripts/bench-serve.sh [SIZE_MIB (default 1024)]  (RUNS=3, COUNT=20000, COLD_COUNT=300
 # in the environment)
 set -euo pipefail
@@ -101,6 +102,26 @@ copy_bench() {  # $1: cold|warm, $2: extra nbdcopy flags
     "$1" "${2:-(extents)}" "$(echo "$size_mib / $sm" | bc -l)" "$(echo "$size_mib / $qm" | bc -l)" \
     "$(echo "$qm / $sm" | bc -l)"
 }
+if [ "${ONLY:-}" = mount ]; then
+  # Time from `salvor mount` to the first file read: an ext4 filesystem of /usr/share/doc.
+  mkdir -p "$work/mnt"
+  mkfs.ext4 -q -F -d /usr/share/doc "$work/fs.raw" 512M >/dev/null
+  "$salvor" image "$work/fs.raw" "$work/fs.img.zst" 2>/dev/null
+  first=$(cd /usr/share/doc && find . -type f -size +1k -print -quit)
+  m=()
+  for _ in $(seq "$runs"); do
+    t0=$(now)
+    coproc MNT { "$salvor" mount "$work/fs.img.zst" "$work/mnt" 2>/dev/null; }
+    read -r _ <&"${MNT[0]}"
+    cat "$work/mnt/$first" > /dev/null
+    m+=("$(echo "$(now) - $t0" | bc -l)")
+    "$salvor" umount "$work/mnt"
+    wait "$MNT_PID" || true
+  done
+  printf 'salvor mount to the first file read (ext4, 512 MiB): %.3f s (median of %s)\n' \
+    "$(printf '%s\n' "${m[@]}" | median)" "$runs"
+  exit 0
+fi
 if [ "${ONLY:-}" != export ]; then
 copy_bench cold ""
 copy_bench cold "--no-extents"
