@@ -581,23 +581,6 @@ impl Export for RawExport {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn paint_splits_and_merges() {
-        let e = vec![Extent { len: 10, flags: 3 }, Extent { len: 10, flags: 0 }];
-        let p = paint(e.clone(), 100, 105, 112, 0);
-        assert_eq!(
-            p,
-            vec![Extent { len: 5, flags: 3 }, Extent { len: 15, flags: 0 }]
-        );
-        assert_eq!(paint(e.clone(), 100, 0, 50, 3), e);
-        assert_eq!(paint(e.clone(), 100, 120, 130, 7), e);
-    }
-}
-
 /// A qcow2, VHD or VMDK file (as `salvor export` writes them, and the common cases of other
 /// tools): unallocated granules read as zeros and are reported as holes.
 pub struct FormatExport {
@@ -644,5 +627,22 @@ impl Export for FormatExport {
 
     fn describe(&self) -> String {
         format!("{:?} disk", self.disk.format)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paint_splits_and_merges() {
+        let e = vec![Extent { len: 10, flags: 3 }, Extent { len: 10, flags: 0 }];
+        let p = paint(e.clone(), 100, 105, 112, 0);
+        assert_eq!(
+            p,
+            vec![Extent { len: 5, flags: 3 }, Extent { len: 15, flags: 0 }]
+        );
+        assert_eq!(paint(e.clone(), 100, 0, 50, 3), e);
+        assert_eq!(paint(e.clone(), 100, 120, 130, 7), e);
     }
 }
