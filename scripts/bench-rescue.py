@@ -9,6 +9,9 @@ Subcommands:
                                    its Markdown table; appends a summary row to $SUMMARY
   summary SUMMARY.tsv              print the cross-map summary table
   throughput TIMES.tsv VARIANT     print medians and ratios of the healthy-throughput runs
+  logcount LOG TESTMAP             read errors of a test-mode run (JSON): total, until all readable
+  sim RUNS.tsv DIR                 tables of the simulated-drive runs (TSV: scenario, seed,
+                                   variant, summary JSON, mapfile, truth JSON, exit status, secs)
 """
 import json
 import os
@@ -341,6 +344,188 @@ def cmd_throughput(path, variant):
         print('; '.join(line) + ' (ratios of median wall times).\n')
 
 
+# ----- simulated drives -----
+
+def cmd_logcount(log, testmap):
+    if not os.path.exists(log):
+        print('null')  # the run failed before its first read
+        return
+    readable = total(finished_ranges(testmap))
+    r = analyse_log(log, [readable], readable)
+    print(json.dumps(dict(errors=r['errors'], until_all=r['hit'][readable])))
+
+
+def merge(ranges):
+    out = []
+    for s, e in sorted(ranges):
+        if out and s <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], e)
+        else:
+            out.append([s, e])
+    return out
+
+
+def overlap(a, b, ranges):
+    """Bytes of [a, b) inside the sorted disjoint `ranges`."""
+    n = 0
+    for s, e in ranges:
+        if e <= a:
+            continue
+        if s >= b:
+            break
+        n += min(b, e) - max(a, s)
+    return n
+
+
+def physical_limit(truth, frac=0.99):
+    """What no tool can beat on the way to `frac` of the readable data: one failed read for each
+    bad area next to the good runs it must read (largest runs first), one for each weak sector
+    failing its first read (expected), the transfer, one seek per failure, and the slow zones'
+    penalty per 64 KiB request."""
+    size = truth['size']
+    bad = merge([tuple(r) for r in truth['bad']])
+    runs, pos = [], 0
+    for i, (s, e) in enumerate(bad):
+        if s > pos:
+            runs.append((pos, s, i - 1 if i > 0 else None, i))
+        pos = e
+    if pos < size:
+        runs.append((pos, size, len(bad) - 1 if bad else None, None))
+    readable = sum(e - s for s, e, _, _ in runs)
+    need = frac * readable
+    got, areas, chosen = 0, set(), []
+    for s, e, left, right in sorted(runs, key=lambda r: r[0] - r[1]):
+        if got >= need:
+            break
+        got += e - s
+        chosen.append((s, e))
+        areas.update(a for a in (left, right) if a is not None)
+    chosen.sort()
+    weak_fail = 0.0
+    for s, e, p in truth['weak']:
+        inside = overlap(s, e, chosen)
+        weak_fail += inside / truth['sector_size'] * (1 - p)
+    slow = merge([(s, e) for s, e, _ in truth['slow']])
+    extra = max((ms for _, _, ms in truth['slow']), default=0) / 1e3
+    slow_bytes = sum(overlap(s, e, chosen) for s, e in slow) * min(1.0, need / max(got, 1))
+    failures = len(areas) + weak_fail
+    t = (failures * (truth['error_s'] + truth['seek_ms'] / 1e3) + need / truth['rate']
+         + slow_bytes / 65536 * extra)
+    return t, failures, readable
+
+
+def fmt_t(v):
+    if v is None:
+        return 'never'
+    return '{:,.0f} s'.format(v) if v >= 100 else '%.1f s' % v
+
+
+def fmt_k(v):
+    if v is None:
+        return 'n/a'
+    return '%.1f k' % (v / 1000) if v >= 10000 else format(int(v), ',')
+
+
+def med(xs):
+    xs = [x for x in xs]
+    if any(x is None for x in xs):
+        # A run that never got there: the median of the others if most got there.
+        got = [x for x in xs if x is not None]
+        return statistics.median(got) if len(got) * 2 > len(xs) else None
+    return statistics.median(xs) if xs else None
+
+
+def cmd_sim(runs_tsv, tmp):
+    rows = []
+    with open(runs_tsv) as f:
+        for line in f:
+            scen, seed, label, summ, mapf, truthf, rc, secs = line.rstrip('\n').split('\t')
+            truth = json.load(open(truthf))
+            try:
+                sm = json.load(open(summ))
+            except (OSError, ValueError):
+                sm = None
+            fin = total(finished_ranges(mapf)) if os.path.exists(mapf) else 0
+            lim, lim_fail, readable = physical_limit(truth)
+            rows.append(dict(scen=scen, seed=seed, label=label, s=sm, rc=int(rc),
+                             secs=float(secs), missed=readable - fin, limit=lim,
+                             lim_fail=lim_fail, readable=readable))
+    scens, labels = [], []
+    for r in rows:
+        if r['scen'] not in scens:
+            scens.append(r['scen'])
+        if r['label'] not in labels:
+            labels.append(r['label'])
+    failures = []
+    print('Medians over seeds where the drive has randomness (seeds: %s). Times are drive time.\n'
+          % ', '.join(sorted({r['seed'] for r in rows})))
+    print('| scenario | run | to 90 % | to 99 % | to 100 % | total drive time | failed reads '
+          '| failed until 100 % | seeks | requests | readable never rescued | 99 %: vs ddrescue '
+          '| 99 %: vs limit | wall | exit |')
+    print('|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|')
+    agg = {}
+    for sc in scens:
+        for lb in labels:
+            rs = [r for r in rows if r['scen'] == sc and r['label'] == lb]
+            if not rs:
+                continue
+            get = lambda k: med([(r['s'] or {}).get(k) for r in rs])
+            a = dict(t90=get('t90'), t99=get('t99'), t100=get('t100'), dt=get('drive_time'),
+                     failed=get('failed_reads'), seeks=get('seeks'), req=get('requests'),
+                     missed=statistics.median(r['missed'] for r in rs),
+                     limit=statistics.median(r['limit'] for r in rs),
+                     wall=statistics.median(r['secs'] for r in rs),
+                     rcs=sorted({r['rc'] for r in rs}),
+                     f100=get('failed_at_100'))
+            agg[(sc, lb)] = a
+    for sc in scens:
+        for lb in labels:
+            a = agg.get((sc, lb))
+            if not a:
+                continue
+            other = ('ddrescue' + lb[len('salvor'):]) if lb.startswith('salvor') else lb
+            d = agg.get((sc, other)) if other != lb else None
+            vs = ratio(a['t99'], d['t99']) if d else ''
+            print('| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %.0f s | %s |' % (
+                sc, lb, fmt_t(a['t90']), fmt_t(a['t99']), fmt_t(a['t100']), fmt_t(a['dt']),
+                fmt_k(a['failed']), fmt_k(a['f100']), fmt_k(a['seeks']), fmt_k(a['req']), human(a['missed']),
+                vs, ratio(a['t99'], a['limit']), a['wall'], ','.join(map(str, a['rcs']))))
+    print()
+    print('| scenario | physical limit to 99 % | its failed reads | goal for salvor\'s 99 % '
+          '| salvor | met | test mode (-H) errors: salvor / ddrescue (until all readable) |')
+    print('|---|---:|---:|---:|---:|---|---|')
+    for sc in scens:
+        a, d = agg.get((sc, 'salvor')), agg.get((sc, 'ddrescue'))
+        if not a or not d:
+            continue
+        rs = [r for r in rows if r['scen'] == sc]
+        seed = sorted({r['seed'] for r in rs})[0]
+        h = {}
+        for t in ('salvor', 'ddrescue'):
+            try:
+                h[t] = json.load(open(os.path.join(tmp, '%s.%s.H.%s.json' % (sc, seed, t))))
+            except (OSError, ValueError):
+                h[t] = None
+        hs = ' / '.join('%s (%s)' % (fmt_k(h[t]['errors']), num(h[t]['until_all']))
+                        if h[t] else 'n/a' for t in ('salvor', 'ddrescue'))
+        lim = a['limit']
+        goal = None
+        if d['t99'] is not None:
+            goal = 0.5 * d['t99'] if 0.5 * d['t99'] >= lim else 1.1 * lim
+        met = (a['t99'] is not None and goal is not None and a['t99'] <= goal)
+        lim_f = statistics.median(r['lim_fail'] for r in rs)
+        print('| %s | %s | %s | %s | %s | %s | %s |' % (
+            sc, fmt_t(lim), fmt_k(lim_f), fmt_t(goal), fmt_t(a['t99']), 'yes' if met else 'no', hs))
+    print()
+    for r in rows:
+        if r['rc'] not in (0,) or r['s'] is None:
+            failures.append('%s seed %s %s: exit %d%s' % (r['scen'], r['seed'], r['label'], r['rc'],
+                            '' if r['s'] else ', no summary'))
+    for fl in failures:
+        print('**FAIL** %s\n' % fl)
+    return 1 if failures else 0
+
+
 def main():
     cmd = sys.argv[1]
     if cmd == 'gen':
@@ -354,6 +539,11 @@ def main():
     if cmd == 'throughput':
         cmd_throughput(sys.argv[2], sys.argv[3])
         return 0
+    if cmd == 'logcount':
+        cmd_logcount(sys.argv[2], sys.argv[3])
+        return 0
+    if cmd == 'sim':
+        return cmd_sim(sys.argv[2], sys.argv[3])
     print(__doc__, file=sys.stderr)
     return 2
 

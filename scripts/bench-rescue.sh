@@ -1,6 +1,12 @@
 #!/usr/bin/env bash
 # Benchmarks `salvor rescue` against GNU ddrescue 1.27 (and dd) on this machine, in one run:
 #
+#  0. Simulated failing drives (`salvor sim-drive`, a FUSE file priced by salvor's drive model):
+#     salvor -d and ddrescue -d, defaults and -r3, alternating, on six damage classes; drive time
+#     to 90/99/100 % of the readable data, failed reads, seeks, requests, readable bytes never
+#     rescued, ratios to ddrescue and to the physical limit; test-mode (-H) error counts beside.
+#     Knobs: SIM_SCENARIOS, SIM_SEEDS (default "1 2 3"), SIM_VARIANTS, SIM_TIMEOUT,
+#     BENCH_SKIP_SIM=1. SALVOR_BIN=PATH runs a prebuilt salvor instead of building one.
 #  1. Read errors (deterministic): ddrescue's test mode (-H) over a sparse 4 GiB source with four
 #     generated test maps; salvor (defaults, and -n) vs ddrescue (defaults, -n, and the expert
 #     options `--cpass=1,2 -K 32MiB -n -N`). Counts come from each tool's --log-reads file.
@@ -28,7 +34,11 @@ TMP=$(mktemp -d "$BENCH/tmp.XXXXXX")
 RESULTS="$BENCH/rescue-results.md"
 FAILED=0
 
-cleanup() { rm -rf "$TMP" "$RESULTS.tmp"; }
+cleanup() {
+    if [ -n "${SIMPID:-}" ]; then fusermount3 -u "$TMP/mnt" 2>/dev/null || true; fi
+    if [ -n "${SIMOUT:-}" ]; then rm -rf "$(dirname "$SIMOUT")"; fi
+    rm -rf "$TMP" "$RESULTS.tmp"
+}
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
@@ -55,9 +65,13 @@ if ! command -v cargo >/dev/null; then
     echo "cargo is needed to build salvor (https://rustup.rs)" >&2
     exit 1
 fi
-log "building salvor (release)"
-(cd "$ROOT" && cargo build --release --quiet)
-SALVOR="$ROOT/target/release/salvor"
+if [ -n "${SALVOR_BIN:-}" ]; then
+    SALVOR=$SALVOR_BIN # a prebuilt salvor (e.g. the "before" binary)
+else
+    log "building salvor (release)"
+    (cd "$ROOT" && cargo build --release --quiet)
+    SALVOR="$ROOT/target/release/salvor"
+fi
 
 : >"$RESULTS.tmp"
 out "## Rescue benchmark results"
@@ -67,6 +81,87 @@ out "- machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: 
 out ""
 
 secs_since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.3f", b - a }'; }
+
+# ----- 0. simulated failing drives (drive model: seeks, transfer, 2 s failed reads, slow zones) -----
+# Each run gets a fresh drive from `salvor sim-drive serve` (a FUSE file priced by the same model
+# as the engine tests); the drive writes the run's measures when it is unmounted.
+if [ "${BENCH_SKIP_SIM:-0}" != 1 ]; then
+    out "## 0. Simulated failing drives (drive model: 8 ms seek, 150 MB/s, 2 s per failed read)"
+    out ""
+    command -v fusermount3 >/dev/null || { $SUDO apt-get install -y -qq fuse3 >&2; }
+    SIMRUNS="$TMP/sim-runs.tsv"
+    # The output: a file on tmpfs, removed after each run (the same for both tools; real writes,
+    # unlike /dev/null, without touching the disk).
+    SIMOUT=$(mktemp -d /dev/shm/salvor-bench.XXXXXX)/out.img
+    : >"$SIMRUNS"
+    MNT="$TMP/mnt"
+    mkdir -p "$MNT"
+    SIM_SCENARIOS=${SIM_SCENARIOS:-isolated zones weak-head dead-head clusters edges}
+    SIM_SEEDS=${SIM_SEEDS:-1 2 3}
+    SIM_TIMEOUT=${SIM_TIMEOUT:-900}
+    # label | program and options (SRC DEST MAP follow)
+    SIM_VARIANTS=${SIM_VARIANTS:-"salvor|$SALVOR rescue -q -f -d
+ddrescue|ddrescue -q -f -d
+salvor -r3|$SALVOR rescue -q -f -d -r3
+ddrescue -r3|ddrescue -q -f -d -r3
+salvor buffered|$SALVOR rescue -q -f"}
+    sim_serve() { # scenario seed tag -> starts the drive, waits for its file
+        "$SALVOR" sim-drive serve --scenario "$1" --seed "$2" --mount "$MNT" \
+            --summary "$TMP/$3.summary.json" --truth "$TMP/$1.$2.truth.json" &
+        SIMPID=$!
+        for _ in $(seq 100); do [ -e "$MNT/disk" ] && return 0; sleep 0.1; done
+        echo "sim-drive did not come up" >&2
+        return 1
+    }
+    sim_stop() {
+        fusermount3 -u "$MNT" 2>/dev/null || umount -l "$MNT" 2>/dev/null || true
+        wait "$SIMPID" 2>/dev/null || true
+    }
+    for scen in $SIM_SCENARIOS; do
+        seeds=1
+        case $scen in zones | weak-head | isolated | clusters) seeds=$SIM_SEEDS ;; esac
+        for seed in $seeds; do
+            # Test-mode counts beside the simulated ones (weak sectors count as bad there).
+            "$SALVOR" sim-drive truth --scenario "$scen" --seed "$seed" "$TMP/$scen.$seed.truth.json" \
+                --testmap "$TMP/$scen.$seed.testmap"
+            if [ "$seed" = "${seeds%% *}" ]; then
+                size=$(python3 -c "import json,sys;print(json.load(open(sys.argv[1]))['size'])" "$TMP/$scen.$seed.truth.json")
+                truncate -s "$size" "$TMP/sparse.img"
+                for t in salvor ddrescue; do
+                    rm -f "$TMP/h.map" "$TMP/h.log"
+                    if [ $t = salvor ]; then prog="$SALVOR rescue -q"; else prog="ddrescue -q"; fi
+                    # shellcheck disable=SC2086
+                    timeout 600 $prog -f -H "$TMP/$scen.$seed.testmap" "$TMP/sparse.img" "$SIMOUT" \
+                        "$TMP/h.map" --log-reads="$TMP/h.log" >/dev/null 2>&1 || true
+                    rm -f "$SIMOUT"
+                    python3 "$HELPER" logcount "$TMP/h.log" "$TMP/$scen.$seed.testmap" \
+                        >"$TMP/$scen.$seed.H.$t.json"
+                done
+                rm -f "$TMP/sparse.img" "$TMP/h.log"
+            fi
+            while IFS='|' read -r label prog; do
+                [ -n "$label" ] || continue
+                tag="$scen.$seed.$(echo "$label" | tr -c 'a-z0-9\n' '_')"
+                map="$TMP/$tag.map"
+                rm -f "$map" "$map.bak"
+                log "sim $scen seed $seed: $label"
+                sim_serve "$scen" "$seed" "$tag" || { FAILED=1; continue; }
+                start=$EPOCHREALTIME
+                rc=0
+                # shellcheck disable=SC2086 # $prog is a word list on purpose
+                timeout "$SIM_TIMEOUT" $prog "$MNT/disk" "$SIMOUT" "$map" >"$TMP/stdout" 2>&1 || rc=$?
+                secs=$(secs_since "$start")
+                rm -f "$SIMOUT"
+                sim_stop
+                printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$scen" "$seed" "$label" \
+                    "$TMP/$tag.summary.json" "$map" "$TMP/$scen.$seed.truth.json" "$rc" "$secs" >>"$SIMRUNS"
+            done <<<"$SIM_VARIANTS"
+        done
+    done
+    rm -rf "$(dirname "$SIMOUT")"
+    cp "$SIMRUNS" "$BENCH/sim-runs.tsv"
+    python3 "$HELPER" sim "$SIMRUNS" "$TMP" | outcat || FAILED=1
+fi
 
 # ----- 1. read errors in test mode -----
 if [ "${BENCH_SKIP_ERRORS:-0}" != 1 ]; then

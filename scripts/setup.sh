@@ -14,8 +14,12 @@ packages=(
   zstd                  # stock zstd: image interop
   xxd                   # the image's chunk digest recomputed with stock tools
   hyperfine             # benchmarks
+  fuse3                 # fusermount3: the simulated drive of bench-rescue (salvor sim-drive)
   tmux                  # terminal UI end-to-end test
+  dpkg-dev              # dpkg-source: GNU ddrescue's source package (its test suite: scripts/ddrescue-check.sh)
   python3 file
+  nbdkit libnbd-bin qemu-utils nbd-client   # salvor serve: NBD clients and reference servers in tests/benchmarks
+  ewf-tools             # ewfverify/ewfinfo: E01 exports
   partclone             # used-blocks oracle (partclone.<fs> -D) for the filesystem layer tests
   ntfs-3g exfatprogs exfat-fuse mtools   # NTFS/exFAT/FAT test images built without kernel drivers
   xfsprogs btrfs-progs  # XFS/btrfs test images

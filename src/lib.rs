@@ -6,13 +6,16 @@ pub mod blockdev;
 pub mod cli;
 pub mod device;
 pub mod error;
+pub mod export;
 pub mod fs;
+pub mod fuse;
 pub mod image;
 pub mod mapfile;
 pub mod mount;
 pub mod progress;
 pub mod rescue;
 pub mod safety;
+pub mod serve;
 pub mod tui;
 pub mod units;
 

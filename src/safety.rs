@@ -56,9 +56,15 @@ impl Role {
 #[derive(Debug, Clone, Default)]
 pub struct Plan {
     reads: Vec<PathBuf>,
+    /// Reads that may be the destination itself (ddrescue's `--same-file`), and nothing else
+    /// written.
+    reads_of_destination: Vec<PathBuf>,
     writes: Vec<(Role, PathBuf)>,
     /// Bytes the destination must hold, when it is a block device.
     dest_needed: Option<u64>,
+    /// A block device destination needs the user's explicit go (`-f`); restore and clone ask
+    /// for the typed name themselves.
+    dest_device_unconfirmed: bool,
 }
 
 impl Plan {
@@ -72,8 +78,22 @@ impl Plan {
         self
     }
 
+    /// A path the job reads that the user allowed to be the destination itself (ddrescue's
+    /// `--same-file`: copying part of a file to another place in it). Any other overlap, and any
+    /// overlap with another written path, is still refused.
+    pub fn read_same_as_destination(mut self, path: impl Into<PathBuf>) -> Plan {
+        self.reads_of_destination.push(path.into());
+        self
+    }
+
     pub fn write(mut self, role: Role, path: impl Into<PathBuf>) -> Plan {
         self.writes.push((role, path.into()));
+        self
+    }
+
+    /// A block device destination is refused unless `confirmed` (ddrescue's `-f`).
+    pub fn device_confirmed(mut self, confirmed: bool) -> Plan {
+        self.dest_device_unconfirmed = !confirmed;
         self
     }
 
@@ -96,6 +116,11 @@ impl Plan {
     /// Refuses ([`Error::Refused`], naming the path and why) anything this plan must not write.
     pub fn check(&self) -> Result<()> {
         let reads: Vec<Node> = self.reads.iter().map(|p| Node::new(p)).collect();
+        let reads_of_dest: Vec<Node> = self
+            .reads_of_destination
+            .iter()
+            .map(|p| Node::new(p))
+            .collect();
         let writes: Vec<(Role, Node)> = self
             .writes
             .iter()
@@ -105,16 +130,29 @@ impl Plan {
         let boot = blockdev::boot_disk().map(|b| Node::new(&b));
         for (i, (role, w)) in writes.iter().enumerate() {
             self.check_kind(*role, w)?;
-            for r in &reads {
+            for r in &reads_of_dest {
+                let how = match w.conflicts(r) {
+                    Some(Overlap::Same) if *role == Role::Destination => None,
+                    how => how,
+                };
+                if let Some(how) = how {
+                    return Err(refused(*role, w, how.describe_read(&r.path, true)));
+                }
+            }
+            for (k, r) in reads.iter().enumerate() {
                 if let Some(how) = w.conflicts(r) {
-                    return Err(refused(
-                        *role,
-                        w,
-                        format!("{}, a source of this job", how.describe(&r.path)),
-                    ));
+                    return Err(refused(*role, w, how.describe_read(&r.path, k == 0)));
                 }
             }
             if w.is_block_device {
+                if *role == Role::Destination && self.dest_device_unconfirmed {
+                    return Err(refused(
+                        *role,
+                        w,
+                        "is a block device; writing it destroys what is on it (use -f/--force \
+                         if you really mean it)",
+                    ));
+                }
                 if let Some(boot) = &boot {
                     // The disk itself, a partition of it, or dm/md on it; a loop device whose
                     // backing file is on it only writes that file.
@@ -272,6 +310,24 @@ enum Overlap {
 }
 
 impl Overlap {
+    /// Against a path the job reads; `is_source`: the first one, what is being rescued or imaged.
+    fn describe_read(&self, read: &Path, is_source: bool) -> String {
+        let what = if is_source {
+            format!("{}, the source", read.display())
+        } else {
+            format!("{}, which this job reads", read.display())
+        };
+        match self {
+            Overlap::Same => format!("is the same file or device as {what}"),
+            Overlap::Holds => {
+                format!("holds {what}: writing it would change what is being read")
+            }
+            Overlap::StoredOn => {
+                format!("is stored on {what}: writing it would change what is being read")
+            }
+        }
+    }
+
     fn describe(&self, other: &Path) -> String {
         match self {
             Overlap::Same => format!("is the same file or device as {}", other.display()),

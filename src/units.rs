@@ -1,68 +1,123 @@
 //! Numbers as people and ddrescue write them: `0x1000`, `0777` (octal), `4KiB`, `1M`, `2s` (sectors).
 
-/// Parses a ddrescue-style size or position: a C integer constant (decimal, `0x` hex, leading-0
-/// octal), optionally followed by a multiplier (`k`=10^3, `Ki`=2^10, `M`, `Mi`, `G`, `Gi`, `T`, `Ti`,
-/// `P`, `Pi`, `E`, `Ei`), `s` for sectors (times `sector_size`) and an optional `B`.
+/// Parses a ddrescue-style size or position exactly as GNU ddrescue 1.27 accepts it: optional
+/// leading whitespace and `+`, a C integer constant (decimal, `0x` hex, leading-0 octal), then
+/// optionally a multiplier (`k`=10^3, `Ki`=2^10, `M`/`Mi`, `G`/`Gi`, `T`/`Ti`, `P`/`Pi`, `E`/`Ei`;
+/// `K` only as `Ki`, `k` never with `i`) followed by at most one of `s` (times `sector_size`) and
+/// `B` ("byte"). So `4KiB`, `1ks`, `1Kis`, `15kB` are numbers and `1ki`, `1K`, `1sB`, `1Bs`, `1kk`
+/// are not. Negative numbers are refused (see [`parse_signed_size`]).
 pub fn parse_size(text: &str, sector_size: u64) -> Result<u64, String> {
-    let t = text.trim().replace('_', "");
-    if t.is_empty() {
-        return Err("empty number".into());
+    match parse_signed_size(text, sector_size)? {
+        v if v < 0 => Err(format!("'{text}' is negative")),
+        v => u64::try_from(v).map_err(|_| format!("'{text}' is too large")),
     }
-    let (digits_end, radix, start) =
-        if let Some(rest) = t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
-            (
-                2 + rest
-                    .find(|c: char| !c.is_ascii_hexdigit())
-                    .unwrap_or(rest.len()),
-                16,
-                2,
-            )
-        } else if t.starts_with('0') && t.len() > 1 && t.as_bytes()[1].is_ascii_digit() {
-            (
-                t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()),
-                8,
-                1,
-            )
-        } else {
-            (
-                t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()),
-                10,
-                0,
-            )
-        };
-    let digits = &t[start..digits_end];
+}
+
+/// [`parse_size`] allowing a leading `-` (ddrescue's `-s -1`, `-r -1`).
+pub fn parse_signed_size(text: &str, sector_size: u64) -> Result<i128, String> {
+    let bad = || format!("'{text}' is not a valid number");
+    let mut t = text.trim_start_matches([' ', '\t', '\n', '\r', '\x0b', '\x0c']);
+    let negative = if let Some(r) = t.strip_prefix('-') {
+        t = r;
+        true
+    } else {
+        if let Some(r) = t.strip_prefix('+') {
+            t = r;
+        }
+        false
+    };
+    let (radix, body) = if let Some(r) = t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+        (16, r)
+    } else if t.len() > 1 && t.starts_with('0') && t.as_bytes()[1].is_ascii_digit() {
+        (8, &t[1..])
+    } else {
+        (10, t)
+    };
+    let end = body
+        .find(|c: char| !c.is_digit(radix))
+        .unwrap_or(body.len());
+    let (digits, mut suffix) = body.split_at(end);
     if digits.is_empty() {
-        return Err(format!("'{text}' is not a number"));
+        return Err(bad());
     }
-    let value = u64::from_str_radix(digits, radix).map_err(|e| format!("'{text}': {e}"))?;
-    let mut suffix = &t[digits_end..];
-    let mut mult: u64 = 1;
-    let prefixes = ['k', 'M', 'G', 'T', 'P', 'E'];
+    let value = u64::from_str_radix(digits, radix).map_err(|_| format!("'{text}' is too large"))?;
+    let mut mult: u128 = 1;
+    let prefixes = ['k', 'M', 'G', 'T', 'P', 'E', 'Z', 'Y'];
     if let Some(c) = suffix.chars().next() {
-        let c_norm = if c == 'K' { 'k' } else { c };
-        if let Some(exp) = prefixes.iter().position(|&p| p == c_norm) {
+        let exp = if c == 'K' {
+            Some(0)
+        } else {
+            prefixes.iter().position(|&p| p == c)
+        };
+        if let Some(exp) = exp {
             suffix = &suffix[1..];
-            let binary = suffix.starts_with('i');
-            if binary {
-                suffix = &suffix[1..];
+            let binary = if let Some(r) = suffix.strip_prefix('i') {
+                suffix = r;
+                true
+            } else {
+                false
+            };
+            // 'k' is only decimal (there is no "ki"), 'K' only binary ("Ki").
+            if (c == 'k' && binary) || (c == 'K' && !binary) {
+                return Err(bad());
             }
-            let base: u64 = if binary { 1024 } else { 1000 };
+            let base: u128 = if binary { 1024 } else { 1000 };
             mult = base.pow(exp as u32 + 1);
         }
     }
-    if let Some(rest) = suffix.strip_prefix('s') {
-        mult = mult.checked_mul(sector_size).ok_or("number too large")?;
-        suffix = rest;
+    match suffix {
+        "" => {}
+        "s" => mult *= u128::from(sector_size),
+        "B" => {}
+        _ => return Err(bad()),
     }
-    if let Some(rest) = suffix.strip_prefix('B') {
-        suffix = rest;
-    }
-    if !suffix.is_empty() {
-        return Err(format!("'{text}': unknown suffix '{suffix}'"));
-    }
-    value
+    let v = u128::from(value)
         .checked_mul(mult)
-        .ok_or_else(|| format!("'{text}' is too large"))
+        .filter(|&v| v <= i64::MAX as u128)
+        .ok_or_else(|| format!("'{text}' is too large"))?;
+    let v = v as i128;
+    Ok(if negative { -v } else { v })
+}
+
+/// A ddrescue time interval: an integer, decimal (`1.5`) or fraction (`1/2`), optionally followed
+/// by `s`, `m`, `h` or `d`. With `whole_seconds` (ddrescue's `-T`, `--delay-slow`,
+/// `--pause-on-pass`), a result that is not a whole number of seconds is refused, as ddrescue
+/// does.
+pub fn parse_interval(text: &str, whole_seconds: bool) -> Result<std::time::Duration, String> {
+    let bad = || format!("'{text}' is not a valid time interval");
+    let t = text.trim();
+    let (num, mult) = match t.as_bytes().last() {
+        Some(b's') => (&t[..t.len() - 1], 1.0),
+        Some(b'm') => (&t[..t.len() - 1], 60.0),
+        Some(b'h') => (&t[..t.len() - 1], 3600.0),
+        Some(b'd') => (&t[..t.len() - 1], 86400.0),
+        _ => (t, 1.0),
+    };
+    let plain = |s: &str| -> Result<f64, String> {
+        if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+            return Err(bad());
+        }
+        s.parse::<f64>().map_err(|_| bad())
+    };
+    let v = match num.split_once('/') {
+        Some((a, b)) => {
+            let (a, b) = (plain(a)?, plain(b)?);
+            if b == 0.0 {
+                return Err(bad());
+            }
+            a / b
+        }
+        None => plain(num)?,
+    } * mult;
+    if !v.is_finite() || !(0.0..=1e15).contains(&v) {
+        return Err(bad());
+    }
+    if whole_seconds && v.fract() != 0.0 {
+        return Err(format!(
+            "'{text}' is not a whole number of seconds (the resolution is one second)"
+        ));
+    }
+    Ok(std::time::Duration::from_secs_f64(v))
 }
 
 /// Formats bytes with SI prefixes like ddrescue ("1048 kB", "4096 B").
@@ -72,6 +127,22 @@ pub fn format_bytes(n: u64) -> String {
     let mut i = 0;
     while v >= 10_000.0 && i + 1 < UNITS.len() {
         v /= 1000.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{n} B")
+    } else {
+        format!("{:.0} {}", v, UNITS[i])
+    }
+}
+
+/// Formats bytes with binary prefixes (ddrescue's `-B`): "4096 B", "64 KiB", "12 MiB".
+pub fn format_bytes_binary(n: u64) -> String {
+    const UNITS: [&str; 7] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    let mut v = n as f64;
+    let mut i = 0;
+    while v >= 10_240.0 && i + 1 < UNITS.len() {
+        v /= 1024.0;
         i += 1;
     }
     if i == 0 {
@@ -140,6 +211,31 @@ mod tests {
     }
 
     #[test]
+    fn binary_prefixes() {
+        assert_eq!(format_bytes_binary(4096), "4096 B");
+        assert_eq!(format_bytes_binary(64 << 10), "64 KiB");
+        assert_eq!(format_bytes_binary(12 << 20), "12 MiB");
+        assert_eq!(format_bytes(64 << 10), "66 kB");
+    }
+
+    #[test]
+    fn intervals() {
+        use std::time::Duration;
+        assert_eq!(parse_interval("30", true), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_interval("5m", true), Ok(Duration::from_secs(300)));
+        assert_eq!(
+            parse_interval("1.5d", true),
+            Ok(Duration::from_secs(129_600))
+        );
+        assert_eq!(parse_interval("1/2m", true), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_interval("0.0", true), Ok(Duration::ZERO));
+        for bad in ["1.5", "1/2", "3/2", "1x", "-1", "1e2", "", "s"] {
+            assert!(parse_interval(bad, true).is_err(), "{bad}");
+        }
+        assert_eq!(parse_interval("1/2", false), Ok(Duration::from_millis(500)));
+    }
+
+    #[test]
     fn sizes() {
         assert_eq!(parse_size("0x1000", 512), Ok(4096));
         assert_eq!(parse_size("0777", 512), Ok(511));
@@ -151,5 +247,21 @@ mod tests {
         assert_eq!(parse_size("1Kis", 512), Ok(512 * 1024));
         assert!(parse_size("12q", 512).is_err());
         assert!(parse_size("", 512).is_err());
+        // Exactly what ddrescue 1.27 accepts (its check.sh refuses the second list for -a).
+        for ok in [
+            "1", "1k", "1Ki", "1KiB", "1kB", "1ks", "1Kis", "1s", "1B", "1M", "1MiB", "1Ei",
+        ] {
+            assert!(parse_size(ok, 512).is_ok(), "{ok}");
+        }
+        assert_eq!(parse_size(" +010", 512), Ok(8));
+        assert_eq!(parse_size("1Mis", 512), Ok(512 << 20));
+        for bad in [
+            "1ki", "1K", "1BB", "1Bi", "1Bk", "1Bs", "1iB", "1ii", "1ik", "1is", "1kk", "1sB",
+            "1si", "1sk", "1ss", "1KisB", "1m", "16Ei", "1Z", "08", "1.5", "1_000", "0x", "1e3",
+            "-1",
+        ] {
+            assert!(parse_size(bad, 512).is_err(), "{bad}");
+        }
+        assert_eq!(parse_signed_size("-1", 512), Ok(-1));
     }
 }

@@ -258,6 +258,62 @@ fn source_rejects_directories() {
     );
 }
 
+/// A disk the kernel removes (unplug, virtio `device_del`) drops to size 0 and reads of the
+/// open descriptor return 0 bytes; a loop device shrunk under an open FileSource (`losetup -c`)
+/// does the same. That is "device gone", not a short device and not bad sectors.
+#[test]
+fn block_device_that_shrinks_while_open_is_gone() {
+    for direct in [false, true] {
+        let content = pattern(4 << 20);
+        let lo = LoopDev::new(&content, 512);
+        let mut src = FileSource::open(
+            &lo.dev,
+            OpenOptions {
+                direct,
+                ..OpenOptions::default()
+            },
+        )
+        .expect("open loop source");
+        assert_eq!(read_exact(&mut src, 0, 65536), content[..65536]);
+        std::fs::File::options()
+            .write(true)
+            .open(&lo.backing)
+            .and_then(|f| f.set_len(0))
+            .expect("truncate the backing file");
+        run(
+            "losetup",
+            &["-c", lo.dev.to_str().expect("utf-8 device path")],
+        );
+        let mut buf = AlignedBuf::new(1 << 20, 4096);
+        let out = src.read_at(1 << 20, &mut buf);
+        assert_eq!(out.good, 0, "direct={direct}");
+        assert!(
+            matches!(out.fault, Some(ReadFault::Gone(_))),
+            "direct={direct}: {:?}",
+            out.fault
+        );
+    }
+}
+
+/// A regular file that shrinks is not a device that went away: the short read has no fault
+/// (the engine reports it as an internal inconsistency).
+#[test]
+fn regular_file_short_read_has_no_fault() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("f.img");
+    std::fs::write(&path, pattern(1 << 20)).expect("write file");
+    let mut src = FileSource::open(&path, OpenOptions::default()).expect("open file");
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .and_then(|f| f.set_len(4096))
+        .expect("truncate");
+    let mut buf = vec![0u8; 65536];
+    let out = src.read_at(0, &mut buf);
+    assert_eq!(out.good, 4096);
+    assert!(out.fault.is_none(), "{:?}", out.fault);
+}
+
 #[test]
 fn fault_classification() {
     let class = |errno| match ReadFault::classify(io::Error::from_raw_os_error(errno)) {

@@ -316,3 +316,157 @@ fn test_mode_passes_inner_errors_through() {
     assert!(out.fault.is_some());
     assert_eq!(src.reads(), (1, 1));
 }
+
+// ----- the drive model of the benchmarks (seeks, transfer, failures, slow zones, semantics) -----
+
+use salvor::device::faulty::MemoryLog;
+use salvor::device::scenario::{self, Analyzer};
+use salvor::device::{ReadSemantics, RequestSink, WeakDraw};
+
+const MS: Duration = Duration::from_millis(1);
+
+#[test]
+fn drive_model_prices_seeks_transfer_and_failures() {
+    let spec = FaultySpec::drive(64 << 20).with_bad(3 << 20, (3 << 20) + 512);
+    let (mut src, clock, counters) = source(spec);
+    let log = MemoryLog::default();
+    src.set_log(Box::new(log.clone()));
+    let mut buf = vec![0u8; 1 << 20];
+    // Sequential from 0: no seek; 1 MiB at 150 MB/s.
+    let t = |bytes: u64| Duration::from_nanos(bytes * 1_000_000_000 / 150_000_000);
+    assert!(src.read_at(0, &mut buf).fault.is_none());
+    let near = |a: Duration, b: Duration| a.abs_diff(b) < Duration::from_micros(1);
+    assert!(near(clock.now(), t(1 << 20)));
+    assert!(src.read_at(1 << 20, &mut buf).fault.is_none());
+    assert!(near(clock.now(), t(2 << 20)));
+    // A jump: one seek.
+    assert!(src.read_at(10 << 20, &mut buf).fault.is_none());
+    assert!(near(clock.now(), t(3 << 20) + 8 * MS));
+    // O_DIRECT: a failed read delivers nothing; the drive read up to the bad sector, then spent 2 s.
+    let before = clock.now();
+    let out = src.read_at((2 << 20) + (1 << 19), &mut buf);
+    assert_eq!(out.good, 0);
+    assert!(matches!(out.fault, Some(ReadFault::Media(_))));
+    // A seek, the transfer up to the bad sector, the failure.
+    assert!(near(
+        clock.now() - before,
+        8 * MS + t(1 << 19) + Duration::from_secs(2)
+    ));
+    // The next request starts where that one ended: no seek.
+    assert!(src.read_at((3 << 20) + (1 << 19), &mut buf).fault.is_none());
+    let reqs = log.requests();
+    assert_eq!(reqs.len(), 5);
+    assert_eq!(
+        reqs.iter().map(|r| r.seek).collect::<Vec<_>>(),
+        [false, false, true, true, false]
+    );
+    assert!(reqs[3].failed && reqs[3].good == 0 && reqs[3].reached == 1 << 19);
+    assert_eq!(counters.seeks.load(Ordering::Relaxed), 2);
+    assert_eq!(reqs[3].start + reqs[3].cost, reqs[4].start);
+}
+
+#[test]
+fn buffered_semantics_deliver_whole_pages_before_the_bad_one() {
+    let bad = (1 << 20) + 5 * 512;
+    let spec = FaultySpec::drive(4 << 20)
+        .with_bad(bad, bad + 512)
+        .with_semantics(ReadSemantics::Buffered { page: 4096 });
+    let (mut src, _, _) = source(spec.clone());
+    let mut buf = vec![0u8; 1 << 20];
+    let out = src.read_at(1 << 19, &mut buf);
+    assert_eq!(out.good as u64, (1 << 20) - (1 << 19));
+    assert!(out.fault.is_some());
+    assert_content(1 << 19, &buf[..out.good]);
+    // A read starting inside the failing page gets nothing.
+    let out = src.read_at((1 << 20) + 512, &mut buf[..4096]);
+    assert_eq!(out.good, 0);
+    // The sector-prefix semantics deliver up to the bad sector.
+    let (mut src, _, _) = source(spec.with_semantics(ReadSemantics::SectorPrefix));
+    let out = src.read_at(1 << 20, &mut buf);
+    assert_eq!(out.good, 5 * 512);
+}
+
+#[test]
+fn slow_zones_cost_per_request() {
+    let spec = FaultySpec::drive(8 << 20).with_slow(1 << 20, 2 << 20, 25 * MS);
+    let (mut src, clock, _) = source(spec);
+    let mut buf = vec![0u8; 65536];
+    src.read_at(0, &mut buf);
+    let t0 = clock.now();
+    // 16 requests of 64 KiB through the slow MiB pay 16 × 25 ms on top of the transfer.
+    for i in 0..16u64 {
+        src.read_at((1 << 20) + i * 65536, &mut buf);
+    }
+    let transfer = Duration::from_nanos((1u64 << 20) * 1_000_000_000 / 150_000_000);
+    let spent = clock.now() - t0;
+    // (A seek to 1 MiB first.)
+    assert!(
+        spent >= transfer + 16 * 25 * MS + 8 * MS - MS && spent <= transfer + 16 * 25 * MS + 9 * MS
+    );
+}
+
+#[test]
+fn weak_odds_are_seeded_and_drawn_per_sector_or_per_request() {
+    let run = |draw: WeakDraw, seed: u64| {
+        let mut spec = FaultySpec::drive(1 << 20)
+            .with_weak_odds(0, 64 * 512, 0.4)
+            .with_seed(seed);
+        spec.weak_draw = draw;
+        let (mut src, _, _) = source(spec);
+        let mut buf = vec![0u8; 512];
+        (0..200)
+            .map(|i| src.read_at((i % 64) * 512, &mut buf).fault.is_none())
+            .collect::<Vec<bool>>()
+    };
+    let a = run(WeakDraw::PerSector, 5);
+    assert_eq!(a, run(WeakDraw::PerSector, 5));
+    assert_ne!(a, run(WeakDraw::PerSector, 6));
+    let ok = a.iter().filter(|&&x| x).count();
+    assert!((50..=110).contains(&ok), "{ok} of 200 succeeded at p = 0.4");
+    // Per request: a read over all 64 weak sectors succeeds with p = 0.4; per sector with 0.4^64.
+    let whole = |draw: WeakDraw| {
+        let mut spec = FaultySpec::drive(1 << 20).with_weak_odds(0, 64 * 512, 0.4);
+        spec.weak_draw = draw;
+        let (mut src, _, _) = source(spec);
+        let mut buf = vec![0u8; 64 * 512];
+        (0..100)
+            .filter(|_| src.read_at(0, &mut buf).fault.is_none())
+            .count()
+    };
+    assert!((20..=60).contains(&whole(WeakDraw::PerRequest)));
+    assert_eq!(whole(WeakDraw::PerSector), 0);
+}
+
+#[test]
+fn analyzer_times_the_readable_data() {
+    let spec = FaultySpec::drive(10 << 20).with_bad(9 << 20, 10 << 20);
+    let mut an = Analyzer::new(&spec);
+    let (mut src, _, _) = source(spec);
+    let log = MemoryLog::default();
+    src.set_log(Box::new(log.clone()));
+    let mut buf = vec![0u8; 1 << 20];
+    for i in 0..10u64 {
+        src.read_at(i << 20, &mut buf);
+    }
+    // Read one MiB again: nothing new.
+    src.read_at(0, &mut buf);
+    for r in log.requests() {
+        an.request(&r);
+    }
+    let s = an.summary();
+    assert_eq!(s.readable, 9 << 20);
+    assert_eq!(s.delivered, 9 << 20);
+    assert_eq!((s.requests, s.failed_reads, s.seeks), (11, 1, 1));
+    let t = |mib: u64| (mib << 20) as f64 / 150e6;
+    let close = |a: Option<f64>, b: f64| a.is_some_and(|a| (a - b).abs() < 1e-6);
+    assert!(close(s.t100, t(9)), "{:?}", s.t100);
+    assert!(close(s.t90, t(9)), "{:?}", s.t90); // 8.1 MiB needs the 9th MiB
+    assert_eq!(s.failed_at_100, Some(0));
+    // Ten MiB transferred (the failed read stopped at once), one failure, one seek back to 0.
+    assert!(
+        close(Some(s.drive_time), t(10) + 2.0 + 0.008),
+        "{}",
+        s.drive_time
+    );
+    assert!(scenario::build("weak-head", 64 << 20, 1).is_some());
+}

@@ -328,3 +328,243 @@ fn dead_head_needs_few_errors_with_default_options() {
     // GNU ddrescue 1.27's expert options need 4 per stripe.
     assert!(reached <= 16 * 4, "{reached} failed reads");
 }
+
+/// Records, in order, each read and each mapfile save.
+#[derive(Default)]
+struct Order(Vec<&'static str>);
+
+impl RescueObserver for Order {
+    fn event(&mut self, e: &RescueEvent) {
+        if matches!(e, RescueEvent::MapfileSaved) {
+            self.0.push("save");
+        }
+    }
+    fn read_done(&mut self, _pos: u64, _size: u64, _good: u64, _failed: bool) {
+        self.0.push("read");
+    }
+}
+
+/// A store that keeps a copy of every map it was given.
+#[derive(Default)]
+struct Saved(Vec<Mapfile>);
+
+impl salvor::rescue::engine::MapStore for Saved {
+    fn store(&mut self, map: &Mapfile, _status_message: &str) -> Result<()> {
+        self.0.push(map.clone());
+        Ok(())
+    }
+}
+
+/// GNU ddrescue writes the mapfile before its first read, so a power cut in the first save
+/// interval still leaves a mapfile to resume from; so does salvor.
+#[test]
+fn mapfile_is_saved_before_the_first_read() {
+    let size = 8 * MIB;
+    let mut src = FaultySource::new(FaultySpec::new(size), SimClock::new());
+    let clock = src.clock();
+    let mut dest = MemDest::new(size);
+    let mut map = Mapfile::new(size);
+    let mut store = Saved::default();
+    let mut order = Order::default();
+    let opts = RescueOptions {
+        save_interval: Duration::from_secs(3600),
+        ..Default::default()
+    };
+    rescue(
+        &mut src,
+        &mut dest,
+        &mut map,
+        &mut store,
+        &opts,
+        &clock,
+        &Control::new(),
+        &mut order,
+    )
+    .expect("rescue");
+    assert_eq!(order.0.first(), Some(&"save"), "{:?}", order.0);
+    assert!(store.0.len() >= 2, "a first save and the final one");
+    assert_eq!(store.0[0].totals().non_tried, size);
+    assert_eq!(store.0.last().map(|m| m.totals().finished), Some(size));
+    assert!(dest.syncs >= 2);
+}
+
+// ----- the damage classes of the benchmark, on small simulated drives (drive model, O_DIRECT) -----
+
+use salvor::device::scenario::{self, Analyzer, RunSummary};
+use salvor::device::ReadSemantics;
+use std::sync::{Arc, Mutex};
+
+/// Runs the engine on scenario `name` and returns the map, the drive's measures and the drive.
+fn sim_run(
+    name: &str,
+    size: u64,
+    seed: u64,
+    semantics: ReadSemantics,
+    opts: &RescueOptions,
+) -> (Mapfile, RunSummary, FaultySpec, Events) {
+    let spec = scenario::build(name, size, seed)
+        .expect("known scenario")
+        .with_semantics(semantics);
+    let analyzer = Arc::new(Mutex::new(Analyzer::new(&spec)));
+    let clock = SimClock::new();
+    let mut src = FaultySource::new(spec.clone(), clock.clone());
+    src.set_log(Box::new(analyzer.clone()));
+    let mut map = Mapfile::new(size);
+    let mut events = Events::default();
+    let (outcome, _) = rescue(
+        &mut src,
+        &mut MemDest::new(0),
+        &mut map,
+        &mut NoStore,
+        opts,
+        &clock,
+        &Control::new(),
+        &mut events,
+    )
+    .expect("rescue runs");
+    assert_eq!(outcome, Outcome::Finished);
+    let summary = analyzer.lock().expect("analyzer").summary();
+    (map, summary, spec, events)
+}
+
+/// Every readable byte is finished and nothing else; what is not finished is bad (or, where
+/// `dead_ok`, left non-scraped inside a bad area).
+fn assert_map_is_truth(name: &str, map: &Mapfile, spec: &FaultySpec, dead_ok: bool) {
+    let bad = spec.bad_ranges();
+    let mut expect = Mapfile::new(spec.size);
+    for &(s, e) in &bad {
+        expect.set(s, e - s, BlockStatus::BadSector);
+    }
+    for b in map.blocks() {
+        let inside_bad = bad.iter().any(|&(s, e)| s <= b.pos && b.end() <= e);
+        match b.status {
+            BlockStatus::Finished => assert!(
+                !bad.iter().any(|&(s, e)| s < b.end() && b.pos < e),
+                "{name}: finished block 0x{:X}+{} overlaps a bad area",
+                b.pos,
+                b.size
+            ),
+            BlockStatus::BadSector => {
+                assert!(inside_bad, "{name}: readable 0x{:X} marked bad", b.pos)
+            }
+            BlockStatus::NonScraped if dead_ok => {
+                assert!(
+                    inside_bad,
+                    "{name}: readable 0x{:X} left non-scraped",
+                    b.pos
+                )
+            }
+            other => panic!("{name}: block 0x{:X}+{} left {other:?}", b.pos, b.size),
+        }
+    }
+    assert_eq!(
+        map.totals().finished,
+        spec.size - spec.bad_bytes(),
+        "{name}: every readable byte rescued"
+    );
+    if !dead_ok {
+        assert_eq!(map.totals().bad_sector, spec.bad_bytes(), "{name}");
+    }
+}
+
+#[test]
+fn sim_classes_rescue_every_readable_sector() {
+    const SIZE: u64 = 64 * MIB;
+    for (name, size, retries) in [
+        ("isolated", SIZE, 0),
+        ("clusters", SIZE, 0),
+        ("edges", SIZE + 1536, 0),
+        // Weak sectors read in the end with retries until done.
+        ("zones", SIZE, 30),
+        ("weak-head", SIZE, 30),
+    ] {
+        let opts = RescueOptions {
+            retry_passes: retries,
+            ..RescueOptions::default()
+        };
+        let (map, s, spec, _) = sim_run(name, size, 7, ReadSemantics::Direct, &opts);
+        eprintln!(
+            "{name}: t99 {:?} t100 {:?} drive {:.0} s, {} failed, {} seeks, {} requests",
+            s.t99, s.t100, s.drive_time, s.failed_reads, s.seeks, s.requests
+        );
+        assert_map_is_truth(name, &map, &spec, name == "clusters");
+        assert_eq!(s.delivered, s.readable, "{name}");
+    }
+}
+
+#[test]
+fn sim_isolated_spots_cost_one_failed_read_each_until_99_percent() {
+    let (map, s, spec, _) = sim_run(
+        "isolated",
+        128 * MIB,
+        3,
+        ReadSemantics::Direct,
+        &RescueOptions::default(),
+    );
+    assert_map_is_truth("isolated", &map, &spec, false);
+    // 25 spots: one failed read each (the first may cost one more) before 99 % is in.
+    let spots = spec.bad_ranges().len() as u64;
+    assert_eq!(spots, 25);
+    let failed = s.failed_at_99.expect("99 % reached");
+    assert!(failed <= spots + 2, "{failed} failed reads until 99 %");
+    // Every bad sector is read once more at most (8 per spot) plus the first failure.
+    assert!(
+        s.failed_reads <= spots * 9,
+        "{} failed reads",
+        s.failed_reads
+    );
+}
+
+#[test]
+fn sim_dead_head_is_bounded_and_says_so() {
+    let size = 128 * MIB;
+    let (map, s, spec, events) = sim_run(
+        "dead-head",
+        size,
+        1,
+        ReadSemantics::Direct,
+        &RescueOptions::default(),
+    );
+    assert_map_is_truth("dead-head", &map, &spec, true);
+    let dead_sectors = spec.bad_bytes() / 512;
+    let until_all = s.failed_at_100.expect("all readable data rescued");
+    assert!(
+        until_all <= 64,
+        "{until_all} failed reads until all readable data"
+    );
+    assert!(
+        s.failed_reads * 100 <= dead_sectors,
+        "{} failed reads, 1 % of scraping {} dead sectors is {}",
+        s.failed_reads,
+        dead_sectors,
+        dead_sectors / 100
+    );
+    assert!(events.0.iter().any(|e| matches!(e,
+        RescueEvent::Message { message } if message.contains("--scrape-dead-areas"))));
+    // With the option, the dead stripes are scraped to the last sector.
+    let opts = RescueOptions {
+        scrape_dead_areas: true,
+        ..RescueOptions::default()
+    };
+    let (map, _, spec, _) = sim_run("dead-head", 32 * MIB, 1, ReadSemantics::Direct, &opts);
+    assert_map_is_truth("dead-head", &map, &spec, false);
+}
+
+#[test]
+fn sim_buffered_reads_lose_no_readable_sector_next_to_a_bad_one() {
+    // Bad runs of single sectors, not page-aligned: pages hold readable sectors next to bad ones.
+    for name in ["edges", "zones"] {
+        let opts = RescueOptions {
+            retry_passes: 30,
+            ..RescueOptions::default()
+        };
+        let size = if name == "edges" {
+            64 * MIB + 1536
+        } else {
+            64 * MIB
+        };
+        let (map, _, spec, _) =
+            sim_run(name, size, 5, ReadSemantics::Buffered { page: 4096 }, &opts);
+        assert_map_is_truth(name, &map, &spec, false);
+    }
+}

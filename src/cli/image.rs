@@ -181,7 +181,10 @@ impl ImageObserver for JsonPrinter {
     }
 }
 
-fn with_printer<T>(json: bool, f: impl FnOnce(&mut dyn ImageObserver) -> Result<T>) -> Result<T> {
+pub(crate) fn with_printer<T>(
+    json: bool,
+    f: impl FnOnce(&mut dyn ImageObserver) -> Result<T>,
+) -> Result<T> {
     if json {
         f(&mut JsonPrinter)
     } else {
@@ -192,7 +195,7 @@ fn with_printer<T>(json: bool, f: impl FnOnce(&mut dyn ImageObserver) -> Result<
     }
 }
 
-fn print_result<T: serde::Serialize>(json: bool, value: &T, human: impl FnOnce()) {
+pub(crate) fn print_result<T: serde::Serialize>(json: bool, value: &T, human: impl FnOnce()) {
     if json {
         let v = serde_json::json!({ "event": "result", "result": value });
         println!("{v}");

@@ -1,11 +1,14 @@
 //! The command line: argument parsing, command dispatch, progress printers, signal setup and the
 //! mapping of errors to exit codes. Everything here is presentation; the work is done by engines.
 
+mod export;
 pub mod image;
 mod map;
 mod printer;
 mod rescue;
+mod serve;
 pub mod signals;
+mod sim;
 
 use crate::progress::Control;
 use clap::{Parser, Subcommand};
@@ -26,7 +29,7 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Rescue a failing drive like GNU ddrescue: SOURCE DEST MAPFILE; re-run to resume.
+    /// Rescue a failing drive like GNU ddrescue: SOURCE DEST [MAPFILE]; re-run to resume.
     Rescue(Box<rescue::RescueArgs>),
     /// Show the status of a mapfile (like `ddrescuelog -t`).
     Map(map::MapArgs),
@@ -42,8 +45,19 @@ enum Command {
     Verify(Box<image::VerifyArgs>),
     /// Show an image's metadata, or a disk's identity and partition table.
     Info(Box<image::InfoArgs>),
+    /// Convert an image into qcow2, VHD, VMDK (zero areas stay sparse) or E01.
+    Export(Box<export::ExportArgs>),
+    /// Serve an image, raw image, device or rescued copy over NBD (read-only unless --overlay).
+    Serve(Box<serve::ServeArgs>),
+    /// Mount a filesystem of an image read-only (FUSE + loop device); `salvor umount DIR` ends it.
+    Mount(Box<serve::MountArgs>),
+    /// Unmount what `salvor mount` mounted.
+    Umount(serve::UmountArgs),
     /// Open the terminal UI (also what `salvor` alone does).
     Tui,
+    /// Benchmarks: serve a simulated failing drive as a FUSE file.
+    #[command(hide = true)]
+    SimDrive(sim::SimArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -55,7 +69,7 @@ struct ListArgs {
 
 /// Runs salvor with the process arguments; returns the exit code.
 pub fn run() -> i32 {
-    let cli = match Cli::try_parse() {
+    let cli = match Cli::try_parse_from(ddrescue_optional_values(std::env::args_os())) {
         Ok(c) => c,
         Err(e) => {
             let code = match e.kind() {
@@ -76,7 +90,12 @@ pub fn run() -> i32 {
         Some(Command::Clone(args)) => with_signals(|c| image::run_clone(args, c)),
         Some(Command::Verify(args)) => with_signals(|c| image::run_verify(args, c)),
         Some(Command::Info(args)) => with_signals(|c| image::run_info(args, c)),
+        Some(Command::Export(args)) => with_signals(|c| export::run(args, c)),
+        Some(Command::Serve(args)) => with_signals(|c| serve::run(args, c)),
+        Some(Command::Mount(args)) => with_signals(|c| serve::run_mount(args, c)),
+        Some(Command::Umount(args)) => serve::run_umount(args),
         None | Some(Command::Tui) => Ok(crate::tui::run()),
+        Some(Command::SimDrive(args)) => sim::run(args),
     };
     match result {
         Ok(code) => code,
@@ -85,6 +104,35 @@ pub fn run() -> i32 {
             e.exit_code()
         }
     }
+}
+
+/// ddrescue's `-P[LINES]` takes its optional value only attached (`-P5`); clap would take a
+/// separate word as the value. After `rescue`, `-PN` becomes `--data-preview=N` and a bare `-P`
+/// `--data-preview`, so `-P SOURCE` keeps SOURCE an operand.
+fn ddrescue_optional_values(
+    args: impl Iterator<Item = std::ffi::OsString>,
+) -> Vec<std::ffi::OsString> {
+    let mut in_rescue = false;
+    let mut operands_only = false;
+    args.map(|a| {
+        let text = a.to_str().unwrap_or_default();
+        if !in_rescue {
+            in_rescue = text == "rescue";
+            return a;
+        }
+        if operands_only || text == "--" {
+            operands_only = true;
+            return a;
+        }
+        match text.strip_prefix("-P") {
+            Some("") => "--data-preview".into(),
+            Some(n) if n.bytes().all(|b| b.is_ascii_digit()) => {
+                format!("--data-preview={n}").into()
+            }
+            _ => a,
+        }
+    })
+    .collect()
 }
 
 /// Runs a job with SIGINT/SIGTERM/SIGHUP routed to its `Control`.

@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 pub struct HumanPrinter {
     tty: bool,
     verbose: bool,
+    /// ddrescue's `-B`: sizes with binary prefixes.
+    binary: bool,
     lines_drawn: usize,
     last_plain: Option<Instant>,
 }
@@ -20,9 +22,16 @@ impl HumanPrinter {
         HumanPrinter {
             tty: std::io::stderr().is_terminal(),
             verbose,
+            binary: false,
             lines_drawn: 0,
             last_plain: None,
         }
+    }
+
+    /// ddrescue's `-B`: show sizes with binary prefixes (KiB, MiB, ...).
+    pub fn binary_prefixes(mut self, on: bool) -> HumanPrinter {
+        self.binary = on;
+        self
     }
 
     fn clear(&mut self, err: &mut impl Write) {
@@ -33,10 +42,16 @@ impl HumanPrinter {
     }
 }
 
-use crate::units::{format_rate as rate, percent as pct};
+use crate::units::percent as pct;
 
 /// The status block shown to a person.
 pub fn render_snapshot(s: &RescueSnapshot) -> Vec<String> {
+    render_snapshot_with(s, format_bytes)
+}
+
+/// [`render_snapshot`] with sizes formatted by `format_bytes` (SI or binary prefixes).
+pub fn render_snapshot_with(s: &RescueSnapshot, format_bytes: fn(u64) -> String) -> Vec<String> {
+    let rate = |r: f64| format!("{}/s", format_bytes(r.max(0.0) as u64));
     let t = &s.totals;
     let dir = match s.direction {
         Direction::Forwards => "forwards",
@@ -134,7 +149,11 @@ impl RescueObserver for HumanPrinter {
 
     fn progress(&mut self, s: &RescueSnapshot) {
         let mut err = std::io::stderr().lock();
-        let lines = render_snapshot(s);
+        let lines = if self.binary {
+            render_snapshot_with(s, crate::units::format_bytes_binary)
+        } else {
+            render_snapshot(s)
+        };
         if self.tty {
             self.clear(&mut err);
             for l in &lines {
@@ -239,6 +258,165 @@ impl RescueObserver for ReadLog {
 
 impl Drop for ReadLog {
     fn drop(&mut self) {
+        let _ = self.out.flush();
+    }
+}
+
+fn local_now() -> String {
+    crate::mapfile::format_local_time(std::time::SystemTime::now())
+}
+
+/// `--log-events=FILE`, ddrescue's events log: appended to; a line with the run time and the
+/// percentage rescued at the start of each pass and at the end of the run (with the cause when
+/// the run ends early).
+pub struct EventLog {
+    out: std::io::BufWriter<std::fs::File>,
+    start: Instant,
+    last: Option<RescueSnapshot>,
+    ended: bool,
+    /// The run finished; the end line waits for the final snapshot.
+    finishing: bool,
+}
+
+impl EventLog {
+    pub fn create(path: &std::path::Path, command_line: &str) -> crate::Result<EventLog> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| crate::Error::io(path, e))?;
+        let mut out = std::io::BufWriter::new(file);
+        let _ = writeln!(
+            out,
+            "# Events Logfile. Created by salvor version {}",
+            env!("CARGO_PKG_VERSION")
+        );
+        let _ = writeln!(out, "# Command line: {}", command_line.replace('\n', " "));
+        let _ = writeln!(out, "# Start time:   {}", local_now());
+        let _ = writeln!(out, "#         Time  Rescued  Event");
+        let _ = out.flush();
+        Ok(EventLog {
+            out,
+            start: Instant::now(),
+            last: None,
+            ended: false,
+            finishing: false,
+        })
+    }
+
+    fn line(&mut self, message: &str) {
+        let rescued = self
+            .last
+            .as_ref()
+            .map_or(0.0, |s| pct(s.totals.finished, s.domain_size));
+        let _ = writeln!(
+            self.out,
+            "{:>14} {:>7.2}%  {message}",
+            format_duration(self.start.elapsed()),
+            rescued
+        );
+        let _ = self.out.flush();
+    }
+
+    /// Ends the log with the reason the run stopped.
+    pub fn end(&mut self, why: &str) {
+        if self.ended {
+            return;
+        }
+        self.ended = true;
+        let pos = self.last.as_ref().map_or(0, |s| s.pos);
+        self.line(&format!("End of run (0x{pos:08X}  {why})"));
+        let _ = writeln!(self.out, "# End time:     {}", local_now());
+        let _ = self.out.flush();
+    }
+}
+
+impl RescueObserver for EventLog {
+    fn event(&mut self, event: &RescueEvent) {
+        match event {
+            RescueEvent::PassStarted {
+                phase,
+                pass,
+                direction,
+            } => {
+                let dir = match direction {
+                    Direction::Forwards => "forwards",
+                    Direction::Backwards => "backwards",
+                };
+                self.line(&format!("{}... Pass {pass} ({dir})", phase.describe()));
+            }
+            RescueEvent::DeviceGone { message } => self.line(message),
+            RescueEvent::DeviceBack => self.line("Source device is back"),
+            RescueEvent::Finished { .. } => self.finishing = true,
+            _ => {}
+        }
+    }
+
+    fn progress(&mut self, snapshot: &RescueSnapshot) {
+        self.last = Some(snapshot.clone());
+        if self.finishing {
+            self.end("finished");
+        }
+    }
+}
+
+impl Drop for EventLog {
+    fn drop(&mut self) {
+        self.end(if self.finishing {
+            "finished"
+        } else {
+            "interrupted"
+        });
+    }
+}
+
+/// `--log-rates=FILE`, ddrescue's rates log: overwritten; once a second the run time, input
+/// position, current and average rates, bad areas and bad-sector bytes.
+pub struct RateLog {
+    out: std::io::BufWriter<std::fs::File>,
+    last_second: Option<u64>,
+}
+
+impl RateLog {
+    pub fn create(path: &std::path::Path, command_line: &str) -> crate::Result<RateLog> {
+        let file = std::fs::File::create(path).map_err(|e| crate::Error::io(path, e))?;
+        let mut out = std::io::BufWriter::new(file);
+        let _ = writeln!(
+            out,
+            "# Rates Logfile. Created by salvor version {}",
+            env!("CARGO_PKG_VERSION")
+        );
+        let _ = writeln!(out, "# Command line: {}", command_line.replace('\n', " "));
+        let _ = writeln!(out, "# Start time:   {}", local_now());
+        let _ = writeln!(
+            out,
+            "#Time  Ipos  Current_rate  Average_rate  Bad_areas  Bad_size"
+        );
+        Ok(RateLog {
+            out,
+            last_second: None,
+        })
+    }
+}
+
+impl RescueObserver for RateLog {
+    fn progress(&mut self, s: &RescueSnapshot) {
+        let second = s.elapsed.as_secs();
+        if self.last_second == Some(second) {
+            return;
+        }
+        self.last_second = Some(second);
+        let _ = writeln!(
+            self.out,
+            "{second:>2}  0x{:08X}  {:>8.0}  {:>8.0}  {:>7}  {:>8}",
+            s.pos, s.current_rate, s.average_rate, s.totals.bad_areas, s.totals.bad_sector
+        );
+    }
+}
+
+impl Drop for RateLog {
+    fn drop(&mut self) {
+        let _ = writeln!(self.out, "# End time:     {}", local_now());
         let _ = self.out.flush();
     }
 }

@@ -26,6 +26,11 @@ pub trait Dest: Send {
     /// Extends a regular file to `len` without writing data (holes read as zeros). No-op for devices.
     fn extend_to(&mut self, len: u64) -> Result<()>;
     fn path(&self) -> &Path;
+    /// Reads back what the destination holds at `pos` (for `--compare-before-write`); returns
+    /// the bytes read, 0 when it cannot tell (the default).
+    fn read_back(&mut self, _pos: u64, _buf: &mut [u8]) -> Result<usize> {
+        Ok(0)
+    }
     /// Makes `[pos, pos + len)` read as zeros, like writing zeros there (ENOSPC included). The
     /// default writes zeros; a block device may have the kernel zero the range instead.
     fn write_zeroes(&mut self, pos: u64, len: u64) -> Result<()> {
@@ -162,6 +167,10 @@ impl Dest for Guarded<'_> {
     fn path(&self) -> &Path {
         self.inner.path()
     }
+
+    fn read_back(&mut self, pos: u64, buf: &mut [u8]) -> Result<usize> {
+        self.inner.read_back(pos, buf)
+    }
 }
 
 /// Size of the shared zero buffer, and of each write when zeros have to be written.
@@ -249,6 +258,45 @@ impl FileDest {
             }
             Err(e) => Err(Error::io(path, e)),
         }
+    }
+
+    /// ddrescue's `-t`: truncates a regular file to zero size (nothing else can be truncated).
+    pub fn truncate(&mut self) -> Result<()> {
+        let meta = self.file.metadata().map_err(|e| Error::io(&self.path, e))?;
+        if is_dev_null(&meta) {
+            return Ok(());
+        }
+        if !meta.is_file() {
+            return Err(Error::invalid_arg(
+                "--truncate",
+                format!("{} is not a regular file", self.path.display()),
+            ));
+        }
+        self.file.set_len(0).map_err(|e| Error::io(&self.path, e))
+    }
+
+    /// ddrescue's `-p`: reserves disc space for `len` bytes of a regular file (no-op otherwise).
+    pub fn preallocate(&mut self, len: u64) -> Result<()> {
+        let meta = self.file.metadata().map_err(|e| Error::io(&self.path, e))?;
+        if !meta.is_file() || len == 0 {
+            return Ok(());
+        }
+        let len = libc::off_t::try_from(len).unwrap_or(libc::off_t::MAX);
+        // SAFETY: a valid open descriptor; posix_fallocate only changes the file's allocation.
+        let r = unsafe { libc::posix_fallocate(self.file.as_raw_fd(), 0, len) };
+        if r != 0 {
+            return Err(Error::io(
+                &self.path,
+                io::Error::new(
+                    io::Error::from_raw_os_error(r).kind(),
+                    format!(
+                        "preallocating {len} bytes: {}",
+                        io::Error::from_raw_os_error(r)
+                    ),
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Whether [`FileDest::open`] created the file: then every area not written yet reads as
@@ -535,6 +583,19 @@ impl Dest for FileDest {
 
     fn path(&self) -> &Path {
         &self.path
+    }
+
+    fn read_back(&mut self, pos: u64, buf: &mut [u8]) -> Result<usize> {
+        let mut done = 0;
+        while done < buf.len() {
+            match self.file.read_at(&mut buf[done..], pos + done as u64) {
+                Ok(0) => break,
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Error::io(&self.path, e)),
+            }
+        }
+        Ok(done)
     }
 }
 

@@ -15,11 +15,27 @@
 //! failing one are delivered (`good`, a whole number of sectors from `pos` unless EOF), and the
 //! fault is `Media(EIO)`. A read "reaches" a weak range only if nothing before it failed.
 //!
-//! Time: every read advances the shared [`SimClock`] by `good / rate`, plus the extra time of each
-//! slow range inside the part that was read, plus `error_latency` if the read failed on the medium.
-//! Reads of a gone device fail at once (the kernel does not wait for a missing disk).
+//! - **weak with odds**: sectors that read with a given probability per attempt, drawn per sector
+//!   or once per request ([`WeakDraw`]) from a seeded generator, so runs are reproducible;
+//! - **dead head**: bad stripes repeating every `period` bytes ([`FaultySpec::dead_head`]).
+//!
+//! What a failed read returns depends on [`ReadSemantics`]: the good prefix to the failing sector
+//! (the default, what the engine tests were written against), nothing at all (`O_DIRECT`: the
+//! drive's error fails the whole request), or the good prefix rounded down to whole pages
+//! (buffered reads through the page cache: the page holding a bad sector fails whole).
+//!
+//! Time, the drive model (one model for the in-process tests and the FUSE file of
+//! `salvor sim-drive`): every request advances the shared [`SimClock`] by
+//! - `seek_cost` if it does not start where the previous request ended,
+//! - the transfer of the bytes the drive read before it stopped (`rate`),
+//! - the extra time of each slow range it touches (once per request),
+//! - `error_latency` if it failed on the medium.
+//!
+//! [`FaultySpec::drive`] sets the benchmark's numbers: 8 ms seek, 150 MB/s, 2 s per failed read.
+//! Every request can be reported to a [`RequestSink`] (the request log). Reads of a gone device
+//! fail at once (the kernel does not wait for a missing disk) and cost nothing.
 
-use super::{Geometry, ReadFault, ReadOutcome, SimClock, Source};
+use super::{Clock, Geometry, ReadFault, ReadOutcome, SimClock, Source};
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -42,6 +58,79 @@ pub struct FaultySpec {
     pub rate: u64,
     /// Simulated cost of a failed read.
     pub error_latency: Duration,
+    /// Simulated cost of a request that does not start where the previous one ended.
+    pub seek_cost: Duration,
+    /// Byte ranges of weak sectors that read with this probability per attempt.
+    pub weak_odds: Vec<(u64, u64, f64)>,
+    /// How the odds of `weak_odds` are drawn.
+    pub weak_draw: WeakDraw,
+    /// What a failed read delivers.
+    pub semantics: ReadSemantics,
+    /// Seed of the generator behind `weak_odds`.
+    pub seed: u64,
+}
+
+/// How the success of a read over weak sectors is drawn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WeakDraw {
+    /// Every weak sector the read reaches succeeds or fails on its own.
+    #[default]
+    PerSector,
+    /// One draw per request that reaches weak sectors: all of them read, or it fails at the first.
+    PerRequest,
+}
+
+/// What a read that fails on the medium delivers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReadSemantics {
+    /// The sectors before the failing one (a precise partial read).
+    #[default]
+    SectorPrefix,
+    /// Nothing: `O_DIRECT` reads fail whole.
+    Direct,
+    /// The whole pages (of `page` bytes, aligned to the disk) before the page holding the failing
+    /// sector: buffered reads through the page cache.
+    Buffered { page: u32 },
+}
+
+/// One request as the simulated drive saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DriveRequest {
+    /// Drive time when the request started.
+    pub start: Duration,
+    /// What it cost.
+    pub cost: Duration,
+    pub pos: u64,
+    pub len: u64,
+    /// Bytes delivered to the caller.
+    pub good: u64,
+    /// Bytes the drive read before it stopped (`len` unless it failed).
+    pub reached: u64,
+    pub failed: bool,
+    pub seek: bool,
+}
+
+/// Where the request log goes.
+pub trait RequestSink: Send {
+    fn request(&mut self, r: &DriveRequest);
+}
+
+/// A request log kept in memory (for tests), shareable while the engine owns the source.
+#[derive(Clone, Default)]
+pub struct MemoryLog(pub Arc<std::sync::Mutex<Vec<DriveRequest>>>);
+
+impl MemoryLog {
+    pub fn requests(&self) -> Vec<DriveRequest> {
+        self.0.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+}
+
+impl RequestSink for MemoryLog {
+    fn request(&mut self, r: &DriveRequest) {
+        if let Ok(mut v) = self.0.lock() {
+            v.push(*r);
+        }
+    }
 }
 
 impl Default for FaultySpec {
@@ -55,21 +144,31 @@ impl Default for FaultySpec {
             gone_after_reads: None,
             rate: 100_000_000,
             error_latency: Duration::from_secs(2),
+            seek_cost: Duration::ZERO,
+            weak_odds: Vec::new(),
+            weak_draw: WeakDraw::PerSector,
+            semantics: ReadSemantics::SectorPrefix,
+            seed: 1,
         }
     }
 }
 
+/// The benchmark drive model: 8 ms per seek, 150 MB/s, 2 s per failed read.
+pub const DRIVE_SEEK: Duration = Duration::from_millis(8);
+pub const DRIVE_RATE: u64 = 150_000_000;
+pub const DRIVE_ERROR: Duration = Duration::from_secs(2);
+
 /// A small deterministic generator (xorshift64*), so fault layouts are reproducible from a seed
 /// without a `rand` dependency.
-struct XorShift(u64);
+pub(crate) struct XorShift(u64);
 
 impl XorShift {
-    fn new(seed: u64) -> Self {
+    pub(crate) fn new(seed: u64) -> Self {
         // A zero state would stay zero forever.
         XorShift(seed ^ 0x2545_F491_4F6C_DD1D | 1)
     }
 
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         let mut x = self.0;
         x ^= x >> 12;
         x ^= x << 25;
@@ -79,8 +178,13 @@ impl XorShift {
     }
 
     /// Uniform-enough value in `[0, n)` (n > 0).
-    fn below(&mut self, n: u64) -> u64 {
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
         ((u128::from(self.next()) * u128::from(n)) >> 64) as u64
+    }
+
+    /// Uniform in `[0, 1)`.
+    pub(crate) fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
     }
 }
 
@@ -91,6 +195,40 @@ impl FaultySpec {
             size,
             ..FaultySpec::default()
         }
+    }
+
+    /// A healthy drive priced with the benchmark model ([`DRIVE_SEEK`], [`DRIVE_RATE`],
+    /// [`DRIVE_ERROR`]) and `O_DIRECT` semantics.
+    pub fn drive(size: u64) -> FaultySpec {
+        FaultySpec {
+            size,
+            rate: DRIVE_RATE,
+            error_latency: DRIVE_ERROR,
+            seek_cost: DRIVE_SEEK,
+            semantics: ReadSemantics::Direct,
+            ..FaultySpec::default()
+        }
+    }
+
+    /// Sectors in `[start, end)` that read with probability `odds` per attempt.
+    pub fn with_weak_odds(mut self, start: u64, end: u64, odds: f64) -> Self {
+        self.weak_odds.push((start, end, odds));
+        self
+    }
+
+    pub fn with_semantics(mut self, semantics: ReadSemantics) -> Self {
+        self.semantics = semantics;
+        self
+    }
+
+    pub fn with_seek_cost(mut self, seek: Duration) -> Self {
+        self.seek_cost = seek;
+        self
+    }
+
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
     }
 
     pub fn with_sector_size(mut self, sector_size: u32) -> Self {
@@ -215,6 +353,17 @@ impl FaultySpec {
         .collect()
     }
 
+    /// The weak-with-odds ranges as the source sees them (sector-widened, clipped, sorted).
+    pub fn weak_odds_ranges(&self) -> Vec<(u64, u64, f64)> {
+        normalize(
+            self.weak_odds.iter().copied(),
+            self.sector(),
+            self.size,
+            false,
+            |a: f64, _| a,
+        )
+    }
+
     /// Total bytes that can never be read.
     pub fn bad_bytes(&self) -> u64 {
         self.bad_ranges().iter().map(|(s, e)| e - s).sum()
@@ -263,6 +412,8 @@ pub struct Counters {
     pub bytes_read: AtomicU64,
     /// Successful `reopen` calls after the device was gone.
     pub reopens: AtomicU64,
+    /// Requests that did not start where the previous one ended.
+    pub seeks: AtomicU64,
 }
 
 impl Counters {
@@ -289,6 +440,11 @@ pub struct FaultySource {
     bad: Vec<(u64, u64)>,
     weak: Vec<WeakRange>,
     slow: Vec<(u64, u64, Duration)>,
+    weak_odds: Vec<(u64, u64, f64)>,
+    rng: XorShift,
+    /// Where the previous request ended.
+    head: u64,
+    log: Option<Box<dyn RequestSink>>,
     /// Whether `gone_after_reads` has fired already (it fires once).
     gone_fired: bool,
     /// Shared so a test can unplug the device while the engine owns the source.
@@ -317,6 +473,14 @@ impl FaultySource {
         // Slow ranges may overlap (their costs add up), so they are only sorted, not merged.
         let mut slow = spec.slow.clone();
         slow.sort_by_key(|r| r.0);
+        let weak_odds = normalize(
+            spec.weak_odds.iter().copied(),
+            sector,
+            spec.size,
+            false,
+            |a: f64, _| a,
+        );
+        let rng = XorShift::new(spec.seed);
         FaultySource {
             spec,
             clock,
@@ -324,6 +488,10 @@ impl FaultySource {
             bad,
             weak,
             slow,
+            weak_odds,
+            rng,
+            head: 0,
+            log: None,
             gone_fired: false,
             gone: Arc::new(AtomicBool::new(false)),
         }
@@ -339,6 +507,16 @@ impl FaultySource {
 
     pub fn spec(&self) -> &FaultySpec {
         &self.spec
+    }
+
+    /// Sends every later request to `sink` (the request log).
+    pub fn set_log(&mut self, sink: Box<dyn RequestSink>) {
+        self.log = Some(sink);
+    }
+
+    /// Changes what failed reads deliver (the FUSE file switches per open: `O_DIRECT` or not).
+    pub fn set_semantics(&mut self, semantics: ReadSemantics) {
+        self.spec.semantics = semantics;
     }
 
     /// A switch that makes the device gone (true) from outside, e.g. from a test thread while an
@@ -421,6 +599,32 @@ impl FaultySource {
                 return Some(at(w.start));
             }
         }
+        let k = self.weak_odds.partition_point(|w| w.1 <= pos);
+        let mut request_draw: Option<bool> = None;
+        for &(ws, we, odds) in &self.weak_odds[k..] {
+            if ws >= limit {
+                break;
+            }
+            let first = ws.max(pos - pos % sector);
+            let last = we.min(limit);
+            match self.spec.weak_draw {
+                WeakDraw::PerRequest => {
+                    let ok = *request_draw.get_or_insert_with(|| self.rng.unit() < odds);
+                    if !ok {
+                        return Some(at(first));
+                    }
+                }
+                WeakDraw::PerSector => {
+                    let mut s = first;
+                    while s < last {
+                        if self.rng.unit() >= odds {
+                            return Some(at(s));
+                        }
+                        s += sector;
+                    }
+                }
+            }
+        }
         bad_at
     }
 
@@ -478,11 +682,26 @@ impl Source for FaultySource {
         } else {
             None
         };
-        let good_end = failure.unwrap_or(end);
+        // How far the drive read, and what the caller gets of it.
+        let reached_end = failure.unwrap_or(end);
+        let good_end = match (failure, self.spec.semantics) {
+            (None, _) | (Some(_), ReadSemantics::SectorPrefix) => reached_end,
+            (Some(_), ReadSemantics::Direct) => pos,
+            (Some(f), ReadSemantics::Buffered { page }) => {
+                let page = u64::from(page.max(1));
+                (f - f % page).max(pos)
+            }
+        };
         let good = (good_end - pos) as usize;
         Self::fill(pos, &mut buf[..good]);
+        let seek = pos != self.head;
+        self.head = end;
         let mut cost =
-            self.transfer_time(good as u64) + self.slow_extra(pos, good_end.max(pos + 1));
+            self.transfer_time(reached_end - pos) + self.slow_extra(pos, reached_end.max(pos + 1));
+        if seek {
+            cost += self.spec.seek_cost;
+            self.counters.seeks.fetch_add(1, Ordering::Relaxed);
+        }
         self.counters
             .bytes_read
             .fetch_add(good as u64, Ordering::Relaxed);
@@ -491,12 +710,36 @@ impl Source for FaultySource {
             cost += self.spec.error_latency;
             ReadFault::Media(io::Error::from_raw_os_error(libc::EIO))
         });
+        let start = self.clock.now();
         self.clock.advance(cost);
+        if let Some(log) = self.log.as_mut() {
+            log.request(&DriveRequest {
+                start,
+                cost,
+                pos,
+                len: n as u64,
+                good: good as u64,
+                reached: reached_end - pos,
+                failed: fault.is_some(),
+                seek,
+            });
+        }
         ReadOutcome { good, fault }
     }
 
     fn describe(&self) -> String {
         "simulated failing disk".to_string()
+    }
+
+    fn read_direct_at(&mut self, pos: u64, buf: &mut [u8]) -> Option<ReadOutcome> {
+        if !matches!(self.spec.semantics, ReadSemantics::Buffered { .. }) {
+            return None;
+        }
+        let saved = self.spec.semantics;
+        self.spec.semantics = ReadSemantics::Direct;
+        let out = self.read_at(pos, buf);
+        self.spec.semantics = saved;
+        Some(out)
     }
 
     fn reopen(&mut self) -> io::Result<bool> {

@@ -14,7 +14,7 @@ use super::{Geometry, ReadFault, ReadOutcome, Source};
 use crate::error::{Error, Result};
 use std::fs::File;
 use std::io;
-use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
+use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
@@ -74,11 +74,24 @@ pub struct FileSource {
     direct: bool,
     /// Alignment O_DIRECT needs for positions, lengths and memory: the device's real logical
     /// sector size (not a `-b` override), or 4096 for regular files, whose filesystem may sit on a
-    /// 4K device.
+    /// 4K device (512 on FUSE, which does not align).
     dio_align: usize,
     /// Aligned bounce buffer for O_DIRECT reads whose position, length or buffer is unaligned.
     bounce: Option<AlignedBuf>,
+    /// A second, O_DIRECT descriptor for `read_direct_at` on a source opened without O_DIRECT:
+    /// `None` until first needed, `Some(None)` where O_DIRECT is not allowed.
+    direct_file: Option<Option<File>>,
     identity: Identity,
+}
+
+/// Whether `file` lives on a FUSE filesystem.
+fn is_fuse(file: &File) -> bool {
+    const FUSE_SUPER_MAGIC: i64 = 0x6573_5546;
+    // The field is i64 on 64-bit Linux, i32 elsewhere.
+    #[allow(clippy::unnecessary_cast)]
+    nix::sys::statfs::fstatfs(file)
+        .map(|st| st.filesystem_type().0 as i64 == FUSE_SUPER_MAGIC)
+        .unwrap_or(false)
 }
 
 impl FileSource {
@@ -116,6 +129,10 @@ impl FileSource {
         }
         let dio_align = if is_block_device {
             real_logical.max(512) as usize
+        } else if is_fuse(&file) {
+            // FUSE passes O_DIRECT reads through as they are (no alignment of its own): sector
+            // reads stay sector reads, so a sector next to a bad one is not lost with its page.
+            512
         } else {
             4096
         };
@@ -141,6 +158,7 @@ impl FileSource {
             is_block_device,
             direct: opts.direct,
             dio_align,
+            direct_file: None,
             bounce: None,
             identity,
         })
@@ -177,11 +195,23 @@ impl FileSource {
     }
 
     fn read_direct(&mut self, pos: u64, buf: &mut [u8]) -> ReadOutcome {
-        let align = self.dio_align;
+        read_direct_with(&self.file, self.dio_align, &mut self.bounce, pos, buf)
+    }
+}
+
+/// An O_DIRECT read of `buf` at `pos` on `file`, through `bounce` where it is not aligned.
+fn read_direct_with(
+    file: &File,
+    align: usize,
+    bounce: &mut Option<AlignedBuf>,
+    pos: u64,
+    buf: &mut [u8],
+) -> ReadOutcome {
+    {
         let a = align as u64;
         if pos % a == 0 && buf.len() % align == 0 && (buf.as_ptr() as usize) % align == 0 {
             // Already aligned: the kernel can DMA straight into the caller's buffer.
-            let (good, fault) = pread_all(&self.file, pos, buf, Some(align));
+            let (good, fault) = pread_all(file, pos, buf, Some(align));
             return ReadOutcome { good, fault };
         }
         let start = pos - pos % a;
@@ -197,12 +227,12 @@ impl FileSource {
             };
         };
         let len = (end - start) as usize;
-        let bounce = match &mut self.bounce {
+        let bounce = match bounce {
             Some(b) if b.len() >= len => b,
             slot => slot.insert(AlignedBuf::new(len, align.max(4096))),
         };
         let tmp = &mut bounce.as_mut_slice()[..len];
-        let (done, fault) = pread_all(&self.file, start, tmp, Some(align));
+        let (done, fault) = pread_all(file, start, tmp, Some(align));
         let skip = (pos - start) as usize;
         let good = done.saturating_sub(skip).min(buf.len());
         buf[..good].copy_from_slice(&tmp[skip..skip + good]);
@@ -211,6 +241,49 @@ impl FileSource {
         let fault = if good == buf.len() { None } else { fault };
         ReadOutcome { good, fault }
     }
+}
+
+impl FileSource {
+    /// Whether a block device whose read ended early (inside its reported size, without an
+    /// error) or failed is gone. When the kernel removes a disk (unplug, virtio `device_del`) it
+    /// sets its capacity to 0 and reads of the still-open descriptor return 0 bytes: the engine
+    /// must wait or stop resumably, not treat the device as smaller than it said.
+    fn short_read_fault(&self) -> Option<ReadFault> {
+        if !self.is_block_device {
+            return None;
+        }
+        let now = device_size(&self.file);
+        let node = self.file.metadata().ok().map(|m| {
+            let rdev = m.rdev();
+            let (major, minor) = (libc::major(rdev), libc::minor(rdev));
+            PathBuf::from(format!("/sys/dev/block/{major}:{minor}"))
+        });
+        let node_present = node.as_deref().map(Path::exists);
+        short_read_verdict(self.geometry.size, now, node_present)
+    }
+}
+
+/// The verdict on a short or failed block-device read, from what the device says now: its size from
+/// BLKGETSIZE64 on the open descriptor, and whether its sysfs node still exists (`None`: unknown).
+/// `Some(Gone)` when the device shrank, fails the size query, or left sysfs; `None` when it still
+/// looks the same (a real short device: the engine reports that as an internal error).
+fn short_read_verdict(
+    reported: u64,
+    now: io::Result<u64>,
+    node_present: Option<bool>,
+) -> Option<ReadFault> {
+    let reason = match now {
+        Err(e) => format!("the size query on the open device failed ({e})"),
+        Ok(size) if size < reported => {
+            format!("the device now reports a size of {size} bytes (was {reported})")
+        }
+        Ok(_) if node_present == Some(false) => "its sysfs node is gone".to_string(),
+        Ok(_) => return None,
+    };
+    Some(ReadFault::Gone(io::Error::new(
+        io::ErrorKind::NotFound,
+        reason,
+    )))
 }
 
 /// Reads `buf` at `pos` until full, EOF or an error; returns the bytes read and the fault.
@@ -248,15 +321,63 @@ impl Source for FileSource {
         if buf.is_empty() {
             return ReadOutcome::ok(0);
         }
-        if self.direct {
+        let mut outcome = if self.direct {
             self.read_direct(pos, buf)
         } else {
             self.read_buffered(pos, buf)
+        };
+        let end = pos.saturating_add(outcome.good as u64);
+        match &outcome.fault {
+            None if outcome.good < buf.len() && end < self.geometry.size => {
+                outcome.fault = self.short_read_fault();
+            }
+            // A read in flight while the kernel removes the disk can fail with EIO instead of
+            // ending early: if the device is gone right after, blame that, not the medium, so
+            // nothing is marked bad because of the removal.
+            Some(ReadFault::Media(_)) => {
+                if let Some(gone) = self.short_read_fault() {
+                    outcome.fault = Some(gone);
+                }
+            }
+            _ => {}
         }
+        outcome
     }
 
     fn describe(&self) -> String {
         self.path.display().to_string()
+    }
+
+    fn read_direct_at(&mut self, pos: u64, buf: &mut [u8]) -> Option<ReadOutcome> {
+        if buf.is_empty() {
+            return None;
+        }
+        let a = self.dio_align as u64;
+        // Only where a direct read covers exactly the caller's sectors (no neighbours).
+        if pos % a != 0 || buf.len() as u64 % a != 0 {
+            return None;
+        }
+        if self.direct {
+            return Some(self.read_direct(pos, buf));
+        }
+        let path = &self.path;
+        let file = self
+            .direct_file
+            .get_or_insert_with(|| {
+                std::fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_DIRECT)
+                    .open(path)
+                    .ok()
+            })
+            .as_ref()?;
+        Some(read_direct_with(
+            file,
+            self.dio_align,
+            &mut self.bounce,
+            pos,
+            buf,
+        ))
     }
 
     fn reopen(&mut self) -> io::Result<bool> {
@@ -347,5 +468,36 @@ impl Drop for AlignedBuf {
     fn drop(&mut self) {
         // SAFETY: allocated in `new` with this layout.
         unsafe { std::alloc::dealloc(self.ptr.as_ptr(), self.layout) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_read_of_a_removed_device_is_gone() {
+        // What a virtio disk looks like after `device_del`: capacity 0, node gone.
+        let v = short_read_verdict(64 << 20, Ok(0), Some(false));
+        assert!(matches!(v, Some(ReadFault::Gone(_))), "{v:?}");
+        // Capacity 0 alone is enough (the sysfs node may linger for a moment).
+        let v = short_read_verdict(64 << 20, Ok(0), Some(true));
+        assert!(matches!(v, Some(ReadFault::Gone(_))), "{v:?}");
+        let v = short_read_verdict(64 << 20, Ok(64 << 20), Some(false));
+        assert!(matches!(v, Some(ReadFault::Gone(_))), "{v:?}");
+        let v = short_read_verdict(
+            64 << 20,
+            Err(io::Error::from_raw_os_error(libc::ENODEV)),
+            None,
+        );
+        assert!(matches!(v, Some(ReadFault::Gone(_))), "{v:?}");
+    }
+
+    #[test]
+    fn short_read_of_an_unchanged_device_is_not_a_fault() {
+        assert!(short_read_verdict(64 << 20, Ok(64 << 20), Some(true)).is_none());
+        assert!(short_read_verdict(64 << 20, Ok(64 << 20), None).is_none());
+        // A device that grew did not vanish either.
+        assert!(short_read_verdict(64 << 20, Ok(128 << 20), Some(true)).is_none());
     }
 }

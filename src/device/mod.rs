@@ -4,17 +4,19 @@
 //! A source is opened read-only and never written. Reads report partial success the way the kernel
 //! does for buffered reads: the bytes before the first failing sector are good, the fault says why
 //! the rest failed. A fault is either a media error ("this sector is bad", EIO) or the device being
-//! gone (ENODEV/ENXIO/EBADF after an unplug): the rescue algorithm treats those very differently.
+//! gone (ENODEV/ENXIO/EBADF after an unplug, or, for a disk the kernel removed, reads that end
+//! early because its size became 0): the rescue algorithm treats those very differently.
 
 pub mod clock;
 pub mod dest;
 pub mod faulty;
 pub mod file;
+pub mod scenario;
 pub mod testmode;
 
 pub use clock::{Clock, SimClock, SystemClock};
 pub use dest::{Dest, FileDest, Guarded};
-pub use faulty::{FaultySource, FaultySpec};
+pub use faulty::{DriveRequest, FaultySource, FaultySpec, ReadSemantics, RequestSink, WeakDraw};
 pub use file::{FileSource, Identity, OpenOptions};
 pub use testmode::TestModeSource;
 
@@ -122,6 +124,13 @@ pub trait Source: Send {
     fn is_direct(&self) -> bool {
         false
     }
+
+    /// Reads like `read_at`, but bypassing the page cache even when the source was opened without
+    /// it, so that a sector next to a bad one is not lost with its page. `None` when the device
+    /// does not allow it (or not at this position and length): the caller uses `read_at`.
+    fn read_direct_at(&mut self, _pos: u64, _buf: &mut [u8]) -> Option<ReadOutcome> {
+        None
+    }
 }
 
 impl<S: Source + ?Sized> Source for Box<S> {
@@ -139,5 +148,8 @@ impl<S: Source + ?Sized> Source for Box<S> {
     }
     fn is_direct(&self) -> bool {
         (**self).is_direct()
+    }
+    fn read_direct_at(&mut self, pos: u64, buf: &mut [u8]) -> Option<ReadOutcome> {
+        (**self).read_direct_at(pos, buf)
     }
 }

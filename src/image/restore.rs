@@ -26,8 +26,9 @@ use std::time::{Duration, Instant};
 
 enum Origin {
     Image(Box<ImageFile>),
-    /// A raw image file or a source disk.
-    Raw(FileSource),
+    /// A raw image file or a source disk, or a qcow2/VHD/VMDK file read through
+    /// [`crate::export::open::SparseSource`].
+    Raw(Box<dyn Source>),
 }
 
 /// A checked restore or clone, ready to run. Nothing has been written yet.
@@ -123,6 +124,10 @@ pub fn prepare_restore(image: &Path, target: &Path) -> Result<RestorePlan> {
             partition_table: m.partition_table.clone(),
             origin: Origin::Image(Box::new(img)),
         })
+    } else if std::fs::metadata(image).is_ok_and(|m| m.is_file())
+        && crate::export::open::detect(image).is_some()
+    {
+        prepare_sparse(image, target)
     } else {
         prepare_raw(image, target)
     }
@@ -161,7 +166,31 @@ fn prepare_raw(input: &Path, target: &Path) -> Result<RestorePlan> {
         size: g.size,
         logical_sector: g.logical_sector,
         partition_table: table,
-        origin: Origin::Raw(src),
+        origin: Origin::Raw(Box::new(src)),
+    })
+}
+
+/// A qcow2, VHD or VMDK file as the input of a restore.
+fn prepare_sparse(input: &Path, target: &Path) -> Result<RestorePlan> {
+    let mut src = crate::export::open::SparseSource::open(input)?;
+    let g = src.geometry();
+    let table = read_table(&mut src, g.logical_sector, g.size)?;
+    let inputs = canonical_all(&[input.to_path_buf()]);
+    let info = check_target(&TargetRequest {
+        target,
+        needed: g.size,
+        inputs: &inputs,
+        logical_sector: g.logical_sector,
+        has_partition_table: table.is_some(),
+    })?;
+    Ok(RestorePlan {
+        input_path: input.to_path_buf(),
+        target: target.to_path_buf(),
+        target_info: info,
+        size: g.size,
+        logical_sector: g.logical_sector,
+        partition_table: table,
+        origin: Origin::Raw(Box::new(src)),
     })
 }
 

@@ -391,6 +391,54 @@ impl Mapfile {
         self.blocks.splice(lo..hi, merged);
     }
 
+    /// Joins non-finished sub-sector fragments, as ddrescue does when it loads a mapfile in rescue
+    /// mode: inside every sector that holds more than one block, all non-finished parts get the
+    /// least processed status among them (`?` before `*` before `/` before `-`), so that a later
+    /// whole-sector read cannot discard a fragment's state. Finished parts are kept.
+    pub fn join_subsectors(&mut self, sector: u64) {
+        if sector <= 1 {
+            return;
+        }
+        let mut sectors: Vec<u64> = self
+            .blocks
+            .iter()
+            .skip(1)
+            .filter(|b| b.pos % sector != 0)
+            .map(|b| b.pos / sector)
+            .collect();
+        sectors.dedup();
+        for k in sectors {
+            let lo = k * sector;
+            let hi = lo.saturating_add(sector).min(self.end());
+            let Some(first) = self.index_of(lo) else {
+                continue;
+            };
+            let pieces: Vec<(u64, u64, BlockStatus)> = self.blocks[first..]
+                .iter()
+                .take_while(|b| b.pos < hi)
+                .filter(|b| b.status != BlockStatus::Finished)
+                .map(|b| (b.pos.max(lo), b.end().min(hi), b.status))
+                .collect();
+            let Some(least) = pieces.iter().map(|p| p.2).min() else {
+                continue;
+            };
+            for (a, b, st) in pieces {
+                if st != least {
+                    self.set(a, b - a, least);
+                }
+            }
+        }
+    }
+
+    /// The finished areas as sorted `(pos, end)` ranges.
+    pub fn finished_ranges(&self) -> Vec<(u64, u64)> {
+        self.blocks
+            .iter()
+            .filter(|b| b.status == BlockStatus::Finished)
+            .map(|b| (b.pos, b.end()))
+            .collect()
+    }
+
     /// Totals per status over the whole map.
     pub fn totals(&self) -> Totals {
         let mut t = Totals::default();
@@ -468,5 +516,46 @@ mod tests {
         assert_eq!(m.blocks().len(), 3);
         m.check().unwrap();
         assert_eq!(m.totals().bad_sector, 1);
+    }
+
+    fn map_of(blocks: &[(u64, u64, char)]) -> Mapfile {
+        Mapfile::from_blocks(
+            blocks
+                .iter()
+                .map(|&(pos, size, c)| Block {
+                    pos,
+                    size,
+                    status: BlockStatus::from_char(c).unwrap(),
+                })
+                .collect(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn subsector_fragments_are_joined_like_ddrescue() {
+        // What GNU ddrescue 1.27 makes of this map when it loads it (sector 512).
+        let mut m = map_of(&[
+            (0, 0x100, '+'),
+            (0x100, 0x80, '-'),
+            (0x180, 0x80, '?'),
+            (0x200, 0x100, '?'),
+            (0x300, 0x100, '/'),
+            (0x400, 0x100, '*'),
+            (0x500, 0x80, '-'),
+            (0x580, 0x80, '+'),
+            (0x600, 0x200, '-'),
+        ]);
+        m.join_subsectors(512);
+        assert_eq!(
+            m,
+            map_of(&[
+                (0, 0x100, '+'),
+                (0x100, 0x300, '?'),
+                (0x400, 0x180, '*'),
+                (0x580, 0x80, '+'),
+                (0x600, 0x200, '-'),
+            ])
+        );
     }
 }

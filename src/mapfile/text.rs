@@ -134,7 +134,71 @@ pub fn parse_domain_bytes(text: &[u8], path: &Path) -> Result<Vec<(u64, u64)>> {
         return Ok(Vec::new());
     };
     parse_status_line(n, line, path)?;
-    // Merged areas so far: start -> (end, status); non-overlapping.
+    let areas = loose_areas(lines, path)?;
+    let mut finished: Vec<(u64, u64)> = Vec::new();
+    for (&s, &(e, st)) in &areas {
+        if st != BlockStatus::Finished {
+            continue;
+        }
+        match finished.last_mut() {
+            Some(last) if last.1 == s => last.1 = e,
+            _ => finished.push((s, e)),
+        }
+    }
+    Ok(finished)
+}
+
+/// Parses a mapfile loosely (ddrescue's `-L`): blocks in any order, with gaps (filled with
+/// non-tried) and overlaps of blocks of the same status.
+pub fn parse_loose_bytes(text: &[u8], path: &Path) -> Result<Mapfile> {
+    check_end_marker(text, path)?;
+    let mut lines = data_lines(text);
+    let Some((n, line)) = lines.next() else {
+        return Ok(Mapfile::new(0));
+    };
+    let (current_pos, phase, pass) = parse_status_line(n, line, path)?;
+    let areas = loose_areas(lines, path)?;
+    let mut blocks = Vec::with_capacity(areas.len() * 2);
+    let mut end = 0;
+    for (&s, &(e, status)) in &areas {
+        if s > end {
+            blocks.push(Block {
+                pos: end,
+                size: s - end,
+                status: BlockStatus::NonTried,
+            });
+        }
+        blocks.push(Block {
+            pos: s,
+            size: e - s,
+            status,
+        });
+        end = e;
+    }
+    let mut map = Mapfile::from_blocks(blocks).map_err(|e| Error::corrupt(path, "blocks", e))?;
+    map.current_pos = current_pos;
+    map.phase = phase;
+    map.pass = pass;
+    Ok(map)
+}
+
+/// The finished areas of a domain (`-m`) mapfile as sorted `(pos, end)` ranges. Without `loose`
+/// the file must be a valid mapfile (contiguous, ordered blocks), as ddrescue requires unless
+/// `-L` is given; with it, see [`parse_loose_bytes`].
+pub fn parse_domain_checked(text: &[u8], path: &Path, loose: bool) -> Result<Vec<(u64, u64)>> {
+    let map = if loose {
+        parse_loose_bytes(text, path)?
+    } else {
+        parse_bytes(text, path)?
+    };
+    Ok(map.finished_ranges())
+}
+
+/// The block lines of a loose mapfile, merged: start -> (end, status), non-overlapping.
+fn loose_areas<'a>(
+    lines: impl Iterator<Item = (usize, &'a [u8])>,
+    path: &Path,
+) -> Result<BTreeMap<u64, (u64, BlockStatus)>> {
     let mut areas: BTreeMap<u64, (u64, BlockStatus)> = BTreeMap::new();
     for (n, line) in lines {
         let b = parse_block_line(n, line, path)?;
@@ -174,17 +238,7 @@ pub fn parse_domain_bytes(text: &[u8], path: &Path) -> Result<Vec<(u64, u64)>> {
         }
         areas.insert(start, (end, b.status));
     }
-    let mut finished: Vec<(u64, u64)> = Vec::new();
-    for (&s, &(e, st)) in &areas {
-        if st != BlockStatus::Finished {
-            continue;
-        }
-        match finished.last_mut() {
-            Some(last) if last.1 == s => last.1 = e,
-            _ => finished.push((s, e)),
-        }
-    }
-    Ok(finished)
+    Ok(areas)
 }
 
 /// Reads and parses a domain mapfile (see [`parse_domain`]); a missing file is an error.

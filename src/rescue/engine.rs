@@ -135,6 +135,18 @@ pub(super) fn engine_chunk(lo: u64, hi: u64, dir: Direction, cluster: u64) -> (u
     }
 }
 
+/// Read size of the copying passes near errors.
+const CAREFUL_CHUNK: u64 = 32 << 10;
+/// How far past a read error reads stay small.
+const CAREFUL_SPAN: u64 = 32 << 20;
+
+/// Block size (sectors) of trimming backwards over long stretches.
+const TRIM_BLOCK_SECTORS: u64 = 128;
+/// Scraping probes areas larger than this (sectors) before reading them sector by sector.
+const PROBE_MIN_SECTORS: u64 = 64;
+/// Probes per area.
+const PROBES: u64 = 16;
+
 /// Why a phase stopped early.
 enum Halt {
     Stop(StopReason),
@@ -179,6 +191,10 @@ struct Engine<'a> {
 
     sector: u64,
     cluster: u64,
+    /// Read size of the copying passes near errors (see `copy_step`).
+    careful: u64,
+    /// Bytes read without an error since the last read error.
+    good_since_error: u64,
     skip_initial: u64,
     skip_max: u64,
     /// Sorted, disjoint byte ranges to rescue.
@@ -203,6 +219,14 @@ struct Engine<'a> {
     waiting: bool,
     /// Bytes read and when reading started, for `--max-read-rate`.
     throttle: (u64, Instant),
+    /// Bad areas in the domain when the run started (`-e +N`).
+    initial_bad_areas: u64,
+    /// Failed bytes in the current second, and when that second started (`-E`).
+    error_rate: (u64, Duration),
+    /// The latest good sector read and its data (`-J`).
+    last_good_sector: Option<(u64, Vec<u8>)>,
+    /// Slow reads so far (`-a`, `--max-slow-reads`).
+    slow_reads: u64,
 }
 
 impl<'a> Engine<'a> {
@@ -228,45 +252,19 @@ impl<'a> Engine<'a> {
         let cluster = cluster_size(opts, &geo);
         let size = geo.size;
 
-        // Check the map against the source before touching anything.
-        let past_end = map
-            .blocks()
-            .iter()
-            .find(|b| b.end() > size && b.status != BlockStatus::NonTried);
-        if let Some(b) = past_end {
-            return Err(Error::corrupt(
-                "mapfile",
-                format!("block at 0x{:X}", b.pos),
-                format!(
-                    "the mapfile records {} data up to 0x{:X}, past the end of {} (size 0x{:X}): \
-                     is this the mapfile of another disk?",
-                    b.status.name(),
-                    b.end(),
-                    reader.describe,
-                    size
-                ),
-            ));
-        }
-        map.truncate(size);
-        map.extend_to(size);
-
-        let mut domain = vec![(
-            opts.input_pos.min(size),
-            opts.max_size
-                .map_or(size, |s| opts.input_pos.saturating_add(s).min(size)),
-        )];
-        if let Some(d) = &opts.domain {
-            domain = intersect(&domain, d);
-        }
-        domain.retain(|&(a, b)| a < b);
+        let domain = super::prepare::prepare_map(map, opts, size, sector, &reader.describe)?;
         let domain_size = domain.iter().map(|&(a, b)| b - a).sum();
 
-        let skip_initial = if opts.skip_initial != 0 {
+        let skip_initial = if opts.no_skip {
+            0
+        } else if opts.skip_initial != 0 {
             round_up(opts.skip_initial, sector)
         } else {
             round_up((size / 16_384).max(64 << 10), sector)
         };
-        let skip_max = if opts.skip_max != 0 {
+        let skip_max = if opts.no_skip {
+            0
+        } else if opts.skip_max != 0 {
             round_up(opts.skip_max, sector).max(skip_initial)
         } else {
             round_up(size / 50, sector).max(skip_initial)
@@ -286,6 +284,8 @@ impl<'a> Engine<'a> {
             observer,
             sector,
             cluster,
+            careful: round_up(CAREFUL_CHUNK.min(cluster).max(sector), sector),
+            good_since_error: 0,
             skip_initial,
             skip_max,
             domain,
@@ -307,17 +307,17 @@ impl<'a> Engine<'a> {
             error_time: Duration::ZERO,
             waiting: false,
             throttle: (0, Instant::now()),
+            initial_bad_areas: 0,
+            error_rate: (0, now),
+            last_good_sector: None,
+            slow_reads: 0,
         })
     }
 
     fn run(&mut self) -> Step {
-        // A new regular-file destination gets its full size now, so skipped and bad areas are holes
-        // that read as zeros and the file has the source's size even if the run stops early.
-        if self.dest_was_new {
-            if let Some(&(_, end)) = self.domain.last() {
-                let len = (i128::from(end) + self.shift).max(0) as u64;
-                self.dest.extend_to(len)?;
-            }
+        self.initial_bad_areas = self.domain_totals().bad_areas;
+        if let Some(cpass) = self.opts.cpass {
+            return self.ddrescue_passes(cpass);
         }
         let resume_phase = self.map.phase;
         let resume_pass = self.map.pass.max(1);
@@ -346,6 +346,36 @@ impl<'a> Engine<'a> {
             // scraping.
             self.relabel(BlockStatus::NonTrimmed, BlockStatus::NonScraped);
             self.divide()?;
+        }
+        if !self.opts.no_scrape {
+            self.scrape()?;
+        }
+        self.retry()?;
+        Ok(())
+    }
+
+    /// `--cpass`: ddrescue's copying passes as selected (1 = the skipping pass, 2 to 4 = passes
+    /// that delimit skipped areas from the rescued side, 5 = a sweep without skipping), then
+    /// trimming, scraping and retrying. salvor's extra phases (sweeps between trims, dividing)
+    /// are not run.
+    fn ddrescue_passes(&mut self, cpass: u8) -> Step {
+        if cpass & 1 != 0 {
+            let resume_pos = (self.map.phase == Phase::Copying
+                && self.map.pass <= 1
+                && self.map.current_pos > 0)
+                .then_some(self.map.current_pos);
+            self.skipping_pass(1, resume_pos)?;
+        }
+        for pass in 2..=4u32 {
+            if cpass & (1 << (pass - 1)) != 0 {
+                self.adjacency_pass(pass)?;
+            }
+        }
+        if cpass & 0b10000 != 0 {
+            self.sweep(5)?;
+        }
+        if !self.opts.no_trim {
+            self.trim()?;
         }
         if !self.opts.no_scrape {
             self.scrape()?;
@@ -389,19 +419,26 @@ impl<'a> Engine<'a> {
                     Direction::Backwards => hi = hi.min(n.max(lo)),
                 }
             }
-            if lo < hi {
-                self.reader.sequential(lo, hi, dir);
-            }
+            let mut window = 0;
             while lo < hi {
-                let (pos, len) = engine_chunk(lo, hi, dir, self.cluster);
+                let step = self.copy_step();
+                if step != window {
+                    self.reader.sequential(lo, hi, dir, step);
+                    window = step;
+                }
+                let (pos, len) = engine_chunk(lo, hi, dir, step);
+                let read_started = self.clock.now();
                 let r = self.read(pos, len)?;
                 if !r.failed {
+                    let read_time = self.clock.now().saturating_sub(read_started);
                     if let Some((start, last_fail, errors)) = run.take() {
                         // A run of one error was jumped over in one go: it says nothing new about
                         // the width of bad areas. Otherwise the bad area ended somewhere between the
                         // last failed read and here: take the distance to here, but no more than
                         // twice what is known to be bad.
-                        if errors > 1 {
+                        // With -K the skip follows ddrescue: back to the initial size after good
+                        // data, nothing learned.
+                        if errors > 1 && !self.opts.fixed_skip {
                             let (known, upper) = match dir {
                                 Direction::Forwards => (last_fail - start, pos - start),
                                 Direction::Backwards => (start - last_fail, start - (pos + len)),
@@ -416,6 +453,25 @@ impl<'a> Engine<'a> {
                     match dir {
                         Direction::Forwards => lo = pos + len,
                         Direction::Backwards => hi = pos,
+                    }
+                    if self.slow_read(len, read_time)? && skip > 0 {
+                        // -a: skip ahead of a slow area like after an error; what is skipped
+                        // stays non-tried for the later passes.
+                        let jump = skip;
+                        skip = skip.saturating_mul(2).min(self.skip_max);
+                        match dir {
+                            Direction::Forwards => {
+                                let target = round_up(pos + len + jump, self.sector);
+                                lo = target.min(hi);
+                                next = Some(target);
+                            }
+                            Direction::Backwards => {
+                                let target = round_down(pos.saturating_sub(jump), self.sector);
+                                hi = target.max(lo);
+                                next = Some(target);
+                            }
+                        }
+                        window = 0;
                     }
                     continue;
                 }
@@ -452,9 +508,7 @@ impl<'a> Engine<'a> {
                         next = Some(target);
                     }
                 }
-                if lo < hi {
-                    self.reader.sequential(lo, hi, dir);
-                }
+                window = 0;
             }
         }
         Ok(())
@@ -493,12 +547,42 @@ impl<'a> Engine<'a> {
         Ok(pass)
     }
 
+    /// One of ddrescue's passes 2 to 4 (`--cpass`): non-tried areas entered from rescued data
+    /// (or the domain's edge) in this pass's direction, each read until its first error.
+    fn adjacency_pass(&mut self, pass: u32) -> Step {
+        let dir = self.pass_direction(pass);
+        let mut eligible: Vec<Segment> = self
+            .segments(BlockStatus::NonTried)
+            .into_iter()
+            .filter(|s| match dir {
+                Direction::Forwards => s.open_left,
+                Direction::Backwards => s.open_right,
+            })
+            .collect();
+        if eligible.is_empty() {
+            return Ok(());
+        }
+        self.begin_pass(Phase::Copying, pass, dir)?;
+        if dir == Direction::Backwards {
+            eligible.reverse();
+        }
+        for seg in eligible {
+            self.read_until_error(seg, dir)?;
+        }
+        Ok(())
+    }
+
     /// Reads a segment in large reads from one side until the first error.
     fn read_until_error(&mut self, seg: Segment, dir: Direction) -> Step {
         let (mut lo, mut hi) = (seg.pos, seg.end);
-        self.reader.sequential(lo, hi, dir);
+        let mut window = 0;
         while lo < hi {
-            let (pos, len) = engine_chunk(lo, hi, dir, self.cluster);
+            let step = self.copy_step();
+            if step != window {
+                self.reader.sequential(lo, hi, dir, step);
+                window = step;
+            }
+            let (pos, len) = engine_chunk(lo, hi, dir, step);
             let r = self.read(pos, len)?;
             if r.failed {
                 self.mark_failed_read(pos, len, r.good);
@@ -512,8 +596,10 @@ impl<'a> Engine<'a> {
         Ok(())
     }
 
-    /// Trimming: from each edge that touches rescued data, read sector by sector up to the first
-    /// bad sector; the inside becomes non-scraped.
+    /// Trimming: from each edge that touches rescued data, read sector by sector up to the bad
+    /// area; the inside becomes non-scraped. From the left edge (reading forwards, no seeks) a
+    /// single failed sector does not end it: the next sector is tried too, so a bad spot of one
+    /// sector is passed without going round to the right edge; two failures in a row end it.
     fn trim(&mut self) -> Step {
         let segments = self.segments(BlockStatus::NonTrimmed);
         if segments.is_empty() {
@@ -524,22 +610,48 @@ impl<'a> Engine<'a> {
             let (mut lo, mut hi) = (seg.pos, seg.end);
             let mut left_hit = false;
             if seg.open_left {
-                while lo < hi {
-                    let len = self.sector.min(hi - lo);
+                let mut in_a_row = 0;
+                // After a lone bad sector (a failure, then a good sector), the rest of the area
+                // is tried once in one request: a lone bad or weak sector is usually alone, and
+                // where requests are slow, sector reads cost more than that one request.
+                let mut lone = false;
+                let mut rest_tried = false;
+                while lo < hi && in_a_row < 2 {
+                    if lone && !rest_tried && hi - lo > self.sector {
+                        rest_tried = true;
+                        let len = (hi - lo).min(self.careful);
+                        let r = self.read(lo, len)?;
+                        lo += if r.failed { r.good } else { len };
+                        continue;
+                    }
+                    let len = self.sector_end(lo, hi) - lo;
                     let r = self.read(lo, len)?;
                     if r.failed {
                         self.map.set(lo, len, BlockStatus::BadSector);
-                        lo += len;
                         left_hit = true;
-                        break;
+                        in_a_row += 1;
+                    } else {
+                        lone = in_a_row == 1;
+                        in_a_row = 0;
                     }
                     lo += len;
                 }
             }
             if seg.open_right || (seg.open_left && !left_hit) {
+                // Reading backwards, every request is a seek: on a long stretch go back a block
+                // at a time while blocks read, then sector by sector inside the block that failed.
+                let block = TRIM_BLOCK_SECTORS * self.sector;
+                while hi - lo > block {
+                    let pos = round_down(hi - block, self.sector);
+                    let r = self.read(pos, hi - pos)?;
+                    if r.failed {
+                        break;
+                    }
+                    hi = pos;
+                }
                 while lo < hi {
-                    let len = round_up(hi - lo, self.sector).min(self.sector).min(hi - lo);
-                    let pos = hi - len;
+                    let pos = self.sector_start(lo, hi);
+                    let len = hi - pos;
                     let r = self.read(pos, len)?;
                     if r.failed {
                         self.map.set(pos, len, BlockStatus::BadSector);
@@ -572,7 +684,8 @@ impl<'a> Engine<'a> {
         };
         for seg in ordered {
             let mut pos = seg.pos;
-            self.reader.sequential(pos, seg.end, Direction::Forwards);
+            self.reader
+                .sequential(pos, seg.end, Direction::Forwards, self.cluster);
             while pos < seg.end {
                 let (_, len) = engine_chunk(pos, seg.end, Direction::Forwards, self.cluster);
                 let r = self.read(pos, len)?;
@@ -580,7 +693,7 @@ impl<'a> Engine<'a> {
                     self.mark_failed_read(pos, len, r.good);
                     // Reading ahead stops at a failure; the sweep goes on after it.
                     self.reader
-                        .sequential(pos + len, seg.end, Direction::Forwards);
+                        .sequential(pos + len, seg.end, Direction::Forwards, self.cluster);
                 }
                 pos += len;
             }
@@ -616,7 +729,11 @@ impl<'a> Engine<'a> {
         Ok(())
     }
 
-    /// Scraping: every non-scraped sector is read once more, smallest areas first.
+    /// Scraping: every non-scraped sector is read once more, smallest areas first. An area of more
+    /// than [`PROBE_MIN_SECTORS`] sectors is probed first at [`PROBES`] sectors spread over it; if
+    /// every probe fails (a dead head's stripe, a dead zone) the area is left non-scraped and the
+    /// run says so: scraping it would cost one failed read per sector (weeks on a real drive) for
+    /// nothing. `--scrape-dead-areas` scrapes them too.
     fn scrape(&mut self) -> Step {
         let mut segments = self.segments(BlockStatus::NonScraped);
         if segments.is_empty() {
@@ -624,16 +741,52 @@ impl<'a> Engine<'a> {
         }
         self.begin_pass(Phase::Scraping, 1, Direction::Forwards)?;
         segments.sort_by_key(|s| (s.end - s.pos, s.pos));
+        let (mut dead_areas, mut dead_bytes) = (0u64, 0u64);
         for seg in segments {
+            let sectors = (seg.end - seg.pos).div_ceil(self.sector);
+            if !self.opts.scrape_dead_areas && sectors > PROBE_MIN_SECTORS {
+                let mut any_good = false;
+                for i in 0..PROBES {
+                    let at = seg.pos
+                        + round_down(
+                            (seg.end - seg.pos) * (2 * i + 1) / (2 * PROBES),
+                            self.sector,
+                        );
+                    let len = self.sector.min(seg.end - at);
+                    let r = self.read(at, len)?;
+                    if r.failed {
+                        self.map.set(at, len, BlockStatus::BadSector);
+                    } else {
+                        any_good = true;
+                    }
+                }
+                if !any_good {
+                    dead_areas += 1;
+                    dead_bytes += self.map.totals_in(&[(seg.pos, seg.end)]).non_scraped;
+                    continue;
+                }
+            }
             let mut pos = seg.pos;
             while pos < seg.end {
-                let len = self.sector.min(seg.end - pos);
-                let r = self.read(pos, len)?;
-                if r.failed {
-                    self.map.set(pos, len, BlockStatus::BadSector);
+                let len = self.sector_end(pos, seg.end) - pos;
+                if self.map.status_at(pos) == Some(BlockStatus::NonScraped) {
+                    let r = self.read(pos, len)?;
+                    if r.failed {
+                        self.map.set(pos, len, BlockStatus::BadSector);
+                    }
                 }
                 pos += len;
             }
+        }
+        if dead_areas > 0 {
+            self.observer.event(&RescueEvent::Message {
+                message: format!(
+                    "Not scraped: {dead_areas} area(s), {} left non-scraped, where all {PROBES} \
+                     probes failed (a dead head or zone); --scrape-dead-areas reads them sector \
+                     by sector",
+                    crate::units::format_bytes(dead_bytes)
+                ),
+            });
         }
         Ok(())
     }
@@ -649,11 +802,7 @@ impl<'a> Engine<'a> {
             if segments.is_empty() {
                 return Ok(());
             }
-            let dir = if (pass % 2 == 1) != self.opts.reverse {
-                Direction::Forwards
-            } else {
-                Direction::Backwards
-            };
+            let dir = self.pass_direction(pass);
             self.begin_pass(Phase::Retrying, pass, dir)?;
             let ordered: Vec<Segment> = match dir {
                 Direction::Forwards => segments,
@@ -665,7 +814,7 @@ impl<'a> Engine<'a> {
                     let mut p = seg.pos;
                     while p < seg.end {
                         v.push(p);
-                        p += self.sector.min(seg.end - p);
+                        p = self.sector_end(p, seg.end);
                     }
                     if dir == Direction::Backwards {
                         v.reverse();
@@ -673,7 +822,7 @@ impl<'a> Engine<'a> {
                     v
                 };
                 for p in sectors {
-                    let len = self.sector.min(seg.end - p);
+                    let len = self.sector_end(p, seg.end) - p;
                     self.read(p, len)?;
                 }
             }
@@ -683,8 +832,33 @@ impl<'a> Engine<'a> {
 
     // ----- helpers -----
 
+    /// The read size of the copying passes: the full cluster on healthy stretches; after a read
+    /// error, small reads for the next [`CAREFUL_SPAN`] bytes. A failed `O_DIRECT` read delivers
+    /// nothing, so every failed read costs its whole size until trimming: with small reads near
+    /// errors, one failure loses little and the readable data comes in with about one failed read
+    /// per bad spot. On a healthy drive nothing changes.
+    fn copy_step(&self) -> u64 {
+        if self.stats.read_errors > 0 && self.good_since_error < CAREFUL_SPAN {
+            self.careful
+        } else {
+            self.cluster
+        }
+    }
+
+    /// Where the sector holding `pos` ends, at most `hi`: sector-by-sector reads keep to whole
+    /// sectors of the source even inside areas that start or end off a sector boundary (the
+    /// tail of an odd-sized source, fragments from a hand-edited mapfile).
+    fn sector_end(&self, pos: u64, hi: u64) -> u64 {
+        (round_down(pos, self.sector) + self.sector).min(hi)
+    }
+
+    /// Where the sector holding byte `hi - 1` starts, at least `lo`.
+    fn sector_start(&self, lo: u64, hi: u64) -> u64 {
+        round_down(hi - 1, self.sector).max(lo)
+    }
+
     fn pass_direction(&self, pass: u32) -> Direction {
-        if (pass % 2 == 1) != self.opts.reverse {
+        if (pass % 2 == 1 || self.opts.unidirectional) != self.opts.reverse {
             Direction::Forwards
         } else {
             Direction::Backwards
@@ -692,6 +866,9 @@ impl<'a> Engine<'a> {
     }
 
     fn begin_pass(&mut self, phase: Phase, pass: u32, dir: Direction) -> Step {
+        if !self.opts.pause_on_pass.is_zero() && self.stats.reads > 0 {
+            std::thread::sleep(self.opts.pause_on_pass);
+        }
         self.map.phase = phase;
         self.map.pass = pass;
         self.direction = dir;
@@ -723,7 +900,9 @@ impl<'a> Engine<'a> {
                     .set(fail_at + s, end - fail_at - s, BlockStatus::NonTrimmed);
             }
         } else if len <= self.sector {
-            self.map.set(pos, len, BlockStatus::NonScraped);
+            // A failed read of a single sector is that sector's own read: it is bad (as in
+            // ddrescue), not left for scraping.
+            self.map.set(pos, len, BlockStatus::BadSector);
         } else {
             self.map.set(pos, len, BlockStatus::NonTrimmed);
         }
@@ -773,7 +952,11 @@ impl<'a> Engine<'a> {
             Direction::Backwards => pos + len,
         };
         let t0 = self.clock.now();
-        let Some(mut chunk) = self.reader.read(pos, len) else {
+        // Reads of a sector or so are made near errors (trimming, scraping, probes, retries): on a
+        // buffered source they bypass the page cache where the device allows it, so that a
+        // sector next to a bad one is not lost with its page.
+        let direct = len <= self.sector;
+        let Some(mut chunk) = self.reader.read(pos, len, direct) else {
             return Err(Halt::Fail(Error::Internal(
                 "the device I/O thread ended".into(),
             )));
@@ -806,6 +989,7 @@ impl<'a> Engine<'a> {
                 pos + good
             )))),
             None => {
+                self.good_since_error = self.good_since_error.saturating_add(good);
                 self.after_read();
                 Ok(ReadResult {
                     good,
@@ -813,8 +997,10 @@ impl<'a> Engine<'a> {
                 })
             }
             Some(ReadFault::Media(e)) => {
+                self.good_since_error = 0;
                 self.stats.read_errors += 1;
                 self.error_time += self.clock.now().saturating_sub(t0);
+                self.after_error(len - good)?;
                 self.observer.event(&RescueEvent::ReadError {
                     pos: pos + good,
                     size: len - good,
@@ -842,6 +1028,104 @@ impl<'a> Engine<'a> {
         }
     }
 
+    /// `-a`: whether a good read of `len` bytes that took `took` was slower than the minimum
+    /// read rate (0: a tenth of the average rate), counted after `--delay-slow`; more than
+    /// `--max-slow-reads` slow reads end the run. A slow read is followed by what follows an
+    /// error (`--pause-on-error`, `-O`).
+    fn slow_read(&mut self, len: u64, took: Duration) -> Step<bool> {
+        let Some(min) = self.opts.min_read_rate else {
+            return Ok(false);
+        };
+        let now = self.clock.now();
+        let elapsed = now.saturating_sub(self.start);
+        if elapsed < self.opts.delay_slow || took.is_zero() {
+            return Ok(false);
+        }
+        let min = if min == 0 {
+            self.stats.rescued_this_run as f64 / elapsed.as_secs_f64().max(1e-9) / 10.0
+        } else {
+            min as f64
+        };
+        let rate = len as f64 / took.as_secs_f64();
+        if rate >= min {
+            if self.opts.reset_slow {
+                self.slow_reads = 0;
+            }
+            return Ok(false);
+        }
+        self.slow_reads += 1;
+        if let Some(max) = self.opts.max_slow_reads {
+            if self.slow_reads > max {
+                return Err(Halt::Fail(Error::LimitReached(format!(
+                    "{} slow reads, more than --max-slow-reads {max}",
+                    self.slow_reads
+                ))));
+            }
+        }
+        if let Some((pause, simulated)) = self.opts.pause_on_error {
+            if !simulated && !pause.is_zero() {
+                std::thread::sleep(pause);
+            }
+        }
+        if self.opts.reopen_on_error {
+            let _ = self.reader.reopen();
+        }
+        Ok(true)
+    }
+
+    /// ddrescue's options that act after every read error: `-E`, `--pause-on-error`, `-O`, `-J`.
+    fn after_error(&mut self, failed: u64) -> Step {
+        if let Some(max) = self.opts.max_error_rate {
+            let now = self.clock.now();
+            if now.saturating_sub(self.error_rate.1) >= Duration::from_secs(1) {
+                self.error_rate = (0, now);
+            }
+            self.error_rate.0 += failed;
+            if self.error_rate.0 > max {
+                return Err(Halt::Fail(Error::LimitReached(format!(
+                    "{} bytes of failed reads in a second, more than --max-error-rate {max}",
+                    self.error_rate.0
+                ))));
+            }
+        }
+        if let Some((pause, simulated)) = self.opts.pause_on_error {
+            if !simulated && !pause.is_zero() {
+                std::thread::sleep(pause);
+            }
+        }
+        if self.opts.reopen_on_error {
+            // A source that cannot be reopened shows up on the next read.
+            let _ = self.reader.reopen();
+        }
+        if self.opts.verify_on_error {
+            let Some((pos, data)) = self.last_good_sector.clone() else {
+                return Err(Halt::Fail(Error::LimitReached(
+                    "--verify-on-error: a read error happened before any good sector was read"
+                        .into(),
+                )));
+            };
+            let len = data.len() as u64;
+            let Some(mut chunk) = self.reader.read(pos, len, false) else {
+                return Err(Halt::Fail(Error::Internal(
+                    "the device I/O thread ended".into(),
+                )));
+            };
+            let same = chunk.fault.take().is_none()
+                && chunk.good as u64 >= len
+                && chunk.buf.as_slice()[..data.len()] == data[..];
+            self.reader.recycle(chunk.buf);
+            if !same {
+                return Err(Halt::Fail(Error::corrupt(
+                    self.reader.describe.clone(),
+                    format!("offset 0x{pos:X}"),
+                    "--verify-on-error: the latest good sector no longer reads the same; the \
+                     drive may be returning garbage",
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Sleeps as long as reading is ahead of `--max-read-rate`.
     fn throttle(&mut self, bytes: u64) {
         let Some(rate) = self.opts.max_read_rate.filter(|&r| r > 0) else {
@@ -867,9 +1151,34 @@ impl<'a> Engine<'a> {
                 "the output position would be negative",
             ))
         })?;
-        let skip_write = self.opts.sparse && crate::device::is_zero(data);
+        let mut skip_write = self.opts.sparse && crate::device::is_zero(data);
+        if !skip_write && self.opts.compare_before_write {
+            let mut old = vec![0u8; data.len()];
+            let n = self.dest.read_back(dpos, &mut old)?;
+            skip_write = n == data.len() && old == data;
+        }
+        if self.dest_was_new && self.opts.extend_new_dest {
+            // A new regular-file destination gets its full size at the first write, so skipped
+            // and bad areas are holes that read as zeros and the file has the source's size
+            // even if the run stops early.
+            self.dest_was_new = false;
+            if let Some(&(_, end)) = self.domain.last() {
+                let len = (i128::from(end) + self.shift).max(0) as u64;
+                self.dest.extend_to(len)?;
+            }
+        }
         if !skip_write {
             self.dest.write_at(dpos, data)?;
+            if self.opts.synchronous {
+                self.dest.sync()?;
+            }
+        }
+        if self.opts.verify_on_error && len >= self.sector {
+            let last = round_down(len, self.sector) - self.sector;
+            self.last_good_sector = Some((
+                pos + last,
+                data[last as usize..(last + self.sector) as usize].to_vec(),
+            ));
         }
         let before = self.map.status_at(pos);
         self.map.set(pos, len, BlockStatus::Finished);
@@ -917,9 +1226,25 @@ impl<'a> Engine<'a> {
                 ))));
             }
         }
+        if let Some((max, new)) = self.opts.max_bad_areas {
+            let areas = self.domain_totals().bad_areas;
+            let counted = if new {
+                areas.saturating_sub(self.initial_bad_areas)
+            } else {
+                areas
+            };
+            if counted > max {
+                return Err(Halt::Fail(Error::LimitReached(format!(
+                    "{counted} {}bad areas, more than --max-bad-areas {}{max}",
+                    if new { "new " } else { "" },
+                    if new { "+" } else { "" }
+                ))));
+            }
+        }
         if let Some(t) = self.opts.timeout {
             let since = self.clock.now().saturating_sub(self.last_good);
-            if since > t {
+            // Whole seconds, as ddrescue: -T 0 gives up only after a second without a good read.
+            if since.as_secs() > t.as_secs() {
                 return Err(Halt::Fail(Error::LimitReached(format!(
                     "no successful read for {} (--timeout {})",
                     crate::units::format_duration(since),
@@ -1082,7 +1407,7 @@ fn round_down(x: u64, to: u64) -> u64 {
 }
 
 /// Intersection of two sorted lists of disjoint ranges.
-fn intersect(a: &[(u64, u64)], b: &[(u64, u64)]) -> Vec<(u64, u64)> {
+pub(super) fn intersect(a: &[(u64, u64)], b: &[(u64, u64)]) -> Vec<(u64, u64)> {
     let mut out = Vec::new();
     let (mut i, mut j) = (0, 0);
     while i < a.len() && j < b.len() {

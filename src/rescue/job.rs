@@ -15,7 +15,8 @@ use std::path::{Path, PathBuf};
 pub struct JobSpec {
     pub source: PathBuf,
     pub dest: PathBuf,
-    pub mapfile: PathBuf,
+    /// None: no mapfile (ddrescue's optional operand); the run cannot be resumed.
+    pub mapfile: Option<PathBuf>,
     /// O_DIRECT reads of the source.
     pub direct: bool,
     /// Sector size override (0: the source's).
@@ -30,6 +31,33 @@ pub struct JobSpec {
     pub logs: Vec<PathBuf>,
     /// Recorded in the mapfile's header.
     pub command_line: String,
+    /// ddrescue's `--same-file`: the destination may be the source file itself.
+    pub same_file: bool,
+    /// ddrescue's `-L`: the test-mode mapfile may be unordered and have gaps.
+    pub loose_test_map: bool,
+    /// The test-mode mapfile's text when it comes from standard input (`-H -`).
+    pub test_map_text: Option<Vec<u8>>,
+}
+
+impl JobSpec {
+    /// A spec with the given paths and every other field at its default.
+    pub fn new(source: PathBuf, dest: PathBuf, mapfile: Option<PathBuf>) -> JobSpec {
+        JobSpec {
+            source,
+            dest,
+            mapfile,
+            direct: false,
+            sector_size: 0,
+            force_device: false,
+            extra_reads: Vec::new(),
+            test_mode: None,
+            logs: Vec::new(),
+            command_line: String::new(),
+            same_file: false,
+            loose_test_map: false,
+            test_map_text: None,
+        }
+    }
 }
 
 /// A job that passed every check, ready for [`super::rescue`].
@@ -37,9 +65,12 @@ pub struct Prepared {
     pub source: Box<dyn Source>,
     pub dest: FileDest,
     pub map: Mapfile,
-    pub saver: MapfileSaver,
+    /// None when the job has no mapfile.
+    pub saver: Option<MapfileSaver>,
     /// Held until the job ends.
-    pub lock: MapfileLock,
+    pub lock: Option<MapfileLock>,
+    /// Whether the mapfile existed (and was loaded).
+    pub map_loaded: bool,
     /// The source's identity as recorded in the mapfile.
     pub identity: String,
 }
@@ -54,8 +85,16 @@ pub fn needed_size(opts: &RescueOptions, size: u64) -> u64 {
     (i128::from(end) - i128::from(ipos) + i128::from(opos)).max(0) as u64
 }
 
-/// Sets the job up (see the module documentation).
+/// Sets the job up (see the module documentation). An empty rescue domain is an error here; see
+/// [`prepare_or_nothing`].
 pub fn prepare(spec: &JobSpec, opts: &RescueOptions) -> Result<Prepared> {
+    prepare_or_nothing(spec, opts)?
+        .ok_or_else(|| Error::LimitReached("nothing to rescue: the rescue domain is empty".into()))
+}
+
+/// [`prepare`], with `Ok(None)` when the rescue domain is empty: then, as in ddrescue, neither
+/// the destination nor the mapfile is created.
+pub fn prepare_or_nothing(spec: &JobSpec, opts: &RescueOptions) -> Result<Option<Prepared>> {
     let file_source = FileSource::open(
         &spec.source,
         OpenOptions {
@@ -66,8 +105,16 @@ pub fn prepare(spec: &JobSpec, opts: &RescueOptions) -> Result<Prepared> {
     let identity = describe_identity(file_source.identity());
     let size = file_source.geometry().size;
     plan(spec, needed_size(opts, size)).check()?;
-    let lock = MapfileLock::acquire(&spec.mapfile)?;
-    for (path, what) in [(&spec.dest, "destination"), (&spec.mapfile, "mapfile")] {
+    let lock = spec
+        .mapfile
+        .as_deref()
+        .map(MapfileLock::acquire)
+        .transpose()?;
+    let mut others = vec![(&spec.dest, "destination")];
+    if let Some(m) = &spec.mapfile {
+        others.push((m, "mapfile"));
+    }
+    for (path, what) in others {
         if let Some((pid, name)) = crate::safety::other_writer(path) {
             return Err(Error::refused(
                 path,
@@ -78,36 +125,94 @@ pub fn prepare(spec: &JobSpec, opts: &RescueOptions) -> Result<Prepared> {
             ));
         }
     }
-    let map = load_mapfile(&spec.mapfile, &identity, size)?;
+    let sizes_may_differ = opts.complete_only || spec.test_mode.is_some();
+    let (map, map_loaded, recorded) = match &spec.mapfile {
+        // With -C the mapfile, not the source, sets the extent (a partial copy or a device
+        // reporting a wrong size), and in test mode the size is simulated: a different size is
+        // expected there. Serial numbers and WWNs are still compared.
+        Some(m) => load_mapfile(m, &identity, size, sizes_may_differ)?,
+        None => (Mapfile::new(size), false, None),
+    };
     let source: Box<dyn Source> = match &spec.test_mode {
         None => Box::new(file_source),
         Some(p) => {
-            let test_map = mapfile::parse_file(p)?
-                .ok_or_else(|| Error::io(p, std::io::Error::from(std::io::ErrorKind::NotFound)))?;
+            let bytes = match &spec.test_map_text {
+                Some(t) => t.clone(),
+                None => std::fs::read(p).map_err(|e| Error::io(p, e))?,
+            };
+            let test_map = if spec.loose_test_map {
+                mapfile::text::parse_loose_bytes(&bytes, p)?
+            } else {
+                mapfile::parse_bytes(&bytes, p)?
+            };
             Box::new(TestModeSource::new(file_source, test_map))
         }
     };
+    if let Some(m) = &spec.mapfile {
+        crate::rescue::prepare::check_map_fits(
+            opts,
+            &map,
+            source.geometry().size,
+            &source.describe(),
+            m,
+        )?;
+    }
+    let apparent = source.geometry().size;
+    if opts.input_pos > 0 && opts.input_pos >= apparent && !opts.complete_only {
+        // As ddrescue: starting past the end of the input is an error, not an empty domain.
+        return Err(Error::invalid_arg(
+            "--input-position",
+            format!(
+                "can't start reading at {}: {} is only {apparent} bytes long",
+                opts.input_pos,
+                source.describe()
+            ),
+        ));
+    }
+    if crate::rescue::prepare::domain_is_empty(opts, &map, apparent) {
+        return Ok(None);
+    }
     let dest = FileDest::open(&spec.dest, spec.force_device, true)?;
     let mut header = mapfile::Header::salvor(&spec.command_line);
-    header.source = identity.clone();
-    Ok(Prepared {
+    // A run that may differ in size keeps the identity of the disk the mapfile was made for: a
+    // later plain run on that disk must still be accepted, one on another disk refused.
+    header.source = match recorded {
+        Some(r) if sizes_may_differ => r,
+        _ => identity.clone(),
+    };
+    Ok(Some(Prepared {
         source,
         dest,
         map,
-        saver: MapfileSaver::with_header(&spec.mapfile, header),
+        saver: spec
+            .mapfile
+            .as_deref()
+            .map(|m| MapfileSaver::with_header(m, header)),
         lock,
+        map_loaded,
         identity,
-    })
+    }))
 }
 
 /// Every path the job reads and writes, for the refusal policy.
 pub fn plan(spec: &JobSpec, needed: u64) -> Plan {
-    let mut plan = Plan::new()
-        .read(&spec.source)
+    let mut plan = Plan::new();
+    plan = if spec.same_file {
+        plan.read_same_as_destination(&spec.source)
+    } else {
+        plan.read(&spec.source)
+    };
+    plan = plan
         .destination(&spec.dest, needed)
-        .mapfile(&spec.mapfile);
+        .device_confirmed(spec.force_device);
+    if let Some(m) = &spec.mapfile {
+        plan = plan.mapfile(m);
+    }
+    // "-" is standard input.
     for r in spec.extra_reads.iter().chain(&spec.test_mode) {
-        plan = plan.read(r);
+        if r.as_os_str() != "-" {
+            plan = plan.read(r);
+        }
     }
     for l in &spec.logs {
         plan = plan.write(Role::Log, l);
@@ -115,13 +220,21 @@ pub fn plan(spec: &JobSpec, needed: u64) -> Plan {
     plan
 }
 
-/// The mapfile at `path` (a new one if it does not exist), refused if it records another disk.
-fn load_mapfile(path: &Path, identity: &str, size: u64) -> Result<Mapfile> {
+/// The mapfile at `path` (a new one if it does not exist), refused if it records another disk;
+/// and whether it existed.
+fn load_mapfile(
+    path: &Path,
+    identity: &str,
+    size: u64,
+    sizes_may_differ: bool,
+) -> Result<(Mapfile, bool, Option<String>)> {
     match std::fs::read(path) {
         Ok(bytes) => {
             let text = String::from_utf8_lossy(&bytes);
             if let Some(recorded) = mapfile::text::source_of(&text) {
-                if let Some(why) = identity_mismatch(recorded, identity) {
+                let why = identity_mismatch(recorded, identity)
+                    .filter(|&why| !(sizes_may_differ && why == SIZE_DIFFERS));
+                if let Some(why) = why {
                     return Err(Error::refused(
                         path,
                         format!(
@@ -132,9 +245,10 @@ fn load_mapfile(path: &Path, identity: &str, size: u64) -> Result<Mapfile> {
                     ));
                 }
             }
-            mapfile::parse_bytes(&bytes, path)
+            let recorded = mapfile::text::source_of(&text).map(str::to_string);
+            Ok((mapfile::parse_bytes(&bytes, path)?, true, recorded))
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Mapfile::new(size)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok((Mapfile::new(size), false, None)),
         Err(e) => Err(Error::io(path, e)),
     }
 }
@@ -186,6 +300,8 @@ pub fn describe_identity(id: &Identity) -> String {
     parts.join(" ")
 }
 
+const SIZE_DIFFERS: &str = "size differs";
+
 /// Why a recorded identity is not this source's, if it is not. Only facts both sides know count.
 pub fn identity_mismatch(recorded: &str, current: &str) -> Option<&'static str> {
     let field = |text: &str, key: &str| -> Option<String> {
@@ -196,7 +312,7 @@ pub fn identity_mismatch(recorded: &str, current: &str) -> Option<&'static str> 
     for (key, why) in [
         ("serial", "serial number differs"),
         ("wwn", "WWN differs"),
-        ("size", "size differs"),
+        ("size", SIZE_DIFFERS),
     ] {
         if let (Some(a), Some(b)) = (field(recorded, key), field(current, key)) {
             if a != b {

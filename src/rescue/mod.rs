@@ -9,28 +9,39 @@
 //!    jumps over a whole stripe. Passes 2, 3, … alternate direction and read only non-tried areas
 //!    that touch rescued data on the side they enter from, stopping at the first error in each: this
 //!    delimits bad areas from the good side, so the probes that would hit the inside of a bad area
-//!    are never made. Passes repeat until no such area is left.
+//!    are never made. Passes repeat until no such area is left. After a read error these passes
+//!    read 32 KiB at a time for the next 32 MiB (1 MiB otherwise): a failed `O_DIRECT` read
+//!    delivers nothing, so small reads near errors lose little per failure and the readable data
+//!    comes in with about one failed read per bad spot.
 //! 2. **Trimming.** Non-trimmed areas are read sector by sector from each edge that touches
-//!    rescued data, until a bad sector; the rest becomes non-scraped.
+//!    rescued data, until a bad sector (from the left edge, until the second failure in a row:
+//!    a single bad sector is passed, and after it the rest is tried once in one request); backwards over a long stretch, a block at a time first
+//!    (each backward request is a seek). The rest becomes non-scraped.
 //! 3. **Sweeping.** What is still non-tried lies between failures on both sides; it is read in full
 //!    (no skipping). Any good data found there is grown with the passes of 1 and trimmed again.
 //! 4. **Dividing** (part of trimming). The insides of failed areas are read in chunks of 1/16
 //!    cluster; an area is given up after 8 failures in a row (a solid bad area). On dense damage
 //!    this finds the good chunks between bad ones with one error per bad chunk.
 //! 5. **Scraping.** Non-scraped areas are read sector by sector, smallest areas (the edges of bad
-//!    areas) first.
+//!    areas) first. An area of more than 64 sectors is probed at 16 spread sectors first; if all
+//!    fail (a dead head's stripe) it is left non-scraped and the run says so
+//!    (`--scrape-dead-areas` scrapes it anyway).
 //! 6. **Retrying** (`-r N`) bad sectors, alternating direction.
 //!
 //! A failed read that delivered some good bytes (as the kernel's buffered reads do) tells exactly
 //! where it failed: that sector is marked non-scraped (it has been tried once and will be tried
 //! once more when scraping), the rest of the read non-trimmed. So an isolated bad sector costs one
-//! error before all the data around it is rescued.
+//! error before all the data around it is rescued. Single-sector reads (trimming, scraping,
+//! retries) bypass the page cache where the source allows it (`Source::read_direct_at`), so a
+//! readable sector sharing a page with a bad one is not lost.
 //!
 //! The destination is fsynced before every mapfile save, so the map never claims data that is not
 //! durable. A source that disappears is never marked bad: salvor saves and waits for it or stops.
 
 pub mod engine;
 pub mod job;
+pub mod modes;
+mod prepare;
 mod reader;
 
 pub use engine::{rescue, Outcome, RescueStats};
@@ -73,6 +84,53 @@ pub struct RescueOptions {
     pub wait_for_device: Duration,
     /// Minimum time between progress snapshots.
     pub progress_interval: Duration,
+    /// Scrape areas whose probes all failed too (by default they are left non-scraped).
+    pub scrape_dead_areas: bool,
+    /// `-K 0`: no skipping after errors in the copying passes.
+    pub no_skip: bool,
+    /// `-K` given: the skip doubles after each error and returns to the initial size after good
+    /// data, as in ddrescue, instead of learning the width of bad areas.
+    pub fixed_skip: bool,
+    /// `--cpass`: ddrescue's copying passes to run (bit 0 = pass 1, ..., bit 4 = pass 5, the
+    /// sweep); None = salvor's passes.
+    pub cpass: Option<u8>,
+    /// `-A`: non-trimmed and non-scraped blocks in the domain become non-tried first (all failed
+    /// blocks with `retrim`).
+    pub try_again: bool,
+    /// `-M`: failed blocks in the domain become non-trimmed first.
+    pub retrim: bool,
+    /// `-u`: all passes in the same direction.
+    pub unidirectional: bool,
+    /// `-C`: don't read beyond the mapfile's extent.
+    pub complete_only: bool,
+    /// `-W`: skip writes of data the destination already holds.
+    pub compare_before_write: bool,
+    /// `-O`: reopen the source after every read error.
+    pub reopen_on_error: bool,
+    /// `-J`: after every read error, reread the latest good sector and compare.
+    pub verify_on_error: bool,
+    /// `-y`: sync the destination after every write.
+    pub synchronous: bool,
+    /// `-a`: minimum read rate of good areas (0 = automatic: average / 10).
+    pub min_read_rate: Option<u64>,
+    /// `--delay-slow`.
+    pub delay_slow: Duration,
+    /// `--max-slow-reads`.
+    pub max_slow_reads: Option<u64>,
+    /// `--reset-slow`.
+    pub reset_slow: bool,
+    /// `-e [+]N`: (N, counting only new bad areas).
+    pub max_bad_areas: Option<(u64, bool)>,
+    /// `-E`: maximum bytes of failed reads per second.
+    pub max_error_rate: Option<u64>,
+    /// `--pause-on-error`: (pause, simulated).
+    pub pause_on_error: Option<(Duration, bool)>,
+    /// `--pause-on-pass`.
+    pub pause_on_pass: Duration,
+    /// Give a new (empty) destination file the domain's full size at the first write, so that
+    /// what is not rescued reads as zeros and the file has the source's size (salvor's default;
+    /// ddrescue's output ends at the last byte written).
+    pub extend_new_dest: bool,
 }
 
 impl Default for RescueOptions {
@@ -98,6 +156,27 @@ impl Default for RescueOptions {
             save_interval: Duration::from_secs(30),
             wait_for_device: Duration::ZERO,
             progress_interval: Duration::from_millis(200),
+            scrape_dead_areas: false,
+            no_skip: false,
+            fixed_skip: false,
+            cpass: None,
+            try_again: false,
+            retrim: false,
+            unidirectional: false,
+            complete_only: false,
+            compare_before_write: false,
+            reopen_on_error: false,
+            verify_on_error: false,
+            synchronous: false,
+            min_read_rate: None,
+            delay_slow: Duration::from_secs(30),
+            max_slow_reads: None,
+            reset_slow: false,
+            max_bad_areas: None,
+            max_error_rate: None,
+            pause_on_error: None,
+            pause_on_pass: Duration::ZERO,
+            extend_new_dest: true,
         }
     }
 }

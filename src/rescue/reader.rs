@@ -21,12 +21,15 @@ pub(super) enum Request {
     Read {
         pos: u64,
         len: u64,
+        /// Bypass the page cache if the source allows it (reads near errors).
+        direct: bool,
     },
-    /// The engine will now read `[lo, hi)` chunk by chunk in `dir`.
+    /// The engine will now read `[lo, hi)` chunk by chunk (`chunk` bytes, aligned) in `dir`.
     Sequential {
         lo: u64,
         hi: u64,
         dir: Direction,
+        chunk: u64,
     },
     Reopen,
     /// A buffer the engine is done with.
@@ -54,16 +57,20 @@ pub(super) struct Reader {
 }
 
 impl Reader {
-    pub fn read(&self, pos: u64, len: u64) -> Option<Chunk> {
-        self.requests.send(Request::Read { pos, len }).ok()?;
+    pub fn read(&self, pos: u64, len: u64, direct: bool) -> Option<Chunk> {
+        self.requests
+            .send(Request::Read { pos, len, direct })
+            .ok()?;
         match self.responses.recv().ok()? {
             Response::Read(c) => Some(c),
             Response::Reopened(_) => None,
         }
     }
 
-    pub fn sequential(&self, lo: u64, hi: u64, dir: Direction) {
-        let _ = self.requests.send(Request::Sequential { lo, hi, dir });
+    pub fn sequential(&self, lo: u64, hi: u64, dir: Direction, chunk: u64) {
+        let _ = self
+            .requests
+            .send(Request::Sequential { lo, hi, dir, chunk });
     }
 
     pub fn reopen(&self) -> io::Result<bool> {
@@ -102,6 +109,7 @@ struct Window {
     lo: u64,
     hi: u64,
     dir: Direction,
+    chunk: u64,
 }
 
 fn serve(
@@ -134,9 +142,14 @@ fn serve(
         };
         match request {
             Some(Request::Recycle(buf)) => spare.push(buf),
-            Some(Request::Sequential { lo, hi, dir }) => {
+            Some(Request::Sequential { lo, hi, dir, chunk }) => {
                 spare.extend(ahead.drain(..).map(|c| c.buf));
-                window = Some(Window { lo, hi, dir });
+                window = Some(Window {
+                    lo,
+                    hi,
+                    dir,
+                    chunk: chunk.clamp(1, cluster),
+                });
             }
             Some(Request::Reopen) => {
                 spare.extend(ahead.drain(..).map(|c| c.buf));
@@ -145,9 +158,9 @@ fn serve(
                     return;
                 }
             }
-            Some(Request::Read { pos, len }) => {
+            Some(Request::Read { pos, len, direct }) => {
                 let chunk = match ahead.front() {
-                    Some(c) if c.pos == pos && c.len == len => ahead.pop_front(),
+                    Some(c) if c.pos == pos && c.len == len && !direct => ahead.pop_front(),
                     _ => None,
                 };
                 let chunk = match chunk {
@@ -156,7 +169,11 @@ fn serve(
                         // Not what was read ahead: the engine changed course.
                         spare.extend(ahead.drain(..).map(|c| c.buf));
                         window = None;
-                        read_chunk(src, pos, len, take_buf(&mut spare))
+                        if direct {
+                            read_chunk_direct(src, pos, len, take_buf(&mut spare))
+                        } else {
+                            read_chunk(src, pos, len, take_buf(&mut spare))
+                        }
                     }
                 };
                 if responses.send(Response::Read(chunk)).is_err() {
@@ -172,7 +189,7 @@ fn serve(
                     window = None;
                     continue;
                 }
-                let (pos, len) = engine_chunk(w.lo, w.hi, w.dir, cluster);
+                let (pos, len) = engine_chunk(w.lo, w.hi, w.dir, w.chunk);
                 match w.dir {
                     Direction::Forwards => w.lo = pos + len,
                     Direction::Backwards => w.hi = pos,
@@ -184,6 +201,23 @@ fn serve(
                 ahead.push_back(chunk);
             }
         }
+    }
+}
+
+/// A read that bypasses the page cache where the source allows it, else a normal one.
+fn read_chunk_direct(src: &mut dyn Source, pos: u64, len: u64, mut buf: AlignedBuf) -> Chunk {
+    if buf.len() < len as usize {
+        buf = AlignedBuf::new(len as usize, 4096);
+    }
+    match src.read_direct_at(pos, &mut buf.as_mut_slice()[..len as usize]) {
+        Some(outcome) => Chunk {
+            pos,
+            len,
+            buf,
+            good: outcome.good,
+            fault: outcome.fault,
+        },
+        None => read_chunk(src, pos, len, buf),
     }
 }
 

@@ -109,16 +109,12 @@ impl Host for RealHost {
     }
     fn check_rescue_paths(&self, source: &Path, dest: &Path, mapfile: &Path) -> Result<(), String> {
         let spec = crate::rescue::job::JobSpec {
-            source: source.to_path_buf(),
-            dest: dest.to_path_buf(),
-            mapfile: mapfile.to_path_buf(),
-            direct: false,
-            sector_size: 0,
             force_device: true,
-            extra_reads: Vec::new(),
-            test_mode: None,
-            logs: Vec::new(),
-            command_line: String::new(),
+            ..crate::rescue::job::JobSpec::new(
+                source.to_path_buf(),
+                dest.to_path_buf(),
+                Some(mapfile.to_path_buf()),
+            )
         };
         crate::rescue::job::plan(&spec, 0)
             .check()

@@ -176,31 +176,34 @@ fn options(req: &RescueRequest) -> RescueOptions {
 fn work(req: &RescueRequest, control: &Control, tx: &Sender<WorkerMsg>) -> Result<Outcome> {
     let opts = options(req);
     let spec = JobSpec {
-        source: req.source.clone(),
-        dest: req.dest.clone(),
-        mapfile: req.mapfile.clone(),
         direct: req.choices.direct,
-        sector_size: 0,
         // The user confirmed a disk target by typing its name: that is the CLI's --force.
         force_device: req.target_kind == TargetKind::Disk,
-        extra_reads: Vec::new(),
-        test_mode: None,
-        logs: Vec::new(),
         command_line: format!(
             "salvor rescue {} {} {}",
             req.source.display(),
             req.dest.display(),
             req.mapfile.display()
         ),
+        ..JobSpec::new(
+            req.source.clone(),
+            req.dest.clone(),
+            Some(req.mapfile.clone()),
+        )
     };
     let job = job::prepare(&spec, &opts)?;
     let (mut source, mut dest) = (job.source, job.dest);
     let _lock = job.lock;
+    let Some(saver) = job.saver else {
+        return Err(crate::error::Error::Internal(
+            "the job has no mapfile saver".into(),
+        ));
+    };
     run_engine(
         source.as_mut(),
         &mut dest,
         job.map,
-        job.saver,
+        saver,
         &opts,
         &SystemClock::new(),
         control,

@@ -11,12 +11,12 @@
 # from efivarfs and securityfs) and show the salvor UI listing the virtio disk (virtio_blk is a
 # signed module, so modules load under lockdown).
 # Negative control: the same ISO built with EFI_LOADER=unsigned must be refused by the same
-# firmware. Environment: MEM (512), BOOT_TIMEOUT (150), KEEP=1.
+# firmware. Environment: MEM (512), BOOT_TIMEOUT (360), KEEP=1.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 need qemu-system-x86_64:qemu-system-x86 /usr/share/OVMF/OVMF_CODE_4M.secboot.fd:ovmf xorriso:xorriso
 MEM=${MEM:-512}
-BOOT_TIMEOUT=${BOOT_TIMEOUT:-150}
+BOOT_TIMEOUT=${BOOT_TIMEOUT:-360}
 cases=("$@")
 [[ ${#cases[@]} -gt 0 ]] || cases=(sb-cd sb-usb sb-esp unsigned-refused)
 

@@ -159,8 +159,18 @@ pub fn run_script(rel_path: &str, args: &[&str], envs: &[(&str, &str)], want_pas
         .arg(&script)
         .args(args)
         .current_dir(repo);
-    // A developer's ad-hoc overrides must not leak into a test run.
-    for var in ["KEEP", "GUEST_CMD", "FAKE"] {
+    // A developer's ad-hoc overrides must not leak into a test run (SEED may: it reproduces a
+    // power-cut run's cut moments).
+    for var in [
+        "KEEP",
+        "GUEST_CMD",
+        "FAKE",
+        "DISK_MIB",
+        "BAD_SECTORS",
+        "RATE",
+        "CUTS",
+        "W_SECTOR",
+    ] {
         cmd.env_remove(var);
     }
     cmd.envs(envs.iter().copied());

@@ -33,6 +33,7 @@ repo="$(cd "$here/../.." && pwd)"
 source "$repo/scripts/lib/kernel.sh"
 source "$repo/scripts/lib/build.sh"
 source "$repo/scripts/lib/rescuecheck.sh"
+source "$repo/scripts/lib/qemuvm.sh"
 
 DISK_MIB=${DISK_MIB:-64}
 BAD_GRANULE=${BAD_GRANULE:-512}
@@ -51,10 +52,9 @@ need qemu-system-x86_64:qemu-system-x86 timeout:coreutils cmp:diffutils tar:tar 
 [[ -f $salvor_bin ]] || die "no salvor binary at $salvor_bin (build it, or FAKE=1)"
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/salvor-qemu.XXXXXX")
-qemu_pid=
 cleanup() {
     local rc=$?
-    if [[ -n $qemu_pid ]]; then stop_pid "$qemu_pid" 10; fi
+    vm_stop
     if [[ ${KEEP:-0} == 1 ]]; then
         log "work directory kept: $work"
     else
@@ -88,27 +88,18 @@ t_prep=$(date +%s.%N)
 cmd_b64=$(printf '%s' "$GUEST_CMD" | base64 -w0)
 append="console=ttyS0 panic=-1 quiet loglevel=4 salvor.cmd_b64=$cmd_b64"
 [[ ${#append} -lt 1900 ]] || die "GUEST_CMD too long for the kernel command line"
-mapfile -t src_args < <(rescue_blkdebug_args src "$work/src.img" "$work/rules.conf" salvor-src)
+mapfile -t disks < <(
+    rescue_blkdebug_args src "$work/src.img" "$work/rules.conf" salvor-src
+    vm_disk_args dst "$work/dst.img" salvor-dst
+    vm_disk_args out "$work/out.img" salvor-out
+)
 log "booting $KERNEL_VERSION under TCG (timeout ${QEMU_TIMEOUT}s); guest command: $GUEST_CMD"
-timeout --kill-after=10 "$QEMU_TIMEOUT" qemu-system-x86_64 \
-    -accel tcg -m 256 -smp 1 -nodefaults -display none -no-reboot \
-    -serial "file:$work/console.log" \
-    -kernel "$KERNEL_VMLINUZ" -initrd "$work/initrd.cpio.gz" -append "$append" \
-    "${src_args[@]}" \
-    -blockdev "driver=file,node-name=dst-file,filename=$work/dst.img" \
-    -blockdev "driver=raw,node-name=dst,file=dst-file" \
-    -device virtio-blk-pci,drive=dst,serial=salvor-dst \
-    -blockdev "driver=file,node-name=out-file,filename=$work/out.img" \
-    -blockdev "driver=raw,node-name=out,file=out-file" \
-    -device virtio-blk-pci,drive=out,serial=salvor-out \
-    </dev/null >"$work/qemu.log" 2>&1 &
-qemu_pid=$!
+vm_start "$work" "$append" "${disks[@]}"
 if [[ ${VERBOSE:-0} == 1 ]]; then
-    tail -n +1 -f --pid="$qemu_pid" "$work/console.log" 2>/dev/null || true
+    tail -n +1 -f --pid="$VM_PID" "$work/console.log" 2>/dev/null &
 fi
-qemu_rc=0
-wait "$qemu_pid" || qemu_rc=$?
-qemu_pid=
+vm_wait_exit "$QEMU_TIMEOUT" || true
+qemu_rc=$VM_RC
 t_end=$(date +%s.%N)
 
 # --- checks ------------------------------------------------------------------------------

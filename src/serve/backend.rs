@@ -1,0 +1,648 @@
+//! What an NBD export reads from: a salvor image (decoded chunk by chunk through the shared
+//! [`ChunkCache`]), or a raw image, device or rescued copy (read through [`device::Source`],
+//! holes found with `SEEK_DATA`/`SEEK_HOLE`; with a ddrescue mapfile, unrescued sectors fail
+//! with EIO the way nbdkit's ddrescue filter does). Every backend is read-only; writes go to an
+//! [`super::overlay::Overlay`] on top.
+
+use super::cache::ChunkCache;
+use super::proto::{EIO, EPERM, ESHUTDOWN, STATE_HOLE, STATE_ZERO};
+use crate::device::{FileSource, OpenOptions, ReadFault, Source};
+use crate::error::{Error, Result};
+use crate::image::reader::ImageFile;
+use crate::image::srcread::{load_mapfile, Readable};
+use sha2::{Digest, Sha256};
+use std::fs::File;
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// Why a read or write failed, at which byte (bytes before it were delivered).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fault {
+    pub offset: u64,
+    /// An NBD error number (`proto::EIO`, ...).
+    pub errno: u32,
+    pub message: String,
+}
+
+impl Fault {
+    pub fn new(offset: u64, errno: u32, message: impl Into<String>) -> Fault {
+        Fault {
+            offset,
+            errno,
+            message: message.into(),
+        }
+    }
+}
+
+/// A run of bytes with the same `base:allocation` state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Extent {
+    pub len: u64,
+    pub flags: u32,
+}
+
+/// The bytes an NBD server exports. Shared by every connection (one thread each).
+pub trait Export: Send + Sync {
+    fn size(&self) -> u64;
+
+    /// Whether writes are taken (an overlay); otherwise the export is read-only.
+    fn writable(&self) -> bool {
+        false
+    }
+
+    /// Fills `buf` from `offset` (the caller checked the range). On a fault, the bytes before
+    /// `fault.offset` are valid.
+    fn read(&self, offset: u64, buf: &mut [u8]) -> std::result::Result<(), Fault>;
+
+    /// The allocation states from `offset` on, in order, covering at most `len` bytes and at
+    /// least one byte (the caller checked the range).
+    fn extents(&self, offset: u64, len: u64) -> Vec<Extent>;
+
+    fn write(&self, offset: u64, _data: &[u8]) -> std::result::Result<(), Fault> {
+        Err(Fault::new(offset, EPERM, "the export is read-only"))
+    }
+
+    /// Makes every completed write durable.
+    fn flush(&self) -> std::result::Result<(), Fault> {
+        Ok(())
+    }
+
+    /// A line for `NBD_OPT_LIST` and `NBD_INFO_DESCRIPTION`.
+    fn describe(&self) -> String;
+}
+
+/// At most this many extents per reply: a client asks again from where the list ended.
+pub const MAX_EXTENTS: usize = 2048;
+
+/// Extent lists built piecewise: consecutive runs with the same flags merge.
+#[derive(Debug, Default)]
+pub struct Extents(pub Vec<Extent>);
+
+impl Extents {
+    pub fn push(&mut self, len: u64, flags: u32) {
+        if len == 0 {
+            return;
+        }
+        match self.0.last_mut() {
+            Some(e) if e.flags == flags => e.len += len,
+            _ => self.0.push(Extent { len, flags }),
+        }
+    }
+
+    pub fn full(&self) -> bool {
+        self.0.len() >= MAX_EXTENTS
+    }
+}
+
+/// Sets `flags` on `[s, e)` (absolute offsets) in `ext`, which starts at `start`.
+pub fn paint(ext: Vec<Extent>, start: u64, s: u64, e: u64, flags: u32) -> Vec<Extent> {
+    let mut out = Extents::default();
+    let mut pos = start;
+    for x in ext {
+        let (a, b) = (pos, pos + x.len);
+        pos = b;
+        let (ps, pe) = (s.max(a), e.min(b));
+        if ps >= pe {
+            out.push(x.len, x.flags);
+            continue;
+        }
+        out.push(ps - a, x.flags);
+        out.push(pe - ps, flags);
+        out.push(b - pe, x.flags);
+    }
+    out.0
+}
+
+/// A salvor image: chunks decoded on demand into the shared cache; all-zero chunks are never
+/// decoded, read as zeros and reported as holes. A large read near the end of a chunk has the
+/// next chunk decoded by a prefetch thread meanwhile, so sequential readers (nbdcopy, a booting
+/// VM, `dd`) find it decoded; small random reads never trigger it.
+pub struct ImageExport {
+    core: Arc<ImageCore>,
+    prefetch: Mutex<Option<std::sync::mpsc::Sender<usize>>>,
+}
+
+/// Reads at least this long near a chunk's end start the next chunk's decoding.
+const PREFETCH_MIN_READ: usize = 64 << 10;
+
+struct ImageCore {
+    image: ImageFile,
+    /// Unrescued `[start, end)` ranges whose reads fail (empty unless asked).
+    holes: Vec<(u64, u64)>,
+    chunk: u64,
+    size: u64,
+    zero: Vec<bool>,
+    cache: ChunkCache,
+}
+
+impl ImageExport {
+    /// With `fail_unrescued`, reads of the areas the image records as not rescued fail with EIO
+    /// (as a rescued copy served with its mapfile does) instead of returning the zeros stored.
+    pub fn open(path: &Path, cache_bytes: usize, fail_unrescued: bool) -> Result<ImageExport> {
+        let mut core = ImageCore::open(path, cache_bytes)?;
+        if fail_unrescued {
+            let mut h: Vec<(u64, u64)> = core
+                .image
+                .trailer
+                .holes
+                .iter()
+                .map(|h| (h.offset, h.offset + h.size))
+                .collect();
+            h.sort_unstable();
+            core.holes = h;
+        }
+        let core = Arc::new(core);
+        let (tx, rx) = std::sync::mpsc::channel::<usize>();
+        let worker = core.clone();
+        let spawned = std::thread::Builder::new()
+            .name("nbd-prefetch".into())
+            .spawn(move || {
+                while let Ok(k) = rx.recv() {
+                    // A failure shows up again when a client reads the chunk.
+                    let _ = worker.chunk_data(k);
+                }
+            });
+        Ok(ImageExport {
+            core,
+            prefetch: Mutex::new(spawned.ok().map(|_| tx)),
+        })
+    }
+
+    pub fn cache(&self) -> &ChunkCache {
+        &self.core.cache
+    }
+
+    pub fn zero_chunks(&self) -> usize {
+        self.core.zero.iter().filter(|z| **z).count()
+    }
+
+    fn maybe_prefetch(&self, offset: u64, len: usize) {
+        let c = self.core.chunk;
+        let end = offset + len as u64;
+        let k = ((end - 1) / c) as usize + 1;
+        if len < PREFETCH_MIN_READ
+            || (end - 1) % c < c * 3 / 4
+            || k >= self.core.zero.len()
+            || self.core.zero[k]
+            || self.core.cache.is_present(k)
+        {
+            return;
+        }
+        let g = match self.prefetch.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        if let Some(tx) = g.as_ref() {
+            let _ = tx.send(k);
+        }
+    }
+}
+
+impl ImageCore {
+    fn open(path: &Path, cache_bytes: usize) -> Result<ImageCore> {
+        let image = ImageFile::open(path)?;
+        let chunk = image.metadata.chunk_size;
+        let size = image.metadata.source_size;
+        // A chunk is known to be all zeros when its recorded SHA-256 is that of zeros, or (images
+        // without digests) when its frame is tiny and carries the checksum of zeros.
+        let mut known: Vec<(u32, [u8; 32], u32)> = Vec::new();
+        let mut zero = Vec::with_capacity(image.frames.len());
+        for (k, f) in image.frames.iter().enumerate() {
+            let n = f.entry.decompressed;
+            let (sha, xxh) = match known.iter().find(|(len, _, _)| *len == n) {
+                Some(&(_, s, x)) => (s, x),
+                None => {
+                    let zeros = vec![0u8; n as usize];
+                    let s: [u8; 32] = Sha256::digest(&zeros).into();
+                    let x = xxhash_rust::xxh64::xxh64(&zeros, 0) as u32;
+                    known.push((n, s, x));
+                    (s, x)
+                }
+            };
+            let is_zero = match image.chunk_digests.as_ref().and_then(|d| d.get(k)) {
+                Some(d) => *d == sha,
+                None => {
+                    image.has_checksums
+                        && f.entry.checksum == xxh
+                        && u64::from(f.entry.compressed) * 64 < u64::from(n)
+                }
+            };
+            zero.push(is_zero);
+        }
+        Ok(ImageCore {
+            image,
+            holes: Vec::new(),
+            chunk,
+            size,
+            zero,
+            cache: ChunkCache::new(cache_bytes.max(chunk as usize)),
+        })
+    }
+
+    fn chunk_data(&self, k: usize) -> std::result::Result<Arc<Vec<u8>>, Fault> {
+        self.cache.get_or_load(k, || {
+            let fail = |e: Error| Fault::new(k as u64 * self.chunk, EIO, e.to_string());
+            let mut comp = Vec::new();
+            self.image.read_frame(k, &mut comp).map_err(fail)?;
+            let mut dctx = zstd::bulk::Decompressor::new()
+                .map_err(|e| fail(Error::Internal(format!("zstd: {e}"))))?;
+            let mut out = vec![0u8; self.image.frames[k].entry.decompressed as usize];
+            self.image
+                .decode_frame(k, &comp, &mut dctx, &mut out)
+                .map_err(fail)?;
+            Ok(out)
+        })
+    }
+}
+
+impl Export for ImageExport {
+    fn size(&self) -> u64 {
+        self.core.size
+    }
+
+    fn read(&self, offset: u64, buf: &mut [u8]) -> std::result::Result<(), Fault> {
+        self.maybe_prefetch(offset, buf.len());
+        let end = offset + buf.len() as u64;
+        let i = self.core.holes.partition_point(|h| h.1 <= offset);
+        if let Some(&(s, _)) = self.core.holes.get(i).filter(|h| h.0 < end) {
+            let bad = s.max(offset);
+            self.core
+                .read(offset, &mut buf[..(bad - offset) as usize])?;
+            return Err(Fault::new(
+                bad,
+                EIO,
+                format!("offset {bad} was not rescued (the image records it as a hole)"),
+            ));
+        }
+        self.core.read(offset, buf)
+    }
+
+    fn extents(&self, offset: u64, len: u64) -> Vec<Extent> {
+        let mut ext = self.core.extents(offset, len);
+        let covered: u64 = ext.iter().map(|e| e.len).sum();
+        for &(s, e) in &self.core.holes {
+            if s < offset + covered && e > offset {
+                ext = paint(ext, offset, s, e, 0);
+            }
+        }
+        ext
+    }
+
+    fn describe(&self) -> String {
+        self.core.describe()
+    }
+}
+
+impl ImageCore {
+    fn read(&self, offset: u64, buf: &mut [u8]) -> std::result::Result<(), Fault> {
+        let mut done = 0usize;
+        while done < buf.len() {
+            let pos = offset + done as u64;
+            let k = (pos / self.chunk) as usize;
+            let within = (pos % self.chunk) as usize;
+            let n = (self.chunk as usize - within).min(buf.len() - done);
+            let out = &mut buf[done..done + n];
+            if self.zero.get(k).copied().unwrap_or(true) {
+                out.fill(0);
+            } else {
+                let data = self.chunk_data(k)?;
+                let src = data
+                    .get(within..within + n)
+                    .ok_or_else(|| Fault::new(pos, EIO, "chunk shorter than the image says"))?;
+                out.copy_from_slice(src);
+            }
+            done += n;
+        }
+        Ok(())
+    }
+
+    fn extents(&self, offset: u64, len: u64) -> Vec<Extent> {
+        let mut out = Extents::default();
+        let end = offset + len;
+        let mut pos = offset;
+        while pos < end && !out.full() {
+            let k = (pos / self.chunk) as usize;
+            let next = ((k as u64 + 1) * self.chunk).min(end);
+            let flags = if self.zero.get(k).copied().unwrap_or(false) {
+                STATE_HOLE | STATE_ZERO
+            } else {
+                0
+            };
+            out.push(next - pos, flags);
+            pos = next;
+        }
+        out.0
+    }
+
+    fn describe(&self) -> String {
+        let m = &self.image.metadata;
+        format!(
+            "salvor image {} of {}{}",
+            self.image.path().display(),
+            m.source.path,
+            m.label
+                .as_ref()
+                .map(|l| format!(" ({l})"))
+                .unwrap_or_default()
+        )
+    }
+}
+
+/// A raw image, a block device, or a rescued copy with its mapfile.
+pub struct RawExport {
+    path: PathBuf,
+    size: u64,
+    file_size: u64,
+    /// Open sources, one taken per read (several connections read at once).
+    sources: Mutex<Vec<FileSource>>,
+    /// For `SEEK_DATA`/`SEEK_HOLE` (regular files only).
+    seek: Option<Mutex<File>>,
+    /// With a mapfile: the rescued ranges (reads elsewhere fail) and the unrescued ones.
+    readable: Option<Readable>,
+    mapfile: Option<PathBuf>,
+}
+
+impl RawExport {
+    pub fn open(path: &Path, mapfile: Option<&Path>) -> Result<RawExport> {
+        let src = FileSource::open(path, OpenOptions::default())?;
+        let file_size = src.geometry().size;
+        let seek = if src.is_block_device() {
+            None
+        } else {
+            Some(Mutex::new(
+                File::open(path).map_err(|e| Error::io(path, e))?,
+            ))
+        };
+        let (size, readable) = match mapfile {
+            Some(m) => {
+                let map = load_mapfile(m)?;
+                let size = map.end();
+                (size, Some(Readable::from_map(&map, size)))
+            }
+            None => (file_size, None),
+        };
+        Ok(RawExport {
+            path: path.to_path_buf(),
+            size,
+            file_size,
+            sources: Mutex::new(vec![src]),
+            seek,
+            readable,
+            mapfile: mapfile.map(Path::to_path_buf),
+        })
+    }
+
+    /// The first byte in `[offset, end)` that was not rescued.
+    fn first_unrescued(&self, offset: u64, end: u64) -> Option<u64> {
+        let r = self.readable.as_ref()?;
+        let ranges = r.ranges.as_deref().unwrap_or(&[]);
+        let mut pos = offset;
+        let i = ranges.partition_point(|x| x.1 <= pos);
+        for &(s, e) in &ranges[i..] {
+            if s > pos {
+                break;
+            }
+            pos = pos.max(e);
+            if pos >= end {
+                return None;
+            }
+        }
+        (pos < end).then_some(pos)
+    }
+
+    fn take_source(&self) -> std::result::Result<FileSource, Fault> {
+        let mut g = match self.sources.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        match g.pop() {
+            Some(s) => Ok(s),
+            None => {
+                drop(g);
+                FileSource::open(&self.path, OpenOptions::default())
+                    .map_err(|e| Fault::new(0, EIO, e.to_string()))
+            }
+        }
+    }
+
+    fn give_back(&self, s: FileSource) {
+        let mut g = match self.sources.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        if g.len() < 16 {
+            g.push(s);
+        }
+    }
+
+    fn read_file(&self, offset: u64, buf: &mut [u8]) -> std::result::Result<(), Fault> {
+        let mut src = self.take_source()?;
+        let mut done = 0usize;
+        let mut result = Ok(());
+        while done < buf.len() {
+            let pos = offset + done as u64;
+            if pos >= self.file_size {
+                result = Err(Fault::new(
+                    pos,
+                    EIO,
+                    format!(
+                        "{} ends at {}, before the disk's end",
+                        self.path.display(),
+                        self.file_size
+                    ),
+                ));
+                break;
+            }
+            let out = src.read_at(pos, &mut buf[done..]);
+            done += out.good;
+            match out.fault {
+                None if out.good == 0 => {
+                    result = Err(Fault::new(pos, EIO, "unexpected end of file"));
+                    break;
+                }
+                None => {}
+                Some(f) => {
+                    let at = offset + done as u64;
+                    let gone = matches!(f, ReadFault::Gone(_));
+                    let msg = format!("{}: {f}", self.path.display());
+                    result = Err(Fault::new(at, if gone { ESHUTDOWN } else { EIO }, msg));
+                    break;
+                }
+            }
+        }
+        self.give_back(src);
+        result
+    }
+
+    /// Data/hole runs of the file from `SEEK_DATA`/`SEEK_HOLE`; all data for devices.
+    fn seek_extents(&self, offset: u64, end: u64) -> Vec<Extent> {
+        let mut out = Extents::default();
+        let Some(file) = &self.seek else {
+            out.push(end - offset, 0);
+            return out.0;
+        };
+        let f = match file.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        let fd = f.as_raw_fd();
+        let mut pos = offset;
+        let file_end = self.file_size.min(end);
+        while pos < file_end && !out.full() {
+            // SAFETY: lseek on a descriptor we own; it only moves the file offset.
+            let data = unsafe { libc::lseek(fd, pos as libc::off_t, libc::SEEK_DATA) };
+            if data < 0 {
+                // ENXIO: no data after pos. Anything else: report data (safe).
+                let hole = std::io::Error::last_os_error().raw_os_error() == Some(libc::ENXIO);
+                out.push(
+                    file_end - pos,
+                    if hole { STATE_HOLE | STATE_ZERO } else { 0 },
+                );
+                pos = file_end;
+                break;
+            }
+            let data = (data as u64).min(file_end);
+            out.push(data - pos, STATE_HOLE | STATE_ZERO);
+            pos = data;
+            if pos >= file_end {
+                break;
+            }
+            // SAFETY: as above.
+            let hole = unsafe { libc::lseek(fd, pos as libc::off_t, libc::SEEK_HOLE) };
+            let hole = if hole < 0 {
+                file_end
+            } else {
+                (hole as u64).min(file_end)
+            };
+            out.push(hole.max(pos + 1) - pos, 0);
+            pos = hole.max(pos + 1);
+        }
+        // Past the end of a short rescued copy: nothing there (reads fail, see below).
+        if pos < end && !out.full() {
+            out.push(end - pos, 0);
+        }
+        out.0
+    }
+}
+
+impl Export for RawExport {
+    fn size(&self) -> u64 {
+        self.size
+    }
+
+    fn read(&self, offset: u64, buf: &mut [u8]) -> std::result::Result<(), Fault> {
+        let end = offset + buf.len() as u64;
+        match self.first_unrescued(offset, end) {
+            None => self.read_file(offset, buf),
+            Some(bad) => {
+                let good = (bad - offset) as usize;
+                self.read_file(offset, &mut buf[..good])?;
+                Err(Fault::new(
+                    bad,
+                    EIO,
+                    format!(
+                        "offset {bad} was not rescued (mapfile {})",
+                        self.mapfile
+                            .as_deref()
+                            .map(|p| p.display().to_string())
+                            .unwrap_or_default()
+                    ),
+                ))
+            }
+        }
+    }
+
+    fn extents(&self, offset: u64, len: u64) -> Vec<Extent> {
+        let end = offset + len;
+        let mut ext = self.seek_extents(offset, end);
+        // Unrescued areas are reported as data: a client must read them to see that they fail.
+        if let Some(r) = &self.readable {
+            let covered: u64 = ext.iter().map(|e| e.len).sum();
+            let stop = offset + covered;
+            for h in r.holes.iter().filter(|h| h.offset < stop) {
+                if h.offset + h.size > offset {
+                    ext = paint(ext, offset, h.offset, h.offset + h.size, 0);
+                }
+            }
+        }
+        ext
+    }
+
+    fn describe(&self) -> String {
+        match &self.mapfile {
+            Some(m) => format!(
+                "rescued copy {} (mapfile {})",
+                self.path.display(),
+                m.display()
+            ),
+            None => format!("raw image {}", self.path.display()),
+        }
+    }
+}
+
+/// A qcow2, VHD or VMDK file (as `salvor export` writes them, and the common cases of other
+/// tools): unallocated granules read as zeros and are reported as holes.
+pub struct FormatExport {
+    disk: crate::export::open::SparseDisk,
+}
+
+impl FormatExport {
+    pub fn open(path: &Path) -> Result<FormatExport> {
+        Ok(FormatExport {
+            disk: crate::export::open::SparseDisk::open(path)?,
+        })
+    }
+}
+
+impl Export for FormatExport {
+    fn size(&self) -> u64 {
+        self.disk.size
+    }
+
+    fn read(&self, offset: u64, buf: &mut [u8]) -> std::result::Result<(), Fault> {
+        self.disk
+            .read_at(offset, buf)
+            .map_err(|e| Fault::new(offset, EIO, e.to_string()))
+    }
+
+    fn extents(&self, offset: u64, len: u64) -> Vec<Extent> {
+        let g = self.disk.granule;
+        let mut out = Extents::default();
+        let end = offset + len;
+        let mut pos = offset;
+        while pos < end && !out.full() {
+            let k = pos / g;
+            let next = ((k + 1) * g).min(end);
+            let flags = if self.disk.is_hole(k) {
+                STATE_HOLE | STATE_ZERO
+            } else {
+                0
+            };
+            out.push(next - pos, flags);
+            pos = next;
+        }
+        out.0
+    }
+
+    fn describe(&self) -> String {
+        format!("{:?} disk", self.disk.format)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paint_splits_and_merges() {
+        let e = vec![Extent { len: 10, flags: 3 }, Extent { len: 10, flags: 0 }];
+        let p = paint(e.clone(), 100, 105, 112, 0);
+        assert_eq!(
+            p,
+            vec![Extent { len: 5, flags: 3 }, Extent { len: 15, flags: 0 }]
+        );
+        assert_eq!(paint(e.clone(), 100, 0, 50, 3), e);
+        assert_eq!(paint(e.clone(), 100, 120, 130, 7), e);
+    }
+}

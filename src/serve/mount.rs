@@ -1,0 +1,178 @@
+//! `salvor mount IMAGE DIR [--partition N]` and `salvor umount DIR` on a host without `nbd.ko`:
+//! the export (any input `serve` takes) becomes one read-only file through FUSE
+//! ([`crate::fuse::serve_file`]), a read-only loop device with partition scanning is set up on
+//! it, and the filesystem is mounted read-only through [`crate::mount::mount`] (device set
+//! read-only, no journal replay). `mount` stays in the foreground serving the FUSE file until DIR
+//! is unmounted (`salvor umount DIR`, or plain `umount`) or it is signalled; then it detaches the
+//! loop device and unmounts the FUSE file itself.
+
+use super::backend::Export;
+use crate::error::{Error, Result};
+use crate::progress::Control;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// What `mount` reports.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Mounted {
+    pub dir: PathBuf,
+    pub device: PathBuf,
+    pub fs: String,
+    pub loop_device: PathBuf,
+}
+
+struct ExportFile(Arc<dyn Export>);
+
+impl crate::fuse::FileBackend for ExportFile {
+    fn size(&self) -> u64 {
+        self.0.size()
+    }
+    fn read(&mut self, pos: u64, buf: &mut [u8], _direct: bool) -> std::result::Result<usize, i32> {
+        let n = (self.0.size().saturating_sub(pos)).min(buf.len() as u64) as usize;
+        match self.0.read(pos, &mut buf[..n]) {
+            Ok(()) => Ok(n),
+            Err(f) if f.offset > pos => Ok((f.offset - pos) as usize),
+            Err(_) => Err(libc::EIO),
+        }
+    }
+}
+
+fn is_mountpoint(dir: &Path) -> bool {
+    let canon = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    crate::blockdev::read_mounts()
+        .iter()
+        .any(|m| m.mount_point == canon)
+}
+
+fn run_tool(cmd: &mut Command) -> Result<String> {
+    let out = cmd.output().map_err(|e| Error::io(format!("{cmd:?}"), e))?;
+    if !out.status.success() {
+        return Err(Error::io(
+            format!("{cmd:?}"),
+            std::io::Error::other(String::from_utf8_lossy(&out.stderr).trim().to_string()),
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+fn wait_for(what: &Path, secs: u64) -> Result<()> {
+    let t0 = Instant::now();
+    while !what.exists() {
+        if t0.elapsed() > Duration::from_secs(secs) {
+            return Err(Error::io(
+                what,
+                std::io::Error::new(std::io::ErrorKind::TimedOut, "did not appear"),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+/// Mounts `export` at `dir` (partition `partition`, or the whole disk) and serves it until `dir`
+/// is unmounted or `control` asks to stop. `ready` is called once it is mounted.
+pub fn mount_export(
+    export: Arc<dyn Export>,
+    dir: &Path,
+    partition: Option<u32>,
+    control: &Control,
+    ready: &mut dyn FnMut(&Mounted),
+) -> Result<()> {
+    if !dir.is_dir() {
+        return Err(Error::invalid_arg(
+            dir.display().to_string(),
+            "not a directory",
+        ));
+    }
+    if is_mountpoint(dir) {
+        return Err(Error::refused(dir, "something is mounted there already"));
+    }
+    let fuse_dir = PathBuf::from(format!("/run/salvor/fuse-{}", std::process::id()));
+    std::fs::create_dir_all(&fuse_dir).map_err(|e| Error::io(&fuse_dir, e))?;
+    let file = fuse_dir.join("disk");
+    let backend = ExportFile(export);
+    let fd = fuse_dir.clone();
+    let server = std::thread::Builder::new()
+        .name("fuse".into())
+        .spawn(move || crate::fuse::serve_file(backend, &fd, "disk", "salvor-image"))
+        .map_err(|e| Error::Internal(format!("FUSE thread: {e}")))?;
+    let fuse_cleanup = |fuse_dir: &Path| {
+        let _ = Command::new("fusermount3").arg("-u").arg(fuse_dir).status();
+        let _ = std::fs::remove_dir(fuse_dir);
+    };
+    if let Err(e) = wait_for(&file, 10) {
+        fuse_cleanup(&fuse_dir);
+        return Err(e);
+    }
+    let result = (|| {
+        let lo = run_tool(
+            Command::new("losetup")
+                .args(["--find", "--show", "--read-only", "--partscan"])
+                .arg(&file),
+        )?;
+        let lo = PathBuf::from(lo);
+        let detach = |lo: &Path| {
+            let _ = Command::new("losetup").arg("-d").arg(lo).status();
+        };
+        let dev = match partition {
+            Some(n) => PathBuf::from(format!("{}p{n}", lo.display())),
+            None => lo.clone(),
+        };
+        if partition.is_some() && wait_for(&dev, 1).is_err() {
+            // A kernel without partition-table parsers: add the partitions as partx does.
+            let _ = Command::new("partx").arg("-a").arg(&lo).status();
+        }
+        if let Err(e) = wait_for(&dev, 10) {
+            detach(&lo);
+            return Err(e);
+        }
+        let fs = {
+            let mut f = std::fs::File::open(&dev).map_err(|e| Error::io(&dev, e))?;
+            let len = crate::device::file::device_size(&f).unwrap_or(0);
+            crate::blockdev::fstype::probe(&mut f, 0, len)
+        };
+        let Some(fs) = fs else {
+            detach(&lo);
+            return Err(Error::invalid_arg(
+                dev.display().to_string(),
+                "no filesystem recognised (give --partition N for a partitioned disk)",
+            ));
+        };
+        if let Err(e) = crate::mount::mount(&dev, dir, fs, true) {
+            detach(&lo);
+            return Err(Error::io(&dev, std::io::Error::other(e.to_string())));
+        }
+        ready(&Mounted {
+            dir: dir.to_path_buf(),
+            device: dev.clone(),
+            fs: fs.to_string(),
+            loop_device: lo.clone(),
+        });
+        while is_mountpoint(dir) && control.stop_requested().is_none() {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        if is_mountpoint(dir) {
+            crate::mount::unmount(dir, false)
+                .map_err(|e| Error::io(dir, std::io::Error::other(e.to_string())))?;
+        }
+        detach(&lo);
+        Ok(())
+    })();
+    fuse_cleanup(&fuse_dir);
+    let _ = server.join();
+    result
+}
+
+/// Unmounts what `salvor mount` mounted at `dir`; the `mount` process then cleans up.
+pub fn umount(dir: &Path) -> Result<()> {
+    if !is_mountpoint(dir) {
+        return Err(Error::invalid_arg(
+            dir.display().to_string(),
+            "nothing is mounted there",
+        ));
+    }
+    crate::mount::unmount(dir, false)
+        .map_err(|e| Error::io(dir, std::io::Error::other(e.to_string())))
+}
