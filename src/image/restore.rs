@@ -142,39 +142,26 @@ fn prepare_raw(input: &Path, target: &Path) -> Result<RestorePlan> {
     let probe = FileSource::open(input, OpenOptions::default())?;
     let direct = probe.is_block_device();
     drop(probe);
-    let mut src = FileSource::open(
+    let src = FileSource::open(
         input,
         OpenOptions {
             direct,
             sector_size: 0,
         },
     )?;
-    let g = src.geometry();
-    let table = read_table(&mut src, g.logical_sector, g.size)?;
-    let inputs = canonical_all(&[input.to_path_buf()]);
-    let info = check_target(&TargetRequest {
-        target,
-        needed: g.size,
-        inputs: &inputs,
-        logical_sector: g.logical_sector,
-        has_partition_table: table.is_some(),
-    })?;
-    Ok(RestorePlan {
-        input_path: input.to_path_buf(),
-        target: target.to_path_buf(),
-        target_info: info,
-        size: g.size,
-        logical_sector: g.logical_sector,
-        partition_table: table,
-        origin: Origin::Raw(Box::new(src)),
-    })
+    raw_plan(Box::new(src), input, target)
 }
 
 /// A qcow2, VHD or VMDK file as the input of a restore.
 fn prepare_sparse(input: &Path, target: &Path) -> Result<RestorePlan> {
-    let mut src = crate::export::open::SparseSource::open(input)?;
+    let src = crate::export::open::SparseSource::open(input)?;
+    raw_plan(Box::new(src), input, target)
+}
+
+/// The plan for copying a whole source (a disk, a raw or virtual-disk file) onto `target`.
+fn raw_plan(mut src: Box<dyn Source>, input: &Path, target: &Path) -> Result<RestorePlan> {
     let g = src.geometry();
-    let table = read_table(&mut src, g.logical_sector, g.size)?;
+    let table = read_table(src.as_mut(), g.logical_sector, g.size)?;
     let inputs = canonical_all(&[input.to_path_buf()]);
     let info = check_target(&TargetRequest {
         target,
@@ -190,7 +177,7 @@ fn prepare_sparse(input: &Path, target: &Path) -> Result<RestorePlan> {
         size: g.size,
         logical_sector: g.logical_sector,
         partition_table: table,
-        origin: Origin::Raw(Box::new(src)),
+        origin: Origin::Raw(src),
     })
 }
 
