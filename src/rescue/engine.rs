@@ -284,7 +284,13 @@ impl<'a> Engine<'a> {
             observer,
             sector,
             cluster,
-            careful: round_up(CAREFUL_CHUNK.min(cluster).max(sector), sector),
+            // An explicit read size (-c) or ddrescue's own passes (--cpass) keep ddrescue's
+            // meaning: every copying read is that size, near errors too.
+            careful: if opts.cluster_bytes != 0 || opts.cpass.is_some() {
+                cluster
+            } else {
+                round_up(CAREFUL_CHUNK.min(cluster).max(sector), sector)
+            },
             good_since_error: 0,
             skip_initial,
             skip_max,
@@ -459,18 +465,9 @@ impl<'a> Engine<'a> {
                         // stays non-tried for the later passes.
                         let jump = skip;
                         skip = skip.saturating_mul(2).min(self.skip_max);
-                        match dir {
-                            Direction::Forwards => {
-                                let target = round_up(pos + len + jump, self.sector);
-                                lo = target.min(hi);
-                                next = Some(target);
-                            }
-                            Direction::Backwards => {
-                                let target = round_down(pos.saturating_sub(jump), self.sector);
-                                hi = target.max(lo);
-                                next = Some(target);
-                            }
-                        }
+                        let target;
+                        (lo, hi, target) = skip_past(dir, pos, len, jump, self.sector, lo, hi);
+                        next = Some(target);
                         window = 0;
                     }
                     continue;
@@ -496,18 +493,9 @@ impl<'a> Engine<'a> {
                 });
                 let jump = skip;
                 skip = skip.saturating_mul(2).min(self.skip_max);
-                match dir {
-                    Direction::Forwards => {
-                        let target = round_up(pos + len + jump, self.sector);
-                        lo = target.min(hi);
-                        next = Some(target);
-                    }
-                    Direction::Backwards => {
-                        let target = round_down(pos.saturating_sub(jump), self.sector);
-                        hi = target.max(lo);
-                        next = Some(target);
-                    }
-                }
+                let target;
+                (lo, hi, target) = skip_past(dir, pos, len, jump, self.sector, lo, hi);
+                next = Some(target);
                 window = 0;
             }
         }
@@ -1395,6 +1383,29 @@ impl<'a> Engine<'a> {
             Duration::from_secs_f64(low.min(1e12)),
             Duration::from_secs_f64(high.clamp(low, 1e12)),
         ))
+    }
+}
+
+/// Where a pass goes on after skipping `jump` bytes beyond the read `[pos, pos + len)`: the new
+/// bounds of the segment still to walk, and the next position.
+fn skip_past(
+    dir: Direction,
+    pos: u64,
+    len: u64,
+    jump: u64,
+    sector: u64,
+    lo: u64,
+    hi: u64,
+) -> (u64, u64, u64) {
+    match dir {
+        Direction::Forwards => {
+            let target = round_up(pos + len + jump, sector);
+            (target.min(hi), hi, target)
+        }
+        Direction::Backwards => {
+            let target = round_down(pos.saturating_sub(jump), sector);
+            (lo, target.max(lo), target)
+        }
     }
 }
 
