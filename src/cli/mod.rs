@@ -1,6 +1,7 @@
 //! The command line: argument parsing, command dispatch, progress printers, signal setup and the
 //! mapping of errors to exit codes. Everything here is presentation; the work is done by engines.
 
+mod domain;
 pub mod image;
 mod map;
 mod printer;
@@ -42,6 +43,8 @@ enum Command {
     Verify(Box<image::VerifyArgs>),
     /// Show an image's metadata, or a disk's identity and partition table.
     Info(Box<image::InfoArgs>),
+    /// Print a ddrescue domain mapfile of the filesystems' metadata and used data (`ddrescue -m`).
+    Domain(domain::DomainArgs),
     /// Open the terminal UI (also what `salvor` alone does).
     Tui,
 }
@@ -70,6 +73,7 @@ pub fn run() -> i32 {
     let result = match &cli.command {
         Some(Command::Rescue(args)) => rescue::run(args),
         Some(Command::Map(args)) => map::run(args),
+        Some(Command::Domain(args)) => domain::run(args),
         Some(Command::List(args)) => list(args),
         Some(Command::Image(args)) => with_signals(|c| image::run_image(args, c)),
         Some(Command::Restore(args)) => with_signals(|c| image::run_restore(args, c)),

@@ -20,6 +20,7 @@
 //! partition first, and hostile metadata gives an [`Error`], never a panic.
 
 pub mod btrfs;
+pub mod domain;
 pub mod exfat;
 pub mod ext;
 pub mod fat;
