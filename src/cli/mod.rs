@@ -2,6 +2,7 @@
 //! mapping of errors to exit codes. Everything here is presentation; the work is done by engines.
 
 mod domain;
+mod files;
 pub mod image;
 mod map;
 mod printer;
@@ -45,6 +46,8 @@ enum Command {
     Info(Box<image::InfoArgs>),
     /// Print a ddrescue domain mapfile of the filesystems' metadata and used data (`ddrescue -m`).
     Domain(domain::DomainArgs),
+    /// List the files a rescue damaged: MAPFILE RESCUED_COPY.
+    Files(files::FilesArgs),
     /// Open the terminal UI (also what `salvor` alone does).
     Tui,
 }
@@ -74,6 +77,7 @@ pub fn run() -> i32 {
         Some(Command::Rescue(args)) => rescue::run(args),
         Some(Command::Map(args)) => map::run(args),
         Some(Command::Domain(args)) => domain::run(args),
+        Some(Command::Files(args)) => files::run(args),
         Some(Command::List(args)) => list(args),
         Some(Command::Image(args)) => with_signals(|c| image::run_image(args, c)),
         Some(Command::Restore(args)) => with_signals(|c| image::run_restore(args, c)),

@@ -24,6 +24,7 @@ pub mod domain;
 pub mod exfat;
 pub mod ext;
 pub mod fat;
+pub mod files;
 pub mod ntfs;
 pub mod vol;
 pub mod xfs;
