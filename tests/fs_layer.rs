@@ -10,79 +10,13 @@
 
 mod common;
 
+use common::fsimg::{file_tree, mkfs_ext, mkfs_fat, old_disk, patch, sh, tmp, MIB};
 use common::{pattern, require_tool, run};
 use salvor::device::{FileSource, Geometry, OpenOptions, ReadOutcome, Source};
 
 use salvor::fs::{self, Allocation, FsKind, FsReport};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-const MIB: u64 = 1 << 20;
-
-/// A temporary directory, kept for inspection when SALVOR_KEEP is set.
-struct Tmp {
-    path: PathBuf,
-    _guard: Option<tempfile::TempDir>,
-}
-
-impl Tmp {
-    fn path(&self) -> &Path {
-        &self.path
-    }
-}
-
-fn tmp() -> Tmp {
-    let d = tempfile::Builder::new()
-        .prefix("salvor-fs-")
-        .tempdir()
-        .expect("temp dir");
-    if std::env::var_os("SALVOR_KEEP").is_some() {
-        let path = d.keep();
-        eprintln!("keeping {}", path.display());
-        Tmp { path, _guard: None }
-    } else {
-        Tmp {
-            path: d.path().to_path_buf(),
-            _guard: Some(d),
-        }
-    }
-}
-
-fn sh(cmd: &mut Command) -> String {
-    let out = run(cmd);
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// An image file full of old (random) data, as the free space of a used disk is.
-fn old_disk(path: &Path, size: u64, seed: u64) {
-    std::fs::write(path, pattern(seed, size as usize)).expect("write image");
-}
-
-/// A tree of files of assorted sizes (about 6 MiB), with subdirectories.
-fn file_tree(dir: &Path, seed: u64) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    for d in 0..4u64 {
-        let sub = dir.join(format!("dir{d}"));
-        std::fs::create_dir_all(&sub).expect("mkdir");
-        for i in 0..8u64 {
-            let len = ((i * 7919 + d * 104_729) % 400_000 + (i % 3) * 123) as usize;
-            let p = sub.join(format!("file{i}.bin"));
-            std::fs::write(&p, pattern(seed + d * 100 + i, len)).expect("write file");
-            files.push(p);
-        }
-    }
-    let big = dir.join("big.bin");
-    std::fs::write(&big, pattern(seed + 9999, 2 * MIB as usize + 4321)).expect("write");
-    files.push(big);
-    std::fs::write(dir.join("empty"), b"").expect("write");
-    files
-}
 
 fn probe_file(path: &Path, range: std::ops::Range<u64>) -> FsReport {
     let mut src = FileSource::open(path, OpenOptions::default()).expect("open image");
@@ -182,15 +116,6 @@ fn assert_whole(r: &FsReport, what: &str) {
     }
 }
 
-fn patch(img: &Path, off: u64, bytes: &[u8]) {
-    use std::os::unix::fs::FileExt;
-    let f = std::fs::OpenOptions::new()
-        .write(true)
-        .open(img)
-        .expect("open");
-    f.write_all_at(bytes, off).expect("patch");
-}
-
 fn read_at(img: &Path, off: u64, len: usize) -> Vec<u8> {
     use std::os::unix::fs::FileExt;
     let f = std::fs::File::open(img).expect("open");
@@ -200,21 +125,6 @@ fn read_at(img: &Path, off: u64, len: usize) -> Vec<u8> {
 }
 
 // ---------------------------------------------------------------- ext2/3/4
-
-fn mkfs_ext(dir: &Path, name: &str, size: u64, args: &[&str]) -> PathBuf {
-    require_tool("mkfs.ext4", "e2fsprogs");
-    let img = dir.join(name);
-    old_disk(&img, size, 0xe474 + size);
-    let tree = dir.join(format!("{name}.tree"));
-    file_tree(&tree, 77);
-    sh(Command::new("mkfs.ext4")
-        .args(["-q", "-F", "-E", "nodiscard"])
-        .args(args)
-        .arg("-d")
-        .arg(&tree)
-        .arg(&img));
-    img
-}
 
 fn dumpe2fs(img: &Path) -> (u64, u64, u64) {
     require_tool("dumpe2fs", "e2fsprogs");
@@ -317,35 +227,6 @@ fn ext4_matches_partclone() {
 }
 
 // ---------------------------------------------------------------- FAT12/16/32
-
-fn mkfs_fat(dir: &Path, name: &str, size: u64, args: &[&str]) -> PathBuf {
-    require_tool("mkfs.fat", "dosfstools");
-    require_tool("mcopy", "mtools");
-    let img = dir.join(name);
-    old_disk(&img, size, 0xfa7 + size);
-    sh(Command::new("mkfs.fat").args(args).arg(&img));
-    let tree = dir.join(format!("{name}.tree"));
-    file_tree(&tree, 55);
-    let mut cmd = Command::new("mcopy");
-    cmd.env("MTOOLS_SKIP_CHECK", "1")
-        .arg("-s")
-        .arg("-i")
-        .arg(&img);
-    for e in std::fs::read_dir(&tree).expect("readdir") {
-        cmd.arg(e.expect("entry").path());
-    }
-    sh(cmd.arg("::/"));
-    // Delete a few files so that freed clusters hold old file data.
-    sh(Command::new("mdel")
-        .env("MTOOLS_SKIP_CHECK", "1")
-        .arg("-i")
-        .arg(&img)
-        .args(["::/dir1/file3.bin", "::/dir2/file5.bin"]));
-    for f in ["dir1/file3.bin", "dir2/file5.bin"] {
-        std::fs::remove_file(tree.join(f)).expect("rm");
-    }
-    img
-}
 
 /// (used clusters, total clusters) from `fsck.fat -n -v`.
 fn fsck_fat(img: &Path) -> (u64, u64) {

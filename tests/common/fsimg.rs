@@ -1,0 +1,126 @@
+//! Filesystem images built the way a used disk looks, shared by the filesystem tests: old random
+//! data first, mkfs without discard, populated with files without mounting.
+
+use super::{pattern, require_tool, run};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub const MIB: u64 = 1 << 20;
+
+/// A temporary directory, kept for inspection when SALVOR_KEEP is set.
+pub struct Tmp {
+    path: PathBuf,
+    _guard: Option<tempfile::TempDir>,
+}
+
+impl Tmp {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+pub fn tmp() -> Tmp {
+    let d = tempfile::Builder::new()
+        .prefix("salvor-fs-")
+        .tempdir()
+        .expect("temp dir");
+    if std::env::var_os("SALVOR_KEEP").is_some() {
+        let path = d.keep();
+        eprintln!("keeping {}", path.display());
+        Tmp { path, _guard: None }
+    } else {
+        Tmp {
+            path: d.path().to_path_buf(),
+            _guard: Some(d),
+        }
+    }
+}
+
+pub fn sh(cmd: &mut Command) -> String {
+    let out = run(cmd);
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// An image file full of old (random) data, as the free space of a used disk is.
+pub fn old_disk(path: &Path, size: u64, seed: u64) {
+    std::fs::write(path, pattern(seed, size as usize)).expect("write image");
+}
+
+/// A tree of files of assorted sizes (about 6 MiB), with subdirectories.
+pub fn file_tree(dir: &Path, seed: u64) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for d in 0..4u64 {
+        let sub = dir.join(format!("dir{d}"));
+        std::fs::create_dir_all(&sub).expect("mkdir");
+        for i in 0..8u64 {
+            let len = ((i * 7919 + d * 104_729) % 400_000 + (i % 3) * 123) as usize;
+            let p = sub.join(format!("file{i}.bin"));
+            std::fs::write(&p, pattern(seed + d * 100 + i, len)).expect("write file");
+            files.push(p);
+        }
+    }
+    let big = dir.join("big.bin");
+    std::fs::write(&big, pattern(seed + 9999, 2 * MIB as usize + 4321)).expect("write");
+    files.push(big);
+    std::fs::write(dir.join("empty"), b"").expect("write");
+    files
+}
+
+pub fn patch(img: &Path, off: u64, bytes: &[u8]) {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(img)
+        .expect("open");
+    f.write_all_at(bytes, off).expect("patch");
+}
+
+pub fn mkfs_ext(dir: &Path, name: &str, size: u64, args: &[&str]) -> PathBuf {
+    require_tool("mkfs.ext4", "e2fsprogs");
+    let img = dir.join(name);
+    old_disk(&img, size, 0xe474 + size);
+    let tree = dir.join(format!("{name}.tree"));
+    file_tree(&tree, 77);
+    sh(Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-E", "nodiscard"])
+        .args(args)
+        .arg("-d")
+        .arg(&tree)
+        .arg(&img));
+    img
+}
+
+pub fn mkfs_fat(dir: &Path, name: &str, size: u64, args: &[&str]) -> PathBuf {
+    require_tool("mkfs.fat", "dosfstools");
+    require_tool("mcopy", "mtools");
+    let img = dir.join(name);
+    old_disk(&img, size, 0xfa7 + size);
+    sh(Command::new("mkfs.fat").args(args).arg(&img));
+    let tree = dir.join(format!("{name}.tree"));
+    file_tree(&tree, 55);
+    let mut cmd = Command::new("mcopy");
+    cmd.env("MTOOLS_SKIP_CHECK", "1")
+        .arg("-s")
+        .arg("-i")
+        .arg(&img);
+    for e in std::fs::read_dir(&tree).expect("readdir") {
+        cmd.arg(e.expect("entry").path());
+    }
+    sh(cmd.arg("::/"));
+    // Delete a few files so that freed clusters hold old file data.
+    sh(Command::new("mdel")
+        .env("MTOOLS_SKIP_CHECK", "1")
+        .arg("-i")
+        .arg(&img)
+        .args(["::/dir1/file3.bin", "::/dir2/file5.bin"]));
+    for f in ["dir1/file3.bin", "dir2/file5.bin"] {
+        std::fs::remove_file(tree.join(f)).expect("rm");
+    }
+    img
+}
