@@ -422,3 +422,165 @@ fn merge(mut v: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
     }
     out
 }
+
+// ---------------------------------------------------------------- hostile metadata
+
+/// An image in memory, with patched bytes.
+struct Mem(std::sync::Arc<Vec<u8>>, std::collections::BTreeMap<u64, u8>);
+
+impl salvor::device::Source for Mem {
+    fn geometry(&self) -> salvor::device::Geometry {
+        salvor::device::Geometry {
+            size: self.0.len() as u64,
+            logical_sector: 512,
+            physical_sector: 512,
+        }
+    }
+    fn read_at(&mut self, pos: u64, buf: &mut [u8]) -> salvor::device::ReadOutcome {
+        let p = (pos as usize).min(self.0.len());
+        let n = buf.len().min(self.0.len() - p);
+        buf[..n].copy_from_slice(&self.0[p..p + n]);
+        for (&at, &b) in self.1.range(pos..pos + n as u64) {
+            buf[(at - pos) as usize] = b;
+        }
+        salvor::device::ReadOutcome::ok(n)
+    }
+    fn describe(&self) -> String {
+        "mem".into()
+    }
+}
+
+fn map_with_bad(size: u64, bad: &[(u64, u64)]) -> salvor::mapfile::Mapfile {
+    let mut m = salvor::mapfile::Mapfile::new(size);
+    m.set(0, size, salvor::mapfile::BlockStatus::Finished);
+    for &(s, e) in bad {
+        let (s, e) = (s.min(size), e.min(size));
+        if s < e {
+            m.set(s, e - s, salvor::mapfile::BlockStatus::BadSector);
+        }
+    }
+    m
+}
+
+fn report_of(data: &std::sync::Arc<Vec<u8>>, patches: &[(u64, Vec<u8>)], bad: &[(u64, u64)]) {
+    let mut p = std::collections::BTreeMap::new();
+    for (at, bytes) in patches {
+        for (i, b) in bytes.iter().enumerate() {
+            p.insert(at + i as u64, *b);
+        }
+    }
+    let mut src = Mem(data.clone(), p);
+    let size = data.len() as u64;
+    let t = std::time::Instant::now();
+    let r = salvor::fs::files::report(&mut src, &map_with_bad(size, bad))
+        .unwrap_or_else(|e| panic!("report failed: {e}"));
+    assert!(t.elapsed() < std::time::Duration::from_secs(20), "slow");
+    for f in &r.filesystems {
+        for d in &f.damaged_files {
+            assert!(d.lost.iter().all(|&(s, e)| s < e), "{d:?}");
+            assert_eq!(d.lost_bytes, d.lost.iter().map(|r| r.1 - r.0).sum::<u64>());
+        }
+    }
+}
+
+#[test]
+fn an_inode_claiming_petabytes_and_looping_fat_directories() {
+    let d = tmp();
+    // ext4: big.bin's size says 16 EiB; its extents are still the real ones.
+    let img = mkfs_ext(d.path(), "e.img", 32 * MIB, &["-b", "4096"]);
+    sh(Command::new("debugfs")
+        .args(["-w", "-R", "sif /big.bin size 0xffffffffffffff00"])
+        .arg(&img));
+    let b = first_block(&img, "/big.bin", 3);
+    let (copy, map) = damage(&img, &[(b * 4096, b * 4096 + 4096)]);
+    let v = files_json(&map, &copy);
+    let f = &v["filesystems"][0]["damaged_files"][0];
+    assert_eq!(f["path"], "/big.bin", "{v}");
+    assert_eq!(f["lost"][0], serde_json::json!([3 * 4096, 4 * 4096]), "{v}");
+
+    // FAT16: dir0's chain points to itself, dir1's entry to dir0's cluster (cross-linked).
+    let img = mkfs_fat(d.path(), "f.img", 16 * MIB, &["-F", "16"]);
+    let data = std::fs::read(&img).expect("read");
+    let bps = u16::from_le_bytes([data[11], data[12]]) as u64;
+    let reserved = u16::from_le_bytes([data[14], data[15]]) as u64;
+    let fatsz = u16::from_le_bytes([data[22], data[23]]) as u64;
+    let root = (reserved + 2 * fatsz) * bps;
+    let mut patches = Vec::new();
+    let mut dir0 = 0;
+    for (i, e) in data[root as usize..root as usize + 16384]
+        .chunks(32)
+        .enumerate()
+    {
+        let c = u16::from_le_bytes([e[26], e[27]]) as u64;
+        if e[..4] == *b"DIR0" {
+            dir0 = c;
+            for copy in 0..2 {
+                let at = (reserved + copy * fatsz) * bps + c * 2;
+                patches.push((at, (c as u16).to_le_bytes().to_vec()));
+            }
+        }
+        if e[..4] == *b"DIR1" && dir0 != 0 {
+            patches.push((
+                root + i as u64 * 32 + 26,
+                (dir0 as u16).to_le_bytes().to_vec(),
+            ));
+        }
+    }
+    assert!(dir0 != 0 && patches.len() == 3, "{patches:?}");
+    let data = std::sync::Arc::new(data);
+    report_of(&data, &patches, &[(root, root + 512)]);
+    report_of(&data, &patches, &[]);
+}
+
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+    use std::sync::{Arc, OnceLock};
+
+    /// (image, region where its metadata lives).
+    fn images() -> &'static Vec<(Arc<Vec<u8>>, u64)> {
+        static I: OnceLock<Vec<(Arc<Vec<u8>>, u64)>> = OnceLock::new();
+        I.get_or_init(|| {
+            let d = tmp();
+            let e = mkfs_ext(d.path(), "e.img", 32 * MIB, &["-b", "1024"]);
+            let f = mkfs_fat(d.path(), "f.img", 16 * MIB, &["-F", "16"]);
+            let g = mkfs_fat(d.path(), "g.img", 48 * MIB, &["-F", "32"]);
+            [(e, 4 * MIB), (f, 256 << 10), (g, 1 * MIB)]
+                .into_iter()
+                .map(|(p, hot)| (Arc::new(std::fs::read(p).expect("read")), hot))
+                .collect()
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            cases: 64,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        })]
+
+        /// Mutated metadata and random unrescued areas: never a panic or a hang.
+        #[test]
+        fn mutated_filesystems_never_panic(
+            which in 0usize..3,
+            muts in proptest::collection::vec((any::<u64>(), any::<u8>(), any::<u64>()), 1..12),
+            bad in proptest::collection::vec((any::<u64>(), 1u64..65536), 0..6),
+        ) {
+            let (data, hot) = &images()[which];
+            let patches: Vec<(u64, Vec<u8>)> = muts
+                .iter()
+                .map(|&(at, kind, val)| {
+                    let bytes = match kind % 4 {
+                        0 => vec![val as u8],
+                        1 => (val as u32).to_le_bytes().to_vec(),
+                        2 => val.to_le_bytes().to_vec(),
+                        _ => vec![0xff; 4],
+                    };
+                    (at % hot, bytes)
+                })
+                .collect();
+            let bad: Vec<(u64, u64)> = bad.iter().map(|&(s, l)| (s % hot, s % hot + l)).collect();
+            report_of(data, &patches, &bad);
+        }
+    }
+}

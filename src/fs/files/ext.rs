@@ -247,6 +247,12 @@ pub fn walk(vol: &mut Vol, c: &mut Collector) -> Result<(), Error> {
         groups: &groups,
     };
     let total_inodes = sb.inodes_per_group.saturating_mul(sb.groups);
+    // Every inode takes at least 128 bytes of the inode tables.
+    if total_inodes > vol.len / 128 {
+        return Err(Error::Corrupt(format!(
+            "{total_inodes} inodes do not fit in the filesystem"
+        )));
+    }
     let mut reached = vec![false; (total_inodes + 1).min(1 << 32) as usize];
     let bs = sb.block_size;
     // Directories to read: (inode, path).
