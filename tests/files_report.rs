@@ -545,7 +545,7 @@ mod fuzz {
             let e = mkfs_ext(d.path(), "e.img", 32 * MIB, &["-b", "1024"]);
             let f = mkfs_fat(d.path(), "f.img", 16 * MIB, &["-F", "16"]);
             let g = mkfs_fat(d.path(), "g.img", 48 * MIB, &["-F", "32"]);
-            [(e, 4 * MIB), (f, 256 << 10), (g, 1 * MIB)]
+            [(e, 4 * MIB), (f, 256 << 10), (g, MIB)]
                 .into_iter()
                 .map(|(p, hot)| (Arc::new(std::fs::read(p).expect("read")), hot))
                 .collect()
