@@ -584,3 +584,97 @@ mod fuzz {
         }
     }
 }
+
+// ---------------------------------------------------------------- exFAT
+
+/// Where `needle` (a 4 KiB page of a file's content) lies in the image, at a sector boundary.
+fn find_page(data: &[u8], needle: &[u8]) -> u64 {
+    (0..data.len().saturating_sub(needle.len()))
+        .step_by(512)
+        .find(|&i| data[i..i + needle.len()] == *needle)
+        .expect("page found in the image") as u64
+}
+
+/// Files that cannot be read through exfat-fuse over nbdkit's ddrescue filter.
+fn unreadable_exfat(d: &Path, copy: &Path, map: &Path) -> (BTreeSet<String>, usize) {
+    require_tool("nbdfuse", "nbdfuse");
+    let nbd = d.join("nbd-exfat");
+    let mnt = d.join("mnt-check");
+    std::fs::create_dir_all(&nbd).expect("mkdir");
+    std::fs::create_dir_all(&mnt).expect("mkdir");
+    let mut fuse = Command::new("nbdfuse")
+        .arg(&nbd)
+        .args(["--command", "nbdkit", "-s", "--filter=ddrescue", "file"])
+        .arg(copy)
+        .arg(format!("ddrescue-mapfile={}", map.display()))
+        .spawn()
+        .expect("nbdfuse");
+    let dev = nbd.join("nbd");
+    for _ in 0..100 {
+        if dev.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    sh(Command::new("mount.exfat-fuse")
+        .args(["-o", "ro"])
+        .arg(&dev)
+        .arg(&mnt));
+    let mut bad = BTreeSet::new();
+    let mut n = 0;
+    let mut stack = vec![mnt.clone()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).expect("readdir") {
+            let p = e.expect("entry").path();
+            if p.is_dir() {
+                stack.push(p);
+                continue;
+            }
+            n += 1;
+            if std::fs::read(&p).is_err() {
+                let rel = p.strip_prefix(&mnt).expect("prefix");
+                bad.insert(format!("/{}", rel.display()));
+            }
+        }
+    }
+    let _ = run(Command::new("umount").arg(&mnt));
+    let _ = run(Command::new("fusermount3").arg("-u").arg(&nbd));
+    let _ = fuse.wait();
+    (bad, n)
+}
+
+#[test]
+#[ignore = "exfat-fuse over nbdfuse hung on this host (not yet understood); run by hand"]
+fn exfat_damaged_files_match_exfat_fuse_through_nbdkit() {
+    let d = tmp();
+    let img = {
+        let _one = common::fsimg::FUSE_LOCK
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        common::fsimg::mkfs_exfat(d.path(), "x.img", 64 * MIB, &[])
+    };
+    let tree = d.path().join("x.img.tree");
+    let data = std::fs::read(&img).expect("read");
+    let mut bad = Vec::new();
+    for f in ["big.bin", "dir0/file3.bin", "dir3/file1.bin"] {
+        let content = std::fs::read(tree.join(f)).expect("tree file");
+        let at = find_page(&data, &content[8192..12288]);
+        bad.push((at, at + 4096));
+    }
+    // The end of the volume is free.
+    bad.push((64 * MIB - 8192, 64 * MIB - 4096));
+    let (copy, map) = damage(&img, &bad);
+    let v = files_json(&map, &copy);
+    let fs = &v["filesystems"][0];
+    assert_eq!(fs["kind"], "exfat", "{v}");
+    assert!(fs["error"].is_null(), "{v}");
+    let ours = strings(fs, "damaged_files", "path");
+    let (theirs, n) = unreadable_exfat(d.path(), &copy, &map);
+    assert!(n > 20);
+    assert_eq!(ours, theirs, "{v}");
+    assert_eq!(ours.len(), 3);
+    for f in fs["damaged_files"].as_array().expect("files") {
+        assert_eq!(f["lost"][0], serde_json::json!([8192, 12288]), "{f}");
+    }
+    assert_eq!(fs["unrescued_free"], 4096, "{v}");
+}

@@ -124,3 +124,128 @@ pub fn mkfs_fat(dir: &Path, name: &str, size: u64, args: &[&str]) -> PathBuf {
     }
     img
 }
+
+/// A FUSE mount of a loop device (fuseblk: unmounting waits for the daemon to flush).
+pub struct FuseMount {
+    pub dir: PathBuf,
+    mounted: bool,
+    _loop: super::LoopDev,
+}
+
+impl FuseMount {
+    /// Mounts are made one at a time (see FUSE_LOCK).
+    pub fn new(tool: &str, package: &str, img: &Path, dir: &Path) -> FuseMount {
+        require_tool(tool, package);
+        let lo = super::LoopDev::attach(img, false);
+        // A read-only flag set on this loop device by an earlier user (blockdev --setro)
+        // survives detaching: clear it.
+        sh(Command::new("blockdev").arg("--setrw").arg(&lo.dev));
+        std::fs::create_dir_all(dir).expect("mkdir");
+        // A FUSE driver falls back to read-only when it cannot open the device exclusively
+        // (something else probing the new loop device): retry a few times.
+        for attempt in 1.. {
+            let out = run(Command::new(tool).arg(&lo.dev).arg(dir));
+            let err = String::from_utf8_lossy(&out.stderr).into_owned();
+            assert!(
+                out.status.success(),
+                "{tool} {} failed: {err}",
+                lo.dev.display()
+            );
+            let probe = dir.join(".salvor-rw-probe");
+            if std::fs::write(&probe, b"x").is_ok() {
+                std::fs::remove_file(&probe).expect("rm probe");
+                break;
+            }
+            sh(Command::new("umount").arg(dir));
+            assert!(
+                attempt < 5,
+                "{tool} mounts {} ({}) read-only: {err}",
+                lo.dev.display(),
+                img.display()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(300));
+        }
+        FuseMount {
+            dir: dir.to_path_buf(),
+            mounted: true,
+            _loop: lo,
+        }
+    }
+
+    /// Unmounts and waits until the FUSE daemon has closed the loop device (an exclusive open
+    /// succeeds again): a daemon still holding it makes the next mount of a reused loop device
+    /// fall back to read-only.
+    pub fn unmount(mut self) {
+        sh(Command::new("umount").arg(&self.dir));
+        self.mounted = false;
+        use std::os::unix::fs::OpenOptionsExt;
+        let t = std::time::Instant::now();
+        while std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc_o_excl())
+            .open(&self._loop.dev)
+            .is_err()
+        {
+            assert!(
+                t.elapsed() < std::time::Duration::from_secs(30),
+                "the FUSE daemon still holds {}",
+                self._loop.dev.display()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for FuseMount {
+    fn drop(&mut self) {
+        if self.mounted {
+            let _ = Command::new("umount").arg(&self.dir).status();
+        }
+    }
+}
+
+pub fn libc_o_excl() -> i32 {
+    0o200 // O_EXCL on Linux
+}
+
+pub static FUSE_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Copies the test tree into a mounted filesystem and deletes a few files again (their old
+/// content stays in free space).
+pub fn populate(mnt: &Path, tree: &Path) {
+    sh(Command::new("cp")
+        .arg("-r")
+        .arg(format!("{}/.", tree.display()))
+        .arg(mnt));
+    for f in ["dir1/file3.bin", "dir2/file5.bin"] {
+        std::fs::remove_file(mnt.join(f)).expect("rm in mount");
+        std::fs::remove_file(tree.join(f)).expect("rm in tree");
+    }
+    // A sparse file: 4 KiB of data 2 MiB into a 5 MiB file (NTFS stores sparse runs).
+    {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::File::create(mnt.join("sparse.bin")).expect("create sparse");
+        f.set_len(5 * MIB).expect("set_len");
+        f.write_all_at(&pattern(4242, 4096), 2 * MIB)
+            .expect("write sparse");
+    }
+    sh(&mut Command::new("sync"));
+}
+
+pub fn mkfs_exfat(dir: &Path, name: &str, size: u64, args: &[&str]) -> PathBuf {
+    require_tool("mkfs.exfat", "exfatprogs");
+    let img = dir.join(name);
+    old_disk(&img, size, 0xe8fa7 + size);
+    sh(Command::new("mkfs.exfat").args(args).arg(&img));
+    let tree = dir.join(format!("{name}.tree"));
+    file_tree(&tree, 66);
+    let m = FuseMount::new(
+        "mount.exfat-fuse",
+        "exfat-fuse",
+        &img,
+        &dir.join("mnt-exfat"),
+    );
+    populate(&m.dir, &tree);
+    m.unmount();
+    img
+}

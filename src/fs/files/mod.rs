@@ -2,12 +2,13 @@
 //!
 //! The rescued copy is read through [`Rescued`], a [`Source`] whose reads fail on every byte the
 //! mapfile does not mark finished: the copy holds zeros there, which must never be taken for
-//! metadata. Each filesystem's walker (`ext`, `fat`) goes through the directory tree, maps every
+//! metadata. Each filesystem's walker (`ext`, `fat`, `exfat`) goes through the directory tree, maps every
 //! file to its physical extents and reports the file offsets that fall in unrescued bytes, the
 //! directories whose entries are unknown, and the in-use inodes no directory reached ("files whose
 //! names are lost"). Every loop is bounded by the filesystem's own size, never by a count read
 //! from the metadata; a hostile or damaged structure ends that part of the walk with a note.
 
+pub mod exfat;
 pub mod ext;
 pub mod fat;
 
@@ -288,6 +289,7 @@ fn one(
     let walked = match probe.kind {
         K::Ext2 | K::Ext3 | K::Ext4 => ext::walk(&mut vol, &mut c),
         K::Fat12 | K::Fat16 | K::Fat32 => fat::walk(&mut vol, &mut c),
+        K::Exfat => exfat::walk(&mut vol, &mut c),
         ref k => Err(super::Error::Unsupported(format!(
             "no file reader for {k} yet"
         ))),
