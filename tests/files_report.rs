@@ -233,26 +233,59 @@ fn fat_files(img: &Path) -> Vec<String> {
         .collect()
 }
 
+/// nbdkit's ddrescue filter over the rescued copy, exposed as a file by nbdfuse; unmounted and
+/// stopped on drop (also when the test fails).
+struct NbdFile {
+    mnt: PathBuf,
+    child: std::process::Child,
+}
+
+impl NbdFile {
+    fn new(mnt: &Path, copy: &Path, map: &Path) -> NbdFile {
+        require_tool("nbdkit", "nbdkit");
+        require_tool("nbdfuse", "nbdfuse");
+        std::fs::create_dir_all(mnt).expect("mkdir");
+        let child = Command::new("nbdfuse")
+            .arg(mnt)
+            .args(["--command", "nbdkit", "-s", "--filter=ddrescue", "file"])
+            .arg(copy)
+            .arg(format!("ddrescue-mapfile={}", map.display()))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("nbdfuse");
+        for _ in 0..100 {
+            if mnt.join("nbd").exists() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        NbdFile {
+            mnt: mnt.to_path_buf(),
+            child,
+        }
+    }
+
+    fn dev(&self) -> PathBuf {
+        self.mnt.join("nbd")
+    }
+}
+
+impl Drop for NbdFile {
+    fn drop(&mut self) {
+        let _ = Command::new("fusermount3")
+            .arg("-u")
+            .arg(&self.mnt)
+            .status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Files mtools cannot read through nbdkit's ddrescue filter.
 fn unreadable_via_nbdkit(d: &Path, copy: &Path, map: &Path, files: &[String]) -> BTreeSet<String> {
-    require_tool("nbdkit", "nbdkit");
-    require_tool("nbdfuse", "nbdfuse");
-    let mnt = d.join("nbd");
-    std::fs::create_dir_all(&mnt).expect("mkdir");
-    let mut fuse = Command::new("nbdfuse")
-        .arg(&mnt)
-        .args(["--command", "nbdkit", "-s", "--filter=ddrescue", "file"])
-        .arg(copy)
-        .arg(format!("ddrescue-mapfile={}", map.display()))
-        .spawn()
-        .expect("nbdfuse");
-    let dev = mnt.join("nbd");
-    for _ in 0..100 {
-        if dev.exists() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    let nbd = NbdFile::new(&d.join("nbd"), copy, map);
+    let dev = nbd.dev();
     let mut bad = BTreeSet::new();
     for f in files {
         let out = run(Command::new("mtype")
@@ -264,8 +297,6 @@ fn unreadable_via_nbdkit(d: &Path, copy: &Path, map: &Path, files: &[String]) ->
             bad.insert(f.clone());
         }
     }
-    let _ = run(Command::new("fusermount3").arg("-u").arg(&mnt));
-    let _ = fuse.wait();
     bad
 }
 
@@ -597,28 +628,15 @@ fn find_page(data: &[u8], needle: &[u8]) -> u64 {
 
 /// Files that cannot be read through exfat-fuse over nbdkit's ddrescue filter.
 fn unreadable_exfat(d: &Path, copy: &Path, map: &Path) -> (BTreeSet<String>, usize) {
-    require_tool("nbdfuse", "nbdfuse");
-    let nbd = d.join("nbd-exfat");
+    let nbd = NbdFile::new(&d.join("nbd-exfat"), copy, map);
+    let dev = nbd.dev();
     let mnt = d.join("mnt-check");
-    std::fs::create_dir_all(&nbd).expect("mkdir");
     std::fs::create_dir_all(&mnt).expect("mkdir");
-    let mut fuse = Command::new("nbdfuse")
-        .arg(&nbd)
-        .args(["--command", "nbdkit", "-s", "--filter=ddrescue", "file"])
-        .arg(copy)
-        .arg(format!("ddrescue-mapfile={}", map.display()))
-        .spawn()
-        .expect("nbdfuse");
-    let dev = nbd.join("nbd");
-    for _ in 0..100 {
-        if dev.exists() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    // exfat-fuse as root wants a block device: a loop device over the nbdfuse file.
+    let lo = common::LoopDev::attach(&dev, false);
     sh(Command::new("mount.exfat-fuse")
         .args(["-o", "ro"])
-        .arg(&dev)
+        .arg(&lo.dev)
         .arg(&mnt));
     let mut bad = BTreeSet::new();
     let mut n = 0;
@@ -638,13 +656,12 @@ fn unreadable_exfat(d: &Path, copy: &Path, map: &Path) -> (BTreeSet<String>, usi
         }
     }
     let _ = run(Command::new("umount").arg(&mnt));
-    let _ = run(Command::new("fusermount3").arg("-u").arg(&nbd));
-    let _ = fuse.wait();
+    drop(lo);
+    drop(nbd);
     (bad, n)
 }
 
 #[test]
-#[ignore = "exfat-fuse over nbdfuse hung on this host (not yet understood); run by hand"]
 fn exfat_damaged_files_match_exfat_fuse_through_nbdkit() {
     let d = tmp();
     let img = {
