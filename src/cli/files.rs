@@ -45,6 +45,9 @@ pub fn render(r: &FilesReport) -> String {
         format_bytes(r.unrescued_bytes),
         format_bytes(r.size)
     );
+    for n in &r.notes {
+        out += &format!("note: {n}\n");
+    }
     for f in &r.filesystems {
         let lost: u64 = f.damaged_files.iter().map(|d| d.lost_bytes).sum();
         out += &format!(

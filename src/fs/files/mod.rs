@@ -136,6 +136,7 @@ pub struct FilesReport {
     pub size: u64,
     pub unrescued_bytes: u64,
     pub filesystems: Vec<FsFiles>,
+    pub notes: Vec<String>,
 }
 
 /// What a walker produces, and the bad ranges it checks extents against.
@@ -229,7 +230,17 @@ pub fn report(src: &mut dyn Source, map: &Mapfile) -> crate::Result<FilesReport>
     let size = r.geometry().size;
     let bad = r.bad().to_vec();
     let ss = r.geometry().logical_sector;
-    let table = crate::image::restore::read_table(&mut r, ss, size)?;
+    let mut notes = Vec::new();
+    // A partition table that was not rescued: the whole device is read as one filesystem.
+    let table = match crate::image::restore::read_table(&mut r, ss, size) {
+        Ok(t) => t,
+        Err(e) => {
+            notes.push(format!(
+                "partition table unknown ({e}); the whole device is read"
+            ));
+            None
+        }
+    };
     let ss = u64::from(ss.max(512));
     let parts: Vec<(u32, u64, u64)> = match &table {
         None => vec![(0, 0, size)],
@@ -251,6 +262,7 @@ pub fn report(src: &mut dyn Source, map: &Mapfile) -> crate::Result<FilesReport>
         size,
         unrescued_bytes: Ranges::total(&bad),
         filesystems: out,
+        notes,
     })
 }
 
