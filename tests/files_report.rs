@@ -576,7 +576,13 @@ mod fuzz {
             let e = mkfs_ext(d.path(), "e.img", 32 * MIB, &["-b", "1024"]);
             let f = mkfs_fat(d.path(), "f.img", 16 * MIB, &["-F", "16"]);
             let g = mkfs_fat(d.path(), "g.img", 48 * MIB, &["-F", "32"]);
-            [(e, 4 * MIB), (f, 256 << 10), (g, MIB)]
+            let x = {
+                let _one = common::fsimg::FUSE_LOCK
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
+                common::fsimg::mkfs_exfat(d.path(), "x.img", 32 * MIB, &[])
+            };
+            [(e, 4 * MIB), (f, 256 << 10), (g, MIB), (x, 4 * MIB)]
                 .into_iter()
                 .map(|(p, hot)| (Arc::new(std::fs::read(p).expect("read")), hot))
                 .collect()
@@ -593,7 +599,7 @@ mod fuzz {
         /// Mutated metadata and random unrescued areas: never a panic or a hang.
         #[test]
         fn mutated_filesystems_never_panic(
-            which in 0usize..3,
+            which in 0usize..4,
             muts in proptest::collection::vec((any::<u64>(), any::<u8>(), any::<u64>()), 1..12),
             bad in proptest::collection::vec((any::<u64>(), 1u64..65536), 0..6),
         ) {
@@ -694,4 +700,54 @@ fn exfat_damaged_files_match_exfat_fuse_through_nbdkit() {
         assert_eq!(f["lost"][0], serde_json::json!([8192, 12288]), "{f}");
     }
     assert_eq!(fs["unrescued_free"], 4096, "{v}");
+}
+
+/// `salvor files` on the mapfile of a running rescue: saves replace the mapfile atomically, so
+/// every run reads one whole version of it.
+#[test]
+fn files_while_the_mapfile_is_being_saved() {
+    let d = tmp();
+    let img = mkfs_fat(d.path(), "f.img", 16 * MIB, &["-F", "16"]);
+    let size = 16 * MIB;
+    let (copy, map) = damage(&img, &[(size - 4096, size)]);
+    // Two versions: more damage, less damage (as a rescue's later passes leave it).
+    let a = d.path().join("a.map");
+    let b = d.path().join("b.map");
+    write_test_map(&a, size, &[(2 * MIB, 6 * MIB)]);
+    write_test_map(&b, size, &[(size - 4096, size)]);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let saver = {
+        let (stop, map, a, b) = (stop.clone(), map.clone(), a.clone(), b.clone());
+        std::thread::spawn(move || {
+            let tmp = map.with_extension("tmp");
+            let mut i = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                std::fs::copy(if i % 2 == 0 { &a } else { &b }, &tmp).expect("copy");
+                std::fs::rename(&tmp, &map).expect("rename");
+                i += 1;
+            }
+            i
+        })
+    };
+    let mut seen = BTreeSet::new();
+    for _ in 0..12 {
+        let out = run(common::salvor()
+            .arg("files")
+            .arg(&map)
+            .arg(&copy)
+            .arg("--json"));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        let n = v["unrescued_bytes"].as_u64().expect("bytes");
+        assert!(n == 4 * MIB || n == 4096, "{n}");
+        seen.insert(n);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let saves = saver.join().expect("saver");
+    assert!(saves > 12, "{saves} saves");
+    eprintln!("versions seen: {seen:?} over {saves} saves");
 }
