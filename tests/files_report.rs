@@ -243,7 +243,7 @@ struct NbdFile {
 impl NbdFile {
     fn new(mnt: &Path, copy: &Path, map: &Path) -> NbdFile {
         require_tool("nbdkit", "nbdkit");
-        require_tool("nbdfuse", "nbdfuse");
+        require_tool("nbdfuse", "libnbd-bin");
         std::fs::create_dir_all(mnt).expect("mkdir");
         let child = Command::new("nbdfuse")
             .arg(mnt)
