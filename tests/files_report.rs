@@ -582,10 +582,17 @@ mod fuzz {
                     .unwrap_or_else(|e| e.into_inner());
                 common::fsimg::mkfs_exfat(d.path(), "x.img", 32 * MIB, &[])
             };
-            [(e, 4 * MIB), (f, 256 << 10), (g, MIB), (x, 4 * MIB)]
-                .into_iter()
-                .map(|(p, hot)| (Arc::new(std::fs::read(p).expect("read")), hot))
-                .collect()
+            let n = common::fsimg::mkfs_ntfs(d.path(), "n.img", 32 * MIB, &[]);
+            [
+                (e, 4 * MIB),
+                (f, 256 << 10),
+                (g, MIB),
+                (x, 4 * MIB),
+                (n, 32 * MIB),
+            ]
+            .into_iter()
+            .map(|(p, hot)| (Arc::new(std::fs::read(p).expect("read")), hot))
+            .collect()
         })
     }
 
@@ -599,7 +606,7 @@ mod fuzz {
         /// Mutated metadata and random unrescued areas: never a panic or a hang.
         #[test]
         fn mutated_filesystems_never_panic(
-            which in 0usize..4,
+            which in 0usize..5,
             muts in proptest::collection::vec((any::<u64>(), any::<u8>(), any::<u64>()), 1..12),
             bad in proptest::collection::vec((any::<u64>(), 1u64..65536), 0..6),
         ) {
@@ -750,4 +757,44 @@ fn files_while_the_mapfile_is_being_saved() {
     let saves = saver.join().expect("saver");
     assert!(saves > 12, "{saves} saves");
     eprintln!("versions seen: {seen:?} over {saves} saves");
+}
+
+// ---------------------------------------------------------------- NTFS
+
+#[test]
+fn ntfs_damaged_files_match_ddru_ntfsfindbad() {
+    require_tool("ddru_ntfsfindbad", "ddrutility");
+    let d = tmp();
+    let img = common::fsimg::mkfs_ntfs(d.path(), "n.img", 64 * MIB, &[]);
+    let tree = d.path().join("n.img.tree");
+    let data = std::fs::read(&img).expect("read");
+    let mut bad = Vec::new();
+    for f in ["big.bin", "dir0/file3.bin", "dir3/file1.bin"] {
+        let content = std::fs::read(tree.join(f)).expect("tree file");
+        let at = find_page(&data, &content[8192..12288]);
+        bad.push((at, at + 4096));
+    }
+    let (copy, map) = damage(&img, &bad);
+    let v = files_json(&map, &copy);
+    let fs = &v["filesystems"][0];
+    assert_eq!(fs["kind"], "ntfs", "{v}");
+    assert!(fs["error"].is_null(), "{v}");
+    let ours = strings(fs, "damaged_files", "path");
+    // ddru_ntfsfindbad writes ntfsfindbad.log in its working directory.
+    let out = run(Command::new("ddru_ntfsfindbad")
+        .current_dir(d.path())
+        .arg(&copy)
+        .arg(&map));
+    assert!(out.status.success());
+    let log = std::fs::read_to_string(d.path().join("ntfsfindbad.log")).expect("log");
+    let theirs: BTreeSet<String> = log
+        .lines()
+        .filter_map(|l| l.split("name=.").nth(1))
+        .map(|p| p.trim().to_string())
+        .collect();
+    assert_eq!(ours, theirs, "{v}\n{log}");
+    assert_eq!(ours.len(), 3);
+    for f in fs["damaged_files"].as_array().expect("files") {
+        assert_eq!(f["lost"][0], serde_json::json!([8192, 12288]), "{f}");
+    }
 }

@@ -11,7 +11,7 @@
 mod common;
 
 use common::fsimg::{
-    file_tree, mkfs_exfat, mkfs_ext, mkfs_fat, old_disk, patch, populate, sh, tmp, FuseMount,
+    file_tree, mkfs_exfat, mkfs_ext, mkfs_fat, mkfs_ntfs, old_disk, patch, sh, tmp, FuseMount,
     FUSE_LOCK, MIB,
 };
 use common::{pattern, require_tool};
@@ -439,23 +439,6 @@ fn exfat_matches_partclone() {
 }
 
 // ---------------------------------------------------------------- NTFS
-
-fn mkfs_ntfs(dir: &Path, name: &str, size: u64, args: &[&str]) -> PathBuf {
-    require_tool("mkntfs", "ntfs-3g");
-    let img = dir.join(name);
-    old_disk(&img, size, 0x47f5 + size);
-    sh(Command::new("mkntfs")
-        .args(["-q", "-F", "-f"])
-        .args(args)
-        .arg(&img));
-    let tree = dir.join(format!("{name}.tree"));
-    file_tree(&tree, 88);
-    let _one = FUSE_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    let m = FuseMount::new("ntfs-3g", "ntfs-3g", &img, &dir.join("mnt-ntfs"));
-    populate(&m.dir, &tree);
-    m.unmount();
-    img
-}
 
 /// (cluster size, clusters of the volume, free clusters) from `ntfscluster`.
 fn ntfscluster(img: &Path) -> (u64, u64, u64) {

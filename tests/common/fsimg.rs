@@ -249,3 +249,21 @@ pub fn mkfs_exfat(dir: &Path, name: &str, size: u64, args: &[&str]) -> PathBuf {
     m.unmount();
     img
 }
+
+/// An NTFS image populated through ntfs-3g.
+pub fn mkfs_ntfs(dir: &Path, name: &str, size: u64, args: &[&str]) -> PathBuf {
+    require_tool("mkntfs", "ntfs-3g");
+    let img = dir.join(name);
+    old_disk(&img, size, 0x47f5 + size);
+    sh(Command::new("mkntfs")
+        .args(["-q", "-F", "-f"])
+        .args(args)
+        .arg(&img));
+    let tree = dir.join(format!("{name}.tree"));
+    file_tree(&tree, 88);
+    let _one = FUSE_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let m = FuseMount::new("ntfs-3g", "ntfs-3g", &img, &dir.join("mnt-ntfs"));
+    populate(&m.dir, &tree);
+    m.unmount();
+    img
+}

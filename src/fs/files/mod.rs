@@ -2,7 +2,7 @@
 //!
 //! The rescued copy is read through [`Rescued`], a [`Source`] whose reads fail on every byte the
 //! mapfile does not mark finished: the copy holds zeros there, which must never be taken for
-//! metadata. Each filesystem's walker (`ext`, `fat`, `exfat`) goes through the directory tree, maps every
+//! metadata. Each filesystem's walker (`ext`, `fat`, `exfat`, `ntfs`) goes through the directory tree, maps every
 //! file to its physical extents and reports the file offsets that fall in unrescued bytes, the
 //! directories whose entries are unknown, and the in-use inodes no directory reached ("files whose
 //! names are lost"). Every loop is bounded by the filesystem's own size, never by a count read
@@ -11,6 +11,7 @@
 pub mod exfat;
 pub mod ext;
 pub mod fat;
+pub mod ntfs;
 
 use super::vol::Ranges;
 use crate::device::{Geometry, ReadFault, ReadOutcome, Source};
@@ -302,6 +303,7 @@ fn one(
         K::Ext2 | K::Ext3 | K::Ext4 => ext::walk(&mut vol, &mut c),
         K::Fat12 | K::Fat16 | K::Fat32 => fat::walk(&mut vol, &mut c),
         K::Exfat => exfat::walk(&mut vol, &mut c),
+        K::Ntfs => ntfs::walk(&mut vol, &mut c),
         ref k => Err(super::Error::Unsupported(format!(
             "no file reader for {k} yet"
         ))),
