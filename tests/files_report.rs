@@ -797,4 +797,35 @@ fn ntfs_damaged_files_match_ddru_ntfsfindbad() {
     for f in fs["damaged_files"].as_array().expect("files") {
         assert_eq!(f["lost"][0], serde_json::json!([8192, 12288]), "{f}");
     }
+
+    // The MFT record of /dir2 not rescued: its files' names are lost, and ddru_ntfsfindbad
+    // puts the bytes in $MFT.
+    let info = sh(Command::new("ntfsinfo").args(["-F", "/dir2"]).arg(&img));
+    let rec: u64 = info
+        .split("Dumping Inode ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("ntfsinfo: {info}"));
+    let cluster = u16::from_le_bytes([data[11], data[12]]) as u64 * data[13] as u64;
+    let mft = u64::from_le_bytes(data[0x30..0x38].try_into().expect("8 bytes")) * cluster;
+    let at = mft + rec * 1024;
+    let (copy, map) = damage(&img, &[(at, at + 1024)]);
+    let v = files_json(&map, &copy);
+    let fs = &v["filesystems"][0];
+    let in_dir2 = std::fs::read_dir(tree.join("dir2")).expect("tree").count() as u64;
+    assert_eq!(fs["unreadable_inodes"], 1, "{v}");
+    assert_eq!(fs["lost_names"], in_dir2, "{v}");
+    assert_eq!(fs["unrescued_metadata"], 1024, "{v}");
+    let _ = std::fs::remove_file(d.path().join("ntfsfindbad.log"));
+    let out = run(Command::new("ddru_ntfsfindbad")
+        .current_dir(d.path())
+        .arg(&copy)
+        .arg(&map));
+    assert!(out.status.success());
+    let log = std::fs::read_to_string(d.path().join("ntfsfindbad.log")).expect("log");
+    assert!(
+        log.contains("errorsize=001024") && log.contains("name=./$MFT"),
+        "{log}"
+    );
 }
