@@ -505,7 +505,8 @@ fn report_of(data: &std::sync::Arc<Vec<u8>>, patches: &[(u64, Vec<u8>)], bad: &[
     let t = std::time::Instant::now();
     let r = salvor::fs::files::report(&mut src, &map_with_bad(size, bad))
         .unwrap_or_else(|e| panic!("report failed: {e}"));
-    assert!(t.elapsed() < std::time::Duration::from_secs(20), "slow");
+    // A hang, not a slow debug build on a loaded machine.
+    assert!(t.elapsed() < std::time::Duration::from_secs(90), "slow");
     for f in &r.filesystems {
         for d in &f.damaged_files {
             assert!(d.lost.iter().all(|&(s, e)| s < e), "{d:?}");

@@ -32,22 +32,23 @@ fn read_fat(vol: &mut Vol, b: &Bpb, c: &mut Collector) -> Result<Vec<u32>, Error
         if got {
             fat.extend_from_slice(&buf);
         } else {
-            // Entry by entry: only the unrescued ones stay unknown.
-            for i in from..from + k {
-                let mut v = UNKNOWN;
-                for copy in 0..b.fats {
-                    match read_entries(vol, b, copy, i, 1, &mut buf) {
-                        Ok(()) => {
-                            v = buf.first().copied().unwrap_or(UNKNOWN);
-                            break;
-                        }
+            // Entry by entry, one copy after the other (each copy's sectors are read in order):
+            // only the entries unrescued in every copy stay unknown.
+            let mut part = vec![UNKNOWN; k as usize];
+            for copy in 0..b.fats {
+                for (j, v) in part.iter_mut().enumerate() {
+                    if *v != UNKNOWN {
+                        continue;
+                    }
+                    match read_entries(vol, b, copy, from + j as u64, 1, &mut buf) {
+                        Ok(()) => *v = buf.first().copied().unwrap_or(UNKNOWN),
                         Err(e) if e.is_gone() => return Err(e),
                         Err(_) => {}
                     }
                 }
-                lost += u64::from(v == UNKNOWN);
-                fat.push(v);
             }
+            lost += part.iter().filter(|&&v| v == UNKNOWN).count() as u64;
+            fat.extend_from_slice(&part);
         }
         from += k;
     }
