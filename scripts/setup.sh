@@ -23,6 +23,8 @@ packages=(
   partclone             # used-blocks oracle (partclone.<fs> -D) for the filesystem layer tests
   ntfs-3g exfatprogs exfat-fuse mtools   # NTFS/exFAT/FAT test images built without kernel drivers
   xfsprogs btrfs-progs  # XFS/btrfs test images
+  nbdkit libnbd-bin     # salvor files tests: reads of unrescued sectors fail (ddrescue filter)
+  ddrutility            # ddru_ntfsfindbad: the NTFS damaged-files oracle
 )
 missing=()
 for p in "${packages[@]}"; do

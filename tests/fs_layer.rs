@@ -9,10 +9,9 @@
 //! fails the test.
 
 mod common;
-mod fs_common;
 
+use common::fsimg::*;
 use common::{pattern, require_tool};
-use fs_common::*;
 use salvor::device::{FileSource, Geometry, OpenOptions, ReadOutcome, Source};
 
 use salvor::fs::{self, Allocation, FsKind, FsReport};

@@ -1,5 +1,5 @@
 //! Used-blocks images of a used disk: a GPT disk whose free space holds old random data, with
-//! ext4, FAT32, NTFS and exFAT partitions built without mounting (tests/fs_common). The image
+//! ext4, FAT32, NTFS and exFAT partitions built without mounting (tests/common/fsimg.rs). The image
 //! stores only what the filesystems allocate; restored (by salvor or by `zstd -d`) every
 //! filesystem checks clean and every file is identical; `--all-blocks` is bit for bit; damaged
 //! metadata gives a whole partition; a rescued copy stores used ∩ rescued.
@@ -7,10 +7,9 @@
 //! Needs root (FUSE, loop devices) and the tools `scripts/setup.sh` installs.
 
 mod common;
-mod fs_common;
 
+use common::fsimg::*;
 use common::{require_tool, run};
-use fs_common::*;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

@@ -1,7 +1,9 @@
 //! The command line: argument parsing, command dispatch, progress printers, signal setup and the
 //! mapping of errors to exit codes. Everything here is presentation; the work is done by engines.
 
+mod domain;
 mod export;
+mod files;
 pub mod image;
 mod map;
 mod printer;
@@ -53,6 +55,10 @@ enum Command {
     Mount(Box<serve::MountArgs>),
     /// Unmount what `salvor mount` mounted.
     Umount(serve::UmountArgs),
+    /// Print a ddrescue domain mapfile of the filesystems' metadata and used data (`ddrescue -m`).
+    Domain(domain::DomainArgs),
+    /// List the files a rescue damaged: MAPFILE RESCUED_COPY.
+    Files(files::FilesArgs),
     /// Open the terminal UI (also what `salvor` alone does).
     Tui,
     /// Benchmarks: serve a simulated failing drive as a FUSE file.
@@ -84,6 +90,8 @@ pub fn run() -> i32 {
     let result = match &cli.command {
         Some(Command::Rescue(args)) => rescue::run(args),
         Some(Command::Map(args)) => map::run(args),
+        Some(Command::Domain(args)) => domain::run(args),
+        Some(Command::Files(args)) => files::run(args),
         Some(Command::List(args)) => list(args),
         Some(Command::Image(args)) => with_signals(|c| image::run_image(args, c)),
         Some(Command::Restore(args)) => with_signals(|c| image::run_restore(args, c)),

@@ -83,7 +83,7 @@ impl Boot {
         Ok(b)
     }
 
-    fn cluster_offset(&self, c: u64) -> u64 {
+    pub(crate) fn cluster_offset(&self, c: u64) -> u64 {
         self.heap_offset * self.bytes_per_sector + (c - 2) * self.cluster_bytes
     }
 }

@@ -101,7 +101,7 @@ impl Bpb {
         })
     }
 
-    fn root_dir_sectors(&self) -> u64 {
+    pub(crate) fn root_dir_sectors(&self) -> u64 {
         (self.root_entries * 32).div_ceil(self.bytes_per_sector)
     }
 
@@ -124,7 +124,7 @@ impl Bpb {
         }
     }
 
-    fn entry_bits(&self) -> u64 {
+    pub(crate) fn entry_bits(&self) -> u64 {
         match self.kind() {
             FsKind::Fat12 => 12,
             FsKind::Fat16 => 16,
@@ -136,7 +136,7 @@ impl Bpb {
         self.sectors_per_cluster * self.bytes_per_sector
     }
 
-    fn cluster_offset(&self, c: u64) -> u64 {
+    pub(crate) fn cluster_offset(&self, c: u64) -> u64 {
         (self.data_start() + (c - 2) * self.sectors_per_cluster) * self.bytes_per_sector
     }
 }
@@ -158,7 +158,7 @@ pub fn looks_like_fat(s: &[u8]) -> bool {
 }
 
 /// The FAT entries of clusters `[from, from + n)` of FAT copy `copy`.
-fn read_entries(
+pub(crate) fn read_entries(
     vol: &mut Vol,
     b: &Bpb,
     copy: u64,

@@ -20,9 +20,11 @@
 //! partition first, and hostile metadata gives an [`Error`], never a panic.
 
 pub mod btrfs;
+pub mod domain;
 pub mod exfat;
 pub mod ext;
 pub mod fat;
+pub mod files;
 pub mod ntfs;
 pub mod vol;
 pub mod xfs;

@@ -25,7 +25,7 @@ use super::{Error, Found, FsKind};
 const AT_ATTRIBUTE_LIST: u32 = 0x20;
 const AT_VOLUME_NAME: u32 = 0x60;
 const AT_VOLUME_INFORMATION: u32 = 0x70;
-const AT_DATA: u32 = 0x80;
+pub(crate) const AT_DATA: u32 = 0x80;
 const AT_INDEX_ALLOCATION: u32 = 0xa0;
 const AT_BITMAP: u32 = 0xb0;
 const AT_END: u32 = 0xffff_ffff;
@@ -277,13 +277,13 @@ fn read_stream(
     Ok(())
 }
 
-struct Mft {
-    runs: Vec<Run>,
-    records: u64,
+pub(crate) struct Mft {
+    pub(crate) runs: Vec<Run>,
+    pub(crate) records: u64,
 }
 
 impl Mft {
-    fn record(&self, vol: &mut Vol, b: &Boot, n: u64) -> Result<Vec<u8>, Error> {
+    pub(crate) fn record(&self, vol: &mut Vol, b: &Boot, n: u64) -> Result<Vec<u8>, Error> {
         let mut rec = vec![0u8; b.record_size as usize];
         read_stream(vol, b, &self.runs, n * b.record_size, &mut rec)?;
         Ok(rec)
@@ -323,7 +323,7 @@ fn attr_content(vol: &mut Vol, b: &Boot, a: &Attr) -> Result<Vec<u8>, Error> {
 }
 
 /// Locates the MFT from record 0 (following its attribute list when `$DATA` is split).
-fn load_mft(vol: &mut Vol, b: &Boot) -> Result<(Mft, Vec<Attr>), Error> {
+pub(crate) fn load_mft(vol: &mut Vol, b: &Boot) -> Result<(Mft, Vec<Attr>), Error> {
     let at = b
         .mft_lcn
         .checked_mul(b.cluster)
@@ -397,8 +397,8 @@ fn run_ranges(b: &Boot, runs: &[Run], out: &mut Ranges) {
     }
 }
 
-const AT_FILE_NAME: u32 = 0x30;
-const ROOT_RECORD: u64 = 5;
+pub(crate) const AT_FILE_NAME: u32 = 0x30;
+pub(crate) const ROOT_RECORD: u64 = 5;
 
 /// Whether a record is the file `name` in the root directory (by its $FILE_NAME attributes).
 fn is_root_file(attrs: &[Attr], name: &str) -> bool {

@@ -9,6 +9,8 @@ use crate::device::Source;
 const WINDOW: u64 = 128 << 10;
 /// Alignment of every read issued to the source (enough for O_DIRECT on 4Kn disks).
 const ALIGN: u64 = 4096;
+/// The smallest read retried after a failed aligned window (a logical sector).
+const SECTOR: u64 = 512;
 /// The largest single buffer a parser may ask for. Metadata that needs more is streamed.
 pub const MAX_BUF: u64 = 64 << 20;
 
@@ -76,8 +78,21 @@ impl<'a> Vol<'a> {
 
     /// Loads the aligned window holding absolute position `pos`.
     fn fill(&mut self, pos: u64) -> Result<(), Error> {
+        match self.fill_from(pos, pos / ALIGN * ALIGN) {
+            // A bad sector before `pos` in the aligned window: read from `pos`'s own sector.
+            Err(Error::Read {
+                offset,
+                gone: false,
+                ..
+            }) if offset < pos && pos / SECTOR * SECTOR > pos / ALIGN * ALIGN => {
+                self.fill_from(pos, pos / SECTOR * SECTOR)
+            }
+            r => r,
+        }
+    }
+
+    fn fill_from(&mut self, pos: u64, from: u64) -> Result<(), Error> {
         let part_end = self.start + self.len;
-        let from = pos / ALIGN * ALIGN;
         let to = (from + WINDOW)
             .min(part_end.div_ceil(ALIGN) * ALIGN)
             .min(self.src.geometry().size);

@@ -2,6 +2,8 @@
 //! that are detached even when a test fails, and loud failures for missing tools.
 #![allow(dead_code)]
 
+pub mod fsimg;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

@@ -1,10 +1,7 @@
-//! Building test disks the way a used disk looks: old random data first, mkfs without discard,
-//! populated without mounting the kernel's drivers (`mkfs.ext4 -d`, mtools, ntfs-3g and
-//! exfat-fuse FUSE mounts). Shared by tests/fs_layer.rs and tests/image_used.rs; include it after
-//! `mod common;`.
-#![allow(dead_code)]
+//! Filesystem images built the way a used disk looks, shared by the filesystem tests: old random
+//! data first, mkfs without discard, populated with files without mounting.
 
-use super::common::{pattern, require_tool, run};
+use super::{pattern, require_tool, run};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -132,14 +129,14 @@ pub fn mkfs_fat(dir: &Path, name: &str, size: u64, args: &[&str]) -> PathBuf {
 pub struct FuseMount {
     pub dir: PathBuf,
     mounted: bool,
-    _loop: super::common::LoopDev,
+    _loop: super::LoopDev,
 }
 
 impl FuseMount {
     /// Mounts are made one at a time (see FUSE_LOCK).
     pub fn new(tool: &str, package: &str, img: &Path, dir: &Path) -> FuseMount {
         require_tool(tool, package);
-        let lo = super::common::LoopDev::attach(img, false);
+        let lo = super::LoopDev::attach(img, false);
         // A read-only flag set on this loop device by an earlier user (blockdev --setro)
         // survives detaching: clear it.
         sh(Command::new("blockdev").arg("--setrw").arg(&lo.dev));
@@ -253,6 +250,7 @@ pub fn mkfs_exfat(dir: &Path, name: &str, size: u64, args: &[&str]) -> PathBuf {
     img
 }
 
+/// An NTFS image populated through ntfs-3g.
 pub fn mkfs_ntfs(dir: &Path, name: &str, size: u64, args: &[&str]) -> PathBuf {
     require_tool("mkntfs", "ntfs-3g");
     let img = dir.join(name);

@@ -1,0 +1,832 @@
+//! `salvor domain` and `salvor files` against independent tools, on filesystems built as in
+//! tests/fs_layer.rs with bad sectors placed in file data, directories, the inode table and free
+//! space (the mapfile written as a rescue would leave it; the rescued copy holds zeros there).
+//!
+//! ext4: `debugfs` (`icheck`, `ncheck`, `imap`) on the undamaged image names the owners of the
+//! bad blocks. FAT: every file is read with mtools through `nbdkit`'s ddrescue filter (reads of
+//! unrescued sectors fail) exposed by `nbdfuse`. GNU ddrescue checks the domain mapfile.
+
+mod common;
+
+use common::fsimg::{mkfs_ext, mkfs_fat, sh, tmp, MIB};
+use common::{require_tool, run, write_test_map};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The rescued copy (zeros where not rescued) and its mapfile.
+fn damage(img: &Path, bad: &[(u64, u64)]) -> (PathBuf, PathBuf) {
+    let mut data = std::fs::read(img).expect("read image");
+    let mut bad = bad.to_vec();
+    bad.sort_unstable();
+    for &(s, e) in &bad {
+        data[s as usize..e as usize].fill(0);
+    }
+    let copy = img.with_extension("rescued");
+    std::fs::write(&copy, &data).expect("write copy");
+    let map = img.with_extension("map");
+    write_test_map(&map, data.len() as u64, &bad);
+    (copy, map)
+}
+
+fn files_json(map: &Path, copy: &Path) -> serde_json::Value {
+    let out = sh(common::salvor()
+        .arg("files")
+        .arg(map)
+        .arg(copy)
+        .arg("--json"));
+    let text = sh(common::salvor().arg("files").arg(map).arg(copy));
+    eprintln!("{text}");
+    serde_json::from_str(&out).expect("json")
+}
+
+fn strings(v: &serde_json::Value, list: &str, field: &str) -> BTreeSet<String> {
+    v[list]
+        .as_array()
+        .unwrap_or_else(|| panic!("no {list} in {v}"))
+        .iter()
+        .map(|x| x[field].as_str().expect("string").to_string())
+        .collect()
+}
+
+fn debugfs(img: &Path, req: &str) -> String {
+    let out = run(Command::new("debugfs").arg("-R").arg(req).arg(img));
+    assert!(out.status.success(), "debugfs {req}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Inode → path, by `ncheck` (every name of each inode).
+fn ncheck(img: &Path, inodes: &BTreeSet<u64>) -> Vec<(u64, String)> {
+    if inodes.is_empty() {
+        return Vec::new();
+    }
+    let list: Vec<String> = inodes.iter().map(u64::to_string).collect();
+    debugfs(img, &format!("ncheck {}", list.join(" ")))
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let (i, p) = l.split_once('\t')?;
+            Some((i.trim().parse().ok()?, p.trim().to_string()))
+        })
+        .collect()
+}
+
+/// Owners of blocks, by `icheck`.
+fn icheck(img: &Path, blocks: &[u64]) -> BTreeSet<u64> {
+    let list: Vec<String> = blocks.iter().map(u64::to_string).collect();
+    debugfs(img, &format!("icheck {}", list.join(" ")))
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .collect()
+}
+
+fn first_block(img: &Path, path: &str, nth: u64) -> u64 {
+    let out = debugfs(img, &format!("bmap {path} {nth}"));
+    out.trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("bmap {path}: {out}"))
+}
+
+fn is_dir(img: &Path, ino: u64) -> bool {
+    debugfs(img, &format!("stat <{ino}>")).contains("Type: directory")
+}
+
+#[test]
+fn ext4_damaged_files_match_debugfs() {
+    require_tool("debugfs", "e2fsprogs");
+    let d = tmp();
+    let img = mkfs_ext(d.path(), "e.img", 64 * MIB, &["-b", "4096", "-I", "256"]);
+    let bs = 4096u64;
+    // The inode table block of the last directory's last file; a directory whose inodes all
+    // lie elsewhere gets its only block destroyed.
+    let imap = debugfs(&img, "imap /dir3/file7.bin");
+    let it_block: u64 = imap
+        .split("located at block ")
+        .nth(1)
+        .and_then(|s| s.split(',').next())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or_else(|| panic!("imap: {imap}"));
+    let itable_start = it_block; // 16 inodes of 256 bytes per block
+    let first_ino: u64 = debugfs(&img, "stat /dir3/file7.bin")
+        .split("Inode: ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|s| s.parse().ok())
+        .expect("inode");
+    let in_block: BTreeSet<u64> = {
+        let base = (first_ino - 1) / 16 * 16 + 1;
+        (base..base + 16).collect()
+    };
+    let dir = ["dir0", "dir1", "dir2"]
+        .into_iter()
+        .find(|d| {
+            let ls = debugfs(&img, &format!("ls /{d}"));
+            let inos: Vec<u64> = ls
+                .split_whitespace()
+                .filter_map(|w| w.parse().ok())
+                .collect();
+            inos.iter().all(|i| !in_block.contains(i))
+        })
+        .expect("a directory outside the damaged inode block");
+    let dir_block = first_block(&img, &format!("/{dir}"), 0);
+    // File data: one block in the middle of big.bin, one in the damaged directory's file.
+    let big_block = first_block(&img, "/big.bin", 100);
+    let hidden_block = first_block(&img, &format!("/{dir}/file4.bin"), 1);
+    let data_block = first_block(&img, "/dir3/file2.bin", 0);
+    let free = debugfs(&img, "ffb 2 15000");
+    let free_block: u64 = free
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .next()
+        .unwrap_or_else(|| panic!("ffb: {free}"));
+    let blocks = [
+        big_block,
+        hidden_block,
+        data_block,
+        dir_block,
+        itable_start,
+        free_block,
+    ];
+    let bad: Vec<(u64, u64)> = blocks.iter().map(|&b| (b * bs, b * bs + bs)).collect();
+    // Half a block of big.bin: only 2048 bytes of it lost.
+    let mut bad2 = bad.clone();
+    bad2[0] = (big_block * bs + 1024, big_block * bs + 3072);
+    let (copy, map) = damage(&img, &bad2);
+    let v = files_json(&map, &copy);
+    let fs = &v["filesystems"][0];
+    assert_eq!(fs["kind"], "ext4", "{v}");
+    assert!(fs["error"].is_null(), "{v}");
+
+    // The oracle, on the undamaged image.
+    let data_owners = icheck(&img, &[big_block, hidden_block, data_block]);
+    let dir_owner = icheck(&img, &[dir_block]);
+    let mut expected_dirs = BTreeSet::new();
+    for (_, path) in ncheck(&img, &dir_owner) {
+        expected_dirs.insert(path.replace("//", "/"));
+    }
+    let in_use: BTreeSet<u64> = ncheck(&img, &in_block).into_iter().map(|x| x.0).collect();
+    let mut candidates: Vec<(u64, String)> = ncheck(&img, &data_owners);
+    for (ino, path) in ncheck(&img, &in_use) {
+        if is_dir(&img, ino) {
+            expected_dirs.insert(path.replace("//", "/"));
+        } else {
+            candidates.push((ino, path));
+        }
+    }
+    // A file under a directory whose inode or block was lost is known only by its inode.
+    let under_dead = |path: &str| {
+        expected_dirs
+            .iter()
+            .any(|d| path.starts_with(&format!("{d}/")))
+    };
+    let mut expected_files = BTreeSet::new();
+    for (ino, path) in candidates {
+        let path = path.replace("//", "/");
+        if under_dead(&path) {
+            expected_files.insert(format!("<inode {ino}>"));
+        } else {
+            expected_files.insert(path);
+        }
+    }
+    assert_eq!(strings(fs, "damaged_files", "path"), expected_files, "{v}");
+    assert_eq!(strings(fs, "damaged_dirs", "path"), expected_dirs, "{v}");
+    // The dead directories' entries (not . and ..) have lost their names.
+    let named: u64 = expected_dirs
+        .iter()
+        .map(|d| {
+            debugfs(&img, &format!("ls {d}"))
+                .split_whitespace()
+                .filter(|w| w.parse::<u64>().is_ok())
+                .count() as u64
+                - 2
+        })
+        .sum();
+    assert!(named > 0);
+    assert_eq!(fs["lost_names"], named, "{v}");
+    assert_eq!(fs["unreadable_inodes"], in_use.len() as u64, "{v}");
+    assert_eq!(fs["unrescued_free"], bs, "{v}");
+    // big.bin: exactly the 2048 bytes at file offset 100 blocks + 1024.
+    let big = fs["damaged_files"]
+        .as_array()
+        .expect("files")
+        .iter()
+        .find(|f| f["path"] == "/big.bin")
+        .expect("big.bin");
+    assert_eq!(big["lost_bytes"], 2048);
+    assert_eq!(
+        big["lost"][0],
+        serde_json::json!([100 * bs + 1024, 100 * bs + 3072])
+    );
+}
+
+/// Every file's path in a FAT image, by `mdir -/ -b`.
+fn fat_files(img: &Path) -> Vec<String> {
+    let out = sh(Command::new("mdir")
+        .env("MTOOLS_SKIP_CHECK", "1")
+        .args(["-/", "-b", "-i"])
+        .arg(img)
+        .arg("::/"));
+    out.lines()
+        .map(|l| l.trim().trim_start_matches("::").to_string())
+        .filter(|l| !l.is_empty() && !l.ends_with('/'))
+        .collect()
+}
+
+/// nbdkit's ddrescue filter over the rescued copy, exposed as a file by nbdfuse; unmounted and
+/// stopped on drop (also when the test fails).
+struct NbdFile {
+    mnt: PathBuf,
+    child: std::process::Child,
+}
+
+impl NbdFile {
+    fn new(mnt: &Path, copy: &Path, map: &Path) -> NbdFile {
+        require_tool("nbdkit", "nbdkit");
+        require_tool("nbdfuse", "libnbd-bin");
+        std::fs::create_dir_all(mnt).expect("mkdir");
+        let child = Command::new("nbdfuse")
+            .arg(mnt)
+            .args(["--command", "nbdkit", "-s", "--filter=ddrescue", "file"])
+            .arg(copy)
+            .arg(format!("ddrescue-mapfile={}", map.display()))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("nbdfuse");
+        for _ in 0..100 {
+            if mnt.join("nbd").exists() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        NbdFile {
+            mnt: mnt.to_path_buf(),
+            child,
+        }
+    }
+
+    fn dev(&self) -> PathBuf {
+        self.mnt.join("nbd")
+    }
+}
+
+impl Drop for NbdFile {
+    fn drop(&mut self) {
+        let _ = Command::new("fusermount3")
+            .arg("-u")
+            .arg(&self.mnt)
+            .status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Files mtools cannot read through nbdkit's ddrescue filter.
+fn unreadable_via_nbdkit(d: &Path, copy: &Path, map: &Path, files: &[String]) -> BTreeSet<String> {
+    let nbd = NbdFile::new(&d.join("nbd"), copy, map);
+    let dev = nbd.dev();
+    let mut bad = BTreeSet::new();
+    for f in files {
+        let out = run(Command::new("mtype")
+            .env("MTOOLS_SKIP_CHECK", "1")
+            .arg("-i")
+            .arg(&dev)
+            .arg(format!("::{f}")));
+        if !out.status.success() {
+            bad.insert(f.clone());
+        }
+    }
+    bad
+}
+
+fn fat_case(fat: &str, size: u64) {
+    require_tool("mshowfat", "mtools");
+    let d = tmp();
+    let img = mkfs_fat(d.path(), "f.img", size, &["-F", fat]);
+    let files = fat_files(&img);
+    assert!(files.len() > 20, "{files:?}");
+    // Sectors of three files' data (by their first cluster, from mshowfat), and free space.
+    let info = sh(Command::new("minfo")
+        .env("MTOOLS_SKIP_CHECK", "1")
+        .arg("-i")
+        .arg(&img)
+        .arg("::"));
+    eprintln!("{info}");
+    let r = salvor_probe(&img);
+    // The first contiguous run of clusters of a file.
+    let run_of = |f: &str| -> (u64, u64) {
+        let out = sh(Command::new("mshowfat")
+            .env("MTOOLS_SKIP_CHECK", "1")
+            .arg("-i")
+            .arg(&img)
+            .arg(format!("::{f}")));
+        let run = out
+            .split('<')
+            .nth(1)
+            .and_then(|s| s.split('>').next())
+            .unwrap_or_else(|| panic!("mshowfat {f}: {out}"));
+        let mut n = run
+            .split('-')
+            .map(|x| x.trim().parse::<u64>().expect("cluster"));
+        let a = n.next().expect("start");
+        (a, n.next().unwrap_or(a))
+    };
+    let (data_start, cs) = r;
+    let at = |c: u64| data_start + (c - 2) * cs;
+    let mut bad = Vec::new();
+    for f in ["/big.bin", "/dir0/file3.bin", "/dir3/file1.bin"] {
+        // A whole page inside the run (reads through FUSE fail page by page).
+        let (a, b) = run_of(f);
+        let p = (at(a) + cs).div_ceil(4096) * 4096;
+        assert!(p + 4096 <= at(b + 1), "{f}: run {a}-{b} too short");
+        bad.push((p, p + 4096));
+    }
+    // The end of the volume is free.
+    bad.push((size - 8192, size - 4096));
+    let (copy, map) = damage(&img, &bad);
+    let v = files_json(&map, &copy);
+    let fs = &v["filesystems"][0];
+    assert!(fs["error"].is_null(), "{v}");
+    let ours = strings(fs, "damaged_files", "path");
+    let theirs = unreadable_via_nbdkit(d.path(), &copy, &map, &files);
+    assert_eq!(ours, theirs, "{v}");
+    assert_eq!(ours.len(), 3);
+    assert_eq!(fs["unrescued_free"], 4096, "{v}");
+}
+
+/// (data area offset, cluster size) of a FAT image, by salvor's BPB reader via `info`.
+fn salvor_probe(img: &Path) -> (u64, u64) {
+    let b = std::fs::read(img).expect("read");
+    let bps = u16::from_le_bytes([b[11], b[12]]) as u64;
+    let spc = b[13] as u64;
+    let reserved = u16::from_le_bytes([b[14], b[15]]) as u64;
+    let fats = b[16] as u64;
+    let root = u16::from_le_bytes([b[17], b[18]]) as u64;
+    let fat16 = u16::from_le_bytes([b[22], b[23]]) as u64;
+    let fatsz = if fat16 != 0 {
+        fat16
+    } else {
+        u32::from_le_bytes([b[36], b[37], b[38], b[39]]) as u64
+    };
+    let data = (reserved + fats * fatsz) * bps + (root * 32).div_ceil(bps) * bps;
+    (data, spc * bps)
+}
+
+#[test]
+fn fat16_damaged_files_match_mtools_through_nbdkit() {
+    fat_case("16", 32 * MIB);
+}
+
+#[test]
+fn fat32_damaged_files_match_mtools_through_nbdkit() {
+    fat_case("32", 64 * MIB);
+}
+
+#[test]
+fn domain_mapfile_for_ddrescue() {
+    require_tool("ddrescue", "gddrescue");
+    require_tool("sgdisk", "gdisk");
+    let d = tmp();
+    let ext = mkfs_ext(d.path(), "p1.img", 24 * MIB, &["-L", "root"]);
+    let disk = d.path().join("disk.img");
+    common::fsimg::old_disk(&disk, 40 * MIB, 3);
+    sh(Command::new("sgdisk")
+        .args(["-n", "1:2048:+24M", "-n", "2:0:+8M"])
+        .arg(&disk));
+    common::fsimg::patch(&disk, MIB, &std::fs::read(&ext).expect("read"));
+    for (flag, metadata) in [("--used", false), ("--metadata", true)] {
+        let out = run(common::salvor().arg("domain").arg(&disk).arg(flag));
+        assert!(out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("partition 2") && err.contains("whole"),
+            "{err}"
+        );
+        let dom = d.path().join("dom.map");
+        std::fs::write(&dom, &out.stdout).expect("write");
+        sh(Command::new("ddrescuelog").arg("-t").arg(&dom));
+        // The expected ranges: the table, the GPT backup, partition 1 by fs::probe, partition 2.
+        let mut src = salvor::device::FileSource::open(&disk, Default::default()).expect("open");
+        let r = salvor::fs::probe(&mut src, MIB..25 * MIB).expect("probe");
+        let mut want = vec![(0, MIB)];
+        want.extend(if metadata {
+            r.metadata.clone()
+        } else {
+            r.allocated()
+        });
+        want.push((25 * MIB, 33 * MIB));
+        want.push((40 * MIB - 33 * 512, 40 * MIB));
+        let want = merge(want);
+        let got = salvor::mapfile::parse(&String::from_utf8_lossy(&out.stdout), &dom)
+            .expect("parse")
+            .finished_ranges();
+        assert_eq!(got, want);
+        // ddrescue -m copies exactly those ranges.
+        let outimg = d.path().join("out.img");
+        let outmap = d.path().join("out.map");
+        let _ = std::fs::remove_file(&outimg);
+        let _ = std::fs::remove_file(&outmap);
+        sh(Command::new("ddrescue")
+            .arg("-q")
+            .arg("-m")
+            .arg(&dom)
+            .arg(&disk)
+            .arg(&outimg)
+            .arg(&outmap));
+        let copied = salvor::mapfile::parse_file(&outmap)
+            .expect("parse")
+            .expect("exists")
+            .finished_ranges();
+        assert_eq!(copied, want);
+    }
+}
+
+fn merge(mut v: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
+    v.sort_unstable();
+    let mut out: Vec<(u64, u64)> = Vec::new();
+    for (s, e) in v {
+        match out.last_mut() {
+            Some(l) if s <= l.1 => l.1 = l.1.max(e),
+            _ => out.push((s, e)),
+        }
+    }
+    out
+}
+
+// ---------------------------------------------------------------- hostile metadata
+
+/// An image in memory, with patched bytes.
+struct Mem(std::sync::Arc<Vec<u8>>, std::collections::BTreeMap<u64, u8>);
+
+impl salvor::device::Source for Mem {
+    fn geometry(&self) -> salvor::device::Geometry {
+        salvor::device::Geometry {
+            size: self.0.len() as u64,
+            logical_sector: 512,
+            physical_sector: 512,
+        }
+    }
+    fn read_at(&mut self, pos: u64, buf: &mut [u8]) -> salvor::device::ReadOutcome {
+        let p = (pos as usize).min(self.0.len());
+        let n = buf.len().min(self.0.len() - p);
+        buf[..n].copy_from_slice(&self.0[p..p + n]);
+        for (&at, &b) in self.1.range(pos..pos + n as u64) {
+            buf[(at - pos) as usize] = b;
+        }
+        salvor::device::ReadOutcome::ok(n)
+    }
+    fn describe(&self) -> String {
+        "mem".into()
+    }
+}
+
+fn map_with_bad(size: u64, bad: &[(u64, u64)]) -> salvor::mapfile::Mapfile {
+    let mut m = salvor::mapfile::Mapfile::new(size);
+    m.set(0, size, salvor::mapfile::BlockStatus::Finished);
+    for &(s, e) in bad {
+        let (s, e) = (s.min(size), e.min(size));
+        if s < e {
+            m.set(s, e - s, salvor::mapfile::BlockStatus::BadSector);
+        }
+    }
+    m
+}
+
+fn report_of(data: &std::sync::Arc<Vec<u8>>, patches: &[(u64, Vec<u8>)], bad: &[(u64, u64)]) {
+    let mut p = std::collections::BTreeMap::new();
+    for (at, bytes) in patches {
+        for (i, b) in bytes.iter().enumerate() {
+            p.insert(at + i as u64, *b);
+        }
+    }
+    let mut src = Mem(data.clone(), p);
+    let size = data.len() as u64;
+    let t = std::time::Instant::now();
+    let r = salvor::fs::files::report(&mut src, &map_with_bad(size, bad))
+        .unwrap_or_else(|e| panic!("report failed: {e}"));
+    // A hang, not a slow debug build on a loaded machine.
+    assert!(t.elapsed() < std::time::Duration::from_secs(90), "slow");
+    for f in &r.filesystems {
+        for d in &f.damaged_files {
+            assert!(d.lost.iter().all(|&(s, e)| s < e), "{d:?}");
+            assert_eq!(d.lost_bytes, d.lost.iter().map(|r| r.1 - r.0).sum::<u64>());
+        }
+    }
+}
+
+#[test]
+fn an_inode_claiming_petabytes_and_looping_fat_directories() {
+    let d = tmp();
+    // ext4: big.bin's size says 16 EiB; its extents are still the real ones.
+    let img = mkfs_ext(d.path(), "e.img", 32 * MIB, &["-b", "4096"]);
+    sh(Command::new("debugfs")
+        .args(["-w", "-R", "sif /big.bin size 0xffffffffffffff00"])
+        .arg(&img));
+    let b = first_block(&img, "/big.bin", 3);
+    let (copy, map) = damage(&img, &[(b * 4096, b * 4096 + 4096)]);
+    let v = files_json(&map, &copy);
+    let f = &v["filesystems"][0]["damaged_files"][0];
+    assert_eq!(f["path"], "/big.bin", "{v}");
+    assert_eq!(f["lost"][0], serde_json::json!([3 * 4096, 4 * 4096]), "{v}");
+
+    // FAT16: dir0's chain points to itself, dir1's entry to dir0's cluster (cross-linked).
+    let img = mkfs_fat(d.path(), "f.img", 16 * MIB, &["-F", "16"]);
+    let data = std::fs::read(&img).expect("read");
+    let bps = u16::from_le_bytes([data[11], data[12]]) as u64;
+    let reserved = u16::from_le_bytes([data[14], data[15]]) as u64;
+    let fatsz = u16::from_le_bytes([data[22], data[23]]) as u64;
+    let root = (reserved + 2 * fatsz) * bps;
+    let mut patches = Vec::new();
+    let mut dir0 = 0;
+    for (i, e) in data[root as usize..root as usize + 16384]
+        .chunks(32)
+        .enumerate()
+    {
+        let c = u16::from_le_bytes([e[26], e[27]]) as u64;
+        if e[..4] == *b"DIR0" {
+            dir0 = c;
+            for copy in 0..2 {
+                let at = (reserved + copy * fatsz) * bps + c * 2;
+                patches.push((at, (c as u16).to_le_bytes().to_vec()));
+            }
+        }
+        if e[..4] == *b"DIR1" && dir0 != 0 {
+            patches.push((
+                root + i as u64 * 32 + 26,
+                (dir0 as u16).to_le_bytes().to_vec(),
+            ));
+        }
+    }
+    assert!(dir0 != 0 && patches.len() == 3, "{patches:?}");
+    let data = std::sync::Arc::new(data);
+    report_of(&data, &patches, &[(root, root + 512)]);
+    report_of(&data, &patches, &[]);
+}
+
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+    use std::sync::{Arc, OnceLock};
+
+    /// (image, region where its metadata lives).
+    fn images() -> &'static Vec<(Arc<Vec<u8>>, u64)> {
+        static I: OnceLock<Vec<(Arc<Vec<u8>>, u64)>> = OnceLock::new();
+        I.get_or_init(|| {
+            let d = tmp();
+            let e = mkfs_ext(d.path(), "e.img", 32 * MIB, &["-b", "1024"]);
+            let f = mkfs_fat(d.path(), "f.img", 16 * MIB, &["-F", "16"]);
+            let g = mkfs_fat(d.path(), "g.img", 48 * MIB, &["-F", "32"]);
+            let x = {
+                let _one = common::fsimg::FUSE_LOCK
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
+                common::fsimg::mkfs_exfat(d.path(), "x.img", 32 * MIB, &[])
+            };
+            let n = common::fsimg::mkfs_ntfs(d.path(), "n.img", 32 * MIB, &[]);
+            [
+                (e, 4 * MIB),
+                (f, 256 << 10),
+                (g, MIB),
+                (x, 4 * MIB),
+                (n, 32 * MIB),
+            ]
+            .into_iter()
+            .map(|(p, hot)| (Arc::new(std::fs::read(p).expect("read")), hot))
+            .collect()
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            cases: 64,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        })]
+
+        /// Mutated metadata and random unrescued areas: never a panic or a hang.
+        #[test]
+        fn mutated_filesystems_never_panic(
+            which in 0usize..5,
+            muts in proptest::collection::vec((any::<u64>(), any::<u8>(), any::<u64>()), 1..12),
+            bad in proptest::collection::vec((any::<u64>(), 1u64..65536), 0..6),
+        ) {
+            let (data, hot) = &images()[which];
+            let patches: Vec<(u64, Vec<u8>)> = muts
+                .iter()
+                .map(|&(at, kind, val)| {
+                    let bytes = match kind % 4 {
+                        0 => vec![val as u8],
+                        1 => (val as u32).to_le_bytes().to_vec(),
+                        2 => val.to_le_bytes().to_vec(),
+                        _ => vec![0xff; 4],
+                    };
+                    (at % hot, bytes)
+                })
+                .collect();
+            let bad: Vec<(u64, u64)> = bad.iter().map(|&(s, l)| (s % hot, s % hot + l)).collect();
+            report_of(data, &patches, &bad);
+        }
+    }
+}
+
+// ---------------------------------------------------------------- exFAT
+
+/// Where `needle` (a 4 KiB page of a file's content) lies in the image, at a sector boundary.
+fn find_page(data: &[u8], needle: &[u8]) -> u64 {
+    (0..data.len().saturating_sub(needle.len()))
+        .step_by(512)
+        .find(|&i| data[i..i + needle.len()] == *needle)
+        .expect("page found in the image") as u64
+}
+
+/// Files that cannot be read through exfat-fuse over nbdkit's ddrescue filter.
+fn unreadable_exfat(d: &Path, copy: &Path, map: &Path) -> (BTreeSet<String>, usize) {
+    let nbd = NbdFile::new(&d.join("nbd-exfat"), copy, map);
+    let dev = nbd.dev();
+    let mnt = d.join("mnt-check");
+    std::fs::create_dir_all(&mnt).expect("mkdir");
+    // exfat-fuse as root wants a block device: a loop device over the nbdfuse file.
+    let lo = common::LoopDev::attach(&dev, false);
+    sh(Command::new("mount.exfat-fuse")
+        .args(["-o", "ro"])
+        .arg(&lo.dev)
+        .arg(&mnt));
+    let mut bad = BTreeSet::new();
+    let mut n = 0;
+    let mut stack = vec![mnt.clone()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).expect("readdir") {
+            let p = e.expect("entry").path();
+            if p.is_dir() {
+                stack.push(p);
+                continue;
+            }
+            n += 1;
+            if std::fs::read(&p).is_err() {
+                let rel = p.strip_prefix(&mnt).expect("prefix");
+                bad.insert(format!("/{}", rel.display()));
+            }
+        }
+    }
+    let _ = run(Command::new("umount").arg(&mnt));
+    drop(lo);
+    drop(nbd);
+    (bad, n)
+}
+
+#[test]
+fn exfat_damaged_files_match_exfat_fuse_through_nbdkit() {
+    let d = tmp();
+    let img = {
+        let _one = common::fsimg::FUSE_LOCK
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        common::fsimg::mkfs_exfat(d.path(), "x.img", 64 * MIB, &[])
+    };
+    let tree = d.path().join("x.img.tree");
+    let data = std::fs::read(&img).expect("read");
+    let mut bad = Vec::new();
+    for f in ["big.bin", "dir0/file3.bin", "dir3/file1.bin"] {
+        let content = std::fs::read(tree.join(f)).expect("tree file");
+        let at = find_page(&data, &content[8192..12288]);
+        bad.push((at, at + 4096));
+    }
+    // The end of the volume is free.
+    bad.push((64 * MIB - 8192, 64 * MIB - 4096));
+    let (copy, map) = damage(&img, &bad);
+    let v = files_json(&map, &copy);
+    let fs = &v["filesystems"][0];
+    assert_eq!(fs["kind"], "exfat", "{v}");
+    assert!(fs["error"].is_null(), "{v}");
+    let ours = strings(fs, "damaged_files", "path");
+    let (theirs, n) = unreadable_exfat(d.path(), &copy, &map);
+    assert!(n > 20);
+    assert_eq!(ours, theirs, "{v}");
+    assert_eq!(ours.len(), 3);
+    for f in fs["damaged_files"].as_array().expect("files") {
+        assert_eq!(f["lost"][0], serde_json::json!([8192, 12288]), "{f}");
+    }
+    assert_eq!(fs["unrescued_free"], 4096, "{v}");
+}
+
+/// `salvor files` on the mapfile of a running rescue: saves replace the mapfile atomically, so
+/// every run reads one whole version of it.
+#[test]
+fn files_while_the_mapfile_is_being_saved() {
+    let d = tmp();
+    let img = mkfs_fat(d.path(), "f.img", 16 * MIB, &["-F", "16"]);
+    let size = 16 * MIB;
+    let (copy, map) = damage(&img, &[(size - 4096, size)]);
+    // Two versions: more damage, less damage (as a rescue's later passes leave it).
+    let a = d.path().join("a.map");
+    let b = d.path().join("b.map");
+    write_test_map(&a, size, &[(2 * MIB, 6 * MIB)]);
+    write_test_map(&b, size, &[(size - 4096, size)]);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let saver = {
+        let (stop, map, a, b) = (stop.clone(), map.clone(), a.clone(), b.clone());
+        std::thread::spawn(move || {
+            let tmp = map.with_extension("tmp");
+            let mut i = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                std::fs::copy(if i % 2 == 0 { &a } else { &b }, &tmp).expect("copy");
+                std::fs::rename(&tmp, &map).expect("rename");
+                i += 1;
+            }
+            i
+        })
+    };
+    let mut seen = BTreeSet::new();
+    for _ in 0..12 {
+        let out = run(common::salvor()
+            .arg("files")
+            .arg(&map)
+            .arg(&copy)
+            .arg("--json"));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        let n = v["unrescued_bytes"].as_u64().expect("bytes");
+        assert!(n == 4 * MIB || n == 4096, "{n}");
+        seen.insert(n);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let saves = saver.join().expect("saver");
+    assert!(saves > 12, "{saves} saves");
+    eprintln!("versions seen: {seen:?} over {saves} saves");
+}
+
+// ---------------------------------------------------------------- NTFS
+
+#[test]
+fn ntfs_damaged_files_match_ddru_ntfsfindbad() {
+    require_tool("ddru_ntfsfindbad", "ddrutility");
+    let d = tmp();
+    let img = common::fsimg::mkfs_ntfs(d.path(), "n.img", 64 * MIB, &[]);
+    let tree = d.path().join("n.img.tree");
+    let data = std::fs::read(&img).expect("read");
+    let mut bad = Vec::new();
+    for f in ["big.bin", "dir0/file3.bin", "dir3/file1.bin"] {
+        let content = std::fs::read(tree.join(f)).expect("tree file");
+        let at = find_page(&data, &content[8192..12288]);
+        bad.push((at, at + 4096));
+    }
+    let (copy, map) = damage(&img, &bad);
+    let v = files_json(&map, &copy);
+    let fs = &v["filesystems"][0];
+    assert_eq!(fs["kind"], "ntfs", "{v}");
+    assert!(fs["error"].is_null(), "{v}");
+    let ours = strings(fs, "damaged_files", "path");
+    // ddru_ntfsfindbad writes ntfsfindbad.log in its working directory.
+    let out = run(Command::new("ddru_ntfsfindbad")
+        .current_dir(d.path())
+        .arg(&copy)
+        .arg(&map));
+    assert!(out.status.success());
+    let log = std::fs::read_to_string(d.path().join("ntfsfindbad.log")).expect("log");
+    let theirs: BTreeSet<String> = log
+        .lines()
+        .filter_map(|l| l.split("name=.").nth(1))
+        .map(|p| p.trim().to_string())
+        .collect();
+    assert_eq!(ours, theirs, "{v}\n{log}");
+    assert_eq!(ours.len(), 3);
+    for f in fs["damaged_files"].as_array().expect("files") {
+        assert_eq!(f["lost"][0], serde_json::json!([8192, 12288]), "{f}");
+    }
+
+    // The MFT record of /dir2 not rescued: its files' names are lost, and ddru_ntfsfindbad
+    // puts the bytes in $MFT.
+    let info = sh(Command::new("ntfsinfo").args(["-F", "/dir2"]).arg(&img));
+    let rec: u64 = info
+        .split("Dumping Inode ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("ntfsinfo: {info}"));
+    let cluster = u16::from_le_bytes([data[11], data[12]]) as u64 * data[13] as u64;
+    let mft = u64::from_le_bytes(data[0x30..0x38].try_into().expect("8 bytes")) * cluster;
+    let at = mft + rec * 1024;
+    let (copy, map) = damage(&img, &[(at, at + 1024)]);
+    let v = files_json(&map, &copy);
+    let fs = &v["filesystems"][0];
+    let in_dir2 = std::fs::read_dir(tree.join("dir2")).expect("tree").count() as u64;
+    assert_eq!(fs["unreadable_inodes"], 1, "{v}");
+    assert_eq!(fs["lost_names"], in_dir2, "{v}");
+    assert_eq!(fs["unrescued_metadata"], 1024, "{v}");
+    let _ = std::fs::remove_file(d.path().join("ntfsfindbad.log"));
+    let out = run(Command::new("ddru_ntfsfindbad")
+        .current_dir(d.path())
+        .arg(&copy)
+        .arg(&map));
+    assert!(out.status.success());
+    let log = std::fs::read_to_string(d.path().join("ntfsfindbad.log")).expect("log");
+    assert!(
+        log.contains("errorsize=001024") && log.contains("name=./$MFT"),
+        "{log}"
+    );
+}
