@@ -1,8 +1,10 @@
 //! The one refusal policy. Before a job writes its first byte, every path it will write
-//! (destination, mapfile and the mapfile's temporary and backup files, logs, image parts, mounted
-//! devices) is checked against every path it reads and against each other, and a refusal leaves
-//! everything untouched. Rescue, image, restore, clone, the logs, mounting and the TUI all build a
-//! [`Plan`] and call [`Plan::check`]; nothing else decides what may be written.
+//! (destination, mapfile and the mapfile's temporary and backup files, logs, image parts, a
+//! serve overlay, export outputs) is checked against every path it reads and against each other,
+//! and a refusal leaves everything untouched. Rescue (CLI and TUI, through `rescue::job`), image,
+//! restore, clone, serve and export build a [`Plan`] and call [`Plan::check`]. (The TUI's
+//! read-write mounts are still decided by the places list, which never offers a disk a job or the
+//! flow uses; `Role::MountedDevice` is there for moving that decision here.)
 //!
 //! Two paths conflict when writing one can change the other. That is decided on what they are
 //! stored on ([`blockdev::storage_of`]): the same inode or device number; a device that is, or sits
