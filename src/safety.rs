@@ -481,12 +481,6 @@ pub fn other_writer(path: &Path) -> Option<(u32, String)> {
     None
 }
 
-/// Whether `device`'s filesystem holds `path` (see [`blockdev::storage_of`]): writing `device`
-/// would change the file. Kept for callers that only ask this.
-pub fn device_holds_file(device: &Path, path: &Path) -> bool {
-    Storage::of(device).is_some_and(|d| blockdev::storage_of(path).contains(&d))
-}
-
 /// Whether two block devices are on the same whole disk (a disk and its partitions, or two
 /// partitions of one disk).
 pub fn same_disk(a: &Path, b: &Path) -> bool {
