@@ -225,14 +225,31 @@ fn used_disk_round_trip() {
         std::fs::read(&restored).expect("read") == std::fs::read(&unzstd).expect("read"),
         "salvor restore and zstd -d differ"
     );
-    // Outside the partitions (tables, gaps, GPT backup) the disk is imaged as it was.
+    // Outside the partitions the tables and the boot area are imaged as they were; the space
+    // after the last partition (old random data here) is not stored and reads as zeros.
     {
         let a = std::fs::read(&disk).expect("read");
         let b = std::fs::read(&unzstd).expect("read");
-        assert_eq!(a[..MIB as usize], b[..MIB as usize], "protective MBR / GPT");
+        let gpt = 34 * 512;
+        assert_eq!(a[..gpt], b[..gpt], "protective MBR / primary GPT");
+        assert!(
+            b[gpt..MIB as usize].iter().all(|&x| x == 0),
+            "the GPT's alignment gap holds nothing a GPT disk needs"
+        );
         let end = parts.last().map_or(0, |p| p.start + p.size) as usize;
-        assert_eq!(a[end..], b[end..], "the tail and the GPT backup");
+        let backup = a.len() - 33 * 512;
+        assert_eq!(a[backup..], b[backup..], "the GPT backup");
+        assert!(end < backup && a[end..backup] != b[end..backup], "the test needs old data there");
+        assert!(b[end..backup].iter().all(|&x| x == 0), "the unpartitioned tail restores as zeros");
+        let info = run(common::salvor().arg("info").arg(&img));
+        let text = String::from_utf8_lossy(&info.stdout);
+        assert!(text.contains("outside the partitions"), "{text}");
+        assert!(err.contains("in no partition not stored"), "{err}");
     }
+    // sgdisk finds the restored table sound (both GPT copies).
+    let v = run(Command::new("sgdisk").arg("-v").arg(&restored));
+    let vtext = String::from_utf8_lossy(&v.stdout);
+    assert!(v.status.success() && vtext.contains("No problems found"), "{vtext}");
     for p in &parts {
         let orig = slice(&disk, p, &d.path().join(format!("orig{}.img", p.number)));
         let back = slice(&unzstd, p, &d.path().join(format!("back{}.img", p.number)));
@@ -283,7 +300,8 @@ fn damaged_metadata_is_imaged_whole() {
         std::fs::read(&disk).expect("read"),
         std::fs::read(&raw).expect("read"),
     );
-    assert_eq!(a[..(33 * MIB) as usize], b[..(33 * MIB) as usize]);
+    let part1 = MIB as usize..(33 * MIB) as usize;
+    assert!(a[part1.clone()] == b[part1], "partition 1 is not in the image bit for bit");
 }
 
 #[test]
@@ -331,6 +349,11 @@ fn rescued_copy_stores_used_and_rescued() {
             (o, o + h["size"].as_u64().expect("size"))
         })
         .collect();
+    let mut unalloc = unalloc;
+    for h in v["metadata"]["unpartitioned"].as_array().expect("list") {
+        let o = h["offset"].as_u64().expect("offset");
+        unalloc.push((o, o + h["size"].as_u64().expect("size")));
+    }
     let is_unalloc = |x: u64| unalloc.iter().any(|&(s, e)| s <= x && x < e);
     for x in (0..40 * MIB).step_by(512) {
         let i = x as usize;
@@ -423,4 +446,64 @@ fn partition_image_onto_a_partition() {
     check_and_extract("ext4", &ext, &a);
     check_and_extract("ext4", &back, &b);
     same_trees(&a, &b);
+}
+
+/// A filesystem outside every partition (a deleted partition's, say) is not dropped with the
+/// unpartitioned space: it is stored whole, with a warning.
+#[test]
+fn a_filesystem_outside_the_partitions_is_kept() {
+    require_tool("sgdisk", "gdisk");
+    let d = tmp();
+    let disk = d.path().join("disk.img");
+    old_disk(&disk, 64 * MIB, 99);
+    sh(Command::new("sgdisk").args(["-n", "1:2048:+20M"]).arg(&disk));
+    let p1 = mkfs_ext(d.path(), "p1.img", 20 * MIB, &["-L", "listed"]);
+    patch(&disk, MIB, &std::fs::read(p1).expect("read"));
+    let lost = mkfs_ext(d.path(), "lost.img", 16 * MIB, &["-L", "deleted"]);
+    // Where a deleted partition 2 began, right after partition 1.
+    patch(&disk, 21 * MIB, &std::fs::read(lost).expect("read"));
+    let img = d.path().join("disk.img.zst");
+    let out = run(common::salvor().arg("image").arg(&disk).arg(&img));
+    assert!(out.status.success(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("holds a filesystem (ext4) at byte"), "{err}");
+    let back = d.path().join("back.raw");
+    sh(common::salvor().arg("restore").arg("--yes").arg(&img).arg(&back));
+    let a = std::fs::read(&disk).expect("read");
+    let b = std::fs::read(&back).expect("read");
+    let (s, e) = (21 * MIB as usize, a.len() - 33 * 512);
+    assert_eq!(a[s..e], b[s..e], "the space after partition 1 holds a filesystem: kept");
+}
+
+/// A volume that was not closed cleanly (here exFAT's dirty flag) is imaged whole, with the
+/// reason, and never refused: its allocation bitmap may not be the whole truth.
+#[test]
+fn a_dirty_volume_is_imaged_whole() {
+    require_tool("zstd", "zstd");
+    let d = tmp();
+    let img = mkfs_exfat(d.path(), "ex.img", 16 * MIB, &["-L", "stick"]);
+    // VolumeFlags (byte 106) bit 1: VolumeDirty; outside the boot-region checksum.
+    let mut fl = std::fs::read(&img).expect("read")[106];
+    fl |= 2;
+    patch(&img, 106, &[fl]);
+    let out_img = d.path().join("ex.img.zst");
+    let out = run(common::salvor().arg("image").arg(&img).arg(&out_img));
+    assert!(out.status.success(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("imaged whole") && err.contains("marked dirty"),
+        "{err}"
+    );
+    let fss = filesystems(&image_json(&out_img));
+    assert_eq!(fss[0]["mode"], "whole", "{fss:?}");
+    let raw = d.path().join("ex.raw");
+    sh(Command::new("zstd")
+        .args(["-q", "-d", "-f"])
+        .arg(&out_img)
+        .arg("-o")
+        .arg(&raw));
+    assert!(
+        std::fs::read(&raw).expect("read") == std::fs::read(&img).expect("read"),
+        "a dirty volume's image is the volume bit for bit"
+    );
 }

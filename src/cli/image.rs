@@ -247,7 +247,7 @@ pub fn run_image(args: &ImageArgs, control: &Control) -> Result<i32> {
         }
         if s.unallocated_bytes > 0 {
             eprintln!(
-                "{} not allocated by any filesystem were left out (they restore as zeros; \
+                "{} not allocated by any filesystem (or in no partition) were left out (they restore as zeros; \
                  --all-blocks stores them)",
                 format_bytes(s.unallocated_bytes)
             );
@@ -473,6 +473,13 @@ pub fn run_info(args: &InfoArgs, _control: &Control) -> Result<i32> {
                 for w in &f.warnings {
                     out += &format!("       warning: {w}\n");
                 }
+            }
+            if !m.unpartitioned.is_empty() {
+                let b: u64 = m.unpartitioned.iter().map(|h| h.size).sum();
+                out += &format!(
+                    "  outside the partitions: {} not saved (restores as zeros)\n",
+                    format_bytes(b)
+                );
             }
             &m.partition_table
         }

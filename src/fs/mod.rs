@@ -135,6 +135,20 @@ impl FsReport {
             Allocation::Ranges(_) => None,
         }
     }
+
+    /// The warning saying the volume was not cleanly closed (marked dirty, a journal awaiting
+    /// replay, Windows hibernated on it): its on-disk allocation may not be the whole truth, so
+    /// an image keeps all of it.
+    pub fn unclean(&self) -> Option<&str> {
+        self.warnings
+            .iter()
+            .find(|w| {
+                w.contains("marked dirty")
+                    || w.contains("journal needs recovery")
+                    || w.contains("Windows is hibernated")
+            })
+            .map(String::as_str)
+    }
 }
 
 /// What `salvor info` shows of a partition's filesystem (a report without its range lists).

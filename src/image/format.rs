@@ -247,6 +247,26 @@ pub struct Metadata {
     /// was stored. Empty with `--all-blocks` and in older images.
     #[serde(default)]
     pub filesystems: Vec<ImagedFs>,
+    /// Space outside every partition that was not stored (gaps, the space after the last
+    /// partition); it reads as zeros. Empty with `--all-blocks` and in older images.
+    #[serde(default)]
+    pub unpartitioned: Vec<Hole>,
+}
+
+impl Metadata {
+    /// Everything a used-blocks image did not store (reads as zeros): the filesystems'
+    /// unallocated ranges and the unpartitioned space, sorted, absolute `(start, end)`.
+    pub fn not_stored(&self) -> Vec<(u64, u64)> {
+        let mut v: Vec<(u64, u64)> = self
+            .filesystems
+            .iter()
+            .flat_map(|f| &f.unallocated)
+            .chain(&self.unpartitioned)
+            .map(|h| (h.offset, h.offset + h.size))
+            .collect();
+        v.sort_unstable();
+        v
+    }
 }
 
 /// How one partition was imaged.

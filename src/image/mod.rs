@@ -135,7 +135,7 @@ pub struct ImageSummary {
     pub holes: Vec<Hole>,
     /// How each partition was imaged (empty with `--all-blocks`).
     pub filesystems: Vec<ImagedFs>,
-    /// Bytes left out because no filesystem allocates them.
+    /// Bytes left out because no filesystem allocates them (or no partition holds them).
     pub unallocated_bytes: u64,
     pub elapsed: Duration,
 }
@@ -221,6 +221,28 @@ pub fn create_image_from(
             message: used::describe(f),
         });
     }
+    let unpartitioned_bytes: u64 = used.unpartitioned.iter().map(|r| r.1 - r.0).sum();
+    if unpartitioned_bytes > 0 {
+        obs.event(&ImageEvent::Message {
+            message: format!(
+                "outside the partitions: {} in no partition not stored (--all-blocks keeps it)",
+                crate::units::format_bytes(unpartitioned_bytes)
+            ),
+        });
+    }
+    for w in &used.warnings {
+        obs.event(&ImageEvent::Message {
+            message: format!("outside the partitions: {w}"),
+        });
+    }
+    let unpartitioned: Vec<Hole> = used
+        .unpartitioned
+        .iter()
+        .map(|&(s, e)| Hole {
+            offset: s,
+            size: e - s,
+        })
+        .collect();
     let readable = readable.without(used.unallocated, size);
     let created = format::now_unix();
     let metadata = Metadata {
@@ -241,6 +263,7 @@ pub fn create_image_from(
         mapfile: opts.mapfile.as_ref().map(|p| p.display().to_string()),
         used_blocks: !opts.all_blocks,
         filesystems: used.filesystems,
+        unpartitioned,
     };
     let filesystems = metadata.filesystems.clone();
     let mut summary = match OutputKind::for_path(output) {
@@ -261,7 +284,8 @@ pub fn create_image_from(
         .iter()
         .flat_map(|f| &f.unallocated)
         .map(|h| h.size)
-        .sum();
+        .sum::<u64>()
+        + unpartitioned_bytes;
     summary.filesystems = filesystems;
     Ok(summary)
 }

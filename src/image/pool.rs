@@ -213,3 +213,69 @@ pub fn buffers_for(threads: usize) -> usize {
 
 /// Shared flag type for brevity.
 pub type Abort = Arc<AtomicBool>;
+
+/// What a pipeline's worker threads send to the thread that consumes their results in order.
+pub enum Piece<T> {
+    /// Result number `index` (a chunk index).
+    Done(u64, T),
+    /// A failure; with the chunk index when it belongs to one, so that the first failure in disk
+    /// order is the one reported even if a later chunk failed first.
+    Failed(Option<u64>, crate::Error),
+}
+
+/// The consuming end of every imaging pipeline (imaging, restore, clone, verify): receives the
+/// pieces `0..count` in any order and hands each to `each` in order, obeying `control` and
+/// publishing progress between pieces.
+#[allow(clippy::too_many_arguments)]
+pub fn in_order<T>(
+    rx: &Receiver<Piece<T>>,
+    count: u64,
+    control: &Control,
+    abort: &AtomicBool,
+    meter: &mut Meter,
+    counters: &Counters,
+    obs: &mut dyn crate::progress::ImageObserver,
+    each: &mut dyn FnMut(u64, T) -> crate::Result<()>,
+) -> crate::Result<()> {
+    use std::collections::BTreeMap;
+    let mut pending: BTreeMap<u64, T> = BTreeMap::new();
+    let mut failed: BTreeMap<u64, crate::Error> = BTreeMap::new();
+    let mut next = 0u64;
+    while next < count {
+        if let Some(e) = check_control(control, abort) {
+            return Err(e);
+        }
+        if let Some(snap) = meter.snapshot(counters, false) {
+            obs.progress(&snap);
+        }
+        match rx.recv_timeout(TICK) {
+            Ok(Piece::Done(k, t)) => {
+                pending.insert(k, t);
+            }
+            Ok(Piece::Failed(None, e)) => return Err(e),
+            Ok(Piece::Failed(Some(k), e)) => {
+                failed.insert(k, e);
+            }
+            Err(RecvTimeoutError::Timeout) => continue,
+            Err(RecvTimeoutError::Disconnected) => {
+                return Err(crate::Error::Internal(
+                    "image pipeline stopped early".into(),
+                ))
+            }
+        }
+        loop {
+            if let Some(e) = failed.remove(&next) {
+                return Err(e);
+            }
+            let Some(t) = pending.remove(&next) else {
+                break;
+            };
+            each(next, t)?;
+            next += 1;
+        }
+    }
+    if let Some(snap) = meter.snapshot(counters, true) {
+        obs.progress(&snap);
+    }
+    Ok(())
+}

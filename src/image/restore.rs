@@ -497,12 +497,11 @@ fn zero_runs(m: &super::format::Metadata) -> Vec<(u64, u64)> {
     const MIN_RUN: u64 = 1 << 20;
     const ALIGN: u64 = 4096;
     let mut runs: Vec<(u64, u64)> = m
-        .filesystems
-        .iter()
-        .flat_map(|f| &f.unallocated)
-        .filter_map(|h| {
-            let s = h.offset.div_ceil(ALIGN) * ALIGN;
-            let e = (h.offset + h.size) / ALIGN * ALIGN;
+        .not_stored()
+        .into_iter()
+        .filter_map(|(start, end)| {
+            let s = start.div_ceil(ALIGN) * ALIGN;
+            let e = end / ALIGN * ALIGN;
             (e > s && e - s >= MIN_RUN).then_some((s, e.min(m.source_size)))
         })
         .filter(|r| r.0 < r.1)

@@ -7,14 +7,13 @@
 
 use super::digest::{ChunkDigester, Sha256Digest};
 use super::format::to_hex;
-use super::pool::{buffers_for, check_control, Counters, Meter, Pool, PooledBuf, TICK};
+use super::pool::{buffers_for, check_control, in_order, Counters, Meter, Piece, Pool, PooledBuf, TICK};
 use super::reader::ImageFile;
 use super::srcread::{read_chunk, Readable};
 use crate::device::Source;
 use crate::error::{Error, Result};
 use crate::progress::{Control, ImageObserver, ImagePhase};
 use sha2::{Digest, Sha256};
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
@@ -79,12 +78,7 @@ impl Chunk {
     }
 }
 
-enum Msg {
-    Chunk(Chunk),
-    /// A failure; with the chunk index when it belongs to one, so that the first bad chunk in
-    /// disk order is the one reported even if a later one failed first.
-    Err(Option<u64>, Error),
-}
+type Msg = Piece<Chunk>;
 
 /// Streams every chunk to `consume` in order, hashing as asked.
 pub fn stream_chunks(
@@ -180,65 +174,37 @@ pub fn stream_chunks(
                                 buf: Arc::new(buf),
                                 digest: None,
                             };
-                            tx.send(Msg::Chunk(c)).is_ok()
+                            tx.send(Piece::Done(c.index, c)).is_ok()
                         },
                     );
                     if let Err((k, e)) = r {
-                        let _ = tx.send(Msg::Err(Some(k), e));
+                        let _ = tx.send(Piece::Failed(Some(k), e));
                     }
                 });
             }
         }
         let mut decoded_digests = Vec::new();
-        let result = (|| {
-            let mut pending: BTreeMap<u64, Chunk> = BTreeMap::new();
-            let mut failed: BTreeMap<u64, Error> = BTreeMap::new();
-            let mut next = 0u64;
-            while next < nchunks {
-                if let Some(e) = check_control(control, &abort) {
-                    return Err(e);
+        let result = in_order(
+            &rx,
+            nchunks,
+            control,
+            &abort,
+            &mut meter,
+            &counters,
+            obs,
+            &mut |_, c: Chunk| {
+                if let Some((htx, _)) = &hasher {
+                    let _ = htx.send(c.buf.clone());
                 }
-                if let Some(snap) = meter.snapshot(&counters, false) {
-                    obs.progress(&snap);
+                if decoders_hash {
+                    let d = c.digest.ok_or_else(|| {
+                        Error::Internal("decoder sent a chunk without its digest".into())
+                    })?;
+                    decoded_digests.push(d);
                 }
-                match rx.recv_timeout(TICK) {
-                    Ok(Msg::Chunk(c)) => {
-                        pending.insert(c.index, c);
-                    }
-                    Ok(Msg::Err(None, e)) => return Err(e),
-                    Ok(Msg::Err(Some(k), e)) => {
-                        failed.insert(k, e);
-                    }
-                    Err(RecvTimeoutError::Timeout) => continue,
-                    Err(RecvTimeoutError::Disconnected) => {
-                        return Err(Error::Internal("image pipeline stopped early".into()))
-                    }
-                }
-                loop {
-                    if let Some(e) = failed.remove(&next) {
-                        return Err(e);
-                    }
-                    let Some(c) = pending.remove(&next) else {
-                        break;
-                    };
-                    if let Some((htx, _)) = &hasher {
-                        let _ = htx.send(c.buf.clone());
-                    }
-                    if decoders_hash {
-                        let d = c.digest.ok_or_else(|| {
-                            Error::Internal("decoder sent a chunk without its digest".into())
-                        })?;
-                        decoded_digests.push(d);
-                    }
-                    consume(&c, &counters)?;
-                    next += 1;
-                }
-            }
-            if let Some(snap) = meter.snapshot(&counters, true) {
-                obs.progress(&snap);
-            }
-            Ok(())
-        })();
+                consume(&c, &counters)
+            },
+        );
         abort.store(true, Ordering::Relaxed);
         drop(rx);
         let mut digests = match hasher {
@@ -327,7 +293,7 @@ fn spawn_decoders<'scope, 'env>(
                     }
                 };
                 if let Err(e) = image.read_frame(k, &mut buf) {
-                    let _ = tx.send(Msg::Err(Some(k as u64), e));
+                    let _ = tx.send(Piece::Failed(Some(k as u64), e));
                     return;
                 }
                 Counters::add(&counters.read, buf.len() as u64);
@@ -343,7 +309,7 @@ fn spawn_decoders<'scope, 'env>(
             let mut dctx = match zstd::bulk::Decompressor::new() {
                 Ok(d) => d,
                 Err(e) => {
-                    let _ = tx.send(Msg::Err(None, Error::Internal(format!("zstd: {e}"))));
+                    let _ = tx.send(Piece::Failed(None, Error::Internal(format!("zstd: {e}"))));
                     return;
                 }
             };
@@ -376,12 +342,12 @@ fn spawn_decoders<'scope, 'env>(
                             buf: Arc::new(out),
                             digest,
                         };
-                        if tx.send(Msg::Chunk(c)).is_err() {
+                        if tx.send(Piece::Done(c.index, c)).is_err() {
                             return;
                         }
                     }
                     Err(e) => {
-                        let _ = tx.send(Msg::Err(Some(k as u64), e));
+                        let _ = tx.send(Piece::Failed(Some(k as u64), e));
                         return;
                     }
                 }

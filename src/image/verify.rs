@@ -62,15 +62,8 @@ pub fn verify_image(
     let mut other = Vec::new();
     let mut events = Vec::new();
     // A used-blocks image stores zeros where no filesystem allocates anything: the disk's old
-    // data there is not compared.
-    let mut unallocated: Vec<(u64, u64)> = img
-        .metadata
-        .filesystems
-        .iter()
-        .flat_map(|f| &f.unallocated)
-        .map(|h| (h.offset, h.offset + h.size))
-        .collect();
-    unallocated.sort_unstable();
+    // data there (and outside the partitions) is not compared.
+    let unallocated = img.metadata.not_stored();
     let against_readable = Readable {
         zero: unallocated,
         ..Readable::all()
