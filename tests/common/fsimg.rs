@@ -267,3 +267,57 @@ pub fn mkfs_ntfs(dir: &Path, name: &str, size: u64, args: &[&str]) -> PathBuf {
     m.unmount();
     img
 }
+
+/// An mkfs.xfs prototype file describing `dir` (populates without mounting).
+pub fn xfs_proto(dir: &Path, out: &mut String, depth: usize) {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .expect("readdir")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    entries.sort();
+    for p in entries {
+        let name = p.file_name().expect("name").to_string_lossy().into_owned();
+        let pad = " ".repeat(depth);
+        if p.is_dir() {
+            out.push_str(&format!("{pad}{name} d--755 0 0\n"));
+            xfs_proto(&p, out, depth + 1);
+            out.push_str(&format!("{pad}$\n"));
+        } else {
+            out.push_str(&format!("{pad}{name} ---644 0 0 {}\n", p.display()));
+        }
+    }
+}
+
+/// An XFS image of `size` bytes (at least 300 MiB) over old data, populated from a prototype
+/// file (no mount).
+pub fn mkfs_xfs(dir: &Path, name: &str, size: u64) -> PathBuf {
+    require_tool("mkfs.xfs", "xfsprogs");
+    let img = dir.join(name);
+    old_disk(&img, size, 0x8f5 + size);
+    let tree = dir.join(format!("{name}.tree"));
+    file_tree(&tree, 99);
+    let mut proto = String::from("/dev/null\n0 0\nd--755 0 0\n");
+    xfs_proto(&tree, &mut proto, 1);
+    proto.push_str("$\n");
+    let pf = dir.join(format!("{name}.proto"));
+    std::fs::write(&pf, proto).expect("write proto");
+    sh(Command::new("mkfs.xfs")
+        .args(["-q", "-f", "-K", "-L", "salvorxfs", "-p"])
+        .arg(&pf)
+        .arg(&img));
+    img
+}
+
+/// A btrfs image of `size` bytes over old data, populated with `--rootdir` (no mount).
+pub fn mkfs_btrfs(dir: &Path, name: &str, size: u64) -> PathBuf {
+    require_tool("mkfs.btrfs", "btrfs-progs");
+    let img = dir.join(name);
+    old_disk(&img, size, 0xb7 + size);
+    let tree = dir.join(format!("{name}.tree"));
+    file_tree(&tree, 77);
+    sh(Command::new("mkfs.btrfs")
+        .args(["-q", "-f", "-K", "-L", "salvorbtrfs", "--rootdir"])
+        .arg(&tree)
+        .arg(&img));
+    img
+}
