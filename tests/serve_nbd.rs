@@ -622,11 +622,11 @@ proptest! {
 }
 
 #[test]
-fn exported_qcow2_vhd_vmdk_are_served() {
+fn exported_qcow2_vhd_vhdx_vmdk_are_served() {
     require_tool("nbdcopy", "libnbd-bin");
     let dir = tempfile::tempdir().unwrap();
     let (_raw, img, data) = make_image(dir.path());
-    for ext in ["qcow2", "vhd", "vmdk"] {
+    for ext in ["qcow2", "vhd", "vhdx", "vmdk"] {
         let out = dir.path().join(format!("disk.{ext}"));
         let r = run(salvor().arg("export").arg(&img).arg(&out));
         assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
@@ -635,7 +635,7 @@ fn exported_qcow2_vhd_vmdk_are_served() {
         let copy = dir.path().join(format!("copy-{ext}.raw"));
         tool(Command::new("nbdcopy").arg(&s.uri).arg(&copy));
         let got = std::fs::read(&copy).unwrap();
-        // VHD and VMDK sizes are whole sectors; this disk is.
+        // VHD, VHDX and VMDK sizes are whole sectors; this disk is.
         assert!(got == data, "{ext}: served data differs");
         let map = nbd_map(&s.uri);
         let c = 4 * MIB as u64;

@@ -1,16 +1,16 @@
-//! `salvor export IMAGE OUT.qcow2|.vhd|.vmdk`.
+//! `salvor export IMAGE OUT.qcow2|.vhd|.vhdx|.vmdk|.E01`.
 
 use crate::error::Result;
 use crate::progress::Control;
 use crate::units::{format_bytes, format_duration};
 use std::path::PathBuf;
 
-/// Convert an image (or a raw disk image) into qcow2, VHD, VMDK (zero areas stay sparse) or E01.
+/// Convert an image (or a raw disk image) into qcow2, VHD, VHDX, VMDK (zero areas stay sparse) or E01.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ExportArgs {
     /// A salvor image, or a raw image or device.
     pub image: PathBuf,
-    /// OUT.qcow2, OUT.vhd, OUT.vmdk or OUT.E01 (the extension names the format); never replaced.
+    /// OUT.qcow2, OUT.vhd, OUT.vhdx, OUT.vmdk or OUT.E01 (the extension names the format); never replaced.
     pub output: PathBuf,
     /// Decoder threads (default: one per core).
     #[arg(long)]

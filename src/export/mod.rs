@@ -1,7 +1,7 @@
 //! `salvor export`: an image (or a raw disk image) converted into the formats virtual machines
-//! and other tools open: qcow2 (v3), VHD (dynamic) and VMDK (monolithicSparse). Each format is
+//! and other tools open: qcow2 (v3), VHD and VHDX (dynamic) and VMDK (monolithicSparse). Each format is
 //! written here directly (they are small; see the modules): all-zero granules (qcow2 clusters,
-//! VHD blocks, VMDK grains) are never written, so unallocated and zero chunks stay sparse.
+//! VHD/VHDX blocks, VMDK grains) are never written, so unallocated and zero chunks stay sparse.
 //!
 //! The input is streamed in disk order (a salvor image through the image decoder threads, with
 //! their checks); the output is written through [`crate::device::Dest`] and synced before the
@@ -11,6 +11,7 @@ pub mod ewf;
 pub mod open;
 pub mod qcow2;
 pub mod vhd;
+pub mod vhdx;
 pub mod vmdk;
 
 use crate::device::{is_zero, Dest, FileDest, FileSource, OpenOptions};
@@ -27,6 +28,7 @@ use std::time::{Duration, Instant};
 pub enum Format {
     Qcow2,
     Vhd,
+    Vhdx,
     Vmdk,
     E01,
 }
@@ -42,6 +44,7 @@ impl Format {
         {
             Some("qcow2") => Some(Format::Qcow2),
             Some("vhd") => Some(Format::Vhd),
+            Some("vhdx") => Some(Format::Vhdx),
             Some("vmdk") => Some(Format::Vmdk),
             Some("e01") => Some(Format::E01),
             _ => None,
@@ -99,7 +102,7 @@ pub fn export(
     let format = Format::for_path(output).ok_or_else(|| {
         Error::invalid_arg(
             output.display().to_string(),
-            "the output must end in .qcow2, .vhd, .vmdk or .E01",
+            "the output must end in .qcow2, .vhd, .vhdx, .vmdk or .E01",
         )
     })?;
     if std::fs::symlink_metadata(output).is_ok() {
@@ -159,6 +162,7 @@ pub fn export(
     let mut sink = match format {
         Format::Qcow2 => Sink::Sparse(Box::new(qcow2::Qcow2Writer::new(size))),
         Format::Vhd => Sink::Sparse(Box::new(vhd::VhdWriter::new(size)?)),
+        Format::Vhdx => Sink::Sparse(Box::new(vhdx::VhdxWriter::new(size)?)),
         Format::Vmdk => Sink::Sparse(Box::new(vmdk::VmdkWriter::new(size, &name))),
         Format::E01 => Sink::Ewf(Box::new(ewf::EwfWriter::start(
             &mut dest, size, &opts.case, &errors,

@@ -1,6 +1,6 @@
 //! Reading the sparse formats back (for `salvor serve`): qcow2 (v2/v3, uncompressed clusters, no
-//! backing file, no encryption, no incompatible features), VHD (fixed and dynamic) and VMDK
-//! (monolithicSparse, uncompressed). Each disk becomes a table: granule -> file offset, or none
+//! backing file, no encryption, no incompatible features), VHD (fixed and dynamic), VHDX (fixed
+//! and dynamic, clean log, no parent) and VMDK (monolithicSparse, uncompressed). Each disk becomes a table: granule -> file offset, or none
 //! (reads as zeros). Anything else a format can express is refused with a clear message rather
 //! than read wrongly.
 
@@ -54,6 +54,9 @@ pub fn detect(path: &Path) -> Option<super::Format> {
     if &m == b"conectix" {
         return Some(super::Format::Vhd);
     }
+    if &m == b"vhdxfile" {
+        return Some(super::Format::Vhdx);
+    }
     // A fixed VHD has its footer only at the end.
     let len = f.metadata().ok()?.len();
     if len >= 512 {
@@ -68,7 +71,7 @@ pub fn detect(path: &Path) -> Option<super::Format> {
 impl SparseDisk {
     pub fn open(path: &Path) -> Result<SparseDisk> {
         let format = detect(path)
-            .ok_or_else(|| Error::corrupt(path, "offset 0", "not a qcow2, VHD or VMDK file"))?;
+            .ok_or_else(|| Error::corrupt(path, "offset 0", "not a qcow2, VHD, VHDX or VMDK file"))?;
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
         let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
         let mut d = SparseDisk {
@@ -83,6 +86,7 @@ impl SparseDisk {
         match format {
             super::Format::Qcow2 => d.open_qcow2(len)?,
             super::Format::Vhd => d.open_vhd(len)?,
+            super::Format::Vhdx => d.open_vhdx(len)?,
             super::Format::Vmdk => d.open_vmdk(len)?,
             super::Format::E01 => return Err(Error::Internal("E01 is not read".into())),
         }
@@ -234,6 +238,128 @@ impl SparseDisk {
             4 => Err(self.bad(60, "differencing VHDs are not supported")),
             k => Err(self.bad(60, format!("VHD disk type {k}"))),
         }
+    }
+
+    /// VHDX: the current header (highest sequence number with a valid CRC-32C), its region
+    /// table, the metadata items that fix the geometry, and the BAT. A log that still holds
+    /// entries is refused: its writes would have to be replayed first, and this reader never
+    /// writes.
+    fn open_vhdx(&mut self, len: u64) -> Result<()> {
+        use super::vhdx::{crc32c, guid};
+        let mut current: Option<(u64, Vec<u8>)> = None;
+        for at in [64u64 << 10, 128 << 10] {
+            self.check_in(at, 4096, len)?;
+            let mut h = self.read(at, 4096)?;
+            let sum = le32(&h, 4);
+            h[4..8].fill(0);
+            if &h[..4] != b"head" || crc32c(&h) != sum {
+                continue;
+            }
+            let seq = le64(&h, 8);
+            if current.as_ref().is_none_or(|c| seq > c.0) {
+                current = Some((seq, h));
+            }
+        }
+        let (_, h) = current.ok_or_else(|| self.bad(64 << 10, "no valid VHDX header"))?;
+        if h[48..64].iter().any(|&b| b != 0) {
+            return Err(self.bad(
+                64 << 10,
+                "the VHDX log holds writes not yet replayed (open it once in Hyper-V or qemu)",
+            ));
+        }
+        let mut regions = None;
+        for at in [192u64 << 10, 256 << 10] {
+            self.check_in(at, 64 << 10, len)?;
+            let mut r = self.read(at, 64 << 10)?;
+            let sum = le32(&r, 4);
+            r[4..8].fill(0);
+            if &r[..4] == b"regi" && crc32c(&r) == sum {
+                regions = Some(r);
+                break;
+            }
+        }
+        let r = regions.ok_or_else(|| self.bad(192 << 10, "no valid VHDX region table"))?;
+        let count = le32(&r, 8).min(2047) as usize;
+        let (mut bat, mut meta) = (None, None);
+        for i in 0..count {
+            let e = 16 + i * 32;
+            let at = le64(&r, e + 16);
+            let rlen = u64::from(le32(&r, e + 24));
+            if r[e..e + 16] == guid(super::vhdx::BAT_GUID) {
+                bat = Some((at, rlen));
+            } else if r[e..e + 16] == guid(super::vhdx::METADATA_GUID) {
+                meta = Some((at, rlen));
+            } else if le32(&r, e + 28) & 1 != 0 {
+                return Err(self.bad(192 << 10, "a required VHDX region this reader does not know"));
+            }
+        }
+        let (bat_at, bat_len) = bat.ok_or_else(|| self.bad(192 << 10, "VHDX without a BAT"))?;
+        let (meta_at, meta_len) =
+            meta.ok_or_else(|| self.bad(192 << 10, "VHDX without a metadata region"))?;
+        self.check_in(meta_at, meta_len.min(64 << 10), len)?;
+        let table = self.read(meta_at, 64 << 10)?;
+        if &table[..8] != b"metadata" {
+            return Err(self.bad(meta_at, "VHDX metadata table signature missing"));
+        }
+        let items = usize::from(u16::from_le_bytes([table[10], table[11]])).min(2047);
+        let (mut block, mut size, mut sector, mut parent) = (0u64, 0u64, 512u64, false);
+        for i in 0..items {
+            let e = 32 + i * 32;
+            let off = meta_at + u64::from(le32(&table, e + 16));
+            let ilen = le32(&table, e + 20) as usize;
+            let id = &table[e..e + 16];
+            let value = |d: &SparseDisk, n: usize| -> Result<Vec<u8>> {
+                if ilen < n {
+                    return Err(d.bad(off, "VHDX metadata item too short"));
+                }
+                d.check_in(off, n as u64, len)?;
+                d.read(off, n)
+            };
+            if id == guid(super::vhdx::FILE_PARAMETERS) {
+                let v = value(self, 8)?;
+                block = u64::from(le32(&v, 0));
+                parent = le32(&v, 4) & 2 != 0;
+            } else if id == guid(super::vhdx::VIRTUAL_DISK_SIZE) {
+                size = le64(&value(self, 8)?, 0);
+            } else if id == guid(super::vhdx::LOGICAL_SECTOR_SIZE) {
+                sector = u64::from(le32(&value(self, 4)?, 0));
+            }
+        }
+        if parent {
+            return Err(self.bad(meta_at, "differencing VHDX disks are not supported"));
+        }
+        if !(1 << 20..=256 << 20).contains(&block) || !block.is_power_of_two() || size == 0 {
+            return Err(self.bad(meta_at, "VHDX block size or disk size missing or invalid"));
+        }
+        if sector != 512 && sector != 4096 {
+            return Err(self.bad(meta_at, format!("VHDX logical sector size {sector}")));
+        }
+        let ratio = (1u64 << 23) * sector / block;
+        let blocks = size.div_ceil(block);
+        let entries = blocks + blocks.saturating_sub(1) / ratio;
+        if entries * 8 > bat_len {
+            return Err(self.bad(bat_at, "the VHDX BAT does not cover the disk"));
+        }
+        self.check_in(bat_at, entries * 8, len)?;
+        let table = self.read(bat_at, (entries * 8) as usize)?;
+        self.size = size;
+        self.granule = block;
+        self.map = Vec::with_capacity(blocks as usize);
+        for i in 0..blocks {
+            let e = le64(&table, ((i + i / ratio) * 8) as usize);
+            let at = (e >> 20) << 20;
+            match e & 7 {
+                // Not present, undefined, zero, unmapped: reads as zeros.
+                0..=3 => self.map.push(None),
+                6 => {
+                    self.check_in(at, block.min(size - i * block), len)?;
+                    self.map.push(Some(at));
+                }
+                7 => return Err(self.bad(bat_at, "partially present VHDX blocks need a parent")),
+                s => return Err(self.bad(bat_at, format!("VHDX block state {s}"))),
+            }
+        }
+        Ok(())
     }
 
     fn open_vmdk(&mut self, len: u64) -> Result<()> {
