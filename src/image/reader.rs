@@ -237,12 +237,14 @@ impl ImageFile {
     /// Decodes chunk `k` from its compressed frame into `out` (at least the chunk's size).
     /// Checks: zstd magic, frame checksum (by zstd while decoding), the seek table's checksum
     /// against the frame's, and the decoded size.
-    pub fn decode_frame(
+    /// Decodes frame `k` (`comp`, read by [`Self::read_frame`]) into `out`: a slice at least
+    /// the chunk's size, or a `Vec` whose spare capacity is filled without zeroing it first.
+    pub fn decode_frame<C: zstd::zstd_safe::WriteBuf + ?Sized>(
         &self,
         k: usize,
         comp: &[u8],
         dctx: &mut zstd::bulk::Decompressor<'static>,
-        out: &mut [u8],
+        out: &mut C,
     ) -> Result<usize> {
         let f = self.frames[k];
         let want = f.entry.decompressed as usize;
@@ -263,11 +265,11 @@ impl ImageFile {
                 ));
             }
         }
-        if out.len() < want {
+        if out.capacity() < want {
             return Err(Error::Internal("decode buffer too small".into()));
         }
         let n = dctx
-            .decompress_to_buffer(comp, &mut out[..want])
+            .decompress_to_buffer(comp, out)
             .map_err(|e| self.corrupt_chunk(k, format!("zstd: {e}")))?;
         if n != want {
             return Err(self.corrupt_chunk(k, format!("decoded {n} bytes, expected {want}")));
