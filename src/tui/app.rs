@@ -432,6 +432,9 @@ pub struct Job {
     pub log: Vec<String>,
     pub confirm_abort: bool,
     pub saves: u64,
+    /// The pauses so far, in the engine's elapsed time (start, end; end `None` while paused):
+    /// the engine's clock runs on while paused, the shown times must not.
+    pauses: Vec<(Duration, Option<Duration>)>,
 }
 
 /// Oldest log lines are dropped beyond this; a disk with thousands of bad sectors must not eat RAM.
@@ -448,7 +451,48 @@ impl Job {
             log: Vec::new(),
             confirm_abort: false,
             saves: 0,
+            pauses: Vec::new(),
         }
+    }
+
+    /// Marks the start or end of a pause at the engine's last reported time.
+    pub(super) fn mark_pause(&mut self, paused: bool) {
+        let now = self.snapshot.as_ref().map_or(Duration::ZERO, |s| s.elapsed);
+        match self.pauses.last_mut() {
+            Some((_, end @ None)) if !paused => *end = Some(now),
+            Some((_, None)) => {}
+            _ if paused => self.pauses.push((now, None)),
+            _ => {}
+        }
+    }
+
+    /// The engine's snapshot as the job view shows it: the time spent paused taken out of the
+    /// elapsed time and "last good read" (a paused rescue is not failing to read), the average
+    /// rate over the time spent reading, and while paused the times frozen at the pause.
+    pub fn shown_snapshot(&self) -> Option<RescueSnapshot> {
+        let mut s = self.snapshot.clone()?;
+        let engine_now = s.elapsed;
+        let last_good = engine_now.saturating_sub(s.since_last_good_read);
+        let mut paused_total = Duration::ZERO;
+        let mut paused_since_good = Duration::ZERO;
+        for &(start, end) in &self.pauses {
+            let end = end.unwrap_or(engine_now).min(engine_now);
+            let len = end.saturating_sub(start);
+            paused_total += len;
+            paused_since_good += end.saturating_sub(start.max(last_good));
+        }
+        s.elapsed = engine_now.saturating_sub(paused_total);
+        s.since_last_good_read = s.since_last_good_read.saturating_sub(paused_since_good);
+        let running = s.elapsed.as_secs_f64();
+        if running > 0.0 {
+            s.average_rate *= engine_now.as_secs_f64() / running;
+        }
+        Some(s)
+    }
+
+    /// The job is paused (the view says so instead of a rate).
+    pub fn is_paused(&self) -> bool {
+        self.state == JobState::Paused
     }
 
     pub fn size(&self) -> u64 {
@@ -521,7 +565,10 @@ impl Job {
                 self.push_log(format!("{}, pass {pass} ({dir})", phase.describe()));
             }
             RescueEvent::ReadError { pos, size, message } => {
-                self.push_log(format!("Read error at 0x{pos:X} ({size} bytes): {message}"));
+                self.push_log(format!(
+                    "Read error at 0x{pos:X} ({}): {message}",
+                    crate::units::format_bytes(*size)
+                ));
             }
             RescueEvent::DeviceGone { message } => {
                 self.push_log(format!("SOURCE GONE: {message}"));
@@ -1303,11 +1350,13 @@ impl App {
             KeyCode::Char('p') | KeyCode::Char(' ') => match job.state {
                 JobState::Running | JobState::Starting => {
                     job.state = JobState::Paused;
+                    job.mark_pause(true);
                     job.push_log("Paused".into());
                     Action::Pause
                 }
                 JobState::Paused => {
                     job.state = JobState::Running;
+                    job.mark_pause(false);
                     job.push_log("Resumed".into());
                     Action::Resume
                 }
@@ -1315,6 +1364,7 @@ impl App {
             },
             KeyCode::Char('r') if job.state == JobState::Paused => {
                 job.state = JobState::Running;
+                job.mark_pause(false);
                 job.push_log("Resumed".into());
                 Action::Resume
             }

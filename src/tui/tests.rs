@@ -727,6 +727,59 @@ fn job_pause_resume_abort() {
     assert_eq!(key(&mut a, KeyCode::Char('q')), Action::Quit);
 }
 
+/// The engine's clock runs on while paused; the view's elapsed time, "last good" and average rate
+/// do not, and the rate and time left say "paused".
+#[test]
+fn pause_freezes_the_shown_times() {
+    let mut a = job_app();
+    let at = |secs| {
+        let mut s = snapshot(&sample_map());
+        s.elapsed = Duration::from_secs(secs);
+        s.since_last_good_read = Duration::from_secs(2);
+        s
+    };
+    a.on_worker(WorkerMsg::Snapshot(at(100)));
+    assert_eq!(key(&mut a, KeyCode::Char('p')), Action::Pause);
+    let mut s = at(160);
+    s.since_last_good_read = Duration::from_secs(62);
+    a.on_worker(WorkerMsg::Snapshot(s));
+    let shown = a.job.as_ref().unwrap().shown_snapshot().unwrap();
+    assert_eq!(shown.elapsed, Duration::from_secs(100));
+    assert_eq!(shown.since_last_good_read, Duration::from_secs(2));
+    let screen = format!("{}", render(&a, 80, 24).backend());
+    assert!(screen.contains("Rate      paused"), "{screen}");
+    assert!(screen.contains("Time left paused"), "{screen}");
+    assert!(screen.contains("Elapsed   1m 40s"), "{screen}");
+    // Resumed: the 60 s paused stay out of the elapsed time.
+    assert_eq!(key(&mut a, KeyCode::Char('p')), Action::Resume);
+    let mut s = at(170);
+    s.since_last_good_read = Duration::from_secs(1);
+    s.average_rate = 170.0;
+    a.on_worker(WorkerMsg::Snapshot(s));
+    let shown = a.job.as_ref().unwrap().shown_snapshot().unwrap();
+    assert_eq!(shown.elapsed, Duration::from_secs(110));
+    assert_eq!(shown.since_last_good_read, Duration::from_secs(1));
+    assert!((shown.average_rate - 170.0 * 170.0 / 110.0).abs() < 1e-6);
+}
+
+/// A read that failed is not a bad byte: with failed reads and nothing unreadable the view says
+/// so in words instead of "Bad 0 B"; no value runs into the next column at 80 columns.
+#[test]
+fn failed_reads_are_not_bad_bytes() {
+    let mut a = job_app();
+    let m = Mapfile::from_blocks(vec![blk(0, 1 << 30, BlockStatus::Finished)]).unwrap();
+    let mut s = snapshot(&m);
+    s.read_errors = 3;
+    a.on_worker(WorkerMsg::Snapshot(s));
+    a.on_worker(WorkerMsg::Done(Ok(crate::rescue::Outcome::Stopped(
+        crate::progress::StopReason::User,
+    ))));
+    let screen = format!("{}", render(&a, 80, 24).backend());
+    assert!(screen.contains("Bad bytes none so far"), "{screen}");
+    assert!(screen.contains("3 failed reads"), "{screen}");
+    assert!(screen.contains("Stopped: the mapfile is saved"), "{screen}");
+}
+
 #[test]
 fn help_opens_and_closes() {
     let mut a = app();
