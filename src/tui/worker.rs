@@ -199,7 +199,7 @@ fn work(req: &RescueRequest, control: &Control, tx: &Sender<WorkerMsg>) -> Resul
             "the job has no mapfile saver".into(),
         ));
     };
-    run_engine(
+    let outcome = run_engine(
         source.as_mut(),
         &mut dest,
         job.map,
@@ -208,7 +208,24 @@ fn work(req: &RescueRequest, control: &Control, tx: &Sender<WorkerMsg>) -> Resul
         &SystemClock::new(),
         control,
         tx,
-    )
+    )?;
+    // Closed first: the kernel will not re-read a table while the disk is held open for writing.
+    drop(dest);
+    if req.target_kind == TargetKind::Disk {
+        let message = match crate::blockdev::reread_partitions(&req.dest) {
+            Ok(()) => format!(
+                "Re-read the partition table of {}: its partitions are visible",
+                req.dest.display()
+            ),
+            Err(e) => format!(
+                "Could not re-read the partition table of {} ({e}); unplug and replug it to see \
+                 its partitions",
+                req.dest.display()
+            ),
+        };
+        let _ = tx.send(WorkerMsg::Event(RescueEvent::Message { message }));
+    }
+    Ok(outcome)
 }
 
 /// Runs the engine with the channel observer and the shadow map.
