@@ -318,6 +318,60 @@ pub fn sync_all() {
     nix::unistd::sync();
 }
 
+/// Attaches the image file `file` to a free loop device, read-only, with its partitions as
+/// devices (`losetup --partscan`); returns the device. The partitions are there on return: the
+/// table is re-read synchronously.
+pub fn attach_loop(file: &Path) -> Result<PathBuf, MountError> {
+    let io = |source| MountError::Io {
+        path: file.to_path_buf(),
+        source,
+    };
+    let prog = find_program("losetup").ok_or_else(|| {
+        io(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "losetup is missing (util-linux)",
+        ))
+    })?;
+    let out = Command::new(prog)
+        .args(["--find", "--show", "--read-only", "--partscan"])
+        .arg(file)
+        .output()
+        .map_err(io)?;
+    if !out.status.success() {
+        return Err(io(std::io::Error::other(format!(
+            "losetup: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))));
+    }
+    let dev = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    // losetup asks for the scan but does not wait for it; BLKRRPART does. A device without a
+    // partition table refuses it, which is fine: it is then one filesystem.
+    let _ = crate::blockdev::reread_partitions(&dev);
+    Ok(dev)
+}
+
+/// Detaches a loop device [`attach_loop`] attached (only that one).
+pub fn detach_loop(dev: &Path) -> Result<(), MountError> {
+    let io = |source| MountError::Io {
+        path: dev.to_path_buf(),
+        source,
+    };
+    let prog = find_program("losetup").ok_or_else(|| {
+        io(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "losetup is missing (util-linux)",
+        ))
+    })?;
+    let out = Command::new(prog).arg("-d").arg(dev).output().map_err(io)?;
+    if !out.status.success() {
+        return Err(io(std::io::Error::other(format!(
+            "losetup -d: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))));
+    }
+    Ok(())
+}
+
 fn find_program(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/sbin:/usr/bin:/sbin:/bin".into());
     std::env::split_paths(&path)

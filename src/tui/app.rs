@@ -66,6 +66,13 @@ pub trait Host {
     /// The safety policy's verdict on a rescue writing `dest` and `mapfile` from `source`
     /// ([`crate::rescue::job::plan`]), before the user confirms.
     fn check_rescue_paths(&self, source: &Path, dest: &Path, mapfile: &Path) -> Result<(), String>;
+    /// Attaches the image file `p` to a read-only loop device with its partitions; returns it.
+    fn attach_image(&self, p: &Path) -> Result<PathBuf, String>;
+    /// Detaches a loop device [`Host::attach_image`] attached.
+    fn detach_image(&self, dev: &Path) -> Result<(), String>;
+    /// The safety policy's verdict on copying files into the folder `dest` while `reads` (the
+    /// source disk, the rescued copy, its loop device and mount) are read.
+    fn check_copy_dest(&self, dest: &Path, reads: &[PathBuf]) -> Result<(), String>;
 }
 
 /// An existing mapfile, as the mapfile screen shows it before a rescue resumes it.
@@ -119,6 +126,22 @@ impl Host for RealHost {
         crate::rescue::job::plan(&spec, 0)
             .check()
             .map_err(|e| e.to_string())
+    }
+    fn attach_image(&self, p: &Path) -> Result<PathBuf, String> {
+        crate::mount::attach_loop(p).map_err(|e| e.to_string())
+    }
+    fn detach_image(&self, dev: &Path) -> Result<(), String> {
+        crate::mount::detach_loop(dev).map_err(|e| e.to_string())
+    }
+    fn check_copy_dest(&self, dest: &Path, reads: &[PathBuf]) -> Result<(), String> {
+        if !dest.is_dir() {
+            return Err(format!("{} is not a folder", dest.display()));
+        }
+        let plan = reads
+            .iter()
+            .fold(crate::safety::Plan::new(), |p, r| p.read(r.clone()))
+            .write(crate::safety::Role::Destination, dest.to_path_buf());
+        plan.check().map_err(|e| e.to_string())
     }
     fn exists(&self, p: &Path) -> bool {
         p.exists()
@@ -218,6 +241,8 @@ pub enum Action {
     Pause,
     Resume,
     Abort,
+    /// Stop the running task (a copy).
+    CancelTask,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -307,6 +332,12 @@ pub enum Screen {
     /// Choosing a filesystem for the image path (mounting one if needed), then a folder and file.
     Places,
     Browse,
+    /// After a rescue: outcome, damaged files, next steps; the mapfile path typed from the menu.
+    Result,
+    ResultOpen,
+    /// "Copy my files": which partition of the copy, then what and where (and the progress).
+    CopyPart,
+    CopyConfirm,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -314,17 +345,20 @@ pub enum MenuItem {
     Rescue,
     Disks,
     Flow(Feature),
+    /// The result screen of an earlier rescue (its mapfile and copy).
+    Result,
     SystemInfo,
     Quit,
 }
 
-pub const MENU: [MenuItem; 8] = [
+pub const MENU: [MenuItem; 9] = [
     MenuItem::Rescue,
     MenuItem::Disks,
     MenuItem::Flow(Feature::Image),
     MenuItem::Flow(Feature::Restore),
     MenuItem::Flow(Feature::Clone),
     MenuItem::Flow(Feature::Verify),
+    MenuItem::Result,
     MenuItem::SystemInfo,
     MenuItem::Quit,
 ];
@@ -547,6 +581,8 @@ impl Job {
             }
             WorkerMsg::ImageEvent(e) => self.on_image_event(e),
             WorkerMsg::ImageDone(r) => self.on_image_done(r),
+            // Task messages are the app's, not the job's.
+            WorkerMsg::Files(_) | WorkerMsg::CopyProgress(_) | WorkerMsg::CopyDone(_) => {}
         }
         self.confirm_abort &= self.state.is_active();
     }
@@ -618,6 +654,10 @@ pub struct App {
     pub our_mounts: Vec<PathBuf>,
     /// Filesystem types probed, by device and size: a probe reads the disk.
     pub(super) fs_cache: std::collections::HashMap<(PathBuf, u64), Option<String>>,
+    /// The result screen's rescue, once one ended or was opened from the menu.
+    pub result: Option<super::result::RescueResult>,
+    /// Tasks asked for and not yet handed to the runner.
+    pub(super) tasks: Vec<super::worker::Task>,
 }
 
 impl App {
@@ -639,6 +679,8 @@ impl App {
             picker: Picker::default(),
             our_mounts: Vec::new(),
             fs_cache: Default::default(),
+            result: None,
+            tasks: Vec::new(),
         };
         app.listing = app.host.block_listing();
         app.refresh_disks();
@@ -853,7 +895,7 @@ impl App {
             key.modifiers.contains(KeyModifiers::CONTROL) && key.code == KeyCode::Char('c');
         let typing = matches!(
             self.screen,
-            Screen::ImagePath | Screen::MapfilePath | Screen::ImgPath
+            Screen::ImagePath | Screen::MapfilePath | Screen::ImgPath | Screen::ResultOpen
         ) || (self.screen == Screen::Confirm
             && matches!(self.flow.target, Some(Target::Disk(_))))
             || self.img_typing()
@@ -886,6 +928,10 @@ impl App {
             Screen::Places => self.key_places(key.code),
             Screen::Browse => self.key_browse(key.code),
             Screen::Job => self.key_job(key.code),
+            Screen::Result => self.key_result(key.code),
+            Screen::ResultOpen => self.key_result_open(key.code),
+            Screen::CopyPart => self.key_copy_part(key.code),
+            Screen::CopyConfirm => self.key_copy_confirm(key.code),
             Screen::SystemInfo => {
                 if matches!(key.code, KeyCode::Esc | KeyCode::Enter | KeyCode::Backspace) {
                     self.screen = Screen::Menu;
@@ -923,6 +969,14 @@ impl App {
                     MenuItem::Disks => {
                         self.refresh_disks();
                         self.screen = Screen::Disks;
+                    }
+                    MenuItem::Result => {
+                        if self.result.is_some() {
+                            self.screen = Screen::Result;
+                        } else {
+                            self.flow.input.clear();
+                            self.screen = Screen::ResultOpen;
+                        }
                     }
                     MenuItem::SystemInfo => {
                         self.sysinfo = Some(self.host.system_info());
@@ -1376,6 +1430,12 @@ impl App {
                 self.screen = Screen::Menu;
                 Action::None
             }
+            KeyCode::Enter if matches!(job.request, JobRequest::Rescue(_)) => {
+                // A rescue that ended shows its result and next steps.
+                let job = job.clone();
+                self.open_result_of(&job);
+                Action::None
+            }
             KeyCode::Esc | KeyCode::Enter | KeyCode::Char('q') | KeyCode::Char('m') => {
                 // A finished job is dismissed; its result stays in the mapfile.
                 self.job = None;
@@ -1388,8 +1448,36 @@ impl App {
 
     /// Applies a message from the worker.
     pub fn on_worker(&mut self, msg: WorkerMsg) {
-        if let Some(job) = self.job.as_mut() {
-            job.on_worker(msg);
+        match msg {
+            WorkerMsg::Files(r) => return self.on_files_report(r),
+            WorkerMsg::CopyProgress(p) => return self.on_copy_progress(p),
+            WorkerMsg::CopyDone(r) => return self.on_copy_done(r),
+            _ => {}
+        }
+        let Some(job) = self.job.as_mut() else {
+            return;
+        };
+        // A rescue that finished while watched goes on to its result (a stopped or failed one
+        // stays, so that its state and log can be read). Its last map came before this.
+        let finished = matches!(msg, WorkerMsg::Done(Ok(Outcome::Finished)));
+        job.on_worker(msg);
+        if finished && self.screen == Screen::Job {
+            if let Some(j) = self.job.clone().filter(|j| matches!(j.request, JobRequest::Rescue(_))) {
+                self.open_result_of(&j);
+            }
+        }
+    }
+
+    /// The tasks asked for since the last call, for the loop to start.
+    pub fn take_tasks(&mut self) -> Vec<super::worker::Task> {
+        std::mem::take(&mut self.tasks)
+    }
+
+    /// A task could not start: what waited for it says so.
+    pub fn on_task_failed(&mut self, task: &super::worker::Task, e: String) {
+        match task {
+            super::worker::Task::FilesReport { .. } => self.on_files_report(Err(e)),
+            super::worker::Task::Copy(_) => self.on_copy_done(Err(e)),
         }
     }
 }

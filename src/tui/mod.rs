@@ -12,6 +12,8 @@ pub mod disks;
 pub mod imaging;
 mod imgui;
 pub mod places;
+pub mod result;
+mod resultui;
 mod placesui;
 pub mod sysinfo;
 pub mod ui;
@@ -52,14 +54,32 @@ impl Events for TerminalEvents {
 pub trait Runner {
     fn start(&mut self, req: JobRequest) -> Result<(), String>;
     fn act(&mut self, action: &Action);
-    /// Messages from the running job, without blocking.
+    /// Messages from the running job and tasks, without blocking.
     fn poll(&mut self) -> Vec<worker::WorkerMsg>;
+    /// Starts a task (a report, a copy) beside the job.
+    fn start_task(&mut self, task: worker::Task) -> Result<(), String>;
 }
 
 /// Runs jobs on worker threads.
-#[derive(Default)]
 pub struct ThreadRunner {
     job: Option<worker::JobHandle>,
+    /// Every task's thread sends here.
+    task_tx: std::sync::mpsc::Sender<worker::WorkerMsg>,
+    task_rx: std::sync::mpsc::Receiver<worker::WorkerMsg>,
+    /// The last task's steering (a copy can be stopped).
+    task_control: Option<Arc<Control>>,
+}
+
+impl Default for ThreadRunner {
+    fn default() -> Self {
+        let (task_tx, task_rx) = std::sync::mpsc::channel();
+        ThreadRunner {
+            job: None,
+            task_tx,
+            task_rx,
+            task_control: None,
+        }
+    }
 }
 
 impl ThreadRunner {
@@ -86,6 +106,10 @@ impl Runner for ThreadRunner {
     }
 
     fn act(&mut self, action: &Action) {
+        if *action == Action::CancelTask {
+            self.cancel_task();
+            return;
+        }
         let Some(job) = &self.job else {
             return;
         };
@@ -102,11 +126,28 @@ impl Runner for ThreadRunner {
     }
 
     fn poll(&mut self) -> Vec<worker::WorkerMsg> {
-        let Some(job) = &self.job else {
-            return Vec::new();
-        };
-        // Bounded so that a flood of read errors cannot starve the screen.
-        job.rx.try_iter().take(10_000).collect()
+        let mut v: Vec<worker::WorkerMsg> = self.task_rx.try_iter().take(1000).collect();
+        if let Some(job) = &self.job {
+            // Bounded so that a flood of read errors cannot starve the screen.
+            v.extend(job.rx.try_iter().take(10_000));
+        }
+        v
+    }
+
+    fn start_task(&mut self, task: worker::Task) -> Result<(), String> {
+        let control = Arc::new(Control::new());
+        self.task_control = Some(control.clone());
+        worker::start_task(task, control, self.task_tx.clone())
+            .map_err(|e| format!("cannot start the worker: {e}"))
+    }
+}
+
+impl ThreadRunner {
+    /// Asks the last task (a copy) to stop.
+    fn cancel_task(&mut self) {
+        if let Some(c) = &self.task_control {
+            c.request_stop(StopReason::User);
+        }
     }
 }
 
@@ -122,6 +163,7 @@ pub fn step<B: Backend>(
     for msg in runner.poll() {
         app.on_worker(msg);
     }
+    start_tasks(app, runner);
     if app.tick(std::time::Instant::now()) {
         // The disk set changed: redraw every cell, not just the differences, so that a serial
         // console (where kernel messages may have landed in between) shows whole, fresh lines.
@@ -146,10 +188,22 @@ pub fn step<B: Backend>(
                 app.on_worker(worker::WorkerMsg::Done(Err(e)));
             }
         }
-        a @ (Action::Pause | Action::Resume | Action::Abort) => runner.act(&a),
+        a @ (Action::Pause | Action::Resume | Action::Abort | Action::CancelTask) => {
+            runner.act(&a)
+        }
         Action::None => {}
     }
+    start_tasks(app, runner);
     Ok(true)
+}
+
+/// Hands the tasks the app asked for to the runner; one that cannot start fails in the app.
+fn start_tasks(app: &mut App, runner: &mut dyn Runner) {
+    for t in app.take_tasks() {
+        if let Err(e) = runner.start_task(t.clone()) {
+            app.on_task_failed(&t, e);
+        }
+    }
 }
 
 /// Runs until the user quits or `signals` asks to stop.

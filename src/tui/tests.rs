@@ -114,6 +114,9 @@ struct Shared {
     syncs: usize,
     /// The next mount fails with this.
     mount_error: Option<String>,
+    /// Image files attached to loop devices, and loop devices detached.
+    attached: Vec<PathBuf>,
+    detached: Vec<PathBuf>,
 }
 
 struct FakeHost {
@@ -353,6 +356,25 @@ impl Host for FakeHost {
             ));
         }
         Ok(())
+    }
+    fn attach_image(&self, p: &Path) -> Result<PathBuf, String> {
+        self.shared.lock().unwrap().attached.push(p.to_path_buf());
+        Ok("/dev/loop7".into())
+    }
+    fn detach_image(&self, dev: &Path) -> Result<(), String> {
+        self.shared.lock().unwrap().detached.push(dev.to_path_buf());
+        Ok(())
+    }
+    fn check_copy_dest(&self, dest: &Path, reads: &[PathBuf]) -> Result<(), String> {
+        // Like the policy: a folder on something the copy reads is refused.
+        match reads.iter().find(|r| dest.starts_with(r)) {
+            Some(r) => Err(format!(
+                "refusing to write {}: it is stored on {}, which is read",
+                dest.display(),
+                r.display()
+            )),
+            None => Ok(()),
+        }
     }
     fn system_info(&self) -> SystemInfo {
         SystemInfo {
@@ -721,9 +743,11 @@ fn job_pause_resume_abort() {
         crate::progress::StopReason::User,
     ))));
     assert_eq!(a.job.as_ref().unwrap().state, JobState::Stopped);
+    // Enter shows what the stopped rescue got; Esc returns to the menu.
     key(&mut a, KeyCode::Enter);
+    assert_eq!(a.screen, Screen::Result);
+    key(&mut a, KeyCode::Esc);
     assert_eq!(a.screen, Screen::Menu);
-    assert!(a.job.is_none());
     assert_eq!(key(&mut a, KeyCode::Char('q')), Action::Quit);
 }
 
@@ -1018,8 +1042,17 @@ fn snap_job() {
     a.on_worker(WorkerMsg::Event(RescueEvent::Finished { complete: true }));
     a.on_worker(WorkerMsg::Map(done.blocks().to_vec()));
     a.on_worker(WorkerMsg::Snapshot(s));
-    a.on_worker(WorkerMsg::Done(Ok(crate::rescue::Outcome::Finished)));
     snap("job_finished", &a);
+    // When the worker ends, the result screen follows and asks for the damaged-files report.
+    a.on_worker(WorkerMsg::Done(Ok(crate::rescue::Outcome::Finished)));
+    assert_eq!(a.screen, Screen::Result);
+    assert_eq!(
+        a.take_tasks(),
+        vec![super::worker::Task::FilesReport {
+            copy: "/mnt/backup/wd.img".into(),
+            mapfile: "/mnt/backup/wd.img.map".into(),
+        }]
+    );
 }
 
 #[test]
@@ -1039,7 +1072,7 @@ fn snap_job_waiting_for_device() {
 #[test]
 fn snap_system_info() {
     let mut a = app();
-    down(&mut a, 6);
+    down(&mut a, 7);
     key(&mut a, KeyCode::Enter);
     assert_eq!(a.screen, Screen::SystemInfo);
     snap("system_info", &a);
@@ -1219,6 +1252,15 @@ impl Host for FileHost {
     fn check_rescue_paths(&self, source: &Path, dest: &Path, mapfile: &Path) -> Result<(), String> {
         RealHost.check_rescue_paths(source, dest, mapfile)
     }
+    fn attach_image(&self, _: &Path) -> Result<PathBuf, String> {
+        Err("not in this test".into())
+    }
+    fn detach_image(&self, _: &Path) -> Result<(), String> {
+        Err("not in this test".into())
+    }
+    fn check_copy_dest(&self, dest: &Path, reads: &[PathBuf]) -> Result<(), String> {
+        RealHost.check_copy_dest(dest, reads)
+    }
 }
 
 #[test]
@@ -1296,10 +1338,12 @@ fn loop_runs_a_real_rescue_and_can_quit() {
     assert_eq!(std::fs::read(&img).unwrap(), data);
     assert!(dir.path().join("out.img.map").exists());
     assert!(job.blocks.iter().all(|b| b.status == BlockStatus::Finished));
+    // A finished rescue goes on to its result.
+    assert_eq!(app.screen, Screen::Result);
     let screen = format!("{}", term.backend());
-    assert!(screen.contains("Finished"), "{screen}");
+    assert!(screen.contains("nothing is unreadable"), "{screen}");
     // Back to the menu, then quit.
-    script.0.extend([KeyCode::Enter, KeyCode::Char('q')]);
+    script.0.extend([KeyCode::Esc, KeyCode::Char('q')]);
     assert!(step(
         &mut term,
         &mut app,

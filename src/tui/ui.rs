@@ -10,6 +10,7 @@ use super::blockmap::{self, BlockMap};
 use super::disks::DiskRow;
 use super::imgui;
 use super::placesui;
+use super::resultui;
 use crate::progress::Direction;
 use crate::units::{format_bytes, format_bytes_like, format_duration};
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -86,6 +87,10 @@ pub fn draw(app: &App, f: &mut Frame) {
         Screen::ImgConfirm => imgui::draw_confirm(app, f, body),
         Screen::Places => placesui::draw_places(app, f, body),
         Screen::Browse => placesui::draw_browse(app, f, body),
+        Screen::Result => resultui::draw_result(app, f, body),
+        Screen::ResultOpen => resultui::draw_result_open(app, f, body),
+        Screen::CopyPart => resultui::draw_copy_part(app, f, body),
+        Screen::CopyConfirm => resultui::draw_copy_confirm(app, f, body),
     }
     draw_status(app, f, status);
     draw_footer(app, f, footer);
@@ -121,6 +126,9 @@ fn screen_title(app: &App) -> String {
         | Screen::ImgOptions
         | Screen::ImgConfirm => imgui::title(app),
         Screen::Places | Screen::Browse => placesui::title(app),
+        Screen::Result | Screen::ResultOpen | Screen::CopyPart | Screen::CopyConfirm => {
+            resultui::title(app)
+        }
     }
 }
 
@@ -267,6 +275,11 @@ fn footer_keys(app: &App) -> Vec<(&'static str, &'static str)> {
                     ("?", "help"),
                 ]
             }
+            Some(j) if matches!(j.request, JobRequest::Rescue(_)) => vec![
+                ("Enter", "result and next steps"),
+                ("Esc", "menu"),
+                ("?", "help"),
+            ],
             _ => vec![("Enter/Esc", "back to menu"), ("?", "help")],
         },
         Screen::SystemInfo => {
@@ -278,6 +291,9 @@ fn footer_keys(app: &App) -> Vec<(&'static str, &'static str)> {
         | Screen::ImgOptions
         | Screen::ImgConfirm => imgui::footer(app),
         Screen::Places | Screen::Browse => placesui::footer(app),
+        Screen::Result | Screen::ResultOpen | Screen::CopyPart | Screen::CopyConfirm => {
+            resultui::footer(app)
+        }
     }
 }
 
@@ -335,6 +351,7 @@ fn help_lines(app: &App) -> Vec<Line<'static>> {
             "the highlighted option.",
         ],
         Screen::Places | Screen::Browse => placesui::help(app),
+        Screen::Result | Screen::CopyPart | Screen::CopyConfirm => resultui::help(),
         Screen::ImagePath | Screen::ImgPath => &[
             "Tab lists the filesystems of the other disks, mounts one if needed and",
             "lets you browse to the folder and file instead of typing the path.",
@@ -405,6 +422,10 @@ fn menu_label(app: &App, item: MenuItem) -> (String, &'static str) {
                 Feature::Clone => "copy a healthy disk onto another disk",
                 _ => "check every chunk of an image",
             },
+        ),
+        MenuItem::Result => (
+            "Rescue result".into(),
+            "damaged files of a rescue; retry; copy files",
         ),
         MenuItem::SystemInfo => ("System info".into(), "kernel, memory, Secure Boot"),
         MenuItem::Quit => ("Quit".into(), "back to the shell"),

@@ -15,6 +15,7 @@ use crate::rescue::job::{self, JobSpec};
 use crate::rescue::{self, engine::MapStore, Outcome, RescueOptions};
 use crate::units::{format_bytes, format_duration};
 use std::cell::RefCell;
+use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::Arc;
@@ -33,6 +34,63 @@ pub enum WorkerMsg {
     ImageSnapshot(ImageSnapshot),
     ImageEvent(ImageEvent),
     ImageDone(ImageResult),
+    /// The damaged-files report of a rescued copy.
+    Files(std::result::Result<crate::fs::files::FilesReport, String>),
+    CopyProgress(super::copier::CopyProgress),
+    CopyDone(std::result::Result<super::copier::CopySummary, String>),
+}
+
+/// Work besides the job that the UI asks for: it runs on its own thread and reports over the
+/// same kind of channel.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Task {
+    /// [`crate::fs::files::report`] on the rescued copy through its mapfile.
+    FilesReport { copy: PathBuf, mapfile: PathBuf },
+    Copy(super::copier::CopyRequest),
+}
+
+/// How often copy progress is sent: often enough to look alive.
+const COPY_PROGRESS_INTERVAL: Duration = Duration::from_millis(200);
+
+/// Runs one task to its end on the calling thread, sending what it finds.
+pub fn run_task(task: &Task, control: &Control, tx: &Sender<WorkerMsg>) {
+    match task {
+        Task::FilesReport { copy, mapfile } => {
+            let r = files_report(copy, mapfile).map_err(|e| e.to_string());
+            let _ = tx.send(WorkerMsg::Files(r));
+        }
+        Task::Copy(req) => {
+            let mut last: Option<Instant> = None;
+            let r = super::copier::copy(req, control, &mut |p| {
+                let due = last.is_none_or(|t| t.elapsed() >= COPY_PROGRESS_INTERVAL);
+                if due || p.files_done == p.files_total {
+                    last = Some(Instant::now());
+                    let _ = tx.send(WorkerMsg::CopyProgress(p.clone()));
+                }
+            })
+            .map_err(|e| e.to_string());
+            let _ = tx.send(WorkerMsg::CopyDone(r));
+        }
+    }
+}
+
+fn files_report(copy: &std::path::Path, mapfile: &std::path::Path) -> Result<crate::fs::files::FilesReport> {
+    let Some(map) = crate::mapfile::parse_file(mapfile)? else {
+        return Err(crate::error::Error::io(
+            mapfile,
+            std::io::Error::from(std::io::ErrorKind::NotFound),
+        ));
+    };
+    let mut src = crate::device::FileSource::open(copy, Default::default())?;
+    crate::fs::files::report(&mut src, &map)
+}
+
+/// Starts a task on a new thread; its messages go to `tx`.
+pub fn start_task(task: Task, control: Arc<Control>, tx: Sender<WorkerMsg>) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("salvor-task".into())
+        .spawn(move || run_task(&task, &control, &tx))?;
+    Ok(())
 }
 
 /// How often the block map is refreshed: enough to look alive, cheap on huge maps.
