@@ -215,9 +215,10 @@ pub fn damage_of(r: &FilesReport) -> Damage {
             meta(format!("{} files whose names are lost", fs.lost_names));
         }
         if !fs.damaged_dirs.is_empty() {
+            let n = fs.damaged_dirs.len();
             meta(format!(
-                "{} folders whose list of files is incomplete",
-                fs.damaged_dirs.len()
+                "{n} folder{} whose list of files is incomplete",
+                if n == 1 { "" } else { "s" }
             ));
         }
         if fs.unreadable_inodes > 0 {

@@ -73,7 +73,8 @@ fn outcome_lines(r: &RescueResult) -> Vec<Line<'static>> {
             "{} of {} ({:.2}%)",
             format_bytes_like(t.finished, r.size),
             format_bytes(r.size),
-            percent(t.finished, size)
+            // Rounded down: 100% means every byte.
+            (percent(t.finished, size) * 100.0).floor() / 100.0
         ),
     )];
     l.push(if t.bad_sector == 0 {
@@ -177,10 +178,8 @@ fn step_text(s: Step, r: &RescueResult) -> (&'static str, String) {
         Step::CopyFiles => (
             "Copy my files",
             match r.copy_kind {
-                TargetKind::Disk => "mount the rescued disk read-only, copy to another disk".into(),
-                TargetKind::File => {
-                    "open the rescued image read-only, copy to another disk".into()
-                }
+                TargetKind::Disk => "open the rescued disk read-only; copy files out".into(),
+                TargetKind::File => "open the rescued image read-only; copy files out".into(),
             },
         ),
         Step::Menu => ("Back to the menu", String::new()),
@@ -195,7 +194,7 @@ pub fn draw_result(app: &App, f: &mut Frame, area: Rect) {
     let [from, to, outcome, files, next] = Layout::vertical([
         Constraint::Length(1),
         Constraint::Length(1),
-        Constraint::Length(5),
+        Constraint::Length(3),
         Constraint::Min(3),
         Constraint::Length(steps.len() as u16 + 2),
     ])
@@ -215,7 +214,7 @@ pub fn draw_result(app: &App, f: &mut Frame, area: Rect) {
         to,
     );
     f.render_widget(
-        Paragraph::new(outcome_lines(r)).block(Block::bordered().title(" Outcome ")),
+        Paragraph::new(outcome_lines(r)),
         outcome,
     );
     let inner_w = usize::from(files.width.saturating_sub(2));

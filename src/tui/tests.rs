@@ -214,6 +214,27 @@ impl Host for FakeHost {
             .cloned()
             .collect();
         v.extend(sh.plugged.iter().cloned());
+        // An image attached to a loop device shows up as a disk with its partition.
+        for (i, img) in sh.attached.iter().enumerate() {
+            if sh.detached.len() > i {
+                continue;
+            }
+            v.push(DiskRow {
+                path: "/dev/loop7".into(),
+                size: 1_000_204_886_016,
+                transport: "loop".into(),
+                backing_file: Some(img.clone()),
+                read_only: true,
+                partitions: vec![part(
+                    "/dev/loop7p1",
+                    1_000_000_000_000,
+                    "ext4",
+                    Some("family photos"),
+                    None,
+                )],
+                ..DiskRow::default()
+            });
+        }
         for (dev, dir, fs, _) in &sh.mounts {
             for d in &mut v {
                 if d.path == *dev {
@@ -2193,4 +2214,256 @@ fn snap_places_and_browser() {
     key(&mut a, KeyCode::Enter);
     down(&mut a, 4);
     snap("browse", &a);
+}
+
+// ----- the result screen and "Copy my files" -----
+
+fn damaged(path: &str, size: u64, lost: u64) -> crate::fs::files::DamagedFile {
+    crate::fs::files::DamagedFile {
+        path: path.into(),
+        size,
+        lost_bytes: lost,
+        lost: vec![(0, lost)],
+        unlocated: None,
+    }
+}
+
+/// What the report finds on the fixture's rescued copy: three damaged photos, lost names.
+fn fixture_report() -> crate::fs::files::FilesReport {
+    use crate::fs::files::{DamagedDir, FilesReport, FsFiles};
+    FilesReport {
+        size: 1_000_204_886_016,
+        unrescued_bytes: 1_052_672,
+        filesystems: vec![FsFiles {
+            partition: 1,
+            kind: crate::fs::FsKind::Ext4,
+            start: 1 << 20,
+            size: 1_000_000_000_000,
+            files_checked: 48_213,
+            damaged_files: vec![
+                damaged("/Photos/2019/IMG_0412.JPG", 4_200_000, 4096),
+                damaged("/Photos/2019/IMG_0413.JPG", 3_900_000, 1_044_480),
+                damaged("/Documents/taxes 2023.pdf", 800_000, 4096),
+            ],
+            damaged_dirs: vec![DamagedDir {
+                path: "/Photos/2020".into(),
+                reason: "directory block not rescued".into(),
+            }],
+            lost_names: 2,
+            unreadable_inodes: 0,
+            unrescued_bytes: 1_052_672,
+            unrescued_metadata: Some(4096),
+            unrescued_free: Some(0),
+            error: None,
+            notes: Vec::new(),
+        }],
+        notes: Vec::new(),
+    }
+}
+
+/// A finished rescue with bad sectors left, on its result screen with the report in.
+fn result_app() -> App {
+    result_app_shared().0
+}
+
+fn result_app_shared() -> (App, Arc<Mutex<Shared>>) {
+    let mut host = FakeHost::new();
+    let shared = host.shared.clone();
+    for d in ["/mnt/loop7p1", "/mnt/loop7p1/Photos", "/mnt/loop7p1/Documents", "/mnt/backup/restored"] {
+        host.dirs.insert(d.into());
+    }
+    host.files = vec![
+        ("/mnt/loop7p1/Photos/IMG_0001.JPG".into(), 4_100_000),
+        ("/mnt/loop7p1/notes.txt".into(), 1200),
+    ];
+    let mut a = app_with(host);
+    to_confirm_file(&mut a);
+    key(&mut a, KeyCode::Enter);
+    let size = sample_map().end();
+    let done = Mapfile::from_blocks(vec![
+        blk(0, 100 * GB, BlockStatus::Finished),
+        blk(100 * GB, 4096, BlockStatus::BadSector),
+        blk(100 * GB + 4096, 230 * GB - 4096, BlockStatus::Finished),
+        blk(330 * GB, 1 << 20, BlockStatus::BadSector),
+        blk(330 * GB + (1 << 20), size - 330 * GB - (1 << 20), BlockStatus::Finished),
+    ])
+    .unwrap();
+    a.on_worker(WorkerMsg::Map(done.blocks().to_vec()));
+    a.on_worker(WorkerMsg::Snapshot(snapshot(&done)));
+    a.on_worker(WorkerMsg::Event(RescueEvent::Finished { complete: true }));
+    a.on_worker(WorkerMsg::Done(Ok(crate::rescue::Outcome::Finished)));
+    assert_eq!(a.screen, Screen::Result);
+    assert_eq!(a.take_tasks().len(), 1);
+    (a, shared)
+}
+
+#[test]
+fn snap_result() {
+    let mut a = result_app();
+    snap("result_pending", &a);
+    a.on_worker(WorkerMsg::Files(Ok(fixture_report())));
+    snap("result", &a);
+    let screen = screen_text(&a, 80, 24);
+    assert!(screen.contains("2 files whose names are lost"), "{screen}");
+    assert!(screen.contains("taxes 2023.pdf"), "{screen}");
+    assert!(screen.contains("99.99%"), "{screen}");
+    assert!(screen_text(&a, 120, 40).contains("IMG_0413.JPG"));
+    a.on_worker(WorkerMsg::Files(Err("/mnt/backup/wd.img: Input/output error".into())));
+    snap("result_failed", &a);
+}
+
+#[test]
+fn damage_tree_counts_files_and_bytes_per_folder() {
+    let d = super::result::damage_of(&fixture_report());
+    let rows: Vec<(usize, &str, u64, u64)> = d
+        .tree
+        .iter()
+        .map(|r| (r.depth, r.name.as_str(), r.files, r.lost))
+        .collect();
+    assert_eq!(
+        rows,
+        vec![
+            (0, "partition 1 (ext4)", 3, 1_052_672),
+            (1, "Documents/", 1, 4096),
+            (2, "taxes 2023.pdf", 1, 4096),
+            (1, "Photos/", 2, 1_048_576),
+            (2, "2019/", 2, 1_048_576),
+            (3, "IMG_0412.JPG", 1, 4096),
+            (3, "IMG_0413.JPG", 1, 1_044_480),
+        ]
+    );
+    assert_eq!((d.files, d.lost), (3, 1_052_672));
+    assert!(d.metadata.iter().any(|m| m.contains("2 files whose names are lost")));
+    assert!(d.metadata.iter().any(|m| m.contains("1 folder whose list")));
+}
+
+#[test]
+fn retry_starts_the_same_rescue_with_direct_access_and_retries() {
+    let mut a = result_app();
+    let r = a.result.as_ref().unwrap();
+    assert_eq!(r.steps()[0], super::result::Step::Retry);
+    match key(&mut a, KeyCode::Enter) {
+        Action::StartRescue(req) => {
+            assert_eq!(req.source, PathBuf::from("/dev/sdb"));
+            assert_eq!(req.dest, PathBuf::from("/mnt/backup/wd.img"));
+            assert_eq!(req.mapfile, PathBuf::from("/mnt/backup/wd.img.map"));
+            assert!(req.resume);
+            assert!(req.choices.direct);
+            assert_eq!(req.choices.retry_passes, 3);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(a.screen, Screen::Job);
+}
+
+#[test]
+fn copy_my_files_mounts_read_only_marks_checks_and_copies() {
+    let (mut a, shared) = result_app_shared();
+    a.on_worker(WorkerMsg::Files(Ok(fixture_report())));
+    down(&mut a, 1);
+    key(&mut a, KeyCode::Enter);
+    // The image file was attached read-only; its partition is offered with its damage.
+    assert_eq!(a.screen, Screen::CopyPart, "{:?}", a.status);
+    snap("copy_part", &a);
+    key(&mut a, KeyCode::Enter);
+    assert_eq!(a.screen, Screen::Browse, "{:?}", a.status);
+    {
+        let sh = shared.lock().unwrap();
+        assert_eq!(
+            sh.mounts,
+            vec![(
+                "/dev/loop7p1".into(),
+                "/mnt/loop7p1".into(),
+                "ext4".into(),
+                true
+            )]
+        );
+    }
+    // Mark Photos (after "..", Documents), then continue.
+    down(&mut a, 2);
+    key(&mut a, KeyCode::Char(' '));
+    snap("copy_browse_marked", &a);
+    key(&mut a, KeyCode::Char('c'));
+    assert_eq!(a.screen, Screen::Places);
+    // Neither the source nor the copy's loop device is offered as a place to copy to.
+    let places: Vec<String> = a.picker.places.iter().map(|p| p.name()).collect();
+    assert!(!places.iter().any(|p| p.starts_with("loop7") || p.starts_with("sdb")), "{places:?}");
+    snap("copy_places", &a);
+    // A folder on the mounted copy itself is refused by the policy.
+    a.copy_dest_picked("/mnt/loop7p1/Documents".into());
+    assert!(a.status.as_ref().is_some_and(|s| s.is_error), "{:?}", a.status);
+    let backup = a.picker.places.iter().position(|p| p.dev == Path::new("/dev/sdc1")).unwrap();
+    a.picker.cursor = backup;
+    key(&mut a, KeyCode::Enter);
+    assert_eq!(a.screen, Screen::Browse);
+    down(&mut a, 1);
+    key(&mut a, KeyCode::Enter);
+    assert_eq!(a.picker.dir, PathBuf::from("/mnt/backup/restored"));
+    key(&mut a, KeyCode::Char('c'));
+    assert_eq!(a.screen, Screen::CopyConfirm, "{:?}", a.status);
+    key(&mut a, KeyCode::Char(' '));
+    snap("copy_confirm", &a);
+    key(&mut a, KeyCode::Enter);
+    let tasks = a.take_tasks();
+    let Some(super::worker::Task::Copy(req)) = tasks.first() else {
+        panic!("{tasks:?}");
+    };
+    assert_eq!(req.root, PathBuf::from("/mnt/loop7p1"));
+    assert_eq!(req.items, vec![PathBuf::from("/mnt/loop7p1/Photos")]);
+    assert_eq!(req.dest, PathBuf::from("/mnt/backup/restored"));
+    assert_eq!(req.choice, super::copier::DamagedChoice::Mark);
+    assert_eq!(req.damaged.len(), 3);
+    a.on_worker(WorkerMsg::CopyProgress(super::copier::CopyProgress {
+        files_done: 120,
+        files_total: 311,
+        bytes_done: 512_000_000,
+        bytes_total: 1_300_000_000,
+        current: "/Photos/2019/IMG_0200.JPG".into(),
+    }));
+    snap("copy_running", &a);
+    assert_eq!(key(&mut a, KeyCode::Char('a')), Action::CancelTask);
+    a.on_worker(WorkerMsg::CopyDone(Ok(super::copier::CopySummary {
+        files: 311,
+        bytes: 1_300_000_000,
+        damaged: vec!["/Photos/2019/IMG_0412.JPG".into(), "/Photos/2019/IMG_0413.JPG".into()],
+        ..Default::default()
+    })));
+    snap("copy_done", &a);
+    key(&mut a, KeyCode::Enter);
+    // Unmounted and detached: back on the result.
+    assert_eq!(a.screen, Screen::Result);
+    let sh = shared.lock().unwrap();
+    assert!(sh.unmounts.contains(&PathBuf::from("/mnt/loop7p1")));
+    assert_eq!(sh.detached, vec![PathBuf::from("/dev/loop7")]);
+    assert!(sh.syncs > 0);
+}
+
+#[test]
+fn result_from_the_menu_finds_the_copy_beside_the_mapfile() {
+    let mut host = FakeHost::new();
+    host.existing.insert("/mnt/backup/wd.img.map".into());
+    host.existing.insert("/mnt/backup/wd.img".into());
+    let mut a = app_with(host);
+    a.menu_cursor = MENU.iter().position(|m| *m == MenuItem::Result).unwrap();
+    key(&mut a, KeyCode::Enter);
+    assert_eq!(a.screen, Screen::ResultOpen);
+    typ(&mut a, "/mnt/backup/nothing.map");
+    key(&mut a, KeyCode::Enter);
+    assert!(a.status.as_ref().is_some_and(|s| s.is_error));
+    a.flow.input.clear();
+    typ(&mut a, "/mnt/backup/wd.img.map");
+    snap("result_open", &a);
+    key(&mut a, KeyCode::Enter);
+    assert_eq!(a.screen, Screen::Result, "{:?}", a.status);
+    let r = a.result.as_ref().unwrap();
+    assert_eq!(r.copy, PathBuf::from("/mnt/backup/wd.img"));
+    // The fake mapfile matches every disk: the source is the first one that is not the copy.
+    assert!(r.source.is_some());
+    assert_eq!(
+        a.take_tasks(),
+        vec![super::worker::Task::FilesReport {
+            copy: "/mnt/backup/wd.img".into(),
+            mapfile: "/mnt/backup/wd.img.map".into(),
+        }]
+    );
 }
