@@ -238,7 +238,10 @@ mod tests {
         assert_eq!(format_bytes_binary(12 << 20), "12 MiB");
         assert_eq!(format_bytes(64 << 10), "66 kB");
         assert_eq!(format_bytes_like(5_000_000, 1_000_000_000_000), "5000 kB");
-        assert_eq!(format_bytes_like(430_000_000_000, 1_000_000_000_000), "430 GB");
+        assert_eq!(
+            format_bytes_like(430_000_000_000, 1_000_000_000_000),
+            "430 GB"
+        );
         assert_eq!(format_bytes_like(0, 1_000_000_000_000), "0 GB");
         assert_eq!(format_bytes_like(4096, 100), "4096 B");
     }

@@ -137,10 +137,13 @@ impl Host for RealHost {
         if !dest.is_dir() {
             return Err(format!("{} is not a folder", dest.display()));
         }
+        // The policy judges files written: a new file in the folder stands for every copied
+        // one (all of them land on the folder's filesystem).
+        let probe = dest.join(".salvor-copy");
         let plan = reads
             .iter()
             .fold(crate::safety::Plan::new(), |p, r| p.read(r.clone()))
-            .write(crate::safety::Role::Destination, dest.to_path_buf());
+            .write(crate::safety::Role::Destination, probe);
         plan.check().map_err(|e| e.to_string())
     }
     fn exists(&self, p: &Path) -> bool {
@@ -1462,7 +1465,11 @@ impl App {
         let finished = matches!(msg, WorkerMsg::Done(Ok(Outcome::Finished)));
         job.on_worker(msg);
         if finished && self.screen == Screen::Job {
-            if let Some(j) = self.job.clone().filter(|j| matches!(j.request, JobRequest::Rescue(_))) {
+            if let Some(j) = self
+                .job
+                .clone()
+                .filter(|j| matches!(j.request, JobRequest::Rescue(_)))
+            {
                 self.open_result_of(&j);
             }
         }

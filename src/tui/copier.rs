@@ -77,7 +77,10 @@ struct Item {
 
 enum ItemKind {
     Dir,
-    File { len: u64, damaged: bool },
+    File {
+        len: u64,
+        damaged: bool,
+    },
     /// Left out, with why.
     Skip(&'static str),
 }
@@ -293,7 +296,10 @@ mod tests {
         let s = copy(&req, &Control::new(), &mut |p| last = p.clone()).unwrap();
         assert_eq!(s.files, 1);
         assert_eq!(s.damaged, vec!["/photos/2024/b.jpg".to_string()]);
-        assert_eq!(s.left_out, vec![("/photos/link".to_string(), "a symbolic link")]);
+        assert_eq!(
+            s.left_out,
+            vec![("/photos/link".to_string(), "a symbolic link")]
+        );
         assert_eq!(
             std::fs::read(dest.join("photos/a.jpg")).unwrap(),
             std::fs::read(root.join("photos/a.jpg")).unwrap()
@@ -305,7 +311,9 @@ mod tests {
         req.choice = DamagedChoice::Mark;
         let s = copy(&req, &Control::new(), &mut |_| {}).unwrap();
         assert_eq!(s.files, 1);
-        assert!(s.left_out.contains(&("/photos/a.jpg".into(), "already there")));
+        assert!(s
+            .left_out
+            .contains(&("/photos/a.jpg".into(), "already there")));
         assert_eq!(
             std::fs::read(dest.join("photos/2024/b.jpg.damaged")).unwrap(),
             b"bbb"

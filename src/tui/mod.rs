@@ -12,9 +12,9 @@ pub mod disks;
 pub mod imaging;
 mod imgui;
 pub mod places;
+mod placesui;
 pub mod result;
 mod resultui;
-mod placesui;
 pub mod sysinfo;
 pub mod ui;
 pub mod worker;
@@ -188,9 +188,7 @@ pub fn step<B: Backend>(
                 app.on_worker(worker::WorkerMsg::Done(Err(e)));
             }
         }
-        a @ (Action::Pause | Action::Resume | Action::Abort | Action::CancelTask) => {
-            runner.act(&a)
-        }
+        a @ (Action::Pause | Action::Resume | Action::Abort | Action::CancelTask) => runner.act(&a),
         Action::None => {}
     }
     start_tasks(app, runner);

@@ -261,8 +261,10 @@ pub fn draw_browse(app: &App, f: &mut Frame, area: Rect) {
     let mut lines = Vec::new();
     for (i, e) in pk.entries.iter().enumerate().skip(first).take(visible) {
         let sel = i == pk.entry_cursor && !pk.naming;
-        let marked = pk.marked.iter().any(|m| m.parent() == Some(pk.dir.as_path())
-            && m.file_name().is_some_and(|n| n.to_string_lossy() == e.name));
+        let marked = pk.marked.iter().any(|m| {
+            m.parent() == Some(pk.dir.as_path())
+                && m.file_name().is_some_and(|n| n.to_string_lossy() == e.name)
+        });
         let mark = match (sel, marked) {
             (true, true) => ">*",
             (true, false) => "> ",

@@ -320,7 +320,12 @@ impl App {
         self.result = Some(RescueResult {
             source: source.map(|d| d.path.clone()),
             source_identity: source.map_or_else(
-                || summary.source.clone().unwrap_or_else(|| "unknown disk".into()),
+                || {
+                    summary
+                        .source
+                        .clone()
+                        .unwrap_or_else(|| "unknown disk".into())
+                },
                 |d| d.identity_line(),
             ),
             copy_kind: if copy_disk.is_some() {
@@ -497,8 +502,7 @@ impl App {
         let Some(d) = self.disks.iter().find(|d| d.path == disk).cloned() else {
             return Vec::new();
         };
-        let vols: Vec<(PathBuf, u64, Option<String>, Option<String>)> = if d.partitions.is_empty()
-        {
+        let vols: Vec<(PathBuf, u64, Option<String>, Option<String>)> = if d.partitions.is_empty() {
             vec![(d.path.clone(), d.size, None, None)]
         } else {
             d.partitions

@@ -148,11 +148,19 @@ fn damage_lines(r: &RescueResult, width: usize, height: usize) -> (String, Vec<L
                 let indent = "  ".repeat(row.depth.min(8));
                 let name = fit(&format!("{indent}{}", row.name), name_w);
                 let count = if row.is_dir {
-                    format!("{} file{}", row.files, if row.files == 1 { "" } else { "s" })
+                    format!(
+                        "{} file{}",
+                        row.files,
+                        if row.files == 1 { "" } else { "s" }
+                    )
                 } else {
                     String::new()
                 };
-                let style = if row.depth == 0 { BOLD } else { ratatui::style::Style::new() };
+                let style = if row.depth == 0 {
+                    BOLD
+                } else {
+                    ratatui::style::Style::new()
+                };
                 l.push(Line::styled(
                     format!("{name} {count:>10} {:>9}", format_bytes(row.lost)),
                     style,
@@ -213,10 +221,7 @@ pub fn draw_result(app: &App, f: &mut Frame, area: Rect) {
         ]),
         to,
     );
-    f.render_widget(
-        Paragraph::new(outcome_lines(r)),
-        outcome,
-    );
+    f.render_widget(Paragraph::new(outcome_lines(r)), outcome);
     let inner_w = usize::from(files.width.saturating_sub(2));
     let inner_h = usize::from(files.height.saturating_sub(2));
     let (title, lines) = damage_lines(r, inner_w, inner_h);
@@ -264,15 +269,11 @@ pub fn draw_copy_part(app: &App, f: &mut Frame, area: Rect) {
         return;
     };
     let fl = &r.copy_flow;
-    let [head, list] =
-        Layout::vertical([Constraint::Length(2), Constraint::Min(3)]).areas(area);
+    let [head, list] = Layout::vertical([Constraint::Length(2), Constraint::Min(3)]).areas(area);
     f.render_widget(
         Paragraph::new(vec![
             Line::raw(format!("The rescued copy: {}", r.copy_identity)),
-            Line::styled(
-                "It is mounted read-only: nothing on it changes.",
-                DIM,
-            ),
+            Line::styled("It is mounted read-only: nothing on it changes.", DIM),
         ]),
         head,
     );
@@ -295,7 +296,13 @@ pub fn draw_copy_part(app: &App, f: &mut Frame, area: Rect) {
             if sel { "> " } else { "  " },
             fit(&name, 10),
             fit(p.fstype.as_deref().unwrap_or("?"), 6),
-            fit(&p.label.as_deref().map(|l| format!("\"{l}\"")).unwrap_or_default(), 16),
+            fit(
+                &p.label
+                    .as_deref()
+                    .map(|l| format!("\"{l}\""))
+                    .unwrap_or_default(),
+                16
+            ),
             format_bytes(p.size),
         );
         lines.push(Line::styled(fit(&text, w), if sel { SEL } else { BOLD }));
@@ -335,9 +342,17 @@ pub fn draw_copy_confirm(app: &App, f: &mut Frame, area: Rect) {
     let names: Vec<String> = fl
         .items
         .iter()
-        .map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default())
+        .map(|p| {
+            p.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        })
         .collect();
-    let dest = fl.dest.as_ref().map(|d| d.display().to_string()).unwrap_or_default();
+    let dest = fl
+        .dest
+        .as_ref()
+        .map(|d| d.display().to_string())
+        .unwrap_or_default();
     let free = fl
         .dest
         .as_ref()
@@ -345,9 +360,15 @@ pub fn draw_copy_confirm(app: &App, f: &mut Frame, area: Rect) {
         .map(|b| format!(" ({} free)", format_bytes(b)))
         .unwrap_or_default();
     let mut l = vec![
-        kv("From", fit(&root.display().to_string(), w).trim_end().to_string()),
+        kv(
+            "From",
+            fit(&root.display().to_string(), w).trim_end().to_string(),
+        ),
         kv("Copy", fit(&names.join(", "), w).trim_end().to_string()),
-        kv("Into", fit(&format!("{dest}{free}"), w).trim_end().to_string()),
+        kv(
+            "Into",
+            fit(&format!("{dest}{free}"), w).trim_end().to_string(),
+        ),
         kv(
             "Damaged",
             format!("{marked_damaged} of the files to copy are damaged"),

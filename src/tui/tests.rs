@@ -2269,7 +2269,12 @@ fn result_app() -> App {
 fn result_app_shared() -> (App, Arc<Mutex<Shared>>) {
     let mut host = FakeHost::new();
     let shared = host.shared.clone();
-    for d in ["/mnt/loop7p1", "/mnt/loop7p1/Photos", "/mnt/loop7p1/Documents", "/mnt/backup/restored"] {
+    for d in [
+        "/mnt/loop7p1",
+        "/mnt/loop7p1/Photos",
+        "/mnt/loop7p1/Documents",
+        "/mnt/backup/restored",
+    ] {
         host.dirs.insert(d.into());
     }
     host.files = vec![
@@ -2285,7 +2290,11 @@ fn result_app_shared() -> (App, Arc<Mutex<Shared>>) {
         blk(100 * GB, 4096, BlockStatus::BadSector),
         blk(100 * GB + 4096, 230 * GB - 4096, BlockStatus::Finished),
         blk(330 * GB, 1 << 20, BlockStatus::BadSector),
-        blk(330 * GB + (1 << 20), size - 330 * GB - (1 << 20), BlockStatus::Finished),
+        blk(
+            330 * GB + (1 << 20),
+            size - 330 * GB - (1 << 20),
+            BlockStatus::Finished,
+        ),
     ])
     .unwrap();
     a.on_worker(WorkerMsg::Map(done.blocks().to_vec()));
@@ -2308,7 +2317,9 @@ fn snap_result() {
     assert!(screen.contains("taxes 2023.pdf"), "{screen}");
     assert!(screen.contains("99.99%"), "{screen}");
     assert!(screen_text(&a, 120, 40).contains("IMG_0413.JPG"));
-    a.on_worker(WorkerMsg::Files(Err("/mnt/backup/wd.img: Input/output error".into())));
+    a.on_worker(WorkerMsg::Files(Err(
+        "/mnt/backup/wd.img: Input/output error".into(),
+    )));
     snap("result_failed", &a);
 }
 
@@ -2333,7 +2344,10 @@ fn damage_tree_counts_files_and_bytes_per_folder() {
         ]
     );
     assert_eq!((d.files, d.lost), (3, 1_052_672));
-    assert!(d.metadata.iter().any(|m| m.contains("2 files whose names are lost")));
+    assert!(d
+        .metadata
+        .iter()
+        .any(|m| m.contains("2 files whose names are lost")));
     assert!(d.metadata.iter().any(|m| m.contains("1 folder whose list")));
 }
 
@@ -2387,12 +2401,26 @@ fn copy_my_files_mounts_read_only_marks_checks_and_copies() {
     assert_eq!(a.screen, Screen::Places);
     // Neither the source nor the copy's loop device is offered as a place to copy to.
     let places: Vec<String> = a.picker.places.iter().map(|p| p.name()).collect();
-    assert!(!places.iter().any(|p| p.starts_with("loop7") || p.starts_with("sdb")), "{places:?}");
+    assert!(
+        !places
+            .iter()
+            .any(|p| p.starts_with("loop7") || p.starts_with("sdb")),
+        "{places:?}"
+    );
     snap("copy_places", &a);
     // A folder on the mounted copy itself is refused by the policy.
     a.copy_dest_picked("/mnt/loop7p1/Documents".into());
-    assert!(a.status.as_ref().is_some_and(|s| s.is_error), "{:?}", a.status);
-    let backup = a.picker.places.iter().position(|p| p.dev == Path::new("/dev/sdc1")).unwrap();
+    assert!(
+        a.status.as_ref().is_some_and(|s| s.is_error),
+        "{:?}",
+        a.status
+    );
+    let backup = a
+        .picker
+        .places
+        .iter()
+        .position(|p| p.dev == Path::new("/dev/sdc1"))
+        .unwrap();
     a.picker.cursor = backup;
     key(&mut a, KeyCode::Enter);
     assert_eq!(a.screen, Screen::Browse);
@@ -2425,7 +2453,10 @@ fn copy_my_files_mounts_read_only_marks_checks_and_copies() {
     a.on_worker(WorkerMsg::CopyDone(Ok(super::copier::CopySummary {
         files: 311,
         bytes: 1_300_000_000,
-        damaged: vec!["/Photos/2019/IMG_0412.JPG".into(), "/Photos/2019/IMG_0413.JPG".into()],
+        damaged: vec![
+            "/Photos/2019/IMG_0412.JPG".into(),
+            "/Photos/2019/IMG_0413.JPG".into(),
+        ],
         ..Default::default()
     })));
     snap("copy_done", &a);

@@ -1213,7 +1213,10 @@ fn rescue_state_span(job: &Job, waiting: bool) -> Span<'static> {
                 Span::styled("Finished: some areas not tried", BOLD)
             }
         }
-        JobState::Stopped => Span::styled("Stopped: the mapfile is saved; start the same rescue to resume", BOLD),
+        JobState::Stopped => Span::styled(
+            "Stopped: the mapfile is saved; start the same rescue to resume",
+            BOLD,
+        ),
         JobState::Failed(_) => Span::styled("! FAILED: see the log", WARN),
     }
 }

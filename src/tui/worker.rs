@@ -45,7 +45,10 @@ pub enum WorkerMsg {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Task {
     /// [`crate::fs::files::report`] on the rescued copy through its mapfile.
-    FilesReport { copy: PathBuf, mapfile: PathBuf },
+    FilesReport {
+        copy: PathBuf,
+        mapfile: PathBuf,
+    },
     Copy(super::copier::CopyRequest),
 }
 
@@ -74,7 +77,10 @@ pub fn run_task(task: &Task, control: &Control, tx: &Sender<WorkerMsg>) {
     }
 }
 
-fn files_report(copy: &std::path::Path, mapfile: &std::path::Path) -> Result<crate::fs::files::FilesReport> {
+fn files_report(
+    copy: &std::path::Path,
+    mapfile: &std::path::Path,
+) -> Result<crate::fs::files::FilesReport> {
     let Some(map) = crate::mapfile::parse_file(mapfile)? else {
         return Err(crate::error::Error::io(
             mapfile,

@@ -1,0 +1,159 @@
+//! The TUI's copier ("Copy my files", "Browse an image") on a real ext4 filesystem: the image is
+//! attached read-only the way the TUI does it, mounted read-only, the damaged-files report finds
+//! the file over an unrescued block, and a folder is copied out with that file skipped (or
+//! marked); every other file must equal the original byte for byte. Needs root; never skips.
+
+mod common;
+
+use common::fsimg::{self, MIB};
+use salvor::tui::copier::{self, CopyRequest, DamagedChoice};
+use salvor::tui::Host;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Undoes what the test set up, even when it fails: unmount, then detach.
+struct Cleanup {
+    mount: Option<PathBuf>,
+    dev: Option<PathBuf>,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if let Some(m) = self.mount.take() {
+            let _ = salvor::mount::unmount(&m, false);
+        }
+        if let Some(d) = self.dev.take() {
+            let _ = salvor::mount::detach_loop(&d);
+        }
+    }
+}
+
+/// The disk block holding byte 0 of `file` in the ext4 image, by debugfs.
+fn first_block(img: &Path, file: &str) -> u64 {
+    common::require_tool("debugfs", "e2fsprogs");
+    let out = fsimg::sh(
+        Command::new("debugfs")
+            .arg("-R")
+            .arg(format!("bmap {file} 0"))
+            .arg(img),
+    );
+    out.trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("debugfs bmap said {out:?}"))
+}
+
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut v = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                v.push(p.strip_prefix(dir).unwrap().to_path_buf());
+            }
+        }
+    }
+    v.sort();
+    v
+}
+
+#[test]
+fn copies_a_folder_out_of_a_read_only_ext4_copy_skipping_a_damaged_file() {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "this test needs root (loop devices, mount)"
+    );
+    let t = fsimg::tmp();
+    let img = fsimg::mkfs_ext(t.path(), "copy.img", 64 * MIB, &["-b", "4096"]);
+    let tree = t.path().join("copy.img.tree");
+    let before = std::fs::read(&img).unwrap();
+    // The rescue missed the first block of dir1/file3.bin.
+    let block = first_block(&img, "/dir1/file3.bin");
+    let map_path = t.path().join("copy.img.map");
+    common::write_test_map(&map_path, 64 * MIB, &[(block * 4096, block * 4096 + 4096)]);
+    let map = common::read_map(&map_path);
+    let mut src = salvor::device::FileSource::open(&img, Default::default()).unwrap();
+    let report = salvor::fs::files::report(&mut src, &map).unwrap();
+    drop(src);
+    let damaged: Vec<String> = report.filesystems[0]
+        .damaged_files
+        .iter()
+        .map(|f| f.path.clone())
+        .collect();
+    assert_eq!(damaged, vec!["/dir1/file3.bin".to_string()]);
+
+    let mut guard = Cleanup {
+        mount: None,
+        dev: None,
+    };
+    let dev = salvor::mount::attach_loop(&img).unwrap();
+    guard.dev = Some(dev.clone());
+    let mnt = t.path().join("mnt");
+    salvor::mount::mount(&dev, &mnt, "ext4", true).unwrap();
+    guard.mount = Some(mnt.clone());
+
+    let dest = t.path().join("out");
+    std::fs::create_dir(&dest).unwrap();
+    // The policy: into the mounted copy is refused, a folder elsewhere is fine.
+    let reads = vec![img.clone(), dev.clone(), mnt.clone()];
+    let host = salvor::tui::RealHost;
+    let refused = host.check_copy_dest(&mnt.join("dir0"), &reads);
+    assert!(refused.is_err(), "copying into the copy itself was allowed");
+    host.check_copy_dest(&dest, &reads).unwrap();
+
+    let mut req = CopyRequest {
+        root: mnt.clone(),
+        items: vec![mnt.join("dir1"), mnt.join("big.bin")],
+        dest: dest.clone(),
+        damaged: damaged.clone(),
+        choice: DamagedChoice::Skip,
+    };
+    let control = salvor::progress::Control::new();
+    let mut updates = 0;
+    let s = copier::copy(&req, &control, &mut |_| updates += 1).unwrap();
+    assert!(updates > 0);
+    assert_eq!(s.damaged, damaged);
+    assert!(s.unreadable.is_empty(), "{:?}", s.unreadable);
+    assert!(!s.stopped);
+    let copied = files_under(&dest);
+    let mut want: Vec<PathBuf> = files_under(&tree.join("dir1"))
+        .into_iter()
+        .map(|p| Path::new("dir1").join(p))
+        .filter(|p| p != Path::new("dir1/file3.bin"))
+        .collect();
+    want.push("big.bin".into());
+    want.sort();
+    assert_eq!(copied, want);
+    for rel in &copied {
+        assert_eq!(
+            std::fs::read(dest.join(rel)).unwrap(),
+            std::fs::read(tree.join(rel)).unwrap(),
+            "{} differs",
+            rel.display()
+        );
+    }
+    assert_eq!(s.files, copied.len() as u64);
+
+    // Copied anyway, the damaged file carries the mark (and its rescued bytes).
+    req.choice = DamagedChoice::Mark;
+    req.items = vec![mnt.join("dir1")];
+    let s = copier::copy(&req, &control, &mut |_| {}).unwrap();
+    assert_eq!(s.files, 1);
+    let marked = std::fs::read(dest.join("dir1/file3.bin.damaged")).unwrap();
+    let orig = std::fs::read(tree.join("dir1/file3.bin")).unwrap();
+    assert_eq!(marked.len(), orig.len());
+
+    salvor::mount::unmount(&mnt, false).unwrap();
+    guard.mount = None;
+    salvor::mount::detach_loop(&dev).unwrap();
+    guard.dev = None;
+    // Read-only all along: the copy did not change.
+    assert!(
+        std::fs::read(&img).unwrap() == before,
+        "the rescued copy changed"
+    );
+}
