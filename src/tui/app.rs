@@ -585,7 +585,10 @@ impl Job {
             WorkerMsg::ImageEvent(e) => self.on_image_event(e),
             WorkerMsg::ImageDone(r) => self.on_image_done(r),
             // Task messages are the app's, not the job's.
-            WorkerMsg::Files(_) | WorkerMsg::CopyProgress(_) | WorkerMsg::CopyDone(_) => {}
+            WorkerMsg::Files(_)
+            | WorkerMsg::CopyProgress(_)
+            | WorkerMsg::CopyDone(_)
+            | WorkerMsg::PartFacts(_) => {}
         }
         self.confirm_abort &= self.state.is_active();
     }
@@ -661,6 +664,8 @@ pub struct App {
     pub result: Option<super::result::RescueResult>,
     /// Tasks asked for and not yet handed to the runner.
     pub(super) tasks: Vec<super::worker::Task>,
+    /// Filesystem, label and GPT name of each partition, as the probes found them.
+    pub(super) part_facts: std::collections::HashMap<PathBuf, super::partinfo::Facts>,
 }
 
 impl App {
@@ -684,6 +689,7 @@ impl App {
             fs_cache: Default::default(),
             result: None,
             tasks: Vec::new(),
+            part_facts: Default::default(),
         };
         app.listing = app.host.block_listing();
         app.refresh_disks();
@@ -700,7 +706,12 @@ impl App {
             return false;
         }
         self.last_poll = Some(now);
-        self.check_hotplug()
+        self.expire_part_facts(now);
+        let changed = self.check_hotplug();
+        if changed && self.screen == Screen::Disks {
+            self.request_part_facts(now);
+        }
+        changed
     }
 
     /// Rescans the disks if a block device appeared, vanished or changed size since the last
@@ -972,6 +983,7 @@ impl App {
                     MenuItem::Disks => {
                         self.refresh_disks();
                         self.screen = Screen::Disks;
+                        self.request_part_facts(Instant::now());
                     }
                     MenuItem::Result => {
                         if self.result.is_some() {
@@ -1034,6 +1046,12 @@ impl App {
             }
             KeyCode::Char('r') => {
                 self.refresh_disks();
+                if self.screen == Screen::Disks {
+                    // Asked again, except where a probe still waits for its disk.
+                    self.part_facts
+                        .retain(|_, f| matches!(f, super::partinfo::Facts::Pending(_)));
+                    self.request_part_facts(Instant::now());
+                }
                 self.info("Device list refreshed");
             }
             KeyCode::Esc | KeyCode::Left | KeyCode::Char('h') if esc_to_menu => {
@@ -1455,6 +1473,7 @@ impl App {
             WorkerMsg::Files(r) => return self.on_files_report(r),
             WorkerMsg::CopyProgress(p) => return self.on_copy_progress(p),
             WorkerMsg::CopyDone(r) => return self.on_copy_done(r),
+            WorkerMsg::PartFacts(p) => return self.on_part_facts(p),
             _ => {}
         }
         let Some(job) = self.job.as_mut() else {
@@ -1485,6 +1504,12 @@ impl App {
         match task {
             super::worker::Task::FilesReport { .. } => self.on_files_report(Err(e)),
             super::worker::Task::Copy(_) => self.on_copy_done(Err(e)),
+            super::worker::Task::ProbeDisk { parts, .. } => {
+                for p in parts {
+                    self.part_facts
+                        .insert(p.clone(), super::partinfo::Facts::NoAnswer);
+                }
+            }
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod copier;
 pub mod disks;
 pub mod imaging;
 mod imgui;
+pub mod partinfo;
 pub mod places;
 mod placesui;
 pub mod result;

@@ -246,16 +246,6 @@ pub fn damage_of(r: &FilesReport) -> Damage {
     d
 }
 
-/// The partition number at the end of a device name: `sdb2` → 2, `loop0p1` → 1, `sdb` → 0.
-fn part_number(dev: &Path, disk: &Path) -> u32 {
-    let name = dev.to_string_lossy();
-    let disk = disk.to_string_lossy();
-    name.strip_prefix(disk.as_ref())
-        .map(|t| t.trim_start_matches('p'))
-        .and_then(|t| t.parse().ok())
-        .unwrap_or(0)
-}
-
 impl App {
     /// Shows the result of the rescue `job` just ended, and asks for the damaged-files report.
     pub(super) fn open_result_of(&mut self, job: &Job) {
@@ -512,7 +502,7 @@ impl App {
         };
         vols.into_iter()
             .map(|(dev, size, fstype, label)| {
-                let number = part_number(&dev, disk);
+                let number = super::partinfo::part_number(&dev, disk);
                 // The copy is healthy: probing it is cheap and safe.
                 let fstype = fstype.or_else(|| self.host.probe_fs(&dev));
                 CopyPart {

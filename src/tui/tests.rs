@@ -26,6 +26,7 @@ fn part(path: &str, size: u64, fs: &str, label: Option<&str>, mount: Option<&str
         fstype: Some(fs.into()),
         label: label.map(Into::into),
         mountpoints: mount.into_iter().map(PathBuf::from).collect(),
+        ..PartRow::default()
     }
 }
 
@@ -2497,4 +2498,64 @@ fn result_from_the_menu_finds_the_copy_beside_the_mapfile() {
             mapfile: "/mnt/backup/wd.img.map".into(),
         }]
     );
+}
+
+// ----- the Disks screen's partition facts -----
+
+#[test]
+fn disks_screen_probes_partitions_on_a_worker_but_never_the_job_s_disks() {
+    let mut a = job_app();
+    key(&mut a, KeyCode::Esc);
+    assert_eq!(a.screen, Screen::Menu);
+    a.take_tasks();
+    a.menu_cursor = MENU.iter().position(|m| *m == MenuItem::Disks).unwrap();
+    key(&mut a, KeyCode::Enter);
+    assert_eq!(a.screen, Screen::Disks);
+    let tasks = a.take_tasks();
+    let probed: Vec<PathBuf> = tasks
+        .iter()
+        .map(|t| match t {
+            super::worker::Task::ProbeDisk { disk, .. } => disk.clone(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    // sdb is under rescue: never read while the job runs.
+    assert!(!probed.contains(&PathBuf::from("/dev/sdb")), "{probed:?}");
+    assert!(probed.contains(&PathBuf::from("/dev/sdc")), "{probed:?}");
+    // Asked once: coming back does not ask again.
+    key(&mut a, KeyCode::Esc);
+    key(&mut a, KeyCode::Enter);
+    assert!(a.take_tasks().is_empty());
+}
+
+#[test]
+fn snap_disks_with_partition_facts() {
+    let mut host = FakeHost::new();
+    host.disks[2]
+        .partitions
+        .push(part("/dev/sdc2", 500 * GB, "ext4", None, None));
+    host.disks[2].partitions[1].fstype = None;
+    host.disks[2]
+        .partitions
+        .push(part("/dev/sdc3", 100 * GB, "ext4", None, None));
+    host.disks[2].partitions[2].fstype = None;
+    let mut a = app_with(host);
+    a.menu_cursor = MENU.iter().position(|m| *m == MenuItem::Disks).unwrap();
+    key(&mut a, KeyCode::Enter);
+    let t0 = Instant::now();
+    a.take_tasks();
+    down(&mut a, 2);
+    a.on_worker(WorkerMsg::PartFacts(super::partinfo::PartFacts {
+        dev: "/dev/sdc2".into(),
+        fstype: Some("ext4".into()),
+        label: Some("photos".into()),
+        gpt_name: Some("family photos".into()),
+    }));
+    snap("disks_facts_pending", &a);
+    // sdc3 never answers: after the deadline it says so.
+    a.expire_part_facts(t0 + super::partinfo::PROBE_DEADLINE);
+    snap("disks_facts_no_answer", &a);
+    let screen = screen_text(&a, 80, 24);
+    assert!(screen.contains("GPT name \"family photos\""), "{screen}");
+    assert!(screen.contains("no answer"), "{screen}");
 }

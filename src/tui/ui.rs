@@ -656,13 +656,23 @@ pub(super) fn disk_details(d: &DiskRow, narrow: bool) -> Vec<Line<'static>> {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let mut s = format!(
-            "  {name}  {}  {}",
-            format_bytes(p.size),
-            p.fstype.as_deref().unwrap_or("?")
-        );
-        if let Some(lab) = &p.label {
+        // "…" while a probe is under way; "?" when nothing is known.
+        let fs = match (&p.fstype, p.probing) {
+            (Some(f), _) => f.clone(),
+            (None, Some(true)) => "…".into(),
+            (None, Some(false)) => "? (no answer)".into(),
+            (None, None) => "?".into(),
+        };
+        let mut s = format!("  {name}  {}  {fs}", format_bytes(p.size));
+        if let Some(lab) = p.fs_label.as_ref().or(p.label.as_ref()) {
             s.push_str(&format!("  \"{lab}\""));
+        }
+        if let Some(g) = p
+            .gpt_name
+            .as_ref()
+            .filter(|g| Some(*g) != p.fs_label.as_ref())
+        {
+            s.push_str(&format!("  GPT name \"{g}\""));
         }
         if let Some(m) = p.mountpoints.first() {
             s.push_str(&format!("  mounted at {}", m.display()));
@@ -742,7 +752,7 @@ pub(super) fn draw_disk_table(
                     WARN,
                 ));
             }
-            l.extend(disk_details(d, false));
+            l.extend(disk_details(&app.with_facts(d), false));
             l
         }
         Some((None, _)) => vec![

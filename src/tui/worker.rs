@@ -38,6 +38,8 @@ pub enum WorkerMsg {
     Files(std::result::Result<crate::fs::files::FilesReport, String>),
     CopyProgress(super::copier::CopyProgress),
     CopyDone(std::result::Result<super::copier::CopySummary, String>),
+    /// What one partition holds (the Disks screen).
+    PartFacts(super::partinfo::PartFacts),
 }
 
 /// Work besides the job that the UI asks for: it runs on its own thread and reports over the
@@ -50,6 +52,11 @@ pub enum Task {
         mapfile: PathBuf,
     },
     Copy(super::copier::CopyRequest),
+    /// The filesystems, labels and GPT names of these volumes of `disk`.
+    ProbeDisk {
+        disk: PathBuf,
+        parts: Vec<PathBuf>,
+    },
 }
 
 /// How often copy progress is sent: often enough to look alive.
@@ -62,6 +69,7 @@ pub fn run_task(task: &Task, control: &Control, tx: &Sender<WorkerMsg>) {
             let r = files_report(copy, mapfile).map_err(|e| e.to_string());
             let _ = tx.send(WorkerMsg::Files(r));
         }
+        Task::ProbeDisk { disk, parts } => super::partinfo::probe_disk(disk, parts, tx),
         Task::Copy(req) => {
             let mut last: Option<Instant> = None;
             let r = super::copier::copy(req, control, &mut |p| {
