@@ -666,6 +666,8 @@ pub struct App {
     pub(super) tasks: Vec<super::worker::Task>,
     /// Filesystem, label and GPT name of each partition, as the probes found them.
     pub(super) part_facts: std::collections::HashMap<PathBuf, super::partinfo::Facts>,
+    /// "Copy my files" and "Browse an image": what is mounted, marked and where it goes.
+    pub copy: super::result::CopyFlow,
 }
 
 impl App {
@@ -690,6 +692,7 @@ impl App {
             result: None,
             tasks: Vec::new(),
             part_facts: Default::default(),
+            copy: Default::default(),
         };
         app.listing = app.host.block_listing();
         app.refresh_disks();

@@ -108,8 +108,8 @@ impl App {
         if let Some(r) = &self.result {
             v.extend(r.source.clone());
             v.push(r.copy.clone());
-            v.extend(r.copy_flow.attached.clone());
         }
+        v.extend(self.copy.attached.clone());
         if let Some(job) = self.job.as_ref().filter(|j| j.state.is_active()) {
             match &job.request {
                 JobRequest::Rescue(r) => {
@@ -267,10 +267,7 @@ impl App {
             }
             KeyCode::Char('u') => self.unmount_place(),
             KeyCode::Esc | KeyCode::Left | KeyCode::Char('h') => {
-                let no_dest = self
-                    .result
-                    .as_ref()
-                    .is_none_or(|r| r.copy_flow.dest.is_none());
+                let no_dest = self.copy.dest.is_none();
                 self.screen = match self.picker.back {
                     // No folder chosen yet: back to marking files in the copy.
                     Some(Screen::CopyConfirm) if no_dest => {

@@ -105,6 +105,11 @@ pub struct CopyFlow {
     pub choice: DamagedChoice,
     /// The screen the flow returns to when it ends.
     pub back: Option<Screen>,
+    /// What is copied from, in words (the rescued copy, or the image browsed).
+    pub what: String,
+    /// The image browsed ("Browse an image"): mounted by a worker through FUSE, no damage
+    /// report (a salvor image's unrescued areas read as errors instead).
+    pub image: Option<PathBuf>,
 }
 
 /// The result of a rescue and the next steps.
@@ -123,7 +128,6 @@ pub struct RescueResult {
     pub cursor: usize,
     /// The first tree row shown.
     pub scroll: usize,
-    pub copy_flow: CopyFlow,
 }
 
 impl RescueResult {
@@ -274,7 +278,6 @@ impl App {
             files: FilesState::Pending,
             cursor: 0,
             scroll: 0,
-            copy_flow: CopyFlow::default(),
         });
         self.tasks.push(Task::FilesReport {
             copy: r.dest.clone(),
@@ -334,7 +337,6 @@ impl App {
             files: FilesState::Pending,
             cursor: 0,
             scroll: 0,
-            copy_flow: CopyFlow::default(),
         });
         self.tasks.push(Task::FilesReport { copy, mapfile });
         self.screen = Screen::Result;
@@ -422,7 +424,7 @@ impl App {
             self.refuse("A job is already running");
             return Action::None;
         }
-        if res.copy_flow.mount.is_some() {
+        if self.copy.mount.is_some() {
             self.refuse("The copy is mounted: finish copying files first");
             return Action::None;
         }
@@ -456,9 +458,7 @@ impl App {
             TargetKind::Disk => copy.clone(),
             TargetKind::File => match self.host.attach_image(&copy) {
                 Ok(dev) => {
-                    if let Some(r) = self.result.as_mut() {
-                        r.copy_flow.attached = Some(dev.clone());
-                    }
+                    self.copy.attached = Some(dev.clone());
                     dev
                 }
                 Err(e) => {
@@ -477,8 +477,10 @@ impl App {
             _ => Vec::new(),
         };
         let parts = self.parts_of(&disk_path, &damaged);
-        if let Some(r) = self.result.as_mut() {
-            let f = &mut r.copy_flow;
+        let what = self.result.as_ref().map(|r| r.copy_identity.clone());
+        {
+            let f = &mut self.copy;
+            f.what = format!("The rescued copy: {}", what.unwrap_or_default());
             f.parts = parts;
             f.part_cursor = 0;
             f.stage = CopyStage::Part;
@@ -518,7 +520,7 @@ impl App {
     }
 
     fn copy_flow(&mut self) -> Option<&mut CopyFlow> {
-        self.result.as_mut().map(|r| &mut r.copy_flow)
+        Some(&mut self.copy)
     }
 
     pub(super) fn key_copy_part(&mut self, code: KeyCode) -> Action {
@@ -588,7 +590,7 @@ impl App {
 
     /// Back in the browser of the mounted copy, with the marks kept.
     pub(super) fn reopen_copy_browser(&mut self) {
-        let Some(f) = self.result.as_ref().map(|r| &r.copy_flow) else {
+        let Some(f) = Some(&self.copy) else {
             return;
         };
         let (Some(root), marked) = (f.mount.clone(), f.items.clone()) else {
@@ -619,8 +621,8 @@ impl App {
         };
         let mut reads: Vec<PathBuf> = vec![res.copy.clone()];
         reads.extend(res.source.clone());
-        reads.extend(res.copy_flow.attached.clone());
-        reads.extend(res.copy_flow.mount.clone());
+        reads.extend(self.copy.attached.clone());
+        reads.extend(self.copy.mount.clone());
         if let Err(why) = self.host.check_copy_dest(&dest, &reads) {
             self.refuse(format!("Refused: {why}"));
             return;
@@ -681,7 +683,7 @@ impl App {
             FilesState::Ready(d) => d
                 .by_partition
                 .iter()
-                .find(|(n, _)| *n == res.copy_flow.partition)
+                .find(|(n, _)| *n == self.copy.partition)
                 .map(|(_, v)| v.clone())
                 .unwrap_or_default(),
             _ => Vec::new(),

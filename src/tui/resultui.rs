@@ -14,7 +14,7 @@ pub fn title(app: &App) -> String {
     match app.screen {
         Screen::ResultOpen => "Rescue result: which mapfile?".into(),
         Screen::CopyPart => "Copy my files 1/4: which part of the copy?".into(),
-        Screen::CopyConfirm => match app.result.as_ref().map(|r| &r.copy_flow.stage) {
+        Screen::CopyConfirm => match Some(&app.copy.stage) {
             Some(CopyStage::Running(_)) => "Copy my files: copying".into(),
             Some(CopyStage::Done(_)) => "Copy my files: done".into(),
             _ => "Copy my files 4/4: check and start".into(),
@@ -35,7 +35,7 @@ pub fn footer(app: &App) -> Vec<(&'static str, &'static str)> {
             ("Enter", "mount read-only and browse"),
             ("Esc", "back"),
         ],
-        Screen::CopyConfirm => match app.result.as_ref().map(|r| &r.copy_flow.stage) {
+        Screen::CopyConfirm => match Some(&app.copy.stage) {
             Some(CopyStage::Running(_)) => vec![("a/Esc", "stop copying")],
             Some(CopyStage::Done(_)) => vec![("Enter", "unmount the copy and go back")],
             _ => vec![
@@ -265,14 +265,11 @@ pub fn draw_result_open(app: &App, f: &mut Frame, area: Rect) {
 }
 
 pub fn draw_copy_part(app: &App, f: &mut Frame, area: Rect) {
-    let Some(r) = &app.result else {
-        return;
-    };
-    let fl = &r.copy_flow;
+    let fl = &app.copy;
     let [head, list] = Layout::vertical([Constraint::Length(2), Constraint::Min(3)]).areas(area);
     f.render_widget(
         Paragraph::new(vec![
-            Line::raw(format!("The rescued copy: {}", r.copy_identity)),
+            Line::raw(fl.what.clone()),
             Line::styled("It is mounted read-only: nothing on it changes.", DIM),
         ]),
         head,
@@ -317,10 +314,7 @@ pub fn draw_copy_part(app: &App, f: &mut Frame, area: Rect) {
 }
 
 pub fn draw_copy_confirm(app: &App, f: &mut Frame, area: Rect) {
-    let Some(r) = &app.result else {
-        return;
-    };
-    let fl = &r.copy_flow;
+    let fl = &app.copy;
     let damaged = app.copy_damaged();
     let root = fl.mount.clone().unwrap_or_default();
     let marked_damaged = damaged
