@@ -341,6 +341,8 @@ pub enum Screen {
     /// "Copy my files": which partition of the copy, then what and where (and the progress).
     CopyPart,
     CopyConfirm,
+    /// "Browse an image": the image file's path.
+    BrowsePath,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -350,17 +352,20 @@ pub enum MenuItem {
     Flow(Feature),
     /// The result screen of an earlier rescue (its mapfile and copy).
     Result,
+    /// Copy files out of an image file's partition.
+    BrowseImage,
     SystemInfo,
     Quit,
 }
 
-pub const MENU: [MenuItem; 9] = [
+pub const MENU: [MenuItem; 10] = [
     MenuItem::Rescue,
     MenuItem::Disks,
     MenuItem::Flow(Feature::Image),
     MenuItem::Flow(Feature::Restore),
     MenuItem::Flow(Feature::Clone),
     MenuItem::Flow(Feature::Verify),
+    MenuItem::BrowseImage,
     MenuItem::Result,
     MenuItem::SystemInfo,
     MenuItem::Quit,
@@ -588,7 +593,9 @@ impl Job {
             WorkerMsg::Files(_)
             | WorkerMsg::CopyProgress(_)
             | WorkerMsg::CopyDone(_)
-            | WorkerMsg::PartFacts(_) => {}
+            | WorkerMsg::PartFacts(_)
+            | WorkerMsg::ImageMounted(_)
+            | WorkerMsg::ImageReleased(_) => {}
         }
         self.confirm_abort &= self.state.is_active();
     }
@@ -912,7 +919,11 @@ impl App {
             key.modifiers.contains(KeyModifiers::CONTROL) && key.code == KeyCode::Char('c');
         let typing = matches!(
             self.screen,
-            Screen::ImagePath | Screen::MapfilePath | Screen::ImgPath | Screen::ResultOpen
+            Screen::ImagePath
+                | Screen::MapfilePath
+                | Screen::ImgPath
+                | Screen::ResultOpen
+                | Screen::BrowsePath
         ) || (self.screen == Screen::Confirm
             && matches!(self.flow.target, Some(Target::Disk(_))))
             || self.img_typing()
@@ -949,6 +960,7 @@ impl App {
             Screen::ResultOpen => self.key_result_open(key.code),
             Screen::CopyPart => self.key_copy_part(key.code),
             Screen::CopyConfirm => self.key_copy_confirm(key.code),
+            Screen::BrowsePath => self.key_browse_path(key.code),
             Screen::SystemInfo => {
                 if matches!(key.code, KeyCode::Esc | KeyCode::Enter | KeyCode::Backspace) {
                     self.screen = Screen::Menu;
@@ -988,6 +1000,7 @@ impl App {
                         self.screen = Screen::Disks;
                         self.request_part_facts(Instant::now());
                     }
+                    MenuItem::BrowseImage => self.open_browse_image(),
                     MenuItem::Result => {
                         if self.result.is_some() {
                             self.screen = Screen::Result;
@@ -1477,6 +1490,8 @@ impl App {
             WorkerMsg::CopyProgress(p) => return self.on_copy_progress(p),
             WorkerMsg::CopyDone(r) => return self.on_copy_done(r),
             WorkerMsg::PartFacts(p) => return self.on_part_facts(p),
+            WorkerMsg::ImageMounted(r) => return self.on_image_mounted(r),
+            WorkerMsg::ImageReleased(r) => return self.on_image_released(r),
             _ => {}
         }
         let Some(job) = self.job.as_mut() else {
@@ -1507,6 +1522,7 @@ impl App {
         match task {
             super::worker::Task::FilesReport { .. } => self.on_files_report(Err(e)),
             super::worker::Task::Copy(_) => self.on_copy_done(Err(e)),
+            super::worker::Task::MountImage { .. } => self.on_image_mounted(Err(e)),
             super::worker::Task::ProbeDisk { parts, .. } => {
                 for p in parts {
                     self.part_facts

@@ -7,6 +7,7 @@
 
 pub mod app;
 pub mod blockmap;
+pub mod browse;
 pub mod copier;
 pub mod disks;
 pub mod imaging;

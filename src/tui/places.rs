@@ -626,6 +626,10 @@ impl App {
                 self.copy_dest_picked(path);
                 Action::None
             }
+            Some(Screen::BrowsePath) => {
+                self.screen = Screen::BrowsePath;
+                self.key_browse_path(KeyCode::Enter)
+            }
             _ => Action::None,
         }
     }

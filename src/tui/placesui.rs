@@ -15,6 +15,7 @@ pub fn title(app: &App) -> String {
         _ if app.picker.mode == PickMode::Select => "Copy my files 2/4: what to copy",
         _ if app.picker.mode == PickMode::Folder => "Copy my files 3/4: into which folder",
         (Some(Screen::ImagePath), _) => "Rescue 2/5: image file",
+        (Some(Screen::BrowsePath), _) => "Browse an image: which image?",
         (_, Feature::Image) => "Image 2/4: image file",
         (_, Feature::Restore) => "Restore 1/5: which image?",
         _ => "Verify 1/2: which image?",

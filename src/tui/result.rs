@@ -110,6 +110,8 @@ pub struct CopyFlow {
     /// The image browsed ("Browse an image"): mounted by a worker through FUSE, no damage
     /// report (a salvor image's unrescued areas read as errors instead).
     pub image: Option<PathBuf>,
+    /// The worker is mounting the image.
+    pub mounting: bool,
 }
 
 /// The result of a rescue and the next steps.
@@ -540,7 +542,11 @@ impl App {
                     self.refuse("The copy has no partition to open");
                     return Action::None;
                 };
-                self.mount_copy_part(&p);
+                if f.image.is_some() {
+                    self.mount_image_part(&p);
+                } else {
+                    self.mount_copy_part(&p);
+                }
             }
             _ => {}
         }
@@ -616,11 +622,15 @@ impl App {
 
     /// The destination folder is picked: the safety policy decides, then the confirmation.
     pub(super) fn copy_dest_picked(&mut self, dest: PathBuf) {
-        let Some(res) = self.result.as_ref() else {
-            return;
-        };
-        let mut reads: Vec<PathBuf> = vec![res.copy.clone()];
-        reads.extend(res.source.clone());
+        let mut reads: Vec<PathBuf> = Vec::new();
+        match (&self.copy.image, &self.result) {
+            (Some(img), _) => reads.push(img.clone()),
+            (None, Some(res)) => {
+                reads.push(res.copy.clone());
+                reads.extend(res.source.clone());
+            }
+            (None, None) => return,
+        }
         reads.extend(self.copy.attached.clone());
         reads.extend(self.copy.mount.clone());
         if let Err(why) = self.host.check_copy_dest(&dest, &reads) {
@@ -676,7 +686,7 @@ impl App {
 
     /// The damaged files of the mounted partition, as the report names them.
     pub(super) fn copy_damaged(&self) -> Vec<String> {
-        let Some(res) = self.result.as_ref() else {
+        let Some(res) = self.result.as_ref().filter(|_| self.copy.image.is_none()) else {
             return Vec::new();
         };
         match &res.files {

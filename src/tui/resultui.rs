@@ -13,6 +13,8 @@ use ratatui::Frame;
 pub fn title(app: &App) -> String {
     match app.screen {
         Screen::ResultOpen => "Rescue result: which mapfile?".into(),
+        Screen::BrowsePath => "Browse an image: which image?".into(),
+        Screen::CopyPart if app.copy.image.is_some() => "Browse an image: which partition?".into(),
         Screen::CopyPart => "Copy my files 1/4: which part of the copy?".into(),
         Screen::CopyConfirm => match Some(&app.copy.stage) {
             Some(CopyStage::Running(_)) => "Copy my files: copying".into(),
@@ -27,6 +29,12 @@ pub fn footer(app: &App) -> Vec<(&'static str, &'static str)> {
     match app.screen {
         Screen::ResultOpen => vec![
             ("type", "the mapfile's path"),
+            ("Enter", "open"),
+            ("Esc", "back"),
+        ],
+        Screen::BrowsePath => vec![
+            ("type", "the image's path"),
+            ("Tab", "browse"),
             ("Enter", "open"),
             ("Esc", "back"),
         ],
@@ -264,6 +272,20 @@ pub fn draw_result_open(app: &App, f: &mut Frame, area: Rect) {
     f.render_widget(input_box("Mapfile", &app.flow.input), input);
 }
 
+pub fn draw_browse_path(app: &App, f: &mut Frame, area: Rect) {
+    let [text, input] =
+        Layout::vertical([Constraint::Length(4), Constraint::Length(3)]).areas(area);
+    f.render_widget(
+        Paragraph::new(vec![
+            Line::raw("An image file: a salvor image (.img.zst), a raw image or a rescued copy,"),
+            Line::raw("qcow2, VHD or VMDK. It is opened read-only; Tab finds it on a disk."),
+        ])
+        .wrap(Wrap { trim: false }),
+        text,
+    );
+    f.render_widget(input_box("Image file", &app.flow.input), input);
+}
+
 pub fn draw_copy_part(app: &App, f: &mut Frame, area: Rect) {
     let fl = &app.copy;
     let [head, list] = Layout::vertical([Constraint::Length(2), Constraint::Min(3)]).areas(area);
@@ -275,6 +297,14 @@ pub fn draw_copy_part(app: &App, f: &mut Frame, area: Rect) {
         head,
     );
     let w = usize::from(list.width.saturating_sub(2));
+    let dmg_w = if fl.parts.iter().any(|p| p.damaged.is_some()) {
+        17
+    } else {
+        0
+    };
+    // name, size and damage fixed; the filesystem (or type) and the label share the rest.
+    let rest = w.saturating_sub(2 + 8 + 1 + 8 + 2 + dmg_w + 2);
+    let (type_w, label_w) = (rest * 2 / 5, rest - rest * 2 / 5);
     let mut lines = Vec::new();
     for (i, p) in fl.parts.iter().enumerate() {
         let sel = i == fl.part_cursor;
@@ -289,26 +319,26 @@ pub fn draw_copy_part(app: &App, f: &mut Frame, area: Rect) {
             None => String::new(),
         };
         let text = format!(
-            "{}{:<10} {:<6} {:<16} {:>8}  {damaged}",
+            "{}{} {} {} {:>8}  {damaged}",
             if sel { "> " } else { "  " },
-            fit(&name, 10),
-            fit(p.fstype.as_deref().unwrap_or("?"), 6),
+            fit(&name, 8),
+            fit(p.fstype.as_deref().unwrap_or("?"), type_w),
             fit(
                 &p.label
                     .as_deref()
                     .map(|l| format!("\"{l}\""))
                     .unwrap_or_default(),
-                16
+                label_w
             ),
             format_bytes(p.size),
         );
         lines.push(Line::styled(fit(&text, w), if sel { SEL } else { BOLD }));
     }
     if lines.is_empty() {
-        lines.push(Line::styled("No partition found on the copy.", WARN));
+        lines.push(Line::styled("No partition found.", WARN));
     }
     f.render_widget(
-        Paragraph::new(lines).block(Block::bordered().title(" Partitions of the copy ")),
+        Paragraph::new(lines).block(Block::bordered().title(" Partitions ")),
         list,
     );
 }

@@ -1094,7 +1094,10 @@ fn snap_job_waiting_for_device() {
 #[test]
 fn snap_system_info() {
     let mut a = app();
-    down(&mut a, 7);
+    a.menu_cursor = MENU
+        .iter()
+        .position(|m| *m == MenuItem::SystemInfo)
+        .unwrap();
     key(&mut a, KeyCode::Enter);
     assert_eq!(a.screen, Screen::SystemInfo);
     snap("system_info", &a);
@@ -2558,4 +2561,96 @@ fn snap_disks_with_partition_facts() {
     let screen = screen_text(&a, 80, 24);
     assert!(screen.contains("GPT name \"family photos\""), "{screen}");
     assert!(screen.contains("no answer"), "{screen}");
+}
+
+// ----- Browse an image -----
+
+#[test]
+fn browse_an_image_mounts_a_partition_and_copies_out_with_the_one_copier() {
+    let mut host = FakeHost::new();
+    for d in [
+        "/mnt/image-p3",
+        "/mnt/image-p3/Users",
+        "/mnt/backup/restored",
+    ] {
+        host.dirs.insert(d.into());
+    }
+    host.files = vec![("/mnt/image-p3/pagefile.sys".into(), 8 * GB)];
+    let shared = host.shared.clone();
+    let mut a = app_with(host);
+    a.menu_cursor = MENU
+        .iter()
+        .position(|m| *m == MenuItem::BrowseImage)
+        .unwrap();
+    key(&mut a, KeyCode::Enter);
+    assert_eq!(a.screen, Screen::BrowsePath);
+    typ(&mut a, "/mnt/backup/nope.img");
+    key(&mut a, KeyCode::Enter);
+    assert!(a.status.as_ref().is_some_and(|s| s.is_error));
+    a.flow.input.clear();
+    typ(&mut a, IMG);
+    snap("browse_image_path", &a);
+    key(&mut a, KeyCode::Enter);
+    // The image's partition table is offered.
+    assert_eq!(a.screen, Screen::CopyPart, "{:?}", a.status);
+    assert_eq!(a.copy.parts.len(), 3);
+    down(&mut a, 2);
+    snap("browse_image_parts", &a);
+    key(&mut a, KeyCode::Enter);
+    assert_eq!(
+        a.take_tasks(),
+        vec![super::worker::Task::MountImage {
+            image: IMG.into(),
+            dir: "/mnt/image-p3".into(),
+            partition: Some(3),
+        }]
+    );
+    // Asked twice while mounting: nothing more is started.
+    key(&mut a, KeyCode::Enter);
+    assert!(a.take_tasks().is_empty());
+    a.on_worker(WorkerMsg::ImageMounted(Ok((
+        "/mnt/image-p3".into(),
+        "ntfs".into(),
+    ))));
+    assert_eq!(a.screen, Screen::Browse);
+    assert_eq!(a.picker.mode, PickMode::Select);
+    down(&mut a, 1);
+    key(&mut a, KeyCode::Char(' '));
+    key(&mut a, KeyCode::Char('c'));
+    assert_eq!(a.screen, Screen::Places);
+    let backup = a
+        .picker
+        .places
+        .iter()
+        .position(|p| p.dev == Path::new("/dev/sdc1"))
+        .unwrap();
+    a.picker.cursor = backup;
+    key(&mut a, KeyCode::Enter);
+    down(&mut a, 1);
+    key(&mut a, KeyCode::Enter);
+    key(&mut a, KeyCode::Char('c'));
+    assert_eq!(a.screen, Screen::CopyConfirm, "{:?}", a.status);
+    key(&mut a, KeyCode::Enter);
+    let tasks = a.take_tasks();
+    let [super::worker::Task::Copy(req)] = &tasks[..] else {
+        panic!("{tasks:?}");
+    };
+    assert_eq!(req.root, PathBuf::from("/mnt/image-p3"));
+    assert_eq!(req.items, vec![PathBuf::from("/mnt/image-p3/Users")]);
+    assert!(req.damaged.is_empty());
+    a.on_worker(WorkerMsg::CopyDone(Ok(Default::default())));
+    key(&mut a, KeyCode::Enter);
+    // Unmounting the directory ends the worker's mount; back to the menu.
+    assert_eq!(a.screen, Screen::Menu);
+    assert!(shared
+        .lock()
+        .unwrap()
+        .unmounts
+        .contains(&PathBuf::from("/mnt/image-p3")));
+    a.on_worker(WorkerMsg::ImageReleased(Ok(())));
+    assert!(
+        a.status.as_ref().is_none_or(|s| !s.is_error),
+        "{:?}",
+        a.status
+    );
 }

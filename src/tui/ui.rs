@@ -91,6 +91,7 @@ pub fn draw(app: &App, f: &mut Frame) {
         Screen::ResultOpen => resultui::draw_result_open(app, f, body),
         Screen::CopyPart => resultui::draw_copy_part(app, f, body),
         Screen::CopyConfirm => resultui::draw_copy_confirm(app, f, body),
+        Screen::BrowsePath => resultui::draw_browse_path(app, f, body),
     }
     draw_status(app, f, status);
     draw_footer(app, f, footer);
@@ -126,9 +127,11 @@ fn screen_title(app: &App) -> String {
         | Screen::ImgOptions
         | Screen::ImgConfirm => imgui::title(app),
         Screen::Places | Screen::Browse => placesui::title(app),
-        Screen::Result | Screen::ResultOpen | Screen::CopyPart | Screen::CopyConfirm => {
-            resultui::title(app)
-        }
+        Screen::Result
+        | Screen::ResultOpen
+        | Screen::CopyPart
+        | Screen::CopyConfirm
+        | Screen::BrowsePath => resultui::title(app),
     }
 }
 
@@ -291,9 +294,11 @@ fn footer_keys(app: &App) -> Vec<(&'static str, &'static str)> {
         | Screen::ImgOptions
         | Screen::ImgConfirm => imgui::footer(app),
         Screen::Places | Screen::Browse => placesui::footer(app),
-        Screen::Result | Screen::ResultOpen | Screen::CopyPart | Screen::CopyConfirm => {
-            resultui::footer(app)
-        }
+        Screen::Result
+        | Screen::ResultOpen
+        | Screen::CopyPart
+        | Screen::CopyConfirm
+        | Screen::BrowsePath => resultui::footer(app),
     }
 }
 
@@ -422,6 +427,10 @@ fn menu_label(app: &App, item: MenuItem) -> (String, &'static str) {
                 Feature::Clone => "copy a healthy disk onto another disk",
                 _ => "check every chunk of an image",
             },
+        ),
+        MenuItem::BrowseImage => (
+            "Browse an image".into(),
+            "copy files out of an image's partition",
         ),
         MenuItem::Result => (
             "Rescue result".into(),

@@ -40,6 +40,10 @@ pub enum WorkerMsg {
     CopyDone(std::result::Result<super::copier::CopySummary, String>),
     /// What one partition holds (the Disks screen).
     PartFacts(super::partinfo::PartFacts),
+    /// The browsed image is mounted (where, which filesystem), or could not be.
+    ImageMounted(std::result::Result<(PathBuf, String), String>),
+    /// Its directory was unmounted and the worker let go of the image.
+    ImageReleased(std::result::Result<(), String>),
 }
 
 /// Work besides the job that the UI asks for: it runs on its own thread and reports over the
@@ -57,6 +61,13 @@ pub enum Task {
         disk: PathBuf,
         parts: Vec<PathBuf>,
     },
+    /// Serves the image read-only at `dir` (a partition of it, or the whole) until `dir` is
+    /// unmounted.
+    MountImage {
+        image: PathBuf,
+        dir: PathBuf,
+        partition: Option<u32>,
+    },
 }
 
 /// How often copy progress is sent: often enough to look alive.
@@ -70,6 +81,22 @@ pub fn run_task(task: &Task, control: &Control, tx: &Sender<WorkerMsg>) {
             let _ = tx.send(WorkerMsg::Files(r));
         }
         Task::ProbeDisk { disk, parts } => super::partinfo::probe_disk(disk, parts, tx),
+        Task::MountImage {
+            image,
+            dir,
+            partition,
+        } => {
+            let mut mounted = false;
+            let r = serve_image(image, dir, *partition, control, &mut |m| {
+                mounted = true;
+                let _ = tx.send(WorkerMsg::ImageMounted(Ok((m.dir.clone(), m.fs.clone()))));
+            })
+            .map_err(|e| e.to_string());
+            let _ = tx.send(match r {
+                Err(e) if !mounted => WorkerMsg::ImageMounted(Err(e)),
+                r => WorkerMsg::ImageReleased(r),
+            });
+        }
         Task::Copy(req) => {
             let mut last: Option<Instant> = None;
             let r = super::copier::copy(req, control, &mut |p| {
@@ -83,6 +110,32 @@ pub fn run_task(task: &Task, control: &Control, tx: &Sender<WorkerMsg>) {
             let _ = tx.send(WorkerMsg::CopyDone(r));
         }
     }
+}
+
+/// `salvor mount`'s way: the image read-only through FUSE and a loop device, served until `dir`
+/// is unmounted.
+fn serve_image(
+    image: &std::path::Path,
+    dir: &std::path::Path,
+    partition: Option<u32>,
+    control: &Control,
+    ready: &mut dyn FnMut(&crate::serve::mount::Mounted),
+) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| crate::error::Error::io(dir, e))?;
+    let opts = crate::serve::ServeOptions {
+        listen: crate::serve::Listen::Unix(PathBuf::new()),
+        overlay: None,
+        mapfile: None,
+        cache_bytes: crate::serve::DEFAULT_CACHE,
+        fail_unrescued: true,
+        max_connections: None,
+        handshake_timeout: crate::serve::HANDSHAKE_TIMEOUT,
+    };
+    let export = crate::serve::open_export(image, &opts)?;
+    let r = crate::serve::mount::mount_export(export, dir, partition, control, ready);
+    // The folder was made for this mount.
+    let _ = std::fs::remove_dir(dir);
+    r
 }
 
 fn files_report(
