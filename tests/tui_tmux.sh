@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # End-to-end test of the terminal UI: the real binary, in a detached tmux session of 80x24, rescues a
-# loop device into an image file; then the image must equal the source and, after quitting, the
-# shell prompt must be back on a sane terminal.
+# loop device into an image file and shows the result screen; then the image must equal the source
+# and, after quitting, the shell prompt must be back on a sane terminal.
 #
 # Needs root (losetup), tmux, and a built binary (SALVOR_BIN, default target/debug/salvor).
 # Usage: bash tests/tui_tmux.sh
@@ -73,13 +73,16 @@ keys Enter
 wait_for 'check and confirm'
 screen | grep -q "$loopname" || { echo "tui_tmux: confirmation does not name the source"; exit 1; }
 keys Enter
-wait_for 'Finished' 120
+# A finished rescue goes on to its result screen; the report reads the copy's filesystems.
+wait_for 'Rescue result' 120
+wait_for 'nothing is unreadable' 10
+wait_for 'Damaged files:|Could not list the damaged files' 60
 screen
 
 cmp "$work/source.bin" "$work/out.img"
 [ -s "$work/out.img.map" ] || { echo "tui_tmux: no mapfile"; exit 1; }
 
-keys Enter                      # back to the menu
+keys Escape                     # back to the menu
 wait_for 'Main menu'
 keys q
 wait_for 'READY\$ *$' 10
