@@ -590,7 +590,7 @@ impl Job {
             WorkerMsg::ImageEvent(e) => self.on_image_event(e),
             WorkerMsg::ImageDone(r) => self.on_image_done(r),
             // Task messages are the app's, not the job's.
-            WorkerMsg::Files(_)
+            WorkerMsg::Files(..)
             | WorkerMsg::CopyProgress(_)
             | WorkerMsg::CopyDone(_)
             | WorkerMsg::PartFacts(_)
@@ -973,6 +973,9 @@ impl App {
     fn quit(&mut self) -> Action {
         if self.job_active() {
             self.refuse("A job is running: open it and press a to stop it first");
+            Action::None
+        } else if matches!(self.copy.stage, super::result::CopyStage::Running(_)) {
+            self.refuse("Files are being copied: wait for it or press a to stop it first");
             Action::None
         } else {
             Action::Quit
@@ -1486,7 +1489,7 @@ impl App {
     /// Applies a message from the worker.
     pub fn on_worker(&mut self, msg: WorkerMsg) {
         match msg {
-            WorkerMsg::Files(r) => return self.on_files_report(r),
+            WorkerMsg::Files(copy, r) => return self.on_files_report(&copy, r),
             WorkerMsg::CopyProgress(p) => return self.on_copy_progress(p),
             WorkerMsg::CopyDone(r) => return self.on_copy_done(r),
             WorkerMsg::PartFacts(p) => return self.on_part_facts(p),
@@ -1520,7 +1523,7 @@ impl App {
     /// A task could not start: what waited for it says so.
     pub fn on_task_failed(&mut self, task: &super::worker::Task, e: String) {
         match task {
-            super::worker::Task::FilesReport { .. } => self.on_files_report(Err(e)),
+            super::worker::Task::FilesReport { copy, .. } => self.on_files_report(copy, Err(e)),
             super::worker::Task::Copy(_) => self.on_copy_done(Err(e)),
             super::worker::Task::MountImage { .. } => self.on_image_mounted(Err(e)),
             super::worker::Task::ProbeDisk { parts, .. } => {

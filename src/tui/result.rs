@@ -344,8 +344,9 @@ impl App {
         self.screen = Screen::Result;
     }
 
-    pub(super) fn on_files_report(&mut self, r: Result<FilesReport, String>) {
-        if let Some(res) = self.result.as_mut() {
+    pub(super) fn on_files_report(&mut self, copy: &Path, r: Result<FilesReport, String>) {
+        // A late answer about another copy (the user opened a second result) is dropped.
+        if let Some(res) = self.result.as_mut().filter(|res| res.copy == copy) {
             res.files = match r {
                 Ok(rep) => FilesState::Ready(damage_of(&rep)),
                 Err(e) => FilesState::Failed(e),

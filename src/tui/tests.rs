@@ -2314,16 +2314,27 @@ fn result_app_shared() -> (App, Arc<Mutex<Shared>>) {
 fn snap_result() {
     let mut a = result_app();
     snap("result_pending", &a);
-    a.on_worker(WorkerMsg::Files(Ok(fixture_report())));
+    a.on_worker(WorkerMsg::Files(
+        "/mnt/backup/wd.img".into(),
+        Ok(fixture_report()),
+    ));
     snap("result", &a);
     let screen = screen_text(&a, 80, 24);
     assert!(screen.contains("2 files whose names are lost"), "{screen}");
     assert!(screen.contains("taxes 2023.pdf"), "{screen}");
     assert!(screen.contains("99.99%"), "{screen}");
     assert!(screen_text(&a, 120, 40).contains("IMG_0413.JPG"));
-    a.on_worker(WorkerMsg::Files(Err(
-        "/mnt/backup/wd.img: Input/output error".into(),
-    )));
+    // An answer about another copy is not this result's.
+    let before = a.result.as_ref().unwrap().files.clone();
+    a.on_worker(WorkerMsg::Files(
+        "/mnt/backup/other.img".into(),
+        Err("gone".into()),
+    ));
+    assert_eq!(a.result.as_ref().unwrap().files, before);
+    a.on_worker(WorkerMsg::Files(
+        "/mnt/backup/wd.img".into(),
+        Err("/mnt/backup/wd.img: Input/output error".into()),
+    ));
     snap("result_failed", &a);
 }
 
@@ -2377,7 +2388,10 @@ fn retry_starts_the_same_rescue_with_direct_access_and_retries() {
 #[test]
 fn copy_my_files_mounts_read_only_marks_checks_and_copies() {
     let (mut a, shared) = result_app_shared();
-    a.on_worker(WorkerMsg::Files(Ok(fixture_report())));
+    a.on_worker(WorkerMsg::Files(
+        "/mnt/backup/wd.img".into(),
+        Ok(fixture_report()),
+    ));
     down(&mut a, 1);
     key(&mut a, KeyCode::Enter);
     // The image file was attached read-only; its partition is offered with its damage.

@@ -34,8 +34,11 @@ pub enum WorkerMsg {
     ImageSnapshot(ImageSnapshot),
     ImageEvent(ImageEvent),
     ImageDone(ImageResult),
-    /// The damaged-files report of a rescued copy.
-    Files(std::result::Result<crate::fs::files::FilesReport, String>),
+    /// The damaged-files report of the rescued copy at this path.
+    Files(
+        PathBuf,
+        std::result::Result<crate::fs::files::FilesReport, String>,
+    ),
     CopyProgress(super::copier::CopyProgress),
     CopyDone(std::result::Result<super::copier::CopySummary, String>),
     /// What one partition holds (the Disks screen).
@@ -78,7 +81,7 @@ pub fn run_task(task: &Task, control: &Control, tx: &Sender<WorkerMsg>) {
     match task {
         Task::FilesReport { copy, mapfile } => {
             let r = files_report(copy, mapfile).map_err(|e| e.to_string());
-            let _ = tx.send(WorkerMsg::Files(r));
+            let _ = tx.send(WorkerMsg::Files(copy.clone(), r));
         }
         Task::ProbeDisk { disk, parts } => super::partinfo::probe_disk(disk, parts, tx),
         Task::MountImage {
