@@ -157,3 +157,78 @@ fn copies_a_folder_out_of_a_read_only_ext4_copy_skipping_a_damaged_file() {
         "the rescued copy changed"
     );
 }
+
+/// Stops the image worker (it unmounts and detaches itself) even when the test fails.
+struct StopWorker(std::sync::Arc<salvor::progress::Control>);
+
+impl Drop for StopWorker {
+    fn drop(&mut self) {
+        self.0.request_stop(salvor::progress::StopReason::User);
+    }
+}
+
+#[test]
+fn browse_an_image_mounts_it_through_the_worker_and_the_copier_copies_out() {
+    use salvor::tui::worker::{run_task, Task, WorkerMsg};
+    use std::time::Duration;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "this test needs root (FUSE, loop devices, mount)"
+    );
+    common::require_tool("fusermount3", "fuse3");
+    let t = fsimg::tmp();
+    let img = fsimg::mkfs_ext(t.path(), "browse.img", 64 * MIB, &["-b", "4096"]);
+    let tree = t.path().join("browse.img.tree");
+    let dir = t.path().join("mnt");
+    let control = std::sync::Arc::new(salvor::progress::Control::new());
+    let _stop = StopWorker(control.clone());
+    let (tx, rx) = std::sync::mpsc::channel();
+    let task = Task::MountImage {
+        image: img.clone(),
+        dir: dir.clone(),
+        partition: None,
+    };
+    let c = control.clone();
+    let worker = std::thread::spawn(move || run_task(&task, &c, &tx));
+    let msg = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("no answer from the worker");
+    let WorkerMsg::ImageMounted(Ok((at, fs))) = msg else {
+        panic!("{msg:?}");
+    };
+    assert_eq!((at.as_path(), fs.as_str()), (dir.as_path(), "ext4"));
+    let dest = t.path().join("out");
+    std::fs::create_dir(&dest).unwrap();
+    let req = CopyRequest {
+        root: dir.clone(),
+        items: vec![dir.join("dir2")],
+        dest: dest.clone(),
+        ..CopyRequest::default()
+    };
+    let s = copier::copy(&req, &salvor::progress::Control::new(), &mut |_| {}).unwrap();
+    let copied = files_under(&dest);
+    assert_eq!(s.files, copied.len() as u64);
+    assert!(!copied.is_empty());
+    for rel in &copied {
+        assert_eq!(
+            std::fs::read(dest.join(rel)).unwrap(),
+            std::fs::read(tree.join(rel)).unwrap(),
+            "{} differs",
+            rel.display()
+        );
+    }
+    // Unmounting the folder, as the TUI does, ends the worker, which lets go of the image.
+    salvor::mount::unmount(&dir, false).unwrap();
+    let msg = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the worker did not end");
+    assert!(matches!(msg, WorkerMsg::ImageReleased(Ok(()))), "{msg:?}");
+    worker.join().unwrap();
+    // The loop device sat on the FUSE file of this process: both are gone.
+    let fuse_file = format!("/run/salvor/fuse-{}/disk", std::process::id());
+    let attached = fsimg::sh(Command::new("losetup").arg("-j").arg(&fuse_file));
+    assert!(attached.trim().is_empty(), "still attached: {attached}");
+    assert!(!Path::new(&fuse_file).exists());
+}

@@ -2467,6 +2467,9 @@ fn copy_my_files_mounts_read_only_marks_checks_and_copies() {
         current: "/Photos/2019/IMG_0200.JPG".into(),
     }));
     snap("copy_running", &a);
+    // Quitting waits for the copy.
+    assert_eq!(key(&mut a, KeyCode::Char('q')), Action::None);
+    assert!(a.status.as_ref().is_some_and(|s| s.is_error));
     assert_eq!(key(&mut a, KeyCode::Char('a')), Action::CancelTask);
     a.on_worker(WorkerMsg::CopyDone(Ok(super::copier::CopySummary {
         files: 311,
