@@ -675,6 +675,8 @@ pub struct App {
     pub(super) part_facts: std::collections::HashMap<PathBuf, super::partinfo::Facts>,
     /// "Copy my files" and "Browse an image": what is mounted, marked and where it goes.
     pub copy: super::result::CopyFlow,
+    /// On the result's path screen: the mapfile given, the copy's path being typed.
+    pub result_open_map: Option<PathBuf>,
 }
 
 impl App {
@@ -700,6 +702,7 @@ impl App {
             tasks: Vec::new(),
             part_facts: Default::default(),
             copy: Default::default(),
+            result_open_map: None,
         };
         app.listing = app.host.block_listing();
         app.refresh_disks();
@@ -1009,6 +1012,7 @@ impl App {
                             self.screen = Screen::Result;
                         } else {
                             self.flow.input.clear();
+                            self.result_open_map = None;
                             self.screen = Screen::ResultOpen;
                         }
                     }

@@ -130,6 +130,8 @@ pub struct RescueResult {
     pub cursor: usize,
     /// The first tree row shown.
     pub scroll: usize,
+    /// Opened from the menu (not right after the rescue): a disk copy was never confirmed here.
+    pub from_menu: bool,
 }
 
 impl RescueResult {
@@ -280,6 +282,7 @@ impl App {
             files: FilesState::Pending,
             cursor: 0,
             scroll: 0,
+            from_menu: false,
         });
         self.tasks.push(Task::FilesReport {
             copy: r.dest.clone(),
@@ -339,6 +342,7 @@ impl App {
             files: FilesState::Pending,
             cursor: 0,
             scroll: 0,
+            from_menu: true,
         });
         self.tasks.push(Task::FilesReport { copy, mapfile });
         self.screen = Screen::Result;
@@ -359,25 +363,43 @@ impl App {
             return Action::None;
         }
         match code {
+            KeyCode::Esc if self.result_open_map.is_some() => {
+                // Back to the mapfile's path.
+                if let Some(m) = self.result_open_map.take() {
+                    self.flow.input = m.display().to_string();
+                }
+            }
             KeyCode::Esc => self.screen = Screen::Menu,
             KeyCode::Enter => {
                 let text = self.flow.input.trim().to_string();
-                let mapfile = PathBuf::from(&text);
-                if !mapfile.is_absolute() {
+                let path = PathBuf::from(&text);
+                if !path.is_absolute() {
                     self.refuse("Refused: type a full path starting with /");
                     return Action::None;
                 }
-                // The copy is the mapfile's name without ".map" (how salvor names them).
+                if let Some(mapfile) = self.result_open_map.clone() {
+                    self.open_result_paths(mapfile, path);
+                    if self.screen == Screen::Result {
+                        self.result_open_map = None;
+                    }
+                    return Action::None;
+                }
+                if !self.host.exists(&path) {
+                    self.refuse(format!("There is no mapfile at {}", path.display()));
+                    return Action::None;
+                }
+                // The copy is the mapfile's name without ".map" (how salvor names an image's).
                 let copy = text
                     .strip_suffix(".map")
                     .map(PathBuf::from)
                     .filter(|c| self.host.exists(c));
                 match copy {
-                    Some(c) => self.open_result_paths(mapfile, c),
-                    None => self.refuse(
-                        "Refused: no rescued copy next to it (its name without .map); \
-                         give the mapfile of an image file",
-                    ),
+                    Some(c) => self.open_result_paths(path, c),
+                    None => {
+                        // A disk's mapfile (or a renamed one): the copy is asked for.
+                        self.result_open_map = Some(path);
+                        self.flow.input.clear();
+                    }
                 }
             }
             _ => {}
@@ -429,6 +451,13 @@ impl App {
         }
         if self.copy.mount.is_some() {
             self.refuse("The copy is mounted: finish copying files first");
+            return Action::None;
+        }
+        if res.from_menu && res.copy_kind == TargetKind::Disk {
+            // Overwriting a disk needs its name typed: that is the rescue flow's confirmation.
+            self.refuse(
+                "The copy is a disk: retry from Rescue a failing disk, where its name is typed",
+            );
             return Action::None;
         }
         let req = RescueRequest {

@@ -12,6 +12,9 @@ use ratatui::Frame;
 
 pub fn title(app: &App) -> String {
     match app.screen {
+        Screen::ResultOpen if app.result_open_map.is_some() => {
+            "Rescue result: which rescued copy?".into()
+        }
         Screen::ResultOpen => "Rescue result: which mapfile?".into(),
         Screen::BrowsePath => "Browse an image: which image?".into(),
         Screen::CopyPart if app.copy.image.is_some() => "Browse an image: which partition?".into(),
@@ -258,6 +261,24 @@ pub fn draw_result(app: &App, f: &mut Frame, area: Rect) {
 }
 
 pub fn draw_result_open(app: &App, f: &mut Frame, area: Rect) {
+    if let Some(m) = &app.result_open_map {
+        let [text, input] =
+            Layout::vertical([Constraint::Length(4), Constraint::Length(3)]).areas(area);
+        f.render_widget(
+            Paragraph::new(vec![
+                Line::from(vec![
+                    Span::styled("Mapfile: ", BOLD),
+                    Span::raw(m.display().to_string()),
+                ]),
+                Line::raw("No image file is next to it. Where is the rescued copy? An image file,"),
+                Line::raw("or the disk it was rescued onto (like /dev/sdd)."),
+            ])
+            .wrap(Wrap { trim: false }),
+            text,
+        );
+        f.render_widget(input_box("Rescued copy", &app.flow.input), input);
+        return;
+    }
     let [text, input] =
         Layout::vertical([Constraint::Length(4), Constraint::Length(3)]).areas(area);
     f.render_widget(

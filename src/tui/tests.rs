@@ -2671,3 +2671,32 @@ fn browse_an_image_mounts_a_partition_and_copies_out_with_the_one_copier() {
         a.status
     );
 }
+
+#[test]
+fn result_from_the_menu_asks_for_a_disk_copy_and_never_retries_onto_it_unconfirmed() {
+    let mut host = FakeHost::new();
+    host.existing.insert("/mnt/backup/salvor-sdb.map".into());
+    host.existing.insert("/dev/sdd".into());
+    let mut a = app_with(host);
+    a.menu_cursor = MENU.iter().position(|m| *m == MenuItem::Result).unwrap();
+    key(&mut a, KeyCode::Enter);
+    typ(&mut a, "/mnt/backup/salvor-sdb.map");
+    key(&mut a, KeyCode::Enter);
+    // No image beside it: the copy's path is asked for.
+    assert_eq!(a.screen, Screen::ResultOpen);
+    assert_eq!(a.result_open_map, Some("/mnt/backup/salvor-sdb.map".into()));
+    typ(&mut a, "/dev/sdd");
+    snap("result_open_copy", &a);
+    key(&mut a, KeyCode::Enter);
+    assert_eq!(a.screen, Screen::Result, "{:?}", a.status);
+    let r = a.result.as_ref().unwrap();
+    assert_eq!(r.copy_kind, TargetKind::Disk);
+    assert!(r.from_menu);
+    assert_eq!(r.steps()[0], super::result::Step::Retry);
+    assert_eq!(key(&mut a, KeyCode::Enter), Action::None);
+    assert!(a
+        .status
+        .as_ref()
+        .is_some_and(|s| s.is_error && s.text.contains("typed")));
+    assert!(a.job.is_none());
+}
