@@ -499,7 +499,7 @@ impl Job {
 
     /// Marks the start or end of a pause at the engine's last reported time.
     pub(super) fn mark_pause(&mut self, paused: bool) {
-        let now = self.snapshot.as_ref().map_or(Duration::ZERO, |s| s.elapsed);
+        let now = self.engine_elapsed();
         match self.pauses.last_mut() {
             Some((_, end @ None)) if !paused => *end = Some(now),
             Some((_, None)) => {}
@@ -530,6 +530,25 @@ impl Job {
             s.average_rate *= engine_now.as_secs_f64() / running;
         }
         Some(s)
+    }
+
+    /// The engine's elapsed time in its last snapshot (rescue or image job).
+    fn engine_elapsed(&self) -> Duration {
+        match &self.request {
+            JobRequest::Rescue(_) => self.snapshot.as_ref().map(|s| s.elapsed),
+            JobRequest::Image(_) => self.image.snapshot.as_ref().map(|s| s.elapsed),
+        }
+        .unwrap_or(Duration::ZERO)
+    }
+
+    /// `elapsed` (the engine's) without the time spent paused up to then.
+    pub fn running_time(&self, elapsed: Duration) -> Duration {
+        let paused: Duration = self
+            .pauses
+            .iter()
+            .map(|&(start, end)| end.unwrap_or(elapsed).min(elapsed).saturating_sub(start))
+            .sum();
+        elapsed.saturating_sub(paused)
     }
 
     /// The job is paused (the view says so instead of a rate).

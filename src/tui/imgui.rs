@@ -470,6 +470,9 @@ pub fn draw_job(job: &Job, f: &mut Frame, area: Rect) {
                 },
             ));
             // Each stage's own rate: the slowest one is what to fix (disk, CPU or target).
+            // Paused, nothing moves: no rate, no time left, the clock stopped.
+            let paused = job.is_paused();
+            let rate = |r: f64| if paused { "paused".into() } else { rate(r) };
             r.push(kv("Read", rate(s.read_rate)));
             let zstd = if feature == Feature::Image {
                 "Compress"
@@ -480,12 +483,16 @@ pub fn draw_job(job: &Job, f: &mut Frame, area: Rect) {
             if feature != Feature::Verify {
                 r.push(kv("Write", rate(s.write_rate)));
             }
-            r.push(kv("Elapsed", format_duration(s.elapsed)));
+            r.push(kv("Elapsed", format_duration(job.running_time(s.elapsed))));
             r.push(kv(
                 "Time left",
-                s.remaining
-                    .filter(|_| job.state.is_active())
-                    .map_or_else(|| "-".into(), format_duration),
+                if paused {
+                    "paused".into()
+                } else {
+                    s.remaining
+                        .filter(|_| job.state.is_active())
+                        .map_or_else(|| "-".into(), format_duration)
+                },
             ));
         }
         None => l.push(Line::raw("Opening...")),

@@ -1732,6 +1732,10 @@ fn image_job_pause_abort() {
     let mut a = image_job_app();
     assert_eq!(a.job.as_ref().unwrap().state, JobState::Running);
     assert_eq!(key(&mut a, KeyCode::Char('p')), Action::Pause);
+    // Paused: no rates, no time left.
+    let screen = screen_text(&a, 80, 24);
+    assert!(screen.contains("Read      paused"), "{screen}");
+    assert!(screen.contains("Time left paused"), "{screen}");
     assert_eq!(key(&mut a, KeyCode::Char('p')), Action::Resume);
     key(&mut a, KeyCode::Char('a'));
     assert_eq!(key(&mut a, KeyCode::Char('y')), Action::Abort);
