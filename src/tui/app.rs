@@ -1493,7 +1493,10 @@ impl App {
                 self.screen = Screen::Menu;
                 Action::None
             }
-            KeyCode::Enter if matches!(job.request, JobRequest::Rescue(_)) => {
+            KeyCode::Enter
+                if matches!(job.request, JobRequest::Rescue(_))
+                    && !matches!(job.state, JobState::Failed(_)) =>
+            {
                 // A rescue that ended shows its result and next steps.
                 let job = job.clone();
                 self.open_result_of(&job);

@@ -278,11 +278,16 @@ fn footer_keys(app: &App) -> Vec<(&'static str, &'static str)> {
                     ("?", "help"),
                 ]
             }
-            Some(j) if matches!(j.request, JobRequest::Rescue(_)) => vec![
-                ("Enter", "result and next steps"),
-                ("Esc", "menu"),
-                ("?", "help"),
-            ],
+            Some(j)
+                if matches!(j.request, JobRequest::Rescue(_))
+                    && !matches!(j.state, JobState::Failed(_)) =>
+            {
+                vec![
+                    ("Enter", "result and next steps"),
+                    ("Esc", "menu"),
+                    ("?", "help"),
+                ]
+            }
             _ => vec![("Enter/Esc", "back to menu"), ("?", "help")],
         },
         Screen::SystemInfo => {
