@@ -282,3 +282,52 @@ fn rereading_a_disk_table_is_taken_by_the_kernel() {
     let table = salvor::blockdev::partition_table_of_path(&lo.dev).unwrap();
     assert_eq!(table.entries[0].name.as_deref(), Some("family photos"));
 }
+
+/// "Copy my files" on a rescued copy with a partition table: attached read-only, its partition
+/// is a device that mounts read-only (added from user space where the kernel parses no tables).
+#[test]
+fn a_partitioned_copy_attaches_with_its_partitions() {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "this test needs root (loop devices, mount)"
+    );
+    common::require_tool("sfdisk", "fdisk");
+    let t = fsimg::tmp();
+    let fs = fsimg::mkfs_ext(t.path(), "part.img", 16 * MIB, &["-b", "4096"]);
+    let tree = t.path().join("part.img.tree");
+    let disk = t.path().join("disk.img");
+    let mut bytes = vec![0u8; MIB as usize];
+    bytes.extend(std::fs::read(&fs).unwrap());
+    bytes.extend(vec![0u8; MIB as usize]);
+    std::fs::write(&disk, &bytes).unwrap();
+    let mut child = Command::new("sfdisk")
+        .args(["--quiet", "--label", "gpt"])
+        .arg(&disk)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("sfdisk");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        let line = format!("start=2048, size={}\n", 16 * MIB / 512);
+        stdin.write_all(line.as_bytes()).unwrap();
+    }
+    assert!(child.wait().unwrap().success());
+    let mut guard = Cleanup {
+        mount: None,
+        dev: None,
+    };
+    let dev = salvor::mount::attach_loop(&disk).unwrap();
+    guard.dev = Some(dev.clone());
+    let p1 = PathBuf::from(format!("{}p1", dev.display()));
+    assert!(p1.exists(), "{} is missing", p1.display());
+    let mnt = t.path().join("mnt");
+    salvor::mount::mount(&p1, &mnt, "ext4", true).unwrap();
+    guard.mount = Some(mnt.clone());
+    assert_eq!(
+        std::fs::read(mnt.join("big.bin")).unwrap(),
+        std::fs::read(tree.join("big.bin")).unwrap()
+    );
+}
