@@ -425,6 +425,12 @@ impl App {
             KeyCode::PageDown => res.scroll = (res.scroll + 10).min(rows.saturating_sub(1)),
             KeyCode::PageUp => res.scroll = res.scroll.saturating_sub(10),
             KeyCode::Esc => self.screen = Screen::Menu,
+            KeyCode::Char('o') if self.copy.stage == CopyStage::Idle => {
+                // Another rescue's mapfile.
+                self.flow.input.clear();
+                self.result_open_map = None;
+                self.screen = Screen::ResultOpen;
+            }
             KeyCode::Enter => match steps.get(res.cursor).copied().unwrap_or(Step::Menu) {
                 Step::Menu => self.screen = Screen::Menu,
                 Step::Retry => return self.retry_bad_areas(),

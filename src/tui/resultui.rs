@@ -58,7 +58,8 @@ pub fn footer(app: &App) -> Vec<(&'static str, &'static str)> {
         _ => vec![
             ("↑↓", "move"),
             ("Enter", "do it"),
-            ("PgUp/PgDn", "scroll files"),
+            ("PgUp/PgDn", "scroll"),
+            ("o", "other mapfile"),
             ("Esc", "menu"),
             ("?", "help"),
         ],

@@ -2513,6 +2513,13 @@ fn result_from_the_menu_finds_the_copy_beside_the_mapfile() {
     assert_eq!(a.screen, Screen::Result, "{:?}", a.status);
     let r = a.result.as_ref().unwrap();
     assert_eq!(r.copy, PathBuf::from("/mnt/backup/wd.img"));
+    // o opens another mapfile from the result.
+    key(&mut a, KeyCode::Char('o'));
+    assert_eq!(a.screen, Screen::ResultOpen);
+    assert!(a.flow.input.is_empty());
+    key(&mut a, KeyCode::Esc);
+    assert_eq!(a.screen, Screen::Menu);
+    let r = a.result.as_ref().unwrap();
     // The fake mapfile matches every disk: the source is the first one that is not the copy.
     assert!(r.source.is_some());
     assert_eq!(
