@@ -68,8 +68,10 @@ pub struct ThreadRunner {
     /// Every task's thread sends here.
     task_tx: std::sync::mpsc::Sender<worker::WorkerMsg>,
     task_rx: std::sync::mpsc::Receiver<worker::WorkerMsg>,
-    /// The last task's steering (a copy can be stopped).
-    task_control: Option<Arc<Control>>,
+    /// The running copy's steering and thread: it can be stopped, and is waited for on exit
+    /// (it removes a half-copied file). Other tasks are never waited for: a probe may hang on
+    /// a dying disk.
+    copy: Option<(Arc<Control>, std::thread::JoinHandle<()>)>,
 }
 
 impl Default for ThreadRunner {
@@ -79,7 +81,7 @@ impl Default for ThreadRunner {
             job: None,
             task_tx,
             task_rx,
-            task_control: None,
+            copy: None,
         }
     }
 }
@@ -138,18 +140,39 @@ impl Runner for ThreadRunner {
 
     fn start_task(&mut self, task: worker::Task) -> Result<(), String> {
         let control = Arc::new(Control::new());
-        self.task_control = Some(control.clone());
-        worker::start_task(task, control, self.task_tx.clone())
-            .map_err(|e| format!("cannot start the worker: {e}"))
+        let is_copy = matches!(task, worker::Task::Copy(_));
+        let thread = worker::start_task(task, control.clone(), self.task_tx.clone())
+            .map_err(|e| format!("cannot start the worker: {e}"))?;
+        if is_copy {
+            self.copy = Some((control, thread));
+        }
+        Ok(())
     }
 }
 
 impl ThreadRunner {
-    /// Asks the last task (a copy) to stop.
+    /// Asks the running copy to stop.
     fn cancel_task(&mut self) {
-        if let Some(c) = &self.task_control {
+        if let Some((c, _)) = &self.copy {
             c.request_stop(StopReason::User);
         }
+    }
+
+    /// Stops a running copy and waits up to `wait` for it to end (it leaves no partial file).
+    pub fn stop_copy(&mut self, wait: Duration) -> bool {
+        let Some((c, thread)) = self.copy.take() else {
+            return true;
+        };
+        c.request_stop(StopReason::User);
+        let deadline = std::time::Instant::now() + wait;
+        while !thread.is_finished() {
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = thread.join();
+        true
     }
 }
 
@@ -254,6 +277,9 @@ pub fn run() -> i32 {
         eprintln!(
             "salvor: the job did not stop in time (a rescue's mapfile holds its last periodic save)"
         );
+    }
+    if !runner.stop_copy(Duration::from_secs(10)) {
+        eprintln!("salvor: the file copy did not stop in time");
     }
     // Mounts stay while the UI runs (the user may start more jobs); leaving, everything salvor
     // mounted is synced and unmounted so that the disks may be unplugged.

@@ -156,11 +156,14 @@ fn files_report(
 }
 
 /// Starts a task on a new thread; its messages go to `tx`.
-pub fn start_task(task: Task, control: Arc<Control>, tx: Sender<WorkerMsg>) -> std::io::Result<()> {
+pub fn start_task(
+    task: Task,
+    control: Arc<Control>,
+    tx: Sender<WorkerMsg>,
+) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name("salvor-task".into())
-        .spawn(move || run_task(&task, &control, &tx))?;
-    Ok(())
+        .spawn(move || run_task(&task, &control, &tx))
 }
 
 /// How often the block map is refreshed: enough to look alive, cheap on huge maps.
