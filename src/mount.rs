@@ -318,6 +318,87 @@ pub fn sync_all() {
     nix::unistd::sync();
 }
 
+/// Attaches the image file `file` to a free loop device, read-only, with its partitions as
+/// devices (`losetup --partscan`, or `partx -a` where the kernel parses no tables); returns the
+/// device. The partitions' nodes are there on return (waited for, at most a few seconds).
+pub fn attach_loop(file: &Path) -> Result<PathBuf, MountError> {
+    let io = |source| MountError::Io {
+        path: file.to_path_buf(),
+        source,
+    };
+    let prog = find_program("losetup").ok_or_else(|| {
+        io(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "losetup is missing (util-linux)",
+        ))
+    })?;
+    let out = Command::new(prog)
+        .args(["--find", "--show", "--read-only", "--partscan"])
+        .arg(file)
+        .output()
+        .map_err(io)?;
+    if !out.status.success() {
+        return Err(io(std::io::Error::other(format!(
+            "losetup: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))));
+    }
+    let dev = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    // losetup asks for the scan but does not wait for it; BLKRRPART does.
+    let _ = crate::blockdev::reread_partitions(&dev);
+    let numbers: Vec<u32> = crate::blockdev::partition_table_of_path(&dev)
+        .map(|t| {
+            t.entries
+                .iter()
+                .filter(|e| !e.extended)
+                .map(|e| e.number)
+                .collect()
+        })
+        .unwrap_or_default();
+    let name = dev
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let in_sysfs = |n: u32| Path::new(&format!("/sys/block/{name}/{name}p{n}")).exists();
+    if !numbers.iter().all(|&n| in_sysfs(n)) {
+        // A kernel without table parsers: the partitions are added from user space (BLKPG).
+        if let Some(partx) = find_program("partx") {
+            let _ = Command::new(partx).arg("-a").arg(&dev).output();
+        }
+    }
+    // The nodes follow the kernel's devices asynchronously (devtmpfs): wait for them, bounded.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let node = |n: u32| PathBuf::from(format!("{}p{n}", dev.display()));
+    while numbers.iter().any(|&n| in_sysfs(n) && !node(n).exists())
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    Ok(dev)
+}
+
+/// Detaches a loop device [`attach_loop`] attached (only that one).
+pub fn detach_loop(dev: &Path) -> Result<(), MountError> {
+    let io = |source| MountError::Io {
+        path: dev.to_path_buf(),
+        source,
+    };
+    let prog = find_program("losetup").ok_or_else(|| {
+        io(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "losetup is missing (util-linux)",
+        ))
+    })?;
+    let out = Command::new(prog).arg("-d").arg(dev).output().map_err(io)?;
+    if !out.status.success() {
+        return Err(io(std::io::Error::other(format!(
+            "losetup -d: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))));
+    }
+    Ok(())
+}
+
 fn find_program(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/sbin:/usr/bin:/sbin:/bin".into());
     std::env::split_paths(&path)

@@ -136,6 +136,27 @@ pub fn format_bytes(n: u64) -> String {
     }
 }
 
+/// Formats `n` with the prefix [`format_bytes`] picks for `like`, so that the numbers of one line
+/// ("565 GB of 1000 GB", "0.4 GB left") share a unit; a non-zero `n` that would show as 0 keeps
+/// its own prefix instead.
+pub fn format_bytes_like(n: u64, like: u64) -> String {
+    const UNITS: [&str; 7] = ["B", "kB", "MB", "GB", "TB", "PB", "EB"];
+    let mut v = like as f64;
+    let mut i = 0;
+    while v >= 10_000.0 && i + 1 < UNITS.len() {
+        v /= 1000.0;
+        i += 1;
+    }
+    let scaled = n as f64 / 1000f64.powi(i as i32);
+    if i == 0 || n == 0 {
+        format!("{n} {}", UNITS[i])
+    } else if scaled >= 0.5 {
+        format!("{:.0} {}", scaled, UNITS[i])
+    } else {
+        format_bytes(n)
+    }
+}
+
 /// Formats bytes with binary prefixes (ddrescue's `-B`): "4096 B", "64 KiB", "12 MiB".
 pub fn format_bytes_binary(n: u64) -> String {
     const UNITS: [&str; 7] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
@@ -216,6 +237,13 @@ mod tests {
         assert_eq!(format_bytes_binary(64 << 10), "64 KiB");
         assert_eq!(format_bytes_binary(12 << 20), "12 MiB");
         assert_eq!(format_bytes(64 << 10), "66 kB");
+        assert_eq!(format_bytes_like(5_000_000, 1_000_000_000_000), "5000 kB");
+        assert_eq!(
+            format_bytes_like(430_000_000_000, 1_000_000_000_000),
+            "430 GB"
+        );
+        assert_eq!(format_bytes_like(0, 1_000_000_000_000), "0 GB");
+        assert_eq!(format_bytes_like(4096, 100), "4096 B");
     }
 
     #[test]

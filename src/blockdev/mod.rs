@@ -355,6 +355,19 @@ pub fn probe_fs_type(path: &Path) -> Option<&'static str> {
     fstype::probe(&mut f, 0, fstype::PROBE_LEN as u64)
 }
 
+nix::ioctl_none_bad!(blk_rrpart, nix::request_code_none!(0x12, 95));
+
+/// Asks the kernel to re-read the partition table of the disk `dev` (BLKRRPART), so that the
+/// partitions a rescue or restore wrote onto it appear as devices. The kernel refuses (EBUSY)
+/// while a partition of the disk is in use; a file or a partition is refused (ENOTTY/EINVAL).
+pub fn reread_partitions(dev: &Path) -> std::io::Result<()> {
+    use std::os::unix::io::AsRawFd;
+    let f = File::open(dev)?;
+    // SAFETY: BLKRRPART takes no argument; the descriptor is open for the call's duration.
+    unsafe { blk_rrpart(f.as_raw_fd()) }.map_err(std::io::Error::from)?;
+    Ok(())
+}
+
 /// A cheap fingerprint of the attached block devices: every `/sys/block` entry and its
 /// partitions with their sizes in 512-byte units. Only sysfs is read (no device is opened), so
 /// the UI can poll it every second to notice disks being plugged in or removed; a loop device
@@ -469,6 +482,15 @@ fn find_by_identity_in(sys: &Sys, id: &Identity) -> Option<PathBuf> {
         found.pop()
     } else {
         None
+    }
+}
+
+#[cfg(test)]
+mod rrpart_tests {
+    #[test]
+    fn rereading_a_file_is_refused_by_the_kernel() {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        assert!(super::reread_partitions(f.path()).is_err());
     }
 }
 

@@ -66,6 +66,13 @@ pub trait Host {
     /// The safety policy's verdict on a rescue writing `dest` and `mapfile` from `source`
     /// ([`crate::rescue::job::plan`]), before the user confirms.
     fn check_rescue_paths(&self, source: &Path, dest: &Path, mapfile: &Path) -> Result<(), String>;
+    /// Attaches the image file `p` to a read-only loop device with its partitions; returns it.
+    fn attach_image(&self, p: &Path) -> Result<PathBuf, String>;
+    /// Detaches a loop device [`Host::attach_image`] attached.
+    fn detach_image(&self, dev: &Path) -> Result<(), String>;
+    /// The safety policy's verdict on copying files into the folder `dest` while `reads` (the
+    /// source disk, the rescued copy, its loop device and mount) are read.
+    fn check_copy_dest(&self, dest: &Path, reads: &[PathBuf]) -> Result<(), String>;
 }
 
 /// An existing mapfile, as the mapfile screen shows it before a rescue resumes it.
@@ -119,6 +126,25 @@ impl Host for RealHost {
         crate::rescue::job::plan(&spec, 0)
             .check()
             .map_err(|e| e.to_string())
+    }
+    fn attach_image(&self, p: &Path) -> Result<PathBuf, String> {
+        crate::mount::attach_loop(p).map_err(|e| e.to_string())
+    }
+    fn detach_image(&self, dev: &Path) -> Result<(), String> {
+        crate::mount::detach_loop(dev).map_err(|e| e.to_string())
+    }
+    fn check_copy_dest(&self, dest: &Path, reads: &[PathBuf]) -> Result<(), String> {
+        if !dest.is_dir() {
+            return Err(format!("{} is not a folder", dest.display()));
+        }
+        // The policy judges files written: a new file in the folder stands for every copied
+        // one (all of them land on the folder's filesystem).
+        let probe = dest.join(".salvor-copy");
+        let plan = reads
+            .iter()
+            .fold(crate::safety::Plan::new(), |p, r| p.read(r.clone()))
+            .write(crate::safety::Role::Destination, probe);
+        plan.check().map_err(|e| e.to_string())
     }
     fn exists(&self, p: &Path) -> bool {
         p.exists()
@@ -218,6 +244,8 @@ pub enum Action {
     Pause,
     Resume,
     Abort,
+    /// Stop the running task (a copy).
+    CancelTask,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -307,6 +335,14 @@ pub enum Screen {
     /// Choosing a filesystem for the image path (mounting one if needed), then a folder and file.
     Places,
     Browse,
+    /// After a rescue: outcome, damaged files, next steps; the mapfile path typed from the menu.
+    Result,
+    ResultOpen,
+    /// "Copy my files": which partition of the copy, then what and where (and the progress).
+    CopyPart,
+    CopyConfirm,
+    /// "Browse an image": the image file's path.
+    BrowsePath,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -314,18 +350,25 @@ pub enum MenuItem {
     Rescue,
     Disks,
     Flow(Feature),
+    /// The result screen of an earlier rescue (its mapfile and copy).
+    Result,
+    /// Copy files out of an image file's partition.
+    BrowseImage,
     SystemInfo,
     Quit,
 }
 
-pub const MENU: [MenuItem; 8] = [
+pub const MENU: [MenuItem; 10] = [
     MenuItem::Rescue,
     MenuItem::Disks,
     MenuItem::Flow(Feature::Image),
     MenuItem::Flow(Feature::Restore),
     MenuItem::Flow(Feature::Clone),
     MenuItem::Flow(Feature::Verify),
+    // System info stays 7th: the boot tests reach it with six downs.
     MenuItem::SystemInfo,
+    MenuItem::BrowseImage,
+    MenuItem::Result,
     MenuItem::Quit,
 ];
 
@@ -432,6 +475,9 @@ pub struct Job {
     pub log: Vec<String>,
     pub confirm_abort: bool,
     pub saves: u64,
+    /// The pauses so far, in the engine's elapsed time (start, end; end `None` while paused):
+    /// the engine's clock runs on while paused, the shown times must not.
+    pauses: Vec<(Duration, Option<Duration>)>,
 }
 
 /// Oldest log lines are dropped beyond this; a disk with thousands of bad sectors must not eat RAM.
@@ -448,7 +494,67 @@ impl Job {
             log: Vec::new(),
             confirm_abort: false,
             saves: 0,
+            pauses: Vec::new(),
         }
+    }
+
+    /// Marks the start or end of a pause at the engine's last reported time.
+    pub(super) fn mark_pause(&mut self, paused: bool) {
+        let now = self.engine_elapsed();
+        match self.pauses.last_mut() {
+            Some((_, end @ None)) if !paused => *end = Some(now),
+            Some((_, None)) => {}
+            _ if paused => self.pauses.push((now, None)),
+            _ => {}
+        }
+    }
+
+    /// The engine's snapshot as the job view shows it: the time spent paused taken out of the
+    /// elapsed time and "last good read" (a paused rescue is not failing to read), the average
+    /// rate over the time spent reading, and while paused the times frozen at the pause.
+    pub fn shown_snapshot(&self) -> Option<RescueSnapshot> {
+        let mut s = self.snapshot.clone()?;
+        let engine_now = s.elapsed;
+        let last_good = engine_now.saturating_sub(s.since_last_good_read);
+        let mut paused_total = Duration::ZERO;
+        let mut paused_since_good = Duration::ZERO;
+        for &(start, end) in &self.pauses {
+            let end = end.unwrap_or(engine_now).min(engine_now);
+            let len = end.saturating_sub(start);
+            paused_total += len;
+            paused_since_good += end.saturating_sub(start.max(last_good));
+        }
+        s.elapsed = engine_now.saturating_sub(paused_total);
+        s.since_last_good_read = s.since_last_good_read.saturating_sub(paused_since_good);
+        let running = s.elapsed.as_secs_f64();
+        if running > 0.0 {
+            s.average_rate *= engine_now.as_secs_f64() / running;
+        }
+        Some(s)
+    }
+
+    /// The engine's elapsed time in its last snapshot (rescue or image job).
+    fn engine_elapsed(&self) -> Duration {
+        match &self.request {
+            JobRequest::Rescue(_) => self.snapshot.as_ref().map(|s| s.elapsed),
+            JobRequest::Image(_) => self.image.snapshot.as_ref().map(|s| s.elapsed),
+        }
+        .unwrap_or(Duration::ZERO)
+    }
+
+    /// `elapsed` (the engine's) without the time spent paused up to then.
+    pub fn running_time(&self, elapsed: Duration) -> Duration {
+        let paused: Duration = self
+            .pauses
+            .iter()
+            .map(|&(start, end)| end.unwrap_or(elapsed).min(elapsed).saturating_sub(start))
+            .sum();
+        elapsed.saturating_sub(paused)
+    }
+
+    /// The job is paused (the view says so instead of a rate).
+    pub fn is_paused(&self) -> bool {
+        self.state == JobState::Paused
     }
 
     pub fn size(&self) -> u64 {
@@ -503,6 +609,13 @@ impl Job {
             }
             WorkerMsg::ImageEvent(e) => self.on_image_event(e),
             WorkerMsg::ImageDone(r) => self.on_image_done(r),
+            // Task messages are the app's, not the job's.
+            WorkerMsg::Files(..)
+            | WorkerMsg::CopyProgress(_)
+            | WorkerMsg::CopyDone(_)
+            | WorkerMsg::PartFacts(_)
+            | WorkerMsg::ImageMounted(_)
+            | WorkerMsg::ImageReleased(_) => {}
         }
         self.confirm_abort &= self.state.is_active();
     }
@@ -521,7 +634,10 @@ impl Job {
                 self.push_log(format!("{}, pass {pass} ({dir})", phase.describe()));
             }
             RescueEvent::ReadError { pos, size, message } => {
-                self.push_log(format!("Read error at 0x{pos:X} ({size} bytes): {message}"));
+                self.push_log(format!(
+                    "Read error at 0x{pos:X} ({}): {message}",
+                    crate::units::format_bytes(*size)
+                ));
             }
             RescueEvent::DeviceGone { message } => {
                 self.push_log(format!("SOURCE GONE: {message}"));
@@ -571,6 +687,16 @@ pub struct App {
     pub our_mounts: Vec<PathBuf>,
     /// Filesystem types probed, by device and size: a probe reads the disk.
     pub(super) fs_cache: std::collections::HashMap<(PathBuf, u64), Option<String>>,
+    /// The result screen's rescue, once one ended or was opened from the menu.
+    pub result: Option<super::result::RescueResult>,
+    /// Tasks asked for and not yet handed to the runner.
+    pub(super) tasks: Vec<super::worker::Task>,
+    /// Filesystem, label and GPT name of each partition, as the probes found them.
+    pub(super) part_facts: std::collections::HashMap<PathBuf, super::partinfo::Facts>,
+    /// "Copy my files" and "Browse an image": what is mounted, marked and where it goes.
+    pub copy: super::result::CopyFlow,
+    /// On the result's path screen: the mapfile given, the copy's path being typed.
+    pub result_open_map: Option<PathBuf>,
 }
 
 impl App {
@@ -592,6 +718,11 @@ impl App {
             picker: Picker::default(),
             our_mounts: Vec::new(),
             fs_cache: Default::default(),
+            result: None,
+            tasks: Vec::new(),
+            part_facts: Default::default(),
+            copy: Default::default(),
+            result_open_map: None,
         };
         app.listing = app.host.block_listing();
         app.refresh_disks();
@@ -608,7 +739,12 @@ impl App {
             return false;
         }
         self.last_poll = Some(now);
-        self.check_hotplug()
+        self.expire_part_facts(now);
+        let changed = self.check_hotplug();
+        if changed && self.screen == Screen::Disks {
+            self.request_part_facts(now);
+        }
+        changed
     }
 
     /// Rescans the disks if a block device appeared, vanished or changed size since the last
@@ -806,7 +942,11 @@ impl App {
             key.modifiers.contains(KeyModifiers::CONTROL) && key.code == KeyCode::Char('c');
         let typing = matches!(
             self.screen,
-            Screen::ImagePath | Screen::MapfilePath | Screen::ImgPath
+            Screen::ImagePath
+                | Screen::MapfilePath
+                | Screen::ImgPath
+                | Screen::ResultOpen
+                | Screen::BrowsePath
         ) || (self.screen == Screen::Confirm
             && matches!(self.flow.target, Some(Target::Disk(_))))
             || self.img_typing()
@@ -839,6 +979,11 @@ impl App {
             Screen::Places => self.key_places(key.code),
             Screen::Browse => self.key_browse(key.code),
             Screen::Job => self.key_job(key.code),
+            Screen::Result => self.key_result(key.code),
+            Screen::ResultOpen => self.key_result_open(key.code),
+            Screen::CopyPart => self.key_copy_part(key.code),
+            Screen::CopyConfirm => self.key_copy_confirm(key.code),
+            Screen::BrowsePath => self.key_browse_path(key.code),
             Screen::SystemInfo => {
                 if matches!(key.code, KeyCode::Esc | KeyCode::Enter | KeyCode::Backspace) {
                     self.screen = Screen::Menu;
@@ -851,6 +996,9 @@ impl App {
     fn quit(&mut self) -> Action {
         if self.job_active() {
             self.refuse("A job is running: open it and press a to stop it first");
+            Action::None
+        } else if matches!(self.copy.stage, super::result::CopyStage::Running(_)) {
+            self.refuse("Files are being copied: wait for it or press a to stop it first");
             Action::None
         } else {
             Action::Quit
@@ -876,6 +1024,17 @@ impl App {
                     MenuItem::Disks => {
                         self.refresh_disks();
                         self.screen = Screen::Disks;
+                        self.request_part_facts(Instant::now());
+                    }
+                    MenuItem::BrowseImage => self.open_browse_image(),
+                    MenuItem::Result => {
+                        if self.result.is_some() {
+                            self.screen = Screen::Result;
+                        } else {
+                            self.flow.input.clear();
+                            self.result_open_map = None;
+                            self.screen = Screen::ResultOpen;
+                        }
                     }
                     MenuItem::SystemInfo => {
                         self.sysinfo = Some(self.host.system_info());
@@ -930,6 +1089,12 @@ impl App {
             }
             KeyCode::Char('r') => {
                 self.refresh_disks();
+                if self.screen == Screen::Disks {
+                    // Asked again, except where a probe still waits for its disk.
+                    self.part_facts
+                        .retain(|_, f| matches!(f, super::partinfo::Facts::Pending(_)));
+                    self.request_part_facts(Instant::now());
+                }
                 self.info("Device list refreshed");
             }
             KeyCode::Esc | KeyCode::Left | KeyCode::Char('h') if esc_to_menu => {
@@ -1303,11 +1468,13 @@ impl App {
             KeyCode::Char('p') | KeyCode::Char(' ') => match job.state {
                 JobState::Running | JobState::Starting => {
                     job.state = JobState::Paused;
+                    job.mark_pause(true);
                     job.push_log("Paused".into());
                     Action::Pause
                 }
                 JobState::Paused => {
                     job.state = JobState::Running;
+                    job.mark_pause(false);
                     job.push_log("Resumed".into());
                     Action::Resume
                 }
@@ -1315,6 +1482,7 @@ impl App {
             },
             KeyCode::Char('r') if job.state == JobState::Paused => {
                 job.state = JobState::Running;
+                job.mark_pause(false);
                 job.push_log("Resumed".into());
                 Action::Resume
             }
@@ -1324,6 +1492,15 @@ impl App {
             }
             KeyCode::Esc | KeyCode::Char('m') if active => {
                 self.screen = Screen::Menu;
+                Action::None
+            }
+            KeyCode::Enter
+                if matches!(job.request, JobRequest::Rescue(_))
+                    && !matches!(job.state, JobState::Failed(_)) =>
+            {
+                // A rescue that ended shows its result and next steps.
+                let job = job.clone();
+                self.open_result_of(&job);
                 Action::None
             }
             KeyCode::Esc | KeyCode::Enter | KeyCode::Char('q') | KeyCode::Char('m') => {
@@ -1338,8 +1515,50 @@ impl App {
 
     /// Applies a message from the worker.
     pub fn on_worker(&mut self, msg: WorkerMsg) {
-        if let Some(job) = self.job.as_mut() {
-            job.on_worker(msg);
+        match msg {
+            WorkerMsg::Files(copy, r) => return self.on_files_report(&copy, r),
+            WorkerMsg::CopyProgress(p) => return self.on_copy_progress(p),
+            WorkerMsg::CopyDone(r) => return self.on_copy_done(r),
+            WorkerMsg::PartFacts(p) => return self.on_part_facts(p),
+            WorkerMsg::ImageMounted(r) => return self.on_image_mounted(r),
+            WorkerMsg::ImageReleased(r) => return self.on_image_released(r),
+            _ => {}
+        }
+        let Some(job) = self.job.as_mut() else {
+            return;
+        };
+        // A rescue that finished while watched goes on to its result (a stopped or failed one
+        // stays, so that its state and log can be read). Its last map came before this.
+        let finished = matches!(msg, WorkerMsg::Done(Ok(Outcome::Finished)));
+        job.on_worker(msg);
+        if finished && self.screen == Screen::Job {
+            if let Some(j) = self
+                .job
+                .clone()
+                .filter(|j| matches!(j.request, JobRequest::Rescue(_)))
+            {
+                self.open_result_of(&j);
+            }
+        }
+    }
+
+    /// The tasks asked for since the last call, for the loop to start.
+    pub fn take_tasks(&mut self) -> Vec<super::worker::Task> {
+        std::mem::take(&mut self.tasks)
+    }
+
+    /// A task could not start: what waited for it says so.
+    pub fn on_task_failed(&mut self, task: &super::worker::Task, e: String) {
+        match task {
+            super::worker::Task::FilesReport { copy, .. } => self.on_files_report(copy, Err(e)),
+            super::worker::Task::Copy(_) => self.on_copy_done(Err(e)),
+            super::worker::Task::MountImage { .. } => self.on_image_mounted(Err(e)),
+            super::worker::Task::ProbeDisk { parts, .. } => {
+                for p in parts {
+                    self.part_facts
+                        .insert(p.clone(), super::partinfo::Facts::NoAnswer);
+                }
+            }
         }
     }
 }

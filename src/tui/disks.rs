@@ -14,6 +14,12 @@ pub struct PartRow {
     pub fstype: Option<String>,
     pub label: Option<String>,
     pub mountpoints: Vec<PathBuf>,
+    /// The filesystem's own label, once a probe read it.
+    pub fs_label: Option<String>,
+    /// The GPT partition name, once the table was read.
+    pub gpt_name: Option<String>,
+    /// A probe is under way (`Some(true)`), or its disk did not answer (`Some(false)`).
+    pub probing: Option<bool>,
 }
 
 /// One whole block device, with what a person needs to recognise it.
@@ -138,6 +144,7 @@ impl DiskRow {
                         .or_else(|| p.mounts.first().map(|m| m.fs_type.clone())),
                     label: p.label.clone(),
                     mountpoints: points(&p.mounts),
+                    ..PartRow::default()
                 })
                 .collect(),
         }

@@ -407,7 +407,7 @@ pub fn draw_job(job: &Job, f: &mut Frame, area: Rect) {
         Constraint::Length(1),
         Constraint::Length(1),
         Constraint::Length(3),
-        Constraint::Length(5),
+        Constraint::Length(6),
         Constraint::Min(1),
         Constraint::Length(log_height(area)),
     ])
@@ -433,12 +433,19 @@ pub fn draw_job(job: &Job, f: &mut Frame, area: Rect) {
             .label(format!("{p:.1}%")),
         gauge,
     );
+    // The state gets the whole width so that a long one never runs into the right column.
+    let [state_row, stats] =
+        Layout::vertical([Constraint::Length(1), Constraint::Min(0)]).areas(stats);
+    f.render_widget(
+        Line::from(vec![
+            Span::styled(format!("{:<10}", "State"), BOLD),
+            state_span(job),
+        ]),
+        state_row,
+    );
     let [left, right] =
         Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(stats);
-    let mut l = vec![Line::from(vec![
-        Span::styled(format!("{:<10}", "State"), BOLD),
-        state_span(job),
-    ])];
+    let mut l = Vec::new();
     let mut r = Vec::new();
     match snap {
         Some(s) => {
@@ -463,6 +470,9 @@ pub fn draw_job(job: &Job, f: &mut Frame, area: Rect) {
                 },
             ));
             // Each stage's own rate: the slowest one is what to fix (disk, CPU or target).
+            // Paused, nothing moves: no rate, no time left, the clock stopped.
+            let paused = job.is_paused();
+            let rate = |r: f64| if paused { "paused".into() } else { rate(r) };
             r.push(kv("Read", rate(s.read_rate)));
             let zstd = if feature == Feature::Image {
                 "Compress"
@@ -473,12 +483,16 @@ pub fn draw_job(job: &Job, f: &mut Frame, area: Rect) {
             if feature != Feature::Verify {
                 r.push(kv("Write", rate(s.write_rate)));
             }
-            r.push(kv("Elapsed", format_duration(s.elapsed)));
+            r.push(kv("Elapsed", format_duration(job.running_time(s.elapsed))));
             r.push(kv(
                 "Time left",
-                s.remaining
-                    .filter(|_| job.state.is_active())
-                    .map_or_else(|| "-".into(), format_duration),
+                if paused {
+                    "paused".into()
+                } else {
+                    s.remaining
+                        .filter(|_| job.state.is_active())
+                        .map_or_else(|| "-".into(), format_duration)
+                },
             ));
         }
         None => l.push(Line::raw("Opening...")),

@@ -7,11 +7,16 @@
 
 pub mod app;
 pub mod blockmap;
+pub mod browse;
+pub mod copier;
 pub mod disks;
 pub mod imaging;
 mod imgui;
+pub mod partinfo;
 pub mod places;
 mod placesui;
+pub mod result;
+mod resultui;
 pub mod sysinfo;
 pub mod ui;
 pub mod worker;
@@ -51,14 +56,34 @@ impl Events for TerminalEvents {
 pub trait Runner {
     fn start(&mut self, req: JobRequest) -> Result<(), String>;
     fn act(&mut self, action: &Action);
-    /// Messages from the running job, without blocking.
+    /// Messages from the running job and tasks, without blocking.
     fn poll(&mut self) -> Vec<worker::WorkerMsg>;
+    /// Starts a task (a report, a copy) beside the job.
+    fn start_task(&mut self, task: worker::Task) -> Result<(), String>;
 }
 
 /// Runs jobs on worker threads.
-#[derive(Default)]
 pub struct ThreadRunner {
     job: Option<worker::JobHandle>,
+    /// Every task's thread sends here.
+    task_tx: std::sync::mpsc::Sender<worker::WorkerMsg>,
+    task_rx: std::sync::mpsc::Receiver<worker::WorkerMsg>,
+    /// The running copy's steering and thread: it can be stopped, and is waited for on exit
+    /// (it removes a half-copied file). Other tasks are never waited for: a probe may hang on
+    /// a dying disk.
+    copy: Option<(Arc<Control>, std::thread::JoinHandle<()>)>,
+}
+
+impl Default for ThreadRunner {
+    fn default() -> Self {
+        let (task_tx, task_rx) = std::sync::mpsc::channel();
+        ThreadRunner {
+            job: None,
+            task_tx,
+            task_rx,
+            copy: None,
+        }
+    }
 }
 
 impl ThreadRunner {
@@ -85,6 +110,10 @@ impl Runner for ThreadRunner {
     }
 
     fn act(&mut self, action: &Action) {
+        if *action == Action::CancelTask {
+            self.cancel_task();
+            return;
+        }
         let Some(job) = &self.job else {
             return;
         };
@@ -101,11 +130,49 @@ impl Runner for ThreadRunner {
     }
 
     fn poll(&mut self) -> Vec<worker::WorkerMsg> {
-        let Some(job) = &self.job else {
-            return Vec::new();
+        let mut v: Vec<worker::WorkerMsg> = self.task_rx.try_iter().take(1000).collect();
+        if let Some(job) = &self.job {
+            // Bounded so that a flood of read errors cannot starve the screen.
+            v.extend(job.rx.try_iter().take(10_000));
+        }
+        v
+    }
+
+    fn start_task(&mut self, task: worker::Task) -> Result<(), String> {
+        let control = Arc::new(Control::new());
+        let is_copy = matches!(task, worker::Task::Copy(_));
+        let thread = worker::start_task(task, control.clone(), self.task_tx.clone())
+            .map_err(|e| format!("cannot start the worker: {e}"))?;
+        if is_copy {
+            self.copy = Some((control, thread));
+        }
+        Ok(())
+    }
+}
+
+impl ThreadRunner {
+    /// Asks the running copy to stop.
+    fn cancel_task(&mut self) {
+        if let Some((c, _)) = &self.copy {
+            c.request_stop(StopReason::User);
+        }
+    }
+
+    /// Stops a running copy and waits up to `wait` for it to end (it leaves no partial file).
+    pub fn stop_copy(&mut self, wait: Duration) -> bool {
+        let Some((c, thread)) = self.copy.take() else {
+            return true;
         };
-        // Bounded so that a flood of read errors cannot starve the screen.
-        job.rx.try_iter().take(10_000).collect()
+        c.request_stop(StopReason::User);
+        let deadline = std::time::Instant::now() + wait;
+        while !thread.is_finished() {
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = thread.join();
+        true
     }
 }
 
@@ -121,6 +188,7 @@ pub fn step<B: Backend>(
     for msg in runner.poll() {
         app.on_worker(msg);
     }
+    start_tasks(app, runner);
     if app.tick(std::time::Instant::now()) {
         // The disk set changed: redraw every cell, not just the differences, so that a serial
         // console (where kernel messages may have landed in between) shows whole, fresh lines.
@@ -145,10 +213,20 @@ pub fn step<B: Backend>(
                 app.on_worker(worker::WorkerMsg::Done(Err(e)));
             }
         }
-        a @ (Action::Pause | Action::Resume | Action::Abort) => runner.act(&a),
+        a @ (Action::Pause | Action::Resume | Action::Abort | Action::CancelTask) => runner.act(&a),
         Action::None => {}
     }
+    start_tasks(app, runner);
     Ok(true)
+}
+
+/// Hands the tasks the app asked for to the runner; one that cannot start fails in the app.
+fn start_tasks(app: &mut App, runner: &mut dyn Runner) {
+    for t in app.take_tasks() {
+        if let Err(e) = runner.start_task(t.clone()) {
+            app.on_task_failed(&t, e);
+        }
+    }
 }
 
 /// Runs until the user quits or `signals` asks to stop.
@@ -199,6 +277,9 @@ pub fn run() -> i32 {
         eprintln!(
             "salvor: the job did not stop in time (a rescue's mapfile holds its last periodic save)"
         );
+    }
+    if !runner.stop_copy(Duration::from_secs(10)) {
+        eprintln!("salvor: the file copy did not stop in time");
     }
     // Mounts stay while the UI runs (the user may start more jobs); leaving, everything salvor
     // mounted is synced and unmounted so that the disks may be unplugged.

@@ -17,6 +17,17 @@ pub enum PickMode {
     #[default]
     Write,
     Read,
+    /// Marking files and folders to copy out of a read-only mount.
+    Select,
+    /// A folder to copy files into (mounted read-write like [`PickMode::Write`]).
+    Folder,
+}
+
+impl PickMode {
+    /// The pick writes there: places are mounted read-write and read-only ones are refused.
+    pub fn writes(self) -> bool {
+        matches!(self, PickMode::Write | PickMode::Folder)
+    }
 }
 
 /// A filesystem the user may put the file on (or read it from).
@@ -77,6 +88,8 @@ pub struct Picker {
     /// Typing the file name to save in `dir`.
     pub naming: bool,
     pub name: String,
+    /// Files and folders marked for copying ([`PickMode::Select`]).
+    pub marked: Vec<PathBuf>,
 }
 
 impl App {
@@ -90,6 +103,13 @@ impl App {
             v.push(d.path.clone());
         }
         v.extend(fl.img.target.as_ref().map(|d| d.path.clone()));
+        // The rescue whose files are copied: its source and its copy (and the copy's loop
+        // device) are read, never a place to copy to.
+        if let Some(r) = &self.result {
+            v.extend(r.source.clone());
+            v.push(r.copy.clone());
+        }
+        v.extend(self.copy.attached.clone());
         if let Some(job) = self.job.as_ref().filter(|j| j.state.is_active()) {
             match &job.request {
                 JobRequest::Rescue(r) => {
@@ -152,7 +172,7 @@ impl App {
             .get(self.picker.cursor)
             .map(|p| p.dev.clone());
         let busy = self.busy_disks();
-        let write = self.picker.mode == PickMode::Write;
+        let write = self.picker.mode.writes();
         let mut places = Vec::new();
         // Cloned: probing below updates the cache while the disks are walked.
         let disks = self.disks.clone();
@@ -247,7 +267,15 @@ impl App {
             }
             KeyCode::Char('u') => self.unmount_place(),
             KeyCode::Esc | KeyCode::Left | KeyCode::Char('h') => {
-                self.screen = self.picker.back.unwrap_or(Screen::Menu);
+                let no_dest = self.copy.dest.is_none();
+                self.screen = match self.picker.back {
+                    // No folder chosen yet: back to marking files in the copy.
+                    Some(Screen::CopyConfirm) if no_dest => {
+                        self.reopen_copy_browser();
+                        Screen::Browse
+                    }
+                    b => b.unwrap_or(Screen::Menu),
+                };
             }
             KeyCode::Enter | KeyCode::Right | KeyCode::Char('l') => self.enter_place(),
             _ => {}
@@ -296,7 +324,7 @@ impl App {
             d.mountpoints.contains(&dir)
                 || d.partitions.iter().any(|x| x.mountpoints.contains(&dir))
         });
-        let read_only = self.picker.mode == PickMode::Read;
+        let read_only = !self.picker.mode.writes();
         let result = if in_use {
             Err(format!("{} is already in use", dir.display()))
         } else {
@@ -399,7 +427,7 @@ impl App {
     }
 
     /// Lists `dir` for the browser; on failure keeps the previous folder and says why.
-    fn open_dir(&mut self, dir: &Path) {
+    pub(super) fn open_dir(&mut self, dir: &Path) {
         match self.host.read_dir(dir) {
             Ok(mut list) => {
                 list.sort_by(|a, b| {
@@ -469,6 +497,51 @@ impl App {
         let n = self.picker.entries.len();
         let cur = self.picker.entry_cursor;
         let write = self.picker.mode == PickMode::Write;
+        let mode = self.picker.mode;
+        match (mode, code) {
+            (PickMode::Select, KeyCode::Char(' ')) => {
+                if let Some(e) = self.picker.entries.get(cur).filter(|e| e.name != "..") {
+                    let p = self.picker.dir.join(&e.name);
+                    let pk = &mut self.picker;
+                    match pk.marked.iter().position(|m| *m == p) {
+                        Some(i) => {
+                            pk.marked.remove(i);
+                        }
+                        None => pk.marked.push(p),
+                    }
+                    pk.entry_cursor = (cur + 1).min(n.saturating_sub(1));
+                }
+                return Action::None;
+            }
+            (PickMode::Select, KeyCode::Char('c')) => {
+                // Nothing marked: the folder shown, whole.
+                let items = if self.picker.marked.is_empty() {
+                    self.picker
+                        .entries
+                        .iter()
+                        .filter(|e| e.name != "..")
+                        .map(|e| self.picker.dir.join(&e.name))
+                        .collect()
+                } else {
+                    self.picker.marked.clone()
+                };
+                if items.is_empty() {
+                    self.refuse("Nothing to copy here: mark files or folders with Space");
+                } else {
+                    self.copy_items_picked(items);
+                }
+                return Action::None;
+            }
+            (PickMode::Select, KeyCode::Esc) => {
+                self.screen = self.picker.back.unwrap_or(Screen::Menu);
+                return Action::None;
+            }
+            (PickMode::Folder, KeyCode::Char('s') | KeyCode::Char('c')) => {
+                let dir = self.picker.dir.clone();
+                return self.submit_pick(dir);
+            }
+            _ => {}
+        }
         match code {
             KeyCode::Up | KeyCode::Char('k') => self.picker.entry_cursor = cur.saturating_sub(1),
             KeyCode::Down | KeyCode::Char('j') => {
@@ -495,6 +568,8 @@ impl App {
                 } else if e.is_dir {
                     let d = self.picker.dir.join(&e.name);
                     self.open_dir(&d);
+                } else if matches!(mode, PickMode::Select | PickMode::Folder) {
+                    // Files are marked with Space; a folder is picked with c.
                 } else if write {
                     // Saving over an existing file: its name is offered, the path screen warns.
                     self.picker.name = e.name;
@@ -546,6 +621,14 @@ impl App {
             Some(Screen::MapfilePath) => {
                 self.screen = Screen::MapfilePath;
                 self.key_mapfile_path(KeyCode::Enter)
+            }
+            Some(Screen::CopyConfirm) => {
+                self.copy_dest_picked(path);
+                Action::None
+            }
+            Some(Screen::BrowsePath) => {
+                self.screen = Screen::BrowsePath;
+                self.key_browse_path(KeyCode::Enter)
             }
             _ => Action::None,
         }

@@ -12,7 +12,10 @@ use ratatui::Frame;
 
 pub fn title(app: &App) -> String {
     let step = match (app.picker.back, app.flow.feature) {
+        _ if app.picker.mode == PickMode::Select => "Copy my files 2/4: what to copy",
+        _ if app.picker.mode == PickMode::Folder => "Copy my files 3/4: into which folder",
         (Some(Screen::ImagePath), _) => "Rescue 2/5: image file",
+        (Some(Screen::BrowsePath), _) => "Browse an image: which image?",
         (_, Feature::Image) => "Image 2/4: image file",
         (_, Feature::Restore) => "Restore 1/5: which image?",
         _ => "Verify 1/2: which image?",
@@ -34,6 +37,21 @@ pub fn footer(app: &App) -> Vec<(&'static str, &'static str)> {
             ("u", "unmount"),
             ("r", "refresh"),
             ("Esc", "back"),
+        ],
+        _ if app.picker.mode == PickMode::Select => vec![
+            ("↑↓", "move"),
+            ("Space", "mark"),
+            ("Enter", "open"),
+            ("Backspace", "up"),
+            ("c", "copy marked"),
+            ("Esc", "back"),
+        ],
+        _ if app.picker.mode == PickMode::Folder => vec![
+            ("↑↓", "move"),
+            ("Enter", "open"),
+            ("Backspace", "up"),
+            ("c", "copy here"),
+            ("Esc", "places"),
         ],
         _ if app.picker.naming => vec![
             ("type", "the file name"),
@@ -160,7 +178,8 @@ pub fn draw_places(app: &App, f: &mut Frame, area: Rect) {
     let [top, rest] = Layout::vertical([Constraint::Length(1), Constraint::Min(0)]).areas(area);
     let intro = match pk.mode {
         PickMode::Write => "Where should the file go? A filesystem on a healthy disk:",
-        PickMode::Read => "Where is the image? The filesystem that holds it:",
+        PickMode::Read | PickMode::Select => "Where is the image? The filesystem that holds it:",
+        PickMode::Folder => "Copy the files onto which filesystem? One on another, healthy disk:",
     };
     f.render_widget(Line::styled(intro, BOLD), top);
     let max_list = (rest.height / 2).max(5);
@@ -243,7 +262,16 @@ pub fn draw_browse(app: &App, f: &mut Frame, area: Rect) {
     let mut lines = Vec::new();
     for (i, e) in pk.entries.iter().enumerate().skip(first).take(visible) {
         let sel = i == pk.entry_cursor && !pk.naming;
-        let mark = if sel { "> " } else { "  " };
+        let marked = pk.marked.iter().any(|m| {
+            m.parent() == Some(pk.dir.as_path())
+                && m.file_name().is_some_and(|n| n.to_string_lossy() == e.name)
+        });
+        let mark = match (sel, marked) {
+            (true, true) => ">*",
+            (true, false) => "> ",
+            (false, true) => " *",
+            (false, false) => "  ",
+        };
         let (name, size) = if e.name == ".." {
             ("..  (up)".to_string(), String::new())
         } else if e.is_dir {
@@ -288,9 +316,15 @@ pub fn draw_browse(app: &App, f: &mut Frame, area: Rect) {
         }
         f.render_widget(b, bottom);
     } else {
-        f.render_widget(
-            Line::styled("Enter on an image file picks it.", DIM),
-            bottom,
-        );
+        let hint = match pk.mode {
+            PickMode::Select if pk.marked.is_empty() => {
+                "Space marks files and folders; c copies them (nothing marked: this folder)."
+                    .to_string()
+            }
+            PickMode::Select => format!("{} marked; c copies them.", pk.marked.len()),
+            PickMode::Folder => "Go to the folder to copy into and press c.".into(),
+            _ => "Enter on an image file picks it.".into(),
+        };
+        f.render_widget(Line::styled(hint, DIM), bottom);
     }
 }

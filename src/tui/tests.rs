@@ -26,6 +26,7 @@ fn part(path: &str, size: u64, fs: &str, label: Option<&str>, mount: Option<&str
         fstype: Some(fs.into()),
         label: label.map(Into::into),
         mountpoints: mount.into_iter().map(PathBuf::from).collect(),
+        ..PartRow::default()
     }
 }
 
@@ -114,6 +115,9 @@ struct Shared {
     syncs: usize,
     /// The next mount fails with this.
     mount_error: Option<String>,
+    /// Image files attached to loop devices, and loop devices detached.
+    attached: Vec<PathBuf>,
+    detached: Vec<PathBuf>,
 }
 
 struct FakeHost {
@@ -211,6 +215,27 @@ impl Host for FakeHost {
             .cloned()
             .collect();
         v.extend(sh.plugged.iter().cloned());
+        // An image attached to a loop device shows up as a disk with its partition.
+        for (i, img) in sh.attached.iter().enumerate() {
+            if sh.detached.len() > i {
+                continue;
+            }
+            v.push(DiskRow {
+                path: "/dev/loop7".into(),
+                size: 1_000_204_886_016,
+                transport: "loop".into(),
+                backing_file: Some(img.clone()),
+                read_only: true,
+                partitions: vec![part(
+                    "/dev/loop7p1",
+                    1_000_000_000_000,
+                    "ext4",
+                    Some("family photos"),
+                    None,
+                )],
+                ..DiskRow::default()
+            });
+        }
         for (dev, dir, fs, _) in &sh.mounts {
             for d in &mut v {
                 if d.path == *dev {
@@ -353,6 +378,25 @@ impl Host for FakeHost {
             ));
         }
         Ok(())
+    }
+    fn attach_image(&self, p: &Path) -> Result<PathBuf, String> {
+        self.shared.lock().unwrap().attached.push(p.to_path_buf());
+        Ok("/dev/loop7".into())
+    }
+    fn detach_image(&self, dev: &Path) -> Result<(), String> {
+        self.shared.lock().unwrap().detached.push(dev.to_path_buf());
+        Ok(())
+    }
+    fn check_copy_dest(&self, dest: &Path, reads: &[PathBuf]) -> Result<(), String> {
+        // Like the policy: a folder on something the copy reads is refused.
+        match reads.iter().find(|r| dest.starts_with(r)) {
+            Some(r) => Err(format!(
+                "refusing to write {}: it is stored on {}, which is read",
+                dest.display(),
+                r.display()
+            )),
+            None => Ok(()),
+        }
     }
     fn system_info(&self) -> SystemInfo {
         SystemInfo {
@@ -721,10 +765,65 @@ fn job_pause_resume_abort() {
         crate::progress::StopReason::User,
     ))));
     assert_eq!(a.job.as_ref().unwrap().state, JobState::Stopped);
+    // Enter shows what the stopped rescue got; Esc returns to the menu.
     key(&mut a, KeyCode::Enter);
+    assert_eq!(a.screen, Screen::Result);
+    key(&mut a, KeyCode::Esc);
     assert_eq!(a.screen, Screen::Menu);
-    assert!(a.job.is_none());
     assert_eq!(key(&mut a, KeyCode::Char('q')), Action::Quit);
+}
+
+/// The engine's clock runs on while paused; the view's elapsed time, "last good" and average rate
+/// do not, and the rate and time left say "paused".
+#[test]
+fn pause_freezes_the_shown_times() {
+    let mut a = job_app();
+    let at = |secs| {
+        let mut s = snapshot(&sample_map());
+        s.elapsed = Duration::from_secs(secs);
+        s.since_last_good_read = Duration::from_secs(2);
+        s
+    };
+    a.on_worker(WorkerMsg::Snapshot(at(100)));
+    assert_eq!(key(&mut a, KeyCode::Char('p')), Action::Pause);
+    let mut s = at(160);
+    s.since_last_good_read = Duration::from_secs(62);
+    a.on_worker(WorkerMsg::Snapshot(s));
+    let shown = a.job.as_ref().unwrap().shown_snapshot().unwrap();
+    assert_eq!(shown.elapsed, Duration::from_secs(100));
+    assert_eq!(shown.since_last_good_read, Duration::from_secs(2));
+    let screen = format!("{}", render(&a, 80, 24).backend());
+    assert!(screen.contains("Rate      paused"), "{screen}");
+    assert!(screen.contains("Time left paused"), "{screen}");
+    assert!(screen.contains("Elapsed   1m 40s"), "{screen}");
+    // Resumed: the 60 s paused stay out of the elapsed time.
+    assert_eq!(key(&mut a, KeyCode::Char('p')), Action::Resume);
+    let mut s = at(170);
+    s.since_last_good_read = Duration::from_secs(1);
+    s.average_rate = 170.0;
+    a.on_worker(WorkerMsg::Snapshot(s));
+    let shown = a.job.as_ref().unwrap().shown_snapshot().unwrap();
+    assert_eq!(shown.elapsed, Duration::from_secs(110));
+    assert_eq!(shown.since_last_good_read, Duration::from_secs(1));
+    assert!((shown.average_rate - 170.0 * 170.0 / 110.0).abs() < 1e-6);
+}
+
+/// A read that failed is not a bad byte: with failed reads and nothing unreadable the view says
+/// so in words instead of "Bad 0 B"; no value runs into the next column at 80 columns.
+#[test]
+fn failed_reads_are_not_bad_bytes() {
+    let mut a = job_app();
+    let m = Mapfile::from_blocks(vec![blk(0, 1 << 30, BlockStatus::Finished)]).unwrap();
+    let mut s = snapshot(&m);
+    s.read_errors = 3;
+    a.on_worker(WorkerMsg::Snapshot(s));
+    a.on_worker(WorkerMsg::Done(Ok(crate::rescue::Outcome::Stopped(
+        crate::progress::StopReason::User,
+    ))));
+    let screen = format!("{}", render(&a, 80, 24).backend());
+    assert!(screen.contains("Bad bytes none so far"), "{screen}");
+    assert!(screen.contains("3 failed reads"), "{screen}");
+    assert!(screen.contains("Stopped: the mapfile is saved"), "{screen}");
 }
 
 #[test]
@@ -965,8 +1064,17 @@ fn snap_job() {
     a.on_worker(WorkerMsg::Event(RescueEvent::Finished { complete: true }));
     a.on_worker(WorkerMsg::Map(done.blocks().to_vec()));
     a.on_worker(WorkerMsg::Snapshot(s));
-    a.on_worker(WorkerMsg::Done(Ok(crate::rescue::Outcome::Finished)));
     snap("job_finished", &a);
+    // When the worker ends, the result screen follows and asks for the damaged-files report.
+    a.on_worker(WorkerMsg::Done(Ok(crate::rescue::Outcome::Finished)));
+    assert_eq!(a.screen, Screen::Result);
+    assert_eq!(
+        a.take_tasks(),
+        vec![super::worker::Task::FilesReport {
+            copy: "/mnt/backup/wd.img".into(),
+            mapfile: "/mnt/backup/wd.img.map".into(),
+        }]
+    );
 }
 
 #[test]
@@ -986,7 +1094,10 @@ fn snap_job_waiting_for_device() {
 #[test]
 fn snap_system_info() {
     let mut a = app();
-    down(&mut a, 6);
+    a.menu_cursor = MENU
+        .iter()
+        .position(|m| *m == MenuItem::SystemInfo)
+        .unwrap();
     key(&mut a, KeyCode::Enter);
     assert_eq!(a.screen, Screen::SystemInfo);
     snap("system_info", &a);
@@ -1166,6 +1277,15 @@ impl Host for FileHost {
     fn check_rescue_paths(&self, source: &Path, dest: &Path, mapfile: &Path) -> Result<(), String> {
         RealHost.check_rescue_paths(source, dest, mapfile)
     }
+    fn attach_image(&self, _: &Path) -> Result<PathBuf, String> {
+        Err("not in this test".into())
+    }
+    fn detach_image(&self, _: &Path) -> Result<(), String> {
+        Err("not in this test".into())
+    }
+    fn check_copy_dest(&self, dest: &Path, reads: &[PathBuf]) -> Result<(), String> {
+        RealHost.check_copy_dest(dest, reads)
+    }
 }
 
 #[test]
@@ -1243,10 +1363,12 @@ fn loop_runs_a_real_rescue_and_can_quit() {
     assert_eq!(std::fs::read(&img).unwrap(), data);
     assert!(dir.path().join("out.img.map").exists());
     assert!(job.blocks.iter().all(|b| b.status == BlockStatus::Finished));
+    // A finished rescue goes on to its result.
+    assert_eq!(app.screen, Screen::Result);
     let screen = format!("{}", term.backend());
-    assert!(screen.contains("Finished"), "{screen}");
+    assert!(screen.contains("nothing is unreadable"), "{screen}");
     // Back to the menu, then quit.
-    script.0.extend([KeyCode::Enter, KeyCode::Char('q')]);
+    script.0.extend([KeyCode::Esc, KeyCode::Char('q')]);
     assert!(step(
         &mut term,
         &mut app,
@@ -1610,6 +1732,10 @@ fn image_job_pause_abort() {
     let mut a = image_job_app();
     assert_eq!(a.job.as_ref().unwrap().state, JobState::Running);
     assert_eq!(key(&mut a, KeyCode::Char('p')), Action::Pause);
+    // Paused: no rates, no time left.
+    let screen = screen_text(&a, 80, 24);
+    assert!(screen.contains("Read      paused"), "{screen}");
+    assert!(screen.contains("Time left paused"), "{screen}");
     assert_eq!(key(&mut a, KeyCode::Char('p')), Action::Resume);
     key(&mut a, KeyCode::Char('a'));
     assert_eq!(key(&mut a, KeyCode::Char('y')), Action::Abort);
@@ -2096,4 +2222,492 @@ fn snap_places_and_browser() {
     key(&mut a, KeyCode::Enter);
     down(&mut a, 4);
     snap("browse", &a);
+}
+
+// ----- the result screen and "Copy my files" -----
+
+fn damaged(path: &str, size: u64, lost: u64) -> crate::fs::files::DamagedFile {
+    crate::fs::files::DamagedFile {
+        path: path.into(),
+        size,
+        lost_bytes: lost,
+        lost: vec![(0, lost)],
+        unlocated: None,
+    }
+}
+
+/// What the report finds on the fixture's rescued copy: three damaged photos, lost names.
+fn fixture_report() -> crate::fs::files::FilesReport {
+    use crate::fs::files::{DamagedDir, FilesReport, FsFiles};
+    FilesReport {
+        size: 1_000_204_886_016,
+        unrescued_bytes: 1_052_672,
+        filesystems: vec![FsFiles {
+            partition: 1,
+            kind: crate::fs::FsKind::Ext4,
+            start: 1 << 20,
+            size: 1_000_000_000_000,
+            files_checked: 48_213,
+            damaged_files: vec![
+                damaged("/Photos/2019/IMG_0412.JPG", 4_200_000, 4096),
+                damaged("/Photos/2019/IMG_0413.JPG", 3_900_000, 1_044_480),
+                damaged("/Documents/taxes 2023.pdf", 800_000, 4096),
+            ],
+            damaged_dirs: vec![DamagedDir {
+                path: "/Photos/2020".into(),
+                reason: "directory block not rescued".into(),
+            }],
+            lost_names: 2,
+            unreadable_inodes: 0,
+            unrescued_bytes: 1_052_672,
+            unrescued_metadata: Some(4096),
+            unrescued_free: Some(0),
+            error: None,
+            notes: Vec::new(),
+        }],
+        notes: Vec::new(),
+    }
+}
+
+/// A finished rescue with bad sectors left, on its result screen with the report in.
+fn result_app() -> App {
+    result_app_shared().0
+}
+
+fn result_app_shared() -> (App, Arc<Mutex<Shared>>) {
+    let mut host = FakeHost::new();
+    let shared = host.shared.clone();
+    for d in [
+        "/mnt/loop7p1",
+        "/mnt/loop7p1/Photos",
+        "/mnt/loop7p1/Documents",
+        "/mnt/backup/restored",
+    ] {
+        host.dirs.insert(d.into());
+    }
+    host.files = vec![
+        ("/mnt/loop7p1/Photos/IMG_0001.JPG".into(), 4_100_000),
+        ("/mnt/loop7p1/notes.txt".into(), 1200),
+    ];
+    let mut a = app_with(host);
+    to_confirm_file(&mut a);
+    key(&mut a, KeyCode::Enter);
+    let size = sample_map().end();
+    let done = Mapfile::from_blocks(vec![
+        blk(0, 100 * GB, BlockStatus::Finished),
+        blk(100 * GB, 4096, BlockStatus::BadSector),
+        blk(100 * GB + 4096, 230 * GB - 4096, BlockStatus::Finished),
+        blk(330 * GB, 1 << 20, BlockStatus::BadSector),
+        blk(
+            330 * GB + (1 << 20),
+            size - 330 * GB - (1 << 20),
+            BlockStatus::Finished,
+        ),
+    ])
+    .unwrap();
+    a.on_worker(WorkerMsg::Map(done.blocks().to_vec()));
+    a.on_worker(WorkerMsg::Snapshot(snapshot(&done)));
+    a.on_worker(WorkerMsg::Event(RescueEvent::Finished { complete: true }));
+    a.on_worker(WorkerMsg::Done(Ok(crate::rescue::Outcome::Finished)));
+    assert_eq!(a.screen, Screen::Result);
+    assert_eq!(a.take_tasks().len(), 1);
+    (a, shared)
+}
+
+#[test]
+fn snap_result() {
+    let mut a = result_app();
+    snap("result_pending", &a);
+    a.on_worker(WorkerMsg::Files(
+        "/mnt/backup/wd.img".into(),
+        Ok(fixture_report()),
+    ));
+    snap("result", &a);
+    let screen = screen_text(&a, 80, 24);
+    assert!(screen.contains("2 files whose names are lost"), "{screen}");
+    assert!(screen.contains("taxes 2023.pdf"), "{screen}");
+    assert!(screen.contains("99.99%"), "{screen}");
+    assert!(screen_text(&a, 120, 40).contains("IMG_0413.JPG"));
+    // An answer about another copy is not this result's.
+    let before = a.result.as_ref().unwrap().files.clone();
+    a.on_worker(WorkerMsg::Files(
+        "/mnt/backup/other.img".into(),
+        Err("gone".into()),
+    ));
+    assert_eq!(a.result.as_ref().unwrap().files, before);
+    a.on_worker(WorkerMsg::Files(
+        "/mnt/backup/wd.img".into(),
+        Err("/mnt/backup/wd.img: Input/output error".into()),
+    ));
+    snap("result_failed", &a);
+}
+
+#[test]
+fn damage_tree_counts_files_and_bytes_per_folder() {
+    let d = super::result::damage_of(&fixture_report());
+    let rows: Vec<(usize, &str, u64, u64)> = d
+        .tree
+        .iter()
+        .map(|r| (r.depth, r.name.as_str(), r.files, r.lost))
+        .collect();
+    assert_eq!(
+        rows,
+        vec![
+            (0, "partition 1 (ext4)", 3, 1_052_672),
+            (1, "Documents/", 1, 4096),
+            (2, "taxes 2023.pdf", 1, 4096),
+            (1, "Photos/", 2, 1_048_576),
+            (2, "2019/", 2, 1_048_576),
+            (3, "IMG_0412.JPG", 1, 4096),
+            (3, "IMG_0413.JPG", 1, 1_044_480),
+        ]
+    );
+    assert_eq!((d.files, d.lost), (3, 1_052_672));
+    assert!(d
+        .metadata
+        .iter()
+        .any(|m| m.contains("2 files whose names are lost")));
+    assert!(d.metadata.iter().any(|m| m.contains("1 folder whose list")));
+}
+
+#[test]
+fn retry_starts_the_same_rescue_with_direct_access_and_retries() {
+    let mut a = result_app();
+    let r = a.result.as_ref().unwrap();
+    assert_eq!(r.steps()[0], super::result::Step::Retry);
+    match key(&mut a, KeyCode::Enter) {
+        Action::StartRescue(req) => {
+            assert_eq!(req.source, PathBuf::from("/dev/sdb"));
+            assert_eq!(req.dest, PathBuf::from("/mnt/backup/wd.img"));
+            assert_eq!(req.mapfile, PathBuf::from("/mnt/backup/wd.img.map"));
+            assert!(req.resume);
+            assert!(req.choices.direct);
+            assert_eq!(req.choices.retry_passes, 3);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(a.screen, Screen::Job);
+}
+
+#[test]
+fn copy_my_files_mounts_read_only_marks_checks_and_copies() {
+    let (mut a, shared) = result_app_shared();
+    a.on_worker(WorkerMsg::Files(
+        "/mnt/backup/wd.img".into(),
+        Ok(fixture_report()),
+    ));
+    down(&mut a, 1);
+    key(&mut a, KeyCode::Enter);
+    // The image file was attached read-only; its partition is offered with its damage.
+    assert_eq!(a.screen, Screen::CopyPart, "{:?}", a.status);
+    snap("copy_part", &a);
+    key(&mut a, KeyCode::Enter);
+    assert_eq!(a.screen, Screen::Browse, "{:?}", a.status);
+    {
+        let sh = shared.lock().unwrap();
+        assert_eq!(
+            sh.mounts,
+            vec![(
+                "/dev/loop7p1".into(),
+                "/mnt/loop7p1".into(),
+                "ext4".into(),
+                true
+            )]
+        );
+    }
+    // Mark Photos (after "..", Documents), then continue.
+    down(&mut a, 2);
+    key(&mut a, KeyCode::Char(' '));
+    snap("copy_browse_marked", &a);
+    key(&mut a, KeyCode::Char('c'));
+    assert_eq!(a.screen, Screen::Places);
+    // Neither the source nor the copy's loop device is offered as a place to copy to.
+    let places: Vec<String> = a.picker.places.iter().map(|p| p.name()).collect();
+    assert!(
+        !places
+            .iter()
+            .any(|p| p.starts_with("loop7") || p.starts_with("sdb")),
+        "{places:?}"
+    );
+    snap("copy_places", &a);
+    // A folder on the mounted copy itself is refused by the policy.
+    a.copy_dest_picked("/mnt/loop7p1/Documents".into());
+    assert!(
+        a.status.as_ref().is_some_and(|s| s.is_error),
+        "{:?}",
+        a.status
+    );
+    let backup = a
+        .picker
+        .places
+        .iter()
+        .position(|p| p.dev == Path::new("/dev/sdc1"))
+        .unwrap();
+    a.picker.cursor = backup;
+    key(&mut a, KeyCode::Enter);
+    assert_eq!(a.screen, Screen::Browse);
+    down(&mut a, 1);
+    key(&mut a, KeyCode::Enter);
+    assert_eq!(a.picker.dir, PathBuf::from("/mnt/backup/restored"));
+    key(&mut a, KeyCode::Char('c'));
+    assert_eq!(a.screen, Screen::CopyConfirm, "{:?}", a.status);
+    key(&mut a, KeyCode::Char(' '));
+    snap("copy_confirm", &a);
+    key(&mut a, KeyCode::Enter);
+    let tasks = a.take_tasks();
+    let Some(super::worker::Task::Copy(req)) = tasks.first() else {
+        panic!("{tasks:?}");
+    };
+    assert_eq!(req.root, PathBuf::from("/mnt/loop7p1"));
+    assert_eq!(req.items, vec![PathBuf::from("/mnt/loop7p1/Photos")]);
+    assert_eq!(req.dest, PathBuf::from("/mnt/backup/restored"));
+    assert_eq!(req.choice, super::copier::DamagedChoice::Mark);
+    assert_eq!(req.damaged.len(), 3);
+    a.on_worker(WorkerMsg::CopyProgress(super::copier::CopyProgress {
+        files_done: 120,
+        files_total: 311,
+        bytes_done: 512_000_000,
+        bytes_total: 1_300_000_000,
+        current: "/Photos/2019/IMG_0200.JPG".into(),
+    }));
+    snap("copy_running", &a);
+    // Quitting waits for the copy.
+    assert_eq!(key(&mut a, KeyCode::Char('q')), Action::None);
+    assert!(a.status.as_ref().is_some_and(|s| s.is_error));
+    assert_eq!(key(&mut a, KeyCode::Char('a')), Action::CancelTask);
+    a.on_worker(WorkerMsg::CopyDone(Ok(super::copier::CopySummary {
+        files: 311,
+        bytes: 1_300_000_000,
+        damaged: vec![
+            "/Photos/2019/IMG_0412.JPG".into(),
+            "/Photos/2019/IMG_0413.JPG".into(),
+        ],
+        ..Default::default()
+    })));
+    snap("copy_done", &a);
+    key(&mut a, KeyCode::Enter);
+    // Unmounted and detached: back on the result.
+    assert_eq!(a.screen, Screen::Result);
+    let sh = shared.lock().unwrap();
+    assert!(sh.unmounts.contains(&PathBuf::from("/mnt/loop7p1")));
+    assert_eq!(sh.detached, vec![PathBuf::from("/dev/loop7")]);
+    assert!(sh.syncs > 0);
+}
+
+#[test]
+fn result_from_the_menu_finds_the_copy_beside_the_mapfile() {
+    let mut host = FakeHost::new();
+    host.existing.insert("/mnt/backup/wd.img.map".into());
+    host.existing.insert("/mnt/backup/wd.img".into());
+    let mut a = app_with(host);
+    a.menu_cursor = MENU.iter().position(|m| *m == MenuItem::Result).unwrap();
+    key(&mut a, KeyCode::Enter);
+    assert_eq!(a.screen, Screen::ResultOpen);
+    typ(&mut a, "/mnt/backup/nothing.map");
+    key(&mut a, KeyCode::Enter);
+    assert!(a.status.as_ref().is_some_and(|s| s.is_error));
+    a.flow.input.clear();
+    typ(&mut a, "/mnt/backup/wd.img.map");
+    snap("result_open", &a);
+    key(&mut a, KeyCode::Enter);
+    assert_eq!(a.screen, Screen::Result, "{:?}", a.status);
+    let r = a.result.as_ref().unwrap();
+    assert_eq!(r.copy, PathBuf::from("/mnt/backup/wd.img"));
+    // o opens another mapfile from the result.
+    key(&mut a, KeyCode::Char('o'));
+    assert_eq!(a.screen, Screen::ResultOpen);
+    assert!(a.flow.input.is_empty());
+    key(&mut a, KeyCode::Esc);
+    assert_eq!(a.screen, Screen::Menu);
+    let r = a.result.as_ref().unwrap();
+    // The fake mapfile matches every disk: the source is the first one that is not the copy.
+    assert!(r.source.is_some());
+    assert_eq!(
+        a.take_tasks(),
+        vec![super::worker::Task::FilesReport {
+            copy: "/mnt/backup/wd.img".into(),
+            mapfile: "/mnt/backup/wd.img.map".into(),
+        }]
+    );
+}
+
+// ----- the Disks screen's partition facts -----
+
+#[test]
+fn disks_screen_probes_partitions_on_a_worker_but_never_the_job_s_disks() {
+    let mut a = job_app();
+    key(&mut a, KeyCode::Esc);
+    assert_eq!(a.screen, Screen::Menu);
+    a.take_tasks();
+    a.menu_cursor = MENU.iter().position(|m| *m == MenuItem::Disks).unwrap();
+    key(&mut a, KeyCode::Enter);
+    assert_eq!(a.screen, Screen::Disks);
+    let tasks = a.take_tasks();
+    let probed: Vec<PathBuf> = tasks
+        .iter()
+        .map(|t| match t {
+            super::worker::Task::ProbeDisk { disk, .. } => disk.clone(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    // sdb is under rescue: never read while the job runs.
+    assert!(!probed.contains(&PathBuf::from("/dev/sdb")), "{probed:?}");
+    assert!(probed.contains(&PathBuf::from("/dev/sdc")), "{probed:?}");
+    // Asked once: coming back does not ask again.
+    key(&mut a, KeyCode::Esc);
+    key(&mut a, KeyCode::Enter);
+    assert!(a.take_tasks().is_empty());
+}
+
+#[test]
+fn snap_disks_with_partition_facts() {
+    let mut host = FakeHost::new();
+    host.disks[2]
+        .partitions
+        .push(part("/dev/sdc2", 500 * GB, "ext4", None, None));
+    host.disks[2].partitions[1].fstype = None;
+    host.disks[2]
+        .partitions
+        .push(part("/dev/sdc3", 100 * GB, "ext4", None, None));
+    host.disks[2].partitions[2].fstype = None;
+    let mut a = app_with(host);
+    a.menu_cursor = MENU.iter().position(|m| *m == MenuItem::Disks).unwrap();
+    key(&mut a, KeyCode::Enter);
+    let t0 = Instant::now();
+    a.take_tasks();
+    down(&mut a, 2);
+    a.on_worker(WorkerMsg::PartFacts(super::partinfo::PartFacts {
+        dev: "/dev/sdc2".into(),
+        fstype: Some("ext4".into()),
+        label: Some("photos".into()),
+        gpt_name: Some("family photos".into()),
+    }));
+    snap("disks_facts_pending", &a);
+    // sdc3 never answers: after the deadline it says so.
+    a.expire_part_facts(t0 + super::partinfo::PROBE_DEADLINE);
+    snap("disks_facts_no_answer", &a);
+    let screen = screen_text(&a, 80, 24);
+    assert!(screen.contains("GPT name \"family photos\""), "{screen}");
+    assert!(screen.contains("no answer"), "{screen}");
+}
+
+// ----- Browse an image -----
+
+#[test]
+fn browse_an_image_mounts_a_partition_and_copies_out_with_the_one_copier() {
+    let mut host = FakeHost::new();
+    for d in [
+        "/mnt/image-p3",
+        "/mnt/image-p3/Users",
+        "/mnt/backup/restored",
+    ] {
+        host.dirs.insert(d.into());
+    }
+    host.files = vec![("/mnt/image-p3/pagefile.sys".into(), 8 * GB)];
+    let shared = host.shared.clone();
+    let mut a = app_with(host);
+    a.menu_cursor = MENU
+        .iter()
+        .position(|m| *m == MenuItem::BrowseImage)
+        .unwrap();
+    key(&mut a, KeyCode::Enter);
+    assert_eq!(a.screen, Screen::BrowsePath);
+    typ(&mut a, "/mnt/backup/nope.img");
+    key(&mut a, KeyCode::Enter);
+    assert!(a.status.as_ref().is_some_and(|s| s.is_error));
+    a.flow.input.clear();
+    typ(&mut a, IMG);
+    snap("browse_image_path", &a);
+    key(&mut a, KeyCode::Enter);
+    // The image's partition table is offered.
+    assert_eq!(a.screen, Screen::CopyPart, "{:?}", a.status);
+    assert_eq!(a.copy.parts.len(), 3);
+    down(&mut a, 2);
+    snap("browse_image_parts", &a);
+    key(&mut a, KeyCode::Enter);
+    assert_eq!(
+        a.take_tasks(),
+        vec![super::worker::Task::MountImage {
+            image: IMG.into(),
+            dir: "/mnt/image-p3".into(),
+            partition: Some(3),
+        }]
+    );
+    // Asked twice while mounting: nothing more is started.
+    key(&mut a, KeyCode::Enter);
+    assert!(a.take_tasks().is_empty());
+    a.on_worker(WorkerMsg::ImageMounted(Ok((
+        "/mnt/image-p3".into(),
+        "ntfs".into(),
+    ))));
+    assert_eq!(a.screen, Screen::Browse);
+    assert_eq!(a.picker.mode, PickMode::Select);
+    down(&mut a, 1);
+    key(&mut a, KeyCode::Char(' '));
+    key(&mut a, KeyCode::Char('c'));
+    assert_eq!(a.screen, Screen::Places);
+    let backup = a
+        .picker
+        .places
+        .iter()
+        .position(|p| p.dev == Path::new("/dev/sdc1"))
+        .unwrap();
+    a.picker.cursor = backup;
+    key(&mut a, KeyCode::Enter);
+    down(&mut a, 1);
+    key(&mut a, KeyCode::Enter);
+    key(&mut a, KeyCode::Char('c'));
+    assert_eq!(a.screen, Screen::CopyConfirm, "{:?}", a.status);
+    key(&mut a, KeyCode::Enter);
+    let tasks = a.take_tasks();
+    let [super::worker::Task::Copy(req)] = &tasks[..] else {
+        panic!("{tasks:?}");
+    };
+    assert_eq!(req.root, PathBuf::from("/mnt/image-p3"));
+    assert_eq!(req.items, vec![PathBuf::from("/mnt/image-p3/Users")]);
+    assert!(req.damaged.is_empty());
+    a.on_worker(WorkerMsg::CopyDone(Ok(Default::default())));
+    key(&mut a, KeyCode::Enter);
+    // Unmounting the directory ends the worker's mount; back to the menu.
+    assert_eq!(a.screen, Screen::Menu);
+    assert!(shared
+        .lock()
+        .unwrap()
+        .unmounts
+        .contains(&PathBuf::from("/mnt/image-p3")));
+    a.on_worker(WorkerMsg::ImageReleased(Ok(())));
+    assert!(
+        a.status.as_ref().is_none_or(|s| !s.is_error),
+        "{:?}",
+        a.status
+    );
+}
+
+#[test]
+fn result_from_the_menu_asks_for_a_disk_copy_and_never_retries_onto_it_unconfirmed() {
+    let mut host = FakeHost::new();
+    host.existing.insert("/mnt/backup/salvor-sdb.map".into());
+    host.existing.insert("/dev/sdd".into());
+    let mut a = app_with(host);
+    a.menu_cursor = MENU.iter().position(|m| *m == MenuItem::Result).unwrap();
+    key(&mut a, KeyCode::Enter);
+    typ(&mut a, "/mnt/backup/salvor-sdb.map");
+    key(&mut a, KeyCode::Enter);
+    // No image beside it: the copy's path is asked for.
+    assert_eq!(a.screen, Screen::ResultOpen);
+    assert_eq!(a.result_open_map, Some("/mnt/backup/salvor-sdb.map".into()));
+    typ(&mut a, "/dev/sdd");
+    snap("result_open_copy", &a);
+    key(&mut a, KeyCode::Enter);
+    assert_eq!(a.screen, Screen::Result, "{:?}", a.status);
+    let r = a.result.as_ref().unwrap();
+    assert_eq!(r.copy_kind, TargetKind::Disk);
+    assert!(r.from_menu);
+    assert_eq!(r.steps()[0], super::result::Step::Retry);
+    assert_eq!(key(&mut a, KeyCode::Enter), Action::None);
+    assert!(a
+        .status
+        .as_ref()
+        .is_some_and(|s| s.is_error && s.text.contains("typed")));
+    assert!(a.job.is_none());
 }

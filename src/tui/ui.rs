@@ -10,8 +10,9 @@ use super::blockmap::{self, BlockMap};
 use super::disks::DiskRow;
 use super::imgui;
 use super::placesui;
+use super::resultui;
 use crate::progress::Direction;
-use crate::units::{format_bytes, format_duration};
+use crate::units::{format_bytes, format_bytes_like, format_duration};
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span, Text};
@@ -66,17 +67,7 @@ pub fn draw(app: &App, f: &mut Frame) {
         Constraint::Length(1),
     ])
     .areas(f.area());
-    let body = if app.screen == Screen::Job {
-        // The job view uses the title line for the source identity.
-        Rect {
-            y: title.y,
-            height: body.height + 1,
-            ..body
-        }
-    } else {
-        draw_title(app, f, title);
-        body
-    };
+    draw_title(app, f, title);
     match app.screen {
         Screen::Menu => draw_menu(app, f, body),
         Screen::Disks => draw_disks(app, f, body),
@@ -96,6 +87,11 @@ pub fn draw(app: &App, f: &mut Frame) {
         Screen::ImgConfirm => imgui::draw_confirm(app, f, body),
         Screen::Places => placesui::draw_places(app, f, body),
         Screen::Browse => placesui::draw_browse(app, f, body),
+        Screen::Result => resultui::draw_result(app, f, body),
+        Screen::ResultOpen => resultui::draw_result_open(app, f, body),
+        Screen::CopyPart => resultui::draw_copy_part(app, f, body),
+        Screen::CopyConfirm => resultui::draw_copy_confirm(app, f, body),
+        Screen::BrowsePath => resultui::draw_browse_path(app, f, body),
     }
     draw_status(app, f, status);
     draw_footer(app, f, footer);
@@ -131,6 +127,11 @@ fn screen_title(app: &App) -> String {
         | Screen::ImgOptions
         | Screen::ImgConfirm => imgui::title(app),
         Screen::Places | Screen::Browse => placesui::title(app),
+        Screen::Result
+        | Screen::ResultOpen
+        | Screen::CopyPart
+        | Screen::CopyConfirm
+        | Screen::BrowsePath => resultui::title(app),
     }
 }
 
@@ -277,6 +278,16 @@ fn footer_keys(app: &App) -> Vec<(&'static str, &'static str)> {
                     ("?", "help"),
                 ]
             }
+            Some(j)
+                if matches!(j.request, JobRequest::Rescue(_))
+                    && !matches!(j.state, JobState::Failed(_)) =>
+            {
+                vec![
+                    ("Enter", "result and next steps"),
+                    ("Esc", "menu"),
+                    ("?", "help"),
+                ]
+            }
             _ => vec![("Enter/Esc", "back to menu"), ("?", "help")],
         },
         Screen::SystemInfo => {
@@ -288,6 +299,11 @@ fn footer_keys(app: &App) -> Vec<(&'static str, &'static str)> {
         | Screen::ImgOptions
         | Screen::ImgConfirm => imgui::footer(app),
         Screen::Places | Screen::Browse => placesui::footer(app),
+        Screen::Result
+        | Screen::ResultOpen
+        | Screen::CopyPart
+        | Screen::CopyConfirm
+        | Screen::BrowsePath => resultui::footer(app),
     }
 }
 
@@ -345,6 +361,7 @@ fn help_lines(app: &App) -> Vec<Line<'static>> {
             "the highlighted option.",
         ],
         Screen::Places | Screen::Browse => placesui::help(app),
+        Screen::Result | Screen::CopyPart | Screen::CopyConfirm => resultui::help(),
         Screen::ImagePath | Screen::ImgPath => &[
             "Tab lists the filesystems of the other disks, mounts one if needed and",
             "lets you browse to the folder and file instead of typing the path.",
@@ -415,6 +432,14 @@ fn menu_label(app: &App, item: MenuItem) -> (String, &'static str) {
                 Feature::Clone => "copy a healthy disk onto another disk",
                 _ => "check every chunk of an image",
             },
+        ),
+        MenuItem::BrowseImage => (
+            "Browse an image".into(),
+            "copy files out of an image's partition",
+        ),
+        MenuItem::Result => (
+            "Rescue result".into(),
+            "damaged files of a rescue; retry; copy files",
         ),
         MenuItem::SystemInfo => ("System info".into(), "kernel, memory, Secure Boot"),
         MenuItem::Quit => ("Quit".into(), "back to the shell"),
@@ -645,13 +670,23 @@ pub(super) fn disk_details(d: &DiskRow, narrow: bool) -> Vec<Line<'static>> {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let mut s = format!(
-            "  {name}  {}  {}",
-            format_bytes(p.size),
-            p.fstype.as_deref().unwrap_or("?")
-        );
-        if let Some(lab) = &p.label {
+        // "…" while a probe is under way; "?" when nothing is known.
+        let fs = match (&p.fstype, p.probing) {
+            (Some(f), _) => f.clone(),
+            (None, Some(true)) => "…".into(),
+            (None, Some(false)) => "? (no answer)".into(),
+            (None, None) => "?".into(),
+        };
+        let mut s = format!("  {name}  {}  {fs}", format_bytes(p.size));
+        if let Some(lab) = p.fs_label.as_ref().or(p.label.as_ref()) {
             s.push_str(&format!("  \"{lab}\""));
+        }
+        if let Some(g) = p
+            .gpt_name
+            .as_ref()
+            .filter(|g| Some(*g) != p.fs_label.as_ref())
+        {
+            s.push_str(&format!("  GPT name \"{g}\""));
         }
         if let Some(m) = p.mountpoints.first() {
             s.push_str(&format!("  mounted at {}", m.display()));
@@ -731,7 +766,7 @@ pub(super) fn draw_disk_table(
                     WARN,
                 ));
             }
-            l.extend(disk_details(d, false));
+            l.extend(disk_details(&app.with_facts(d), false));
             l
         }
         Some((None, _)) => vec![
@@ -1202,7 +1237,10 @@ fn rescue_state_span(job: &Job, waiting: bool) -> Span<'static> {
                 Span::styled("Finished: some areas not tried", BOLD)
             }
         }
-        JobState::Stopped => Span::styled("Stopped (mapfile saved; resumable)", BOLD),
+        JobState::Stopped => Span::styled(
+            "Stopped: the mapfile is saved; start the same rescue to resume",
+            BOLD,
+        ),
         JobState::Failed(_) => Span::styled("! FAILED: see the log", WARN),
     }
 }
@@ -1295,7 +1333,7 @@ fn draw_job(app: &App, f: &mut Frame, area: Rect) {
         Constraint::Length(1),
         Constraint::Min(3),
         Constraint::Length(1),
-        Constraint::Length(5),
+        Constraint::Length(6),
         Constraint::Length(log_h),
     ])
     .areas(area);
@@ -1330,59 +1368,93 @@ fn draw_job(app: &App, f: &mut Frame, area: Rect) {
     );
     f.render_widget(blockmap::legend(pos.is_some()), legend);
 
+    // The state gets the whole width: "Stopped ..." or "WAITING FOR THE SOURCE ..." must never
+    // run into the right column at 80 columns.
+    let [state_row, stats] =
+        Layout::vertical([Constraint::Length(1), Constraint::Min(0)]).areas(stats);
+    f.render_widget(
+        Line::from(vec![
+            Span::styled(format!("{:<10}", "State"), BOLD),
+            state_span(job),
+        ]),
+        state_row,
+    );
     let [left, right] =
         Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(stats);
-    let mut l = vec![Line::from(vec![
-        Span::styled(format!("{:<10}", "State"), BOLD),
-        state_span(job),
-    ])];
+    let col = usize::from(left.width).saturating_sub(10);
+    let fits = |v: String| fit(&v, col).trim_end().to_string();
+    let mut l = Vec::new();
     let mut r = Vec::new();
-    if let Some(s) = &job.snapshot {
+    if let Some(s) = job.shown_snapshot() {
         let t = &s.totals;
         let dir = match s.direction {
             Direction::Forwards => "fwd",
             Direction::Backwards => "back",
         };
+        let paused = job.is_paused();
         l.push(kv(
             "Phase",
-            format!("{}, pass {} {dir}", phase_short(s.phase), s.pass),
+            fits(format!("{}, pass {} {dir}", phase_short(s.phase), s.pass)),
         ));
         l.push(kv(
             "Rescued",
-            format!(
+            fits(format!(
                 "{} of {} ({:.2}%)",
-                format_bytes(t.finished),
+                format_bytes_like(t.finished, s.domain_size),
                 format_bytes(s.domain_size),
                 pct(t.finished, s.domain_size)
-            ),
+            )),
         ));
+        // Bad bytes are what is still unreadable; a failed read is only an attempt (trimming
+        // and scraping rescue most of what a failed read covered).
         l.push(Line::from(vec![
-            Span::styled(format!("{:<10}", "Bad"), BOLD),
+            Span::styled(format!("{:<10}", "Bad bytes"), BOLD),
             Span::styled(
-                format!(
-                    "{} in {} area{}",
-                    format_bytes(t.bad_sector),
-                    t.bad_areas,
-                    if t.bad_areas == 1 { "" } else { "s" }
-                ),
+                fits(if t.bad_sector == 0 {
+                    "none so far".into()
+                } else {
+                    format!(
+                        "{} in {} area{}",
+                        format_bytes(t.bad_sector),
+                        t.bad_areas,
+                        if t.bad_areas == 1 { "" } else { "s" }
+                    )
+                }),
                 if t.bad_sector > 0 { WARN } else { Style::new() },
             ),
         ]));
         l.push(kv(
             "Left",
-            format!(
-                "{} ({} near errors)",
-                format_bytes(t.pending()),
-                format_bytes(t.non_trimmed + t.non_scraped)
-            ),
+            fits(if t.pending() == 0 {
+                "nothing left to try".into()
+            } else {
+                format!(
+                    "{} ({} near errors)",
+                    format_bytes_like(t.pending(), s.domain_size),
+                    format_bytes_like(t.non_trimmed + t.non_scraped, s.domain_size)
+                )
+            }),
         ));
         r.push(kv(
             "Rate",
-            format!("{} now, {} avg", rate(s.current_rate), rate(s.average_rate)),
+            if paused {
+                "paused".into()
+            } else {
+                fits(format!(
+                    "{} now, {} avg",
+                    rate(s.current_rate),
+                    rate(s.average_rate)
+                ))
+            },
         ));
         r.push(kv(
             "Reads",
-            format!("{}, {} failed", s.reads, s.read_errors),
+            fits(format!(
+                "{}, {} failed read{}",
+                s.reads,
+                s.read_errors,
+                if s.read_errors == 1 { "" } else { "s" }
+            )),
         ));
         r.push(kv(
             "Last good",
@@ -1390,13 +1462,20 @@ fn draw_job(app: &App, f: &mut Frame, area: Rect) {
         ));
         r.push(kv(
             "Elapsed",
-            format!(
+            fits(format!(
                 "{} (at {})",
                 format_duration(s.elapsed),
-                format_bytes(s.pos)
-            ),
+                format_bytes_like(s.pos, s.domain_size)
+            )),
         ));
-        r.push(kv("Time left", remaining_text(s.remaining)));
+        r.push(kv(
+            "Time left",
+            if paused {
+                "paused".into()
+            } else {
+                fits(remaining_text(s.remaining))
+            },
+        ));
     } else {
         l.push(Line::raw("Opening the source..."));
     }

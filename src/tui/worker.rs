@@ -15,6 +15,7 @@ use crate::rescue::job::{self, JobSpec};
 use crate::rescue::{self, engine::MapStore, Outcome, RescueOptions};
 use crate::units::{format_bytes, format_duration};
 use std::cell::RefCell;
+use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::Arc;
@@ -33,6 +34,136 @@ pub enum WorkerMsg {
     ImageSnapshot(ImageSnapshot),
     ImageEvent(ImageEvent),
     ImageDone(ImageResult),
+    /// The damaged-files report of the rescued copy at this path.
+    Files(
+        PathBuf,
+        std::result::Result<crate::fs::files::FilesReport, String>,
+    ),
+    CopyProgress(super::copier::CopyProgress),
+    CopyDone(std::result::Result<super::copier::CopySummary, String>),
+    /// What one partition holds (the Disks screen).
+    PartFacts(super::partinfo::PartFacts),
+    /// The browsed image is mounted (where, which filesystem), or could not be.
+    ImageMounted(std::result::Result<(PathBuf, String), String>),
+    /// Its directory was unmounted and the worker let go of the image.
+    ImageReleased(std::result::Result<(), String>),
+}
+
+/// Work besides the job that the UI asks for: it runs on its own thread and reports over the
+/// same kind of channel.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Task {
+    /// [`crate::fs::files::report`] on the rescued copy through its mapfile.
+    FilesReport {
+        copy: PathBuf,
+        mapfile: PathBuf,
+    },
+    Copy(super::copier::CopyRequest),
+    /// The filesystems, labels and GPT names of these volumes of `disk`.
+    ProbeDisk {
+        disk: PathBuf,
+        parts: Vec<PathBuf>,
+    },
+    /// Serves the image read-only at `dir` (a partition of it, or the whole) until `dir` is
+    /// unmounted.
+    MountImage {
+        image: PathBuf,
+        dir: PathBuf,
+        partition: Option<u32>,
+    },
+}
+
+/// How often copy progress is sent: often enough to look alive.
+const COPY_PROGRESS_INTERVAL: Duration = Duration::from_millis(200);
+
+/// Runs one task to its end on the calling thread, sending what it finds.
+pub fn run_task(task: &Task, control: &Control, tx: &Sender<WorkerMsg>) {
+    match task {
+        Task::FilesReport { copy, mapfile } => {
+            let r = files_report(copy, mapfile).map_err(|e| e.to_string());
+            let _ = tx.send(WorkerMsg::Files(copy.clone(), r));
+        }
+        Task::ProbeDisk { disk, parts } => super::partinfo::probe_disk(disk, parts, tx),
+        Task::MountImage {
+            image,
+            dir,
+            partition,
+        } => {
+            let mut mounted = false;
+            let r = serve_image(image, dir, *partition, control, &mut |m| {
+                mounted = true;
+                let _ = tx.send(WorkerMsg::ImageMounted(Ok((m.dir.clone(), m.fs.clone()))));
+            })
+            .map_err(|e| e.to_string());
+            let _ = tx.send(match r {
+                Err(e) if !mounted => WorkerMsg::ImageMounted(Err(e)),
+                r => WorkerMsg::ImageReleased(r),
+            });
+        }
+        Task::Copy(req) => {
+            let mut last: Option<Instant> = None;
+            let r = super::copier::copy(req, control, &mut |p| {
+                let due = last.is_none_or(|t| t.elapsed() >= COPY_PROGRESS_INTERVAL);
+                if due || p.files_done == p.files_total {
+                    last = Some(Instant::now());
+                    let _ = tx.send(WorkerMsg::CopyProgress(p.clone()));
+                }
+            })
+            .map_err(|e| e.to_string());
+            let _ = tx.send(WorkerMsg::CopyDone(r));
+        }
+    }
+}
+
+/// `salvor mount`'s way: the image read-only through FUSE and a loop device, served until `dir`
+/// is unmounted.
+fn serve_image(
+    image: &std::path::Path,
+    dir: &std::path::Path,
+    partition: Option<u32>,
+    control: &Control,
+    ready: &mut dyn FnMut(&crate::serve::mount::Mounted),
+) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| crate::error::Error::io(dir, e))?;
+    let opts = crate::serve::ServeOptions {
+        listen: crate::serve::Listen::Unix(PathBuf::new()),
+        overlay: None,
+        mapfile: None,
+        cache_bytes: crate::serve::DEFAULT_CACHE,
+        fail_unrescued: true,
+        max_connections: None,
+        handshake_timeout: crate::serve::HANDSHAKE_TIMEOUT,
+    };
+    let export = crate::serve::open_export(image, &opts)?;
+    let r = crate::serve::mount::mount_export(export, dir, partition, control, ready);
+    // The folder was made for this mount.
+    let _ = std::fs::remove_dir(dir);
+    r
+}
+
+fn files_report(
+    copy: &std::path::Path,
+    mapfile: &std::path::Path,
+) -> Result<crate::fs::files::FilesReport> {
+    let Some(map) = crate::mapfile::parse_file(mapfile)? else {
+        return Err(crate::error::Error::io(
+            mapfile,
+            std::io::Error::from(std::io::ErrorKind::NotFound),
+        ));
+    };
+    let mut src = crate::device::FileSource::open(copy, Default::default())?;
+    crate::fs::files::report(&mut src, &map)
+}
+
+/// Starts a task on a new thread; its messages go to `tx`.
+pub fn start_task(
+    task: Task,
+    control: Arc<Control>,
+    tx: Sender<WorkerMsg>,
+) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("salvor-task".into())
+        .spawn(move || run_task(&task, &control, &tx))
 }
 
 /// How often the block map is refreshed: enough to look alive, cheap on huge maps.
@@ -199,7 +330,7 @@ fn work(req: &RescueRequest, control: &Control, tx: &Sender<WorkerMsg>) -> Resul
             "the job has no mapfile saver".into(),
         ));
     };
-    run_engine(
+    let outcome = run_engine(
         source.as_mut(),
         &mut dest,
         job.map,
@@ -208,7 +339,24 @@ fn work(req: &RescueRequest, control: &Control, tx: &Sender<WorkerMsg>) -> Resul
         &SystemClock::new(),
         control,
         tx,
-    )
+    )?;
+    // Closed first: the kernel will not re-read a table while the disk is held open for writing.
+    drop(dest);
+    if req.target_kind == TargetKind::Disk {
+        let message = match crate::blockdev::reread_partitions(&req.dest) {
+            Ok(()) => format!(
+                "Re-read the partition table of {}: its partitions are visible",
+                req.dest.display()
+            ),
+            Err(e) => format!(
+                "Could not re-read the partition table of {} ({e}); unplug and replug it to see \
+                 its partitions",
+                req.dest.display()
+            ),
+        };
+        let _ = tx.send(WorkerMsg::Event(RescueEvent::Message { message }));
+    }
+    Ok(outcome)
 }
 
 /// Runs the engine with the channel observer and the shadow map.
