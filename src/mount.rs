@@ -319,7 +319,8 @@ pub fn sync_all() {
 }
 
 /// Attaches the image file `file` to a free loop device, read-only, with its partitions as
-/// devices (`losetup --partscan`, or `partx -a` where the kernel parses no tables); returns the
+/// devices (`losetup --partscan`, or added from user space where the kernel parses no tables,
+/// [`crate::blockdev::show_partitions`]); returns the
 /// device. The partitions' nodes are there on return (waited for, at most a few seconds).
 pub fn attach_loop(file: &Path) -> Result<PathBuf, MountError> {
     let io = |source| MountError::Io {
@@ -344,8 +345,9 @@ pub fn attach_loop(file: &Path) -> Result<PathBuf, MountError> {
         ))));
     }
     let dev = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-    // losetup asks for the scan but does not wait for it; BLKRRPART does.
-    let _ = crate::blockdev::reread_partitions(&dev);
+    // losetup asks for the scan but does not wait for it; this re-reads (and, where the kernel
+    // parses no tables, adds the partitions from user space).
+    let _ = crate::blockdev::show_partitions(&dev);
     let numbers: Vec<u32> = crate::blockdev::partition_table_of_path(&dev)
         .map(|t| {
             t.entries
@@ -360,12 +362,6 @@ pub fn attach_loop(file: &Path) -> Result<PathBuf, MountError> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let in_sysfs = |n: u32| Path::new(&format!("/sys/block/{name}/{name}p{n}")).exists();
-    if !numbers.iter().all(|&n| in_sysfs(n)) {
-        // A kernel without table parsers: the partitions are added from user space (BLKPG).
-        if let Some(partx) = find_program("partx") {
-            let _ = Command::new(partx).arg("-a").arg(&dev).output();
-        }
-    }
     // The nodes follow the kernel's devices asynchronously (devtmpfs): wait for them, bounded.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     let node = |n: u32| PathBuf::from(format!("{}p{n}", dev.display()));

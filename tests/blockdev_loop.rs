@@ -89,13 +89,10 @@ impl LoopDisk {
         let dev = PathBuf::from(run(&losetup, &["-f", "--show", "-P", img]).trim());
         self.dev = Some(dev.clone());
         // Partition nodes appear asynchronously (devtmpfs, no udev needed): wait for them. A
-        // kernel built without partition table parsers (some VM kernels) finds none: then add
-        // them from user space with BLKPG, as `partx -a` does.
+        // kernel built without partition table parsers (some VM kernels) finds none: then
+        // salvor adds them from user space with BLKPG, as `partx -a` does.
         if !self.wait_parts(expect_parts, Duration::from_secs(2)) {
-            run(
-                &tool("partx", "util-linux"),
-                &["-a", dev.to_str().expect("utf-8")],
-            );
+            blockdev::show_partitions(&dev).expect("show_partitions");
             assert!(
                 self.wait_parts(expect_parts, Duration::from_secs(10)),
                 "partitions of {} did not appear",
@@ -476,4 +473,36 @@ fn boot_disk_is_where_root_lives() {
     if !medium_mounted {
         assert_eq!(boot, root);
     }
+}
+
+/// `show_partitions` makes a disk's partitions appear with the sizes its table gives, also on a
+/// loop device attached without a partition scan (as a kernel without table parsers leaves
+/// every disk), and adds nothing twice.
+#[test]
+fn partitions_are_shown_from_user_space() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut disk = LoopDisk::new(64 * MIB);
+    make_gpt(&disk);
+    let losetup = tool("losetup", "mount");
+    let img = disk.image.to_str().expect("utf-8 path").to_string();
+    let dev = PathBuf::from(run(&losetup, &["-f", "--show", &img]).trim());
+    disk.dev = Some(dev.clone());
+    let name = dev.file_name().expect("name").to_string_lossy().into_owned();
+    let sysfs = |n: u32| PathBuf::from(format!("/sys/class/block/{name}p{n}"));
+    blockdev::show_partitions(&dev).expect("show_partitions");
+    assert!(disk.wait_parts(&[1, 2, 3], Duration::from_secs(10)), "no partition nodes");
+    for (n, first, last, _, _) in sgdisk_parts(&disk.image) {
+        let start: u64 = std::fs::read_to_string(sysfs(n).join("start"))
+            .expect("start")
+            .trim()
+            .parse()
+            .expect("number");
+        let size: u64 = std::fs::read_to_string(sysfs(n).join("size"))
+            .expect("size")
+            .trim()
+            .parse()
+            .expect("number");
+        assert_eq!((start, start + size - 1), (first, last), "partition {n}");
+    }
+    assert_eq!(blockdev::show_partitions(&dev).expect("again"), 0, "added twice");
 }

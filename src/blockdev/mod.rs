@@ -368,6 +368,84 @@ pub fn reread_partitions(dev: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+nix::ioctl_write_ptr_bad!(blk_pg, nix::request_code_none!(0x12, 105), BlkpgIoctlArg);
+
+/// `struct blkpg_ioctl_arg` of `<linux/blkpg.h>`.
+#[repr(C)]
+struct BlkpgIoctlArg {
+    op: libc::c_int,
+    flags: libc::c_int,
+    datalen: libc::c_int,
+    data: *mut BlkpgPartition,
+}
+
+/// `struct blkpg_partition` of `<linux/blkpg.h>`.
+#[repr(C)]
+struct BlkpgPartition {
+    start: libc::c_longlong,
+    length: libc::c_longlong,
+    pno: libc::c_int,
+    devname: [libc::c_char; 64],
+    volname: [libc::c_char; 64],
+}
+
+/// Makes the kernel show the partitions of the disk `dev`: re-reads its table (BLKRRPART), and
+/// where the kernel parses no tables (or the re-read was refused) adds each partition of the
+/// table salvor reads from user space, as `partx -a` does (BLKPG). Returns how many partitions
+/// were added that way. Call it with no other descriptor of `dev` open for writing.
+pub fn show_partitions(dev: &Path) -> std::io::Result<usize> {
+    use std::os::unix::io::AsRawFd;
+    let reread = reread_partitions(dev);
+    let table = partition_table_of_path(dev)
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    let name = dev
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    // sysfs names partitions sdb1, or loop0p1 / nvme0n1p1 after a digit.
+    let sep = if name.ends_with(|c: char| c.is_ascii_digit()) { "p" } else { "" };
+    let missing: Vec<&TableEntry> = table
+        .entries
+        .iter()
+        .filter(|e| !e.extended)
+        .filter(|e| !Path::new(&format!("/sys/class/block/{name}{sep}{}", e.number)).exists())
+        .collect();
+    if missing.is_empty() {
+        return Ok(0);
+    }
+    let f = File::open(dev)?;
+    let mut added = 0;
+    for e in missing {
+        let mut part = BlkpgPartition {
+            start: e.start as libc::c_longlong,
+            length: e.size as libc::c_longlong,
+            pno: e.number as libc::c_int,
+            devname: [0; 64],
+            volname: [0; 64],
+        };
+        let arg = BlkpgIoctlArg {
+            op: 1, // BLKPG_ADD_PARTITION
+            flags: 0,
+            datalen: std::mem::size_of::<BlkpgPartition>() as libc::c_int,
+            data: &mut part,
+        };
+        // SAFETY: BLKPG reads the argument struct and the partition it points to, both alive
+        // for the call; the descriptor is open.
+        match unsafe { blk_pg(f.as_raw_fd(), &arg) } {
+            Ok(_) => added += 1,
+            // Already there (the re-read raced us), or the disk cannot hold partitions.
+            Err(nix::errno::Errno::EBUSY) => {}
+            Err(err) => {
+                return Err(match reread {
+                    Err(r) => std::io::Error::other(format!("{r}; adding partition {}: {err}", e.number)),
+                    Ok(()) => std::io::Error::from(err),
+                })
+            }
+        }
+    }
+    Ok(added)
+}
+
 /// A cheap fingerprint of the attached block devices: every `/sys/block` entry and its
 /// partitions with their sizes in 512-byte units. Only sysfs is read (no device is opened), so
 /// the UI can poll it every second to notice disks being plugged in or removed; a loop device

@@ -46,17 +46,6 @@ fn is_mountpoint(dir: &Path) -> bool {
         .any(|m| m.mount_point == canon)
 }
 
-fn run_tool(cmd: &mut Command) -> Result<String> {
-    let out = cmd.output().map_err(|e| Error::io(format!("{cmd:?}"), e))?;
-    if !out.status.success() {
-        return Err(Error::io(
-            format!("{cmd:?}"),
-            std::io::Error::other(String::from_utf8_lossy(&out.stderr).trim().to_string()),
-        ));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
-
 fn wait_for(what: &Path, secs: u64) -> Result<()> {
     let t0 = Instant::now();
     while !what.exists() {
@@ -107,23 +96,17 @@ pub fn mount_export(
         return Err(e);
     }
     let result = (|| {
-        let lo = run_tool(
-            Command::new("losetup")
-                .args(["--find", "--show", "--read-only", "--partscan"])
-                .arg(&file),
-        )?;
-        let lo = PathBuf::from(lo);
+        // Read-only, with the partitions shown (added from user space where the kernel parses
+        // no tables) and their nodes waited for.
+        let lo = crate::mount::attach_loop(&file)
+            .map_err(|e| Error::io(&file, std::io::Error::other(e.to_string())))?;
         let detach = |lo: &Path| {
-            let _ = Command::new("losetup").arg("-d").arg(lo).status();
+            let _ = crate::mount::detach_loop(lo);
         };
         let dev = match partition {
             Some(n) => PathBuf::from(format!("{}p{n}", lo.display())),
             None => lo.clone(),
         };
-        if partition.is_some() && wait_for(&dev, 1).is_err() {
-            // A kernel without partition-table parsers: add the partitions as partx does.
-            let _ = Command::new("partx").arg("-a").arg(&lo).status();
-        }
         if let Err(e) = wait_for(&dev, 10) {
             detach(&lo);
             return Err(e);

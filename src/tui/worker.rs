@@ -343,8 +343,8 @@ fn work(req: &RescueRequest, control: &Control, tx: &Sender<WorkerMsg>) -> Resul
     // Closed first: the kernel will not re-read a table while the disk is held open for writing.
     drop(dest);
     if req.target_kind == TargetKind::Disk {
-        let message = match crate::blockdev::reread_partitions(&req.dest) {
-            Ok(()) => format!(
+        let message = match crate::blockdev::show_partitions(&req.dest) {
+            Ok(_) => format!(
                 "Re-read the partition table of {}: its partitions are visible",
                 req.dest.display()
             ),
