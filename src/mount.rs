@@ -319,32 +319,12 @@ pub fn sync_all() {
 }
 
 /// Attaches the image file `file` to a free loop device, read-only, with its partitions as
-/// devices (`losetup --partscan`, or added from user space where the kernel parses no tables,
-/// [`crate::blockdev::show_partitions`]); returns the
-/// device. The partitions' nodes are there on return (waited for, at most a few seconds).
+/// devices (`losetup --partscan`, or added from user space where the kernel parses no tables:
+/// [`crate::blockdev::show_partitions`]); returns the device. The partitions' nodes are there
+/// on return (waited for, at most a few seconds).
 pub fn attach_loop(file: &Path) -> Result<PathBuf, MountError> {
-    let io = |source| MountError::Io {
-        path: file.to_path_buf(),
-        source,
-    };
-    let prog = find_program("losetup").ok_or_else(|| {
-        io(std::io::Error::new(
-            std::io::ErrorKind::NotFound,
-            "losetup is missing (util-linux)",
-        ))
-    })?;
-    let out = Command::new(prog)
-        .args(["--find", "--show", "--read-only", "--partscan"])
-        .arg(file)
-        .output()
-        .map_err(io)?;
-    if !out.status.success() {
-        return Err(io(std::io::Error::other(format!(
-            "losetup: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))));
-    }
-    let dev = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    let out = losetup(file, &["--find", "--show", "--read-only", "--partscan"])?;
+    let dev = PathBuf::from(out.trim());
     // losetup asks for the scan but does not wait for it; this re-reads (and, where the kernel
     // parses no tables, adds the partitions from user space).
     let _ = crate::blockdev::show_partitions(&dev);
@@ -375,8 +355,13 @@ pub fn attach_loop(file: &Path) -> Result<PathBuf, MountError> {
 
 /// Detaches a loop device [`attach_loop`] attached (only that one).
 pub fn detach_loop(dev: &Path) -> Result<(), MountError> {
+    losetup(dev, &["-d"]).map(|_| ())
+}
+
+/// Runs `losetup ARGS PATH`; its standard output, or its message as the error about `path`.
+fn losetup(path: &Path, args: &[&str]) -> Result<String, MountError> {
     let io = |source| MountError::Io {
-        path: dev.to_path_buf(),
+        path: path.to_path_buf(),
         source,
     };
     let prog = find_program("losetup").ok_or_else(|| {
@@ -385,14 +370,15 @@ pub fn detach_loop(dev: &Path) -> Result<(), MountError> {
             "losetup is missing (util-linux)",
         ))
     })?;
-    let out = Command::new(prog).arg("-d").arg(dev).output().map_err(io)?;
+    let out = Command::new(prog).args(args).arg(path).output().map_err(io)?;
     if !out.status.success() {
         return Err(io(std::io::Error::other(format!(
-            "losetup -d: {}",
+            "losetup {}: {}",
+            args.join(" "),
             String::from_utf8_lossy(&out.stderr).trim()
         ))));
     }
-    Ok(())
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 fn find_program(name: &str) -> Option<PathBuf> {

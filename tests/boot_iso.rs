@@ -13,6 +13,8 @@
 //! - `iso_image_and_restore`: `salvor.run="image ..."` to an ext4 disk, restored on the host.
 //! - `iso_copytoram_releases_the_medium`: `copytoram` copies the CD to RAM, releases it, and
 //!   `salvor list` flags it as the boot medium.
+//! - `iso_boots_from_its_image_over_nbd`: the ISO as a disk, imaged (used blocks), served by
+//!   `salvor serve` on a Unix socket, booted by QEMU from the NBD export to the first screen.
 //!
 //! The boots are serialised (one QEMU at a time: TCG on two cores). Needs root on Debian: the
 //! scripts apt-get install what they use. They never skip.
@@ -53,4 +55,9 @@ fn iso_secure_boot() {
 #[test]
 fn iso_copytoram_releases_the_medium() {
     run_script("iso-copytoram.sh", &[]);
+}
+
+#[test]
+fn iso_boots_from_its_image_over_nbd() {
+    run_script("iso-nbd.sh", &[]);
 }
