@@ -1,4 +1,5 @@
-//! Serving one read-only file over FUSE (`fuser`, mounted through `fusermount3`, no libfuse).
+//! Serving one read-only file over FUSE (`fuser`, no libfuse: as root the mount(2) call itself,
+//! otherwise `fusermount3`).
 //!
 //! Used by `salvor sim-drive` to show a simulated failing drive to other programs (GNU ddrescue
 //! reads the same drive model as salvor's engine tests), and meant for mounting images later.

@@ -318,14 +318,94 @@ pub fn sync_all() {
     nix::unistd::sync();
 }
 
+nix::ioctl_none_bad!(loop_ctl_get_free, 0x4C82);
+nix::ioctl_write_int_bad!(loop_set_fd, 0x4C00);
+nix::ioctl_none_bad!(loop_clr_fd, 0x4C01);
+nix::ioctl_write_ptr_bad!(loop_set_status64, 0x4C04, LoopInfo64);
+
+/// `struct loop_info64` of `<linux/loop.h>`.
+#[repr(C)]
+struct LoopInfo64 {
+    device: u64,
+    inode: u64,
+    rdevice: u64,
+    offset: u64,
+    sizelimit: u64,
+    number: u32,
+    encrypt_type: u32,
+    encrypt_key_size: u32,
+    flags: u32,
+    file_name: [u8; 64],
+    crypt_name: [u8; 64],
+    encrypt_key: [u8; 32],
+    init: [u64; 2],
+}
+
+const LO_FLAGS_PARTSCAN: u32 = 8;
+
 /// Attaches the image file `file` to a free loop device, read-only, with its partitions as
-/// devices (`losetup --partscan`, or added from user space where the kernel parses no tables:
-/// [`crate::blockdev::show_partitions`]); returns the device. The partitions' nodes are there
-/// on return (waited for, at most a few seconds).
+/// devices (the kernel's partition scan, or added from user space where the kernel parses no
+/// tables: [`crate::blockdev::show_partitions`]); returns the device. The partitions' nodes are
+/// there on return (waited for, at most a few seconds). Done with the loop ioctls rather than
+/// `losetup`, whose options differ between util-linux and the rescue environment's busybox.
 pub fn attach_loop(file: &Path) -> Result<PathBuf, MountError> {
-    let out = losetup(file, &["--find", "--show", "--read-only", "--partscan"])?;
-    let dev = PathBuf::from(out.trim());
-    // losetup asks for the scan but does not wait for it; this re-reads (and, where the kernel
+    use std::os::unix::io::AsRawFd;
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| MountError::Io { path, source }
+    };
+    let backing = std::fs::File::open(file).map_err(io(file))?;
+    let ctl_path = Path::new("/dev/loop-control");
+    let ctl = std::fs::File::open(ctl_path).map_err(io(ctl_path))?;
+    let mut attempts = 0;
+    let dev = loop {
+        // SAFETY: LOOP_CTL_GET_FREE takes no argument and returns a device number.
+        let n = unsafe { loop_ctl_get_free(ctl.as_raw_fd()) }
+            .map_err(|e| io(ctl_path)(std::io::Error::from(e)))?;
+        let dev = PathBuf::from(format!("/dev/loop{n}"));
+        wait_node(&dev);
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .open(&dev)
+            .map_err(io(&dev))?;
+        // SAFETY: LOOP_SET_FD takes the backing file's descriptor, open for the call. Opened
+        // read-only, the loop device is read-only.
+        match unsafe { loop_set_fd(f.as_raw_fd(), backing.as_raw_fd()) } {
+            Ok(_) => {}
+            // Taken by someone else between the two calls: ask again.
+            Err(nix::errno::Errno::EBUSY) if attempts < 10 => {
+                attempts += 1;
+                continue;
+            }
+            Err(e) => return Err(io(&dev)(std::io::Error::from(e))),
+        }
+        let mut info = LoopInfo64 {
+            device: 0,
+            inode: 0,
+            rdevice: 0,
+            offset: 0,
+            sizelimit: 0,
+            number: 0,
+            encrypt_type: 0,
+            encrypt_key_size: 0,
+            flags: LO_FLAGS_PARTSCAN,
+            file_name: [0; 64],
+            crypt_name: [0; 64],
+            encrypt_key: [0; 32],
+            init: [0; 2],
+        };
+        let name = file.as_os_str().as_encoded_bytes();
+        let n = name.len().min(63);
+        info.file_name[..n].copy_from_slice(&name[..n]);
+        // SAFETY: LOOP_SET_STATUS64 reads one loop_info64, alive for the call.
+        if let Err(e) = unsafe { loop_set_status64(f.as_raw_fd(), &info) } {
+            // SAFETY: LOOP_CLR_FD takes no argument.
+            let _ = unsafe { loop_clr_fd(f.as_raw_fd()) };
+            return Err(io(&dev)(std::io::Error::from(e)));
+        }
+        break dev;
+    };
+    // The kernel may not have scanned yet (or cannot parse tables): this re-reads (and, where it
     // parses no tables, adds the partitions from user space).
     let _ = crate::blockdev::show_partitions(&dev);
     let numbers: Vec<u32> = crate::blockdev::partition_table_of_path(&dev)
@@ -355,31 +435,26 @@ pub fn attach_loop(file: &Path) -> Result<PathBuf, MountError> {
 
 /// Detaches a loop device [`attach_loop`] attached (only that one).
 pub fn detach_loop(dev: &Path) -> Result<(), MountError> {
-    losetup(dev, &["-d"]).map(|_| ())
-}
-
-/// Runs `losetup ARGS PATH`; its standard output, or its message as the error about `path`.
-fn losetup(path: &Path, args: &[&str]) -> Result<String, MountError> {
+    use std::os::unix::io::AsRawFd;
     let io = |source| MountError::Io {
-        path: path.to_path_buf(),
+        path: dev.to_path_buf(),
         source,
     };
-    let prog = find_program("losetup").ok_or_else(|| {
-        io(std::io::Error::new(
-            std::io::ErrorKind::NotFound,
-            "losetup is missing (util-linux)",
-        ))
-    })?;
-    let out = Command::new(prog).args(args).arg(path).output().map_err(io)?;
-    if !out.status.success() {
-        return Err(io(std::io::Error::other(format!(
-            "losetup {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    let f = std::fs::File::open(dev).map_err(io)?;
+    // SAFETY: LOOP_CLR_FD takes no argument; the descriptor is open for the call.
+    unsafe { loop_clr_fd(f.as_raw_fd()) }
+        .map(|_| ())
+        .map_err(|e| io(std::io::Error::from(e)))
 }
+
+/// Waits (bounded) for a device node devtmpfs creates asynchronously.
+fn wait_node(dev: &Path) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !dev.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 
 fn find_program(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/sbin:/usr/bin:/sbin:/bin".into());

@@ -13,6 +13,8 @@
 //! - `iso_image_and_restore`: `salvor.run="image ..."` to an ext4 disk, restored on the host.
 //! - `iso_copytoram_releases_the_medium`: `copytoram` copies the CD to RAM, releases it, and
 //!   `salvor list` flags it as the boot medium.
+//! - `iso_mounts_an_image`: `salvor mount` of an image's partition in the rescue environment
+//!   (FUSE + a read-only loop device by ioctl, no util-linux); the files' digests match.
 //! - `iso_boots_from_its_image_over_nbd`: the ISO as a disk, imaged (used blocks), served by
 //!   `salvor serve` on a Unix socket, booted by QEMU from the NBD export to the first screen.
 //!
@@ -60,4 +62,9 @@ fn iso_copytoram_releases_the_medium() {
 #[test]
 fn iso_boots_from_its_image_over_nbd() {
     run_script("iso-nbd.sh", &[]);
+}
+
+#[test]
+fn iso_mounts_an_image() {
+    run_script("iso-mount.sh", &[]);
 }

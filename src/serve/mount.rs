@@ -88,7 +88,11 @@ pub fn mount_export(
         .spawn(move || crate::fuse::serve_file(backend, &fd, "disk", "salvor-image"))
         .map_err(|e| Error::Internal(format!("FUSE thread: {e}")))?;
     let fuse_cleanup = |fuse_dir: &Path| {
-        let _ = Command::new("fusermount3").arg("-u").arg(fuse_dir).status();
+        // As root a plain unmount ends the FUSE session (no fusermount3 in the rescue
+        // environment); otherwise fusermount3 does it.
+        if nix::mount::umount2(fuse_dir, nix::mount::MntFlags::MNT_DETACH).is_err() {
+            let _ = Command::new("fusermount3").arg("-u").arg(fuse_dir).status();
+        }
         let _ = std::fs::remove_dir(fuse_dir);
     };
     if let Err(e) = wait_for(&file, 10) {
