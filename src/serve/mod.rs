@@ -12,6 +12,7 @@
 
 pub mod backend;
 pub mod cache;
+pub mod kernel;
 pub mod mount;
 pub mod overlay;
 pub mod proto;

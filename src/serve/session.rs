@@ -103,6 +103,15 @@ impl<'a, R: Read, W: Write> Session<'a, R, W> {
         }
     }
 
+    /// The transmission phase alone, for the kernel's NBD client attached by ioctl (it starts
+    /// there, with simple replies and the flags the ioctls gave it).
+    pub fn run_transmission(&mut self) -> End {
+        match self.transmission() {
+            Ok(()) => End::Disconnect,
+            Err(e) => e,
+        }
+    }
+
     fn name_ok(&self, n: &str) -> bool {
         n.is_empty() || n == self.name
     }

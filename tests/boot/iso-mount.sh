@@ -2,10 +2,11 @@
 # iso-mount.sh: `salvor mount` in the rescue environment. On the host, a GPT disk with an ext4
 # partition full of files is imaged with `salvor image`; the image and a small script go on an
 # ext4 data disk. The ISO's kernel + initramfs boot under QEMU (TCG) with
-# salvor.run="--version && sh /mnt/dst/check.sh": the script mounts partition 1 of the image
-# with `salvor mount` (FUSE file + read-only loop device, no util-linux), waits for its
-# readiness line, prints the SHA-256 of the files and unmounts with `salvor umount`. The host
-# compares the digests with its own. Environment: MEM (256), BOOT_TIMEOUT (300), KEEP=1.
+# salvor.run="--version && sh /mnt/dst/check.sh" (init evaluates it as a shell line): the
+# script mounts partition 1 of the image with `salvor mount` — through the kernel's NBD client
+# (nbd.ko is in the initramfs; a socket pair, no network) — waits for its readiness line, prints
+# the SHA-256 of the files and unmounts with `salvor umount`. The host compares the digests with
+# its own and checks that the NBD device, not FUSE, carried the mount. Environment: MEM (256), BOOT_TIMEOUT (300), KEEP=1.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 source "$SALVOR_REPO/scripts/lib/build.sh"
@@ -58,4 +59,5 @@ want=$(cd "$work/files" && sha256sum random.bin dir/numbers.txt | sed 's/^/DIGES
 got=$(printf '%s\n' "$out" | grep '^DIGEST ' || true)
 [[ $got == "$want" ]] || fail "the files read through salvor mount in the guest differ: got '$got', want '$want'"
 printf '%s\n' "$out" | grep -q '^MOUNT-EXIT 0$' || fail "salvor mount did not end cleanly after salvor umount"
+printf '%s\n' "$out" | grep -q '^mounted /dev/nbd[0-9]*p1 ' || fail "the mount did not go through the kernel's NBD client"
 finish_tests "salvor mount of an image in the rescue environment"
