@@ -249,8 +249,16 @@ pub fn probe(src: &mut dyn Source, range: std::ops::Range<u64>) -> Result<FsRepo
     }
     let size = end - start;
     let mut vol = Vol::new(src, start, size);
-    let head_len = (fstype_probe_len() as u64).min(size);
-    let head = match vol.read_vec(0, head_len) {
+    // The first 8 KiB tell most filesystems; only then the whole probe area (btrfs keeps its
+    // superblock at 64 KiB): a metadata-first rescue that reads what the probe asks for does
+    // not read the file data that follows a small filesystem's first metadata.
+    let head = match vol.read_vec(0, HEAD_FIRST.min(size)) {
+        Ok(h) if matches!(detect(&h), FsKind::Unknown | FsKind::Swap) => {
+            vol.read_vec(0, (fstype_probe_len() as u64).min(size))
+        }
+        r => r,
+    };
+    let head = match head {
         Ok(h) => h,
         Err(e) if e.is_gone() => return Err(e),
         Err(e) => {
@@ -303,6 +311,9 @@ pub fn probe(src: &mut dyn Source, range: std::ops::Range<u64>) -> Result<FsRepo
     };
     Ok(report(found, kind, start, size, warnings))
 }
+
+/// Bytes read first to recognise a filesystem (see [`probe`]).
+const HEAD_FIRST: u64 = 8192;
 
 fn fstype_probe_len() -> usize {
     crate::blockdev::fstype::PROBE_LEN
