@@ -363,16 +363,12 @@ fn unreadable_metadata_is_treated_as_used_and_said() {
     let disk = disk();
     let p1 = disk.parts[0];
     // A metadata sector the layer needs (a bitmap): the probe gives up without it.
-    let mut small: Vec<(u64, u64)> = disk
+    let needed = disk
         .metadata
         .iter()
-        .copied()
-        .filter(|r| r.0 >= p1.0 + 4096 && r.1 <= p1.1)
-        .collect();
-    small.sort_by_key(|r| r.1 - r.0);
-    let needed = small
-        .iter()
+        .filter(|r| r.0 >= p1.0 && r.1 <= p1.1)
         .flat_map(|&(s, e)| (s / SECTOR..e / SECTOR).map(|x| x * SECTOR))
+        .filter(|&s| s >= p1.0 + 4096)
         .take(4000)
         .find(|&s| !probe_ok(&disk, (s, s + SECTOR)))
         .expect("a metadata sector the layer needs");
