@@ -12,7 +12,9 @@ mod common;
 use common::fsimg::*;
 use salvor::device::faulty::MemoryLog;
 use salvor::device::scenario::DataBacked;
-use salvor::device::{Clock, DriveRequest, FaultySource, FaultySpec, FileDest, FileSource, OpenOptions};
+use salvor::device::{
+    Clock, DriveRequest, FaultySource, FaultySpec, FileDest, FileSource, OpenOptions,
+};
 use salvor::mapfile::{BlockStatus, Mapfile, MapfileSaver};
 use salvor::progress::{Control, RescueEvent, RescueObserver, StopReason};
 use salvor::rescue::{self, Order, Outcome, RescueOptions};
@@ -147,7 +149,13 @@ struct Run {
 
 /// One run of the rescue of `disk` with `bad` sectors on a simulated drive, into `out` with
 /// the mapfile `mapfile` (resumed when it exists).
-fn run(disk: &Disk, bad: &[(u64, u64)], opts: &RescueOptions, out: &Path, stop_after: Option<u64>) -> Run {
+fn run(
+    disk: &Disk,
+    bad: &[(u64, u64)],
+    opts: &RescueOptions,
+    out: &Path,
+    stop_after: Option<u64>,
+) -> Run {
     let mut spec = FaultySpec::drive(disk.size);
     for &(s, e) in bad {
         spec = spec.with_bad(s, e);
@@ -174,7 +182,14 @@ fn run(disk: &Disk, bad: &[(u64, u64)], opts: &RescueOptions, out: &Path, stop_a
         control: control.clone(),
     };
     let (outcome, _) = rescue::rescue(
-        &mut src, &mut dest, &mut map, &mut saver, opts, &clock as &dyn Clock, &control, &mut obs,
+        &mut src,
+        &mut dest,
+        &mut map,
+        &mut saver,
+        opts,
+        &clock as &dyn Clock,
+        &control,
+        &mut obs,
     )
     .expect("rescue");
     Run {
@@ -242,7 +257,12 @@ fn damage(disk: &Disk) -> Vec<(u64, u64)> {
         .max_by_key(|r| r.1 - r.0)
         .expect("free space in partition 1");
     let fr = mid_sector(big_free) / 4096 * 4096;
-    let mut bad = vec![(m, m + 4096), (d1, d1 + 4096), (d2, d2 + 4096), (fr, fr + 4096)];
+    let mut bad = vec![
+        (m, m + 4096),
+        (d1, d1 + 4096),
+        (d2, d2 + 4096),
+        (fr, fr + 4096),
+    ];
     bad.sort();
     bad
 }
@@ -255,9 +275,19 @@ fn same_blocks(a: &Mapfile, b: &Mapfile) {
 fn metadata_first_then_used_data_then_free_space() {
     let disk = disk();
     let bad = damage(&disk);
-    let staged = run(&disk, &bad, &RescueOptions::default(), &disk.dir.join("fs.img"), None);
+    let staged = run(
+        &disk,
+        &bad,
+        &RescueOptions::default(),
+        &disk.dir.join("fs.img"),
+        None,
+    );
     assert_eq!(staged.outcome, Outcome::Finished);
-    for s in ["Stage 1/3: metadata", "Stage 2/3: used data", "Stage 3/3: free space"] {
+    for s in [
+        "Stage 1/3: metadata",
+        "Stage 2/3: used data",
+        "Stage 3/3: free space",
+    ] {
         assert!(
             staged.messages.iter().any(|m| m.starts_with(s)),
             "{s:?} not in {:?}",
@@ -303,7 +333,12 @@ fn metadata_first_then_used_data_then_free_space() {
     // Every readable metadata byte was rescued in the first stage: the map of a run stopped
     // right after it has them all.
     for &(s, e) in &disk.metadata {
-        for blk in staged.map.blocks().iter().filter(|b| b.pos < e && b.end() > s) {
+        for blk in staged
+            .map
+            .blocks()
+            .iter()
+            .filter(|b| b.pos < e && b.end() > s)
+        {
             let bad_here = bad.iter().any(|&(bs, be)| bs < blk.end() && be > blk.pos);
             assert!(
                 blk.status == BlockStatus::Finished || bad_here,
@@ -344,7 +379,9 @@ fn used_only_leaves_free_space_non_tried_and_says_how_much() {
     let t = r.map.totals_in(&free);
     assert_eq!(t.non_tried, free_bytes, "free space must not be read");
     assert!(
-        r.requests.iter().all(|q| !touches(&free, q.pos, q.pos + q.len) || q.pos == 0),
+        r.requests
+            .iter()
+            .all(|q| !touches(&free, q.pos, q.pos + q.len) || q.pos == 0),
         "a request read free space"
     );
     let used = r.map.totals_in(&disk.used);
@@ -373,7 +410,13 @@ fn unreadable_metadata_is_treated_as_used_and_said() {
         .find(|&s| !probe_ok(&disk, (s, s + SECTOR)))
         .expect("a metadata sector the layer needs");
     let bad = vec![(needed, needed + SECTOR)];
-    let r = run(&disk, &bad, &RescueOptions::default(), &disk.dir.join("m.img"), None);
+    let r = run(
+        &disk,
+        &bad,
+        &RescueOptions::default(),
+        &disk.dir.join("m.img"),
+        None,
+    );
     assert!(
         r.messages
             .iter()
@@ -416,7 +459,13 @@ fn interrupted_staged_runs_resume_to_the_same_map() {
     let disk = disk();
     let bad = damage(&disk);
     let out = disk.dir.join("r.img");
-    let full = run(&disk, &bad, &RescueOptions::default(), &disk.dir.join("full.img"), None);
+    let full = run(
+        &disk,
+        &bad,
+        &RescueOptions::default(),
+        &disk.dir.join("full.img"),
+        None,
+    );
     let total_reads = full.requests.len() as u64;
     // Stop in the first stage, in the used data and in the free space, resuming each time.
     let mut stops = 0;
@@ -450,9 +499,17 @@ fn plain_order_without_a_partition_table() {
         parts: Vec::new(),
         _tmp: tmp,
     };
-    let r = run(&disk, &[], &RescueOptions::default(), &disk.dir.join("o.img"), None);
+    let r = run(
+        &disk,
+        &[],
+        &RescueOptions::default(),
+        &disk.dir.join("o.img"),
+        None,
+    );
     assert!(
-        r.messages.iter().any(|m| m.starts_with("Rescue order: plain (no partition table")),
+        r.messages
+            .iter()
+            .any(|m| m.starts_with("Rescue order: plain (no partition table")),
         "{:?}",
         r.messages
     );

@@ -111,7 +111,11 @@ pub struct RescueArgs {
     plain_order: bool,
     /// Stop after the filesystems' metadata and used data: free space is not read (the summary
     /// says how much was left).
-    #[arg(long = "used-only", overrides_with = "used_only", conflicts_with = "plain_order")]
+    #[arg(
+        long = "used-only",
+        overrides_with = "used_only",
+        conflicts_with = "plain_order"
+    )]
     used_only: bool,
     /// Sector size in bytes (default: the source's logical sector size).
     #[arg(

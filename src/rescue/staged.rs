@@ -245,7 +245,11 @@ impl Source for CopyView<'_> {
         self.geo
     }
     fn read_at(&mut self, pos: u64, buf: &mut [u8]) -> ReadOutcome {
-        let eio = || Some(ReadFault::classify(std::io::Error::from_raw_os_error(libc::EIO)));
+        let eio = || {
+            Some(ReadFault::classify(std::io::Error::from_raw_os_error(
+                libc::EIO,
+            )))
+        };
         match self.dest.read_back(pos, buf) {
             Ok(n) if n == buf.len() => ReadOutcome::ok(n),
             Ok(n) => ReadOutcome {
@@ -510,7 +514,10 @@ impl Staged<'_> {
         let ss = u64::from(self.geo.logical_sector.max(1));
         let mut out = Ranges::new();
         for (s, e) in wanted.finish() {
-            out.add(s / ss * ss, e.div_ceil(ss).saturating_mul(ss).min(self.geo.size));
+            out.add(
+                s / ss * ss,
+                e.div_ceil(ss).saturating_mul(ss).min(self.geo.size),
+            );
         }
         (d, out.finish())
     }
@@ -595,8 +602,14 @@ mod tests {
 
     #[test]
     fn subtract_ranges() {
-        assert_eq!(subtract(&[(0, 100)], &[(10, 20), (50, 60)]), vec![(0, 10), (20, 50), (60, 100)]);
-        assert_eq!(subtract(&[(0, 10), (20, 30)], &[(5, 25)]), vec![(0, 5), (25, 30)]);
+        assert_eq!(
+            subtract(&[(0, 100)], &[(10, 20), (50, 60)]),
+            vec![(0, 10), (20, 50), (60, 100)]
+        );
+        assert_eq!(
+            subtract(&[(0, 10), (20, 30)], &[(5, 25)]),
+            vec![(0, 5), (25, 30)]
+        );
         assert_eq!(subtract(&[(0, 10)], &[]), vec![(0, 10)]);
         assert_eq!(subtract(&[(0, 10)], &[(0, 10)]), vec![]);
     }
