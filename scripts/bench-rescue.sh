@@ -184,7 +184,7 @@ fso_disk() {
     local size=$((FSO_SIZE_MIB << 20)) p1=$((FSO_SIZE_MIB * 6 / 10))
     local p2=$((FSO_SIZE_MIB - p1 - 2))
     head -c "$size" /dev/urandom >"$img"
-    sgdisk -q -n "1:2048:+${p1}M" -n "2:0:+${p2}M" "$img" >/dev/null
+    sgdisk -o -n "1:2048:+${p1}M" -n "2:0:+${p2}M" "$img" >/dev/null
     python3 "$HELPER" fstree "$d/t1" $((p1 * pct / 100)) 1
     python3 "$HELPER" fstree "$d/t2" $((p2 * pct / 100)) 2
     head -c $((p1 << 20)) /dev/urandom >"$d/p1.img"
