@@ -158,6 +158,87 @@ pub fn looks_like_fat(s: &[u8]) -> bool {
 }
 
 /// The FAT entries of clusters `[from, from + n)` of FAT copy `copy`.
+/// Entries per piece when a FAT is read sector by sector after an unreadable sector (512 bytes
+/// of FAT32 entries; a FAT16 sector holds two pieces).
+const PIECE: usize = 128;
+
+/// Like [`read_entries`] from the first copy, but a piece of it that cannot be read is taken
+/// from the first copy that can (the copies are mirrors): an unreadable sector in one FAT costs
+/// nothing while another copy has it. FAT12 entries straddle sectors: no fallback there.
+fn read_entries_any(
+    vol: &mut Vol,
+    b: &Bpb,
+    from: u64,
+    n: u64,
+    out: &mut Vec<u32>,
+) -> Result<(), Error> {
+    match read_entries(vol, b, 0, from, n, out) {
+        Err(Error::Read { gone: false, .. }) if b.entry_bits() != 12 => {}
+        r => return r,
+    }
+    out.clear();
+    let mut piece = Vec::new();
+    let mut c = from;
+    while c < from + n {
+        let k = (PIECE as u64).min(from + n - c);
+        let mut last = None;
+        for copy in 0..b.fats {
+            match read_entries(vol, b, copy, c, k, &mut piece) {
+                Ok(()) => {
+                    last = None;
+                    break;
+                }
+                Err(e @ Error::Read { gone: false, .. }) => last = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        if let Some(e) = last {
+            return Err(e);
+        }
+        out.extend_from_slice(&piece);
+        c += k;
+    }
+    Ok(())
+}
+
+/// [`read_entries`] of one copy, piece by piece after an unreadable sector; returns which
+/// pieces were read (unread ones hold zeros).
+fn read_entries_where_readable(
+    vol: &mut Vol,
+    b: &Bpb,
+    copy: u64,
+    from: u64,
+    n: u64,
+    out: &mut Vec<u32>,
+) -> Result<Vec<bool>, Error> {
+    let pieces = (n as usize).div_ceil(PIECE);
+    match read_entries(vol, b, copy, from, n, out) {
+        Ok(()) => return Ok(vec![true; pieces]),
+        Err(Error::Read { gone: false, .. }) if b.entry_bits() != 12 => {}
+        Err(e) => return Err(e),
+    }
+    out.clear();
+    let mut readable = Vec::with_capacity(pieces);
+    let mut piece = Vec::new();
+    let mut c = from;
+    while c < from + n {
+        let k = (PIECE as u64).min(from + n - c);
+        match read_entries(vol, b, copy, c, k, &mut piece) {
+            Ok(()) => {
+                out.extend_from_slice(&piece);
+                readable.push(true);
+            }
+            Err(Error::Read { gone: false, .. }) => {
+                out.extend(std::iter::repeat_n(0, k as usize));
+                readable.push(false);
+            }
+            Err(e) => return Err(e),
+        }
+        c += k;
+    }
+    Ok(readable)
+}
+
 pub(crate) fn read_entries(
     vol: &mut Vol,
     b: &Bpb,
@@ -312,14 +393,22 @@ fn allocation(vol: &mut Vol, b: &Bpb, found: &mut Found) -> Result<Vec<(u64, u64
     let mut c = 2u64;
     while c < clusters + 2 {
         let n = step.min(clusters + 2 - c);
-        read_entries(vol, b, active, c, n, &mut first)?;
+        if mirrored {
+            read_entries_any(vol, b, c, n, &mut first)?;
+        } else {
+            read_entries(vol, b, active, c, n, &mut first)?;
+        }
         if let Some(t) = table.as_mut() {
             t.extend_from_slice(&first);
         }
         if mirrored {
             for copy in 1..b.fats {
-                read_entries(vol, b, copy, c, n, &mut other)?;
-                if let Some(i) = (0..first.len()).find(|&i| first[i] != other[i]) {
+                // Sectors of a copy that cannot be read are not compared (the entries came
+                // from a copy that could); the rest must agree.
+                let readable = read_entries_where_readable(vol, b, copy, c, n, &mut other)?;
+                if let Some(i) =
+                    (0..first.len()).find(|&i| readable[i / PIECE] && first[i] != other[i])
+                {
                     return Err(Error::Inconsistent(format!(
                         "FAT copy {} differs from the first at cluster {}",
                         copy + 1,
