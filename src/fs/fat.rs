@@ -438,7 +438,18 @@ fn allocation(vol: &mut Vol, b: &Bpb, found: &mut Found) -> Result<Vec<(u64, u64
         Some(t) => {
             // Directory clusters are metadata too (a metadata-first rescue reads them early).
             let mut meta = Ranges::new();
-            for &(s, e) in found.metadata.iter().chain(&walk(vol, b, t)?) {
+            let mut unread = Vec::new();
+            let dirs = walk(vol, b, t, &mut unread)?;
+            if let Some(first) = unread.first() {
+                // The allocation is the FAT's; an unreadable directory only hides its entries
+                // from the check (and its subdirectories from the metadata list).
+                found.warnings.push(format!(
+                    "{} directory area(s) unreadable (first: {first}); their entries were not \
+                     checked",
+                    unread.len()
+                ));
+            }
+            for &(s, e) in found.metadata.iter().chain(&dirs) {
                 meta.add(s, e);
             }
             found.metadata = meta.finish();
@@ -479,7 +490,12 @@ const MAX_WALK_CLUSTERS: u64 = 1 << 24;
 /// an allocated cluster, run through allocated clusters only, and be long enough for the file's
 /// size. A zeroed FAT sector (in every copy) shows up here as a broken chain.
 /// Returns the byte ranges of every directory.
-fn walk(vol: &mut Vol, b: &Bpb, fat: &[u32]) -> Result<Vec<(u64, u64)>, Error> {
+fn walk(
+    vol: &mut Vol,
+    b: &Bpb,
+    fat: &[u32],
+    unread: &mut Vec<String>,
+) -> Result<Vec<(u64, u64)>, Error> {
     let clusters = b.clusters();
     let cs = b.cluster_bytes();
     let eoc_min: u32 = match b.entry_bits() {
@@ -538,7 +554,14 @@ fn walk(vol: &mut Vol, b: &Bpb, fat: &[u32]) -> Result<Vec<(u64, u64)>, Error> {
     while let Some((path, parts)) = dirs.pop() {
         all.extend_from_slice(&parts);
         'dir: for (s, e) in parts {
-            let data = vol.read_vec(s, e - s)?;
+            let data = match vol.read_vec(s, e - s) {
+                Ok(d) => d,
+                Err(e @ Error::Read { gone: false, .. }) => {
+                    unread.push(format!("{path}: {e}"));
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             for ent in data.chunks_exact(32) {
                 match ent[0] {
                     0x00 => break 'dir,
