@@ -542,3 +542,35 @@ fn complement(used: &[(u64, u64)], size: u64) -> Vec<(u64, u64)> {
     }
     out
 }
+
+/// A FAT sector unreadable in the first copy is read from the mirror, and an unreadable
+/// directory only goes unchecked: the allocation stays the FAT's, so one bad sector in FAT
+/// metadata does not make a rescue read the whole partition as used.
+#[test]
+fn fat_allocation_survives_an_unreadable_fat_sector_and_directory() {
+    let tmp = tmp();
+    let img = mkfs_fat(tmp.path(), "f.img", 14 * MIB, &["-F", "16"]);
+    let size = std::fs::metadata(&img).expect("stat").len();
+    let mut file = FileSource::open(&img, OpenOptions::default()).expect("open");
+    let intact = salvor::fs::probe(&mut file, 0..size).expect("probe");
+    assert!(intact.whole_reason().is_none(), "{intact:?}");
+    let boot = std::fs::read(&img).expect("read")[..512].to_vec();
+    let bps = u64::from(u16::from_le_bytes([boot[11], boot[12]]));
+    let reserved = u64::from(u16::from_le_bytes([boot[14], boot[15]]));
+    let fat1 = (reserved + 1) * bps;
+    let dir = *intact.metadata.last().expect("directories");
+    let spec = FaultySpec::new(size)
+        .with_bad(fat1, fat1 + 512)
+        .with_bad(dir.0, dir.0 + 512);
+    let f = FaultySource::new(spec, salvor::device::SimClock::new());
+    let mut src = DataBacked::open(f, &img).expect("data");
+    let r = salvor::fs::probe(&mut src, 0..size).expect("probe");
+    assert_eq!(r.allocation, intact.allocation, "{:?}", r.warnings);
+    assert!(
+        r.warnings
+            .iter()
+            .any(|w| w.contains("directory area(s) unreadable")),
+        "{:?}",
+        r.warnings
+    );
+}

@@ -256,6 +256,9 @@ pub fn probe(src: &mut dyn Source, range: std::ops::Range<u64>) -> Result<FsRepo
         Ok(h) if matches!(detect(&h), FsKind::Unknown | FsKind::Swap) => {
             vol.read_vec(0, (fstype_probe_len() as u64).min(size))
         }
+        // An unreadable sector after the boot sector and the ext superblock (a FAT sector that
+        // the mirror has) must not hide the filesystem.
+        Err(Error::Read { gone: false, .. }) if size >= HEAD_MIN => vol.read_vec(0, HEAD_MIN),
         r => r,
     };
     let head = match head {
@@ -314,6 +317,8 @@ pub fn probe(src: &mut dyn Source, range: std::ops::Range<u64>) -> Result<FsRepo
 
 /// Bytes read first to recognise a filesystem (see [`probe`]).
 const HEAD_FIRST: u64 = 8192;
+/// What recognising needs at least: the boot sector and the ext superblock.
+const HEAD_MIN: u64 = 2048;
 
 fn fstype_probe_len() -> usize {
     crate::blockdev::fstype::PROBE_LEN
