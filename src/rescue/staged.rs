@@ -101,6 +101,7 @@ pub fn rescue(
     }
     let why = plain_reason(opts)
         .map(str::to_string)
+        .or_else(|| (!readable_back(dest)).then(|| "the destination cannot be read back".into()))
         .or_else(|| peek(src).err());
     if let Some(why) = why {
         let used = if opts.used_only {
@@ -134,6 +135,16 @@ pub fn rescue(
         done: Ranges::new(),
     };
     s.run()
+}
+
+/// Whether what is written to `dest` can be read back: a regular file or a block device (not
+/// `/dev/null`, a pipe or a terminal).
+fn readable_back(dest: &dyn Dest) -> bool {
+    std::fs::metadata(dest.path()).is_ok_and(|m| {
+        use std::os::unix::fs::FileTypeExt;
+        let t = m.file_type();
+        t.is_file() || t.is_block_device()
+    })
 }
 
 /// Whether the first bytes of the source show a partition table or a known filesystem.
