@@ -587,3 +587,45 @@ fn fat_allocation_survives_an_unreadable_fat_sector_and_directory() {
         r.warnings
     );
 }
+
+/// The command line: stages on stderr, `--used-only` stops before free space and says how much
+/// it left; `--plain-order` and `--used-only` exclude each other.
+#[test]
+fn cli_shows_stages_and_used_only_summary() {
+    let disk = disk();
+    let out = disk.dir.join("cli.img");
+    let map = disk.dir.join("cli.map");
+    let o = common::run(
+        common::salvor()
+            .args(["rescue", "--used-only"])
+            .arg(&disk.path)
+            .arg(&out)
+            .arg(&map),
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    for s in [
+        "Stage 1/2: metadata",
+        "Stage 2/2: used data",
+        "--used-only: ",
+    ] {
+        assert!(err.contains(s), "{s:?} not in {err}");
+    }
+    assert!(!err.contains("Stage 3"), "{err}");
+    let m = common::read_map(&map);
+    let free = complement(&disk.used, disk.size);
+    let free_bytes: u64 = free.iter().map(|f| f.1 - f.0).sum();
+    assert_eq!(m.totals_in(&free).non_tried, free_bytes);
+    assert_eq!(
+        m.totals_in(&disk.used).finished,
+        disk.used.iter().map(|u| u.1 - u.0).sum::<u64>()
+    );
+    let o = common::run(
+        common::salvor()
+            .args(["rescue", "--used-only", "--plain-order"])
+            .arg(&disk.path)
+            .arg(disk.dir.join("x.img"))
+            .arg(disk.dir.join("x.map")),
+    );
+    assert!(!o.status.success());
+}
