@@ -12,6 +12,10 @@ Subcommands:
   logcount LOG TESTMAP             read errors of a test-mode run (JSON): total, until all readable
   sim RUNS.tsv DIR                 tables of the simulated-drive runs (TSV: scenario, seed,
                                    variant, summary JSON, mapfile, truth JSON, exit status, secs)
+  fstree DIR MIB SEED              a tree of files of random data totalling MIB MiB (part 3)
+  fsorder RUNS.tsv SCENARIO MIB    the filesystem-aware order table (TSV: fill %, variant,
+                                   summary JSON, mapfile, exit status, metadata domain map,
+                                   request log)
 """
 import json
 import os
@@ -526,8 +530,95 @@ def cmd_sim(runs_tsv, tmp):
     return 1 if failures else 0
 
 
+# ----- 3. filesystem-aware order -----
+
+def cmd_fstree(top, mib, seed):
+    """Files of assorted sizes (4 KiB to 8 MiB, most small, as a used disk's) in nested
+    directories, random content, until `mib` MiB are written."""
+    rng = random.Random(int(seed))
+    want = int(mib) * MiB
+    done = n = 0
+    while done < want:
+        d = os.path.join(top, 'd%02d' % (n % 23), 's%02d' % (n % 7))
+        os.makedirs(d, exist_ok=True)
+        size = min(int(rng.paretovariate(1.1) * 16384), 8 * MiB, want - done)
+        size = max(size, 1)
+        with open(os.path.join(d, 'f%05d.bin' % n), 'wb') as f:
+            f.write(rng.randbytes(size))
+        done += size
+        n += 1
+
+
+def meta_done_time(logf, metamap, bad):
+    """Drive time (s) when every readable sector of the metadata domain had been delivered."""
+    want = set()
+    for s, e in finished_ranges(metamap):
+        for sec in range(s // SECT, (e + SECT - 1) // SECT):
+            want.add(sec)
+    for s, e in bad:
+        for sec in range(s // SECT, (e + SECT - 1) // SECT):
+            want.discard(sec)
+    if not want:
+        return 0.0
+    try:
+        f = open(logf)
+    except OSError:
+        return None
+    with f:
+        for line in f:
+            start, cost, pos, length, good, failed, seek = map(int, line.split('\t'))
+            if good:
+                for sec in range(pos // SECT, (pos + good) // SECT):
+                    want.discard(sec)
+                if not want:
+                    return (start + cost) / 1e9
+    return None
+
+
+def cmd_fsorder(runs_tsv, scenario, mib):
+    rows = []
+    with open(runs_tsv) as f:
+        for line in f:
+            pct, label, summ, mapf, rc, metamap, logf = line.rstrip('\n').split('\t')
+            try:
+                sm = json.load(open(summ))
+            except (OSError, ValueError):
+                sm = None
+            truthf = os.path.join(os.path.dirname(metamap), 'truth.json')
+            bad = json.load(open(truthf))['bad'] if os.path.exists(truthf) else []
+            rows.append(dict(pct=pct, label=label, s=sm or {}, rc=int(rc),
+                             tmeta=meta_done_time(logf, metamap, bad)))
+    print('Simulated drive (`%s` damage, %s MiB GPT disk: ext4 60 %%, FAT32 the rest, old random '
+          'data in free space), one run each, drive time. "Allocated" is `salvor domain --used`: '
+          'partition tables, every filesystem\'s metadata and allocated data.\n' % (scenario, mib))
+    print('| full | run | metadata in | every allocated byte in | vs ddrescue | failed reads until then '
+          '| total drive time | failed reads | allocated readable | exit |')
+    print('|---|---|---:|---:|---:|---:|---:|---:|---:|---|')
+    failures = []
+    for r in rows:
+        d = next((x for x in rows if x['pct'] == r['pct'] and x['label'] == 'ddrescue'), None)
+        s = r['s']
+        vs = ratio(s.get('t_wanted'), d['s'].get('t_wanted')) if d and r is not d else ''
+        print('| %s %% | %s | %s | %s | %s | %s | %s | %s | %s | %d |' % (
+            r['pct'], r['label'], fmt_t(r['tmeta']), fmt_t(s.get('t_wanted')), vs,
+            fmt_k(s.get('failed_at_wanted')), fmt_t(s.get('drive_time')), fmt_k(s.get('failed_reads')),
+            human(s.get('wanted') or 0), r['rc']))
+        if r['rc'] != 0 or not s or s.get('t_wanted') is None:
+            failures.append('%s %% %s: exit %d%s' % (r['pct'], r['label'], r['rc'],
+                            '' if s.get('t_wanted') is not None else ', allocated data not all rescued'))
+    print()
+    for fl in failures:
+        print('**FAIL** %s\n' % fl)
+    return 1 if failures else 0
+
+
 def main():
     cmd = sys.argv[1]
+    if cmd == 'fstree':
+        cmd_fstree(sys.argv[2], sys.argv[3], sys.argv[4])
+        return 0
+    if cmd == 'fsorder':
+        return cmd_fsorder(sys.argv[2], sys.argv[3], sys.argv[4])
     if cmd == 'gen':
         print(write_map(sys.argv[3], GENERATORS[sys.argv[2]]()))
         return 0

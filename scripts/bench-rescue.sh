@@ -17,6 +17,13 @@
 # Results go to stdout as Markdown (and to work/bench/rescue-results.md). Benchmarks are not
 # tests: the exit status is non-zero only if a run failed or a final map is wrong ("FAIL").
 #
+#  3. Filesystem-aware order (issue 14, BENCH_FSORDER=1; alone with BENCH_FSORDER=only): GPT disks
+#     (ext4 + FAT32, old random data in free space) 25 % and 50 % full, served by `salvor sim-drive
+#     serve --data` with the `isolated` damage (bad spots all over the disk); salvor (default,
+#     filesystem-aware), salvor --plain-order and ddrescue -d, alternating; drive time until
+#     every allocated byte is rescued, total drive time, failed reads. Knobs: FSO_SIZE_MIB
+#     (default 1024), FSO_FULL (default "25 50"), FSO_SCENARIO (default isolated), FSO_SEED.
+#
 # Environment: RUNS (throughput runs per tool and variant, default 11), VARIANTS (throughput
 # variants, default "file null direct"), BENCH_HYPERFINE=0 to skip the hyperfine cross-check,
 # BENCH_SKIP_ERRORS=1 / BENCH_SKIP_THROUGHPUT=1 to run one part only. Takes about 10 minutes.
@@ -35,7 +42,10 @@ RESULTS="$BENCH/rescue-results.md"
 FAILED=0
 
 cleanup() {
-    if [ -n "${SIMPID:-}" ]; then fusermount3 -u "$TMP/mnt" 2>/dev/null || true; fi
+    if [ -n "${SIMPID:-}" ]; then
+        fusermount3 -u "$TMP/mnt" 2>/dev/null || true
+        fusermount3 -u "$TMP/fso-mnt" 2>/dev/null || true
+    fi
     if [ -n "${SIMOUT:-}" ]; then rm -rf "$(dirname "$SIMOUT")"; fi
     rm -rf "$TMP" "$RESULTS.tmp"
 }
@@ -85,7 +95,7 @@ secs_since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.3f", b - a
 # ----- 0. simulated failing drives (drive model: seeks, transfer, 2 s failed reads, slow zones) -----
 # Each run gets a fresh drive from `salvor sim-drive serve` (a FUSE file priced by the same model
 # as the engine tests); the drive writes the run's measures when it is unmounted.
-if [ "${BENCH_SKIP_SIM:-0}" != 1 ]; then
+if [ "${BENCH_SKIP_SIM:-0}" != 1 ] && [ "${BENCH_FSORDER:-0}" != only ]; then
     out "## 0. Simulated failing drives (drive model: 8 ms seek, 150 MB/s, 2 s per failed read)"
     out ""
     command -v fusermount3 >/dev/null || { $SUDO apt-get install -y -qq fuse3 >&2; }
@@ -163,8 +173,100 @@ salvor buffered|$SALVOR rescue -q -f"}
     python3 "$HELPER" sim "$SIMRUNS" "$TMP" | outcat || FAILED=1
 fi
 
+# ----- 3. filesystem-aware rescue order (issue 14) -----
+# fso_disk PCT IMG: a GPT disk of FSO_SIZE_MIB with ext4 (60 %) and FAT32 (the rest), each
+# filled to PCT % with files of random data, old random data everywhere else.
+fso_disk() {
+    local pct=$1 img=$2 d
+    d=$(dirname "$img")/parts
+    rm -rf "$d"
+    mkdir -p "$d"
+    local size=$((FSO_SIZE_MIB << 20)) p1=$((FSO_SIZE_MIB * 6 / 10))
+    local p2=$((FSO_SIZE_MIB - p1 - 2))
+    head -c "$size" /dev/urandom >"$img"
+    sgdisk -o -n "1:2048:+${p1}M" -n "2:0:+${p2}M" "$img" >/dev/null
+    python3 "$HELPER" fstree "$d/t1" $((p1 * pct / 100)) 1
+    python3 "$HELPER" fstree "$d/t2" $((p2 * pct / 100)) 2
+    head -c $((p1 << 20)) /dev/urandom >"$d/p1.img"
+    mkfs.ext4 -q -F -E nodiscard -L root -d "$d/t1" "$d/p1.img"
+    head -c $((p2 << 20)) /dev/urandom >"$d/p2.img"
+    mkfs.fat -F 32 -n DATA "$d/p2.img" >/dev/null
+    MTOOLS_SKIP_CHECK=1 mcopy -s -i "$d/p2.img" "$d/t2"/* ::/
+    dd if="$d/p1.img" of="$img" bs=1M seek=1 conv=notrunc status=none
+    dd if="$d/p2.img" of="$img" bs=1M seek=$((1 + p1)) conv=notrunc status=none
+    rm -rf "$d"
+}
+
+bench_fsorder() {
+    out "## 3. Filesystem-aware rescue order (issue 14): drive time until every allocated byte is rescued"
+    out ""
+    local need=()
+    command -v fusermount3 >/dev/null || need+=(fuse3)
+    command -v sgdisk >/dev/null || need+=(gdisk)
+    command -v mkfs.fat >/dev/null || need+=(dosfstools)
+    command -v mcopy >/dev/null || need+=(mtools)
+    command -v mkfs.ext4 >/dev/null || need+=(e2fsprogs)
+    if [ ${#need[@]} -gt 0 ]; then $SUDO apt-get install -y -qq "${need[@]}" >&2; fi
+    FSO_SIZE_MIB=${FSO_SIZE_MIB:-1024}
+    FSO_FULL=${FSO_FULL:-25 50}
+    FSO_SCENARIO=${FSO_SCENARIO:-isolated}
+    FSO_SEED=${FSO_SEED:-1}
+    local runs="$TMP/fso-runs.tsv" mnt="$TMP/fso-mnt" outdir pid
+    outdir=$(mktemp -d /dev/shm/salvor-fso.XXXXXX)
+    SIMOUT="$outdir/out.img" # removed by cleanup too
+    mkdir -p "$mnt"
+    : >"$runs"
+    local variants=("salvor|$SALVOR rescue -q -f -d" "salvor --plain-order|$SALVOR rescue -q -f -d --plain-order" "ddrescue|ddrescue -q -f -d")
+    local k=0
+    for pct in $FSO_FULL; do
+        local img="$TMP/fso-$pct/disk.img"
+        mkdir -p "$(dirname "$img")"
+        log "fsorder: building a ${FSO_SIZE_MIB} MiB disk ${pct} % full"
+        fso_disk "$pct" "$img"
+        "$SALVOR" domain "$img" --used >"$TMP/fso-$pct/used.map" 2>"$TMP/fso-$pct/domain.err"
+        "$SALVOR" domain "$img" --metadata >"$TMP/fso-$pct/meta.map" 2>/dev/null
+        # Alternate who goes first from one disk to the next.
+        local n=${#variants[@]} i
+        for ((i = 0; i < n; i++)); do
+            local v=${variants[$(((i + k) % n))]}
+            local label=${v%%|*} prog=${v#*|}
+            local tag
+            tag="fso.$pct.$(echo "$label" | tr -c 'a-z0-9\n' '_')"
+            rm -f "$TMP/$tag.map" "$TMP/$tag.map.bak" "$SIMOUT"
+            log "fsorder $pct %: $label"
+            "$SALVOR" sim-drive serve --scenario "$FSO_SCENARIO" --seed "$FSO_SEED" --data "$img" \
+                --wanted "$TMP/fso-$pct/used.map" --mount "$mnt" --summary "$TMP/$tag.summary.json" \
+                --truth "$TMP/fso-$pct/truth.json" --log "$TMP/$tag.log" &
+            pid=$!
+            SIMPID=$pid
+            local up=0
+            for _ in $(seq 100); do [ -e "$mnt/disk" ] && { up=1; break; }; sleep 0.1; done
+            if [ $up = 0 ]; then echo "sim-drive did not come up" >&2; FAILED=1; continue; fi
+            local rc=0
+            # shellcheck disable=SC2086 # $prog is a word list on purpose
+            timeout "${SIM_TIMEOUT:-900}" $prog "$mnt/disk" "$SIMOUT" "$TMP/$tag.map" >"$TMP/$tag.out" 2>&1 || rc=$?
+            rm -f "$SIMOUT"
+            fusermount3 -u "$mnt" 2>/dev/null || umount -l "$mnt" 2>/dev/null || true
+            wait "$pid" 2>/dev/null || true
+            SIMPID=
+            printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$pct" "$label" "$TMP/$tag.summary.json" \
+                "$TMP/$tag.map" "$rc" "$TMP/fso-$pct/meta.map" "$TMP/$tag.log" >>"$runs"
+        done
+        k=$((k + 1))
+        rm -f "$img"
+    done
+    rm -rf "$outdir"
+    SIMOUT=
+    cp "$runs" "$BENCH/fsorder-runs.tsv"
+    python3 "$HELPER" fsorder "$runs" "$FSO_SCENARIO" "$FSO_SIZE_MIB" | outcat || FAILED=1
+}
+
+if [ "${BENCH_FSORDER:-0}" = 1 ] || [ "${BENCH_FSORDER:-0}" = only ]; then
+    bench_fsorder
+fi
+
 # ----- 1. read errors in test mode -----
-if [ "${BENCH_SKIP_ERRORS:-0}" != 1 ]; then
+if [ "${BENCH_SKIP_ERRORS:-0}" != 1 ] && [ "${BENCH_FSORDER:-0}" != only ]; then
     out "## 1. Read errors (ddrescue test mode, 4 GiB sparse source, output /dev/null)"
     out ""
     IMG="$TMP/sparse.img"
@@ -208,7 +310,7 @@ EOF
 fi
 
 # ----- 2. healthy throughput -----
-if [ "${BENCH_SKIP_THROUGHPUT:-0}" != 1 ]; then
+if [ "${BENCH_SKIP_THROUGHPUT:-0}" != 1 ] && [ "${BENCH_FSORDER:-0}" != only ]; then
     out "## 2. Healthy throughput (2 GiB of random data)"
     out ""
     SRC="$BENCH/random-2g.img"

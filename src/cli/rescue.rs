@@ -105,6 +105,18 @@ pub struct RescueArgs {
     /// Also scrape areas where every probe failed (dead heads: one failed read per sector).
     #[arg(long = "scrape-dead-areas")]
     scrape_dead_areas: bool,
+    /// Read in the plain order (ddrescue's) instead of filesystem metadata first, then used
+    /// data, then free space.
+    #[arg(long = "plain-order", overrides_with = "plain_order")]
+    plain_order: bool,
+    /// Stop after the filesystems' metadata and used data: free space is not read (the summary
+    /// says how much was left).
+    #[arg(
+        long = "used-only",
+        overrides_with = "used_only",
+        conflicts_with = "plain_order"
+    )]
+    used_only: bool,
     /// Sector size in bytes (default: the source's logical sector size).
     #[arg(
         short = 'b',
@@ -749,6 +761,13 @@ fn options(args: &RescueArgs) -> Result<RescueOptions> {
             && args.test_mode.is_none()
             && !args.complete_only
             && !ddrescue_passes(args),
+        // Test mode simulates the plain run's reads; the other cases are the driver's own.
+        order: if args.plain_order || args.test_mode.is_some() {
+            rescue::Order::Plain
+        } else {
+            rescue::Order::FsAware
+        },
+        used_only: args.used_only,
         ..RescueOptions::default()
     })
 }

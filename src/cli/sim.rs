@@ -28,6 +28,10 @@ struct DriveArgs {
     /// Draw weak sectors' odds once per request instead of per sector.
     #[arg(long)]
     weak_per_request: bool,
+    /// Serve this file's bytes (a real disk image) instead of the drive's pattern; the damage
+    /// and the drive model stay the scenario's. The size defaults to the file's.
+    #[arg(long, value_name = "FILE")]
+    data: Option<PathBuf>,
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -52,6 +56,10 @@ enum SimCmd {
         /// Buffered reads (opened without O_DIRECT) fail whole pages of this size (0: sectors).
         #[arg(long, default_value_t = 4096)]
         page: u32,
+        /// A ddrescue domain mapfile (`salvor domain --used`): the summary also tells when every
+        /// readable byte of its finished blocks had been delivered (`t_wanted`).
+        #[arg(long, value_name = "MAPFILE")]
+        wanted: Option<PathBuf>,
     },
     /// Write the drive's truth (JSON) and a ddrescue test-mode map (`-H`: weak sectors as bad).
     Truth {
@@ -66,8 +74,17 @@ enum SimCmd {
 }
 
 fn spec_of(d: &DriveArgs) -> Result<FaultySpec> {
+    let data_size = match &d.data {
+        Some(p) => Some(
+            std::fs::metadata(p)
+                .map_err(|e| Error::io(p.clone(), e))?
+                .len(),
+        ),
+        None => None,
+    };
     let size = d
         .size
+        .or(data_size)
         .unwrap_or_else(|| scenario::default_size(&d.scenario));
     let mut spec = scenario::build(&d.scenario, size, d.seed).ok_or_else(|| {
         Error::invalid_arg(
@@ -124,24 +141,48 @@ fn testmap(spec: &FaultySpec) -> String {
 
 /// The FUSE file: the fault-injecting source, with `O_DIRECT` or buffered semantics per open.
 struct SimFile {
-    src: FaultySource,
+    src: SimSource,
     page: u32,
+}
+
+/// The drive, serving its pattern or (`--data`) a disk image's bytes.
+enum SimSource {
+    Pattern(FaultySource),
+    Data(scenario::DataBacked<FaultySource>),
+}
+
+impl SimSource {
+    fn faulty(&mut self) -> &mut FaultySource {
+        match self {
+            SimSource::Pattern(f) => f,
+            SimSource::Data(d) => d.inner_mut(),
+        }
+    }
+    fn source(&mut self) -> &mut dyn Source {
+        match self {
+            SimSource::Pattern(f) => f,
+            SimSource::Data(d) => d,
+        }
+    }
 }
 
 impl FileBackend for SimFile {
     fn size(&self) -> u64 {
-        self.src.geometry().size
+        match &self.src {
+            SimSource::Pattern(f) => f.geometry().size,
+            SimSource::Data(d) => d.geometry().size,
+        }
     }
 
     fn read(&mut self, pos: u64, buf: &mut [u8], direct: bool) -> std::result::Result<usize, i32> {
-        self.src.set_semantics(if direct {
+        self.src.faulty().set_semantics(if direct {
             ReadSemantics::Direct
         } else if self.page == 0 {
             ReadSemantics::SectorPrefix
         } else {
             ReadSemantics::Buffered { page: self.page }
         });
-        let out = self.src.read_at(pos, buf);
+        let out = self.src.source().read_at(pos, buf);
         match out.fault {
             None => Ok(out.good),
             Some(_) if out.good > 0 => Ok(out.good),
@@ -171,12 +212,18 @@ pub fn run(args: &SimArgs) -> Result<i32> {
             log,
             truth,
             page,
+            wanted,
         } => {
             let spec = spec_of(drive)?;
             if let Some(t) = truth {
                 write_file(t, &json(&Truth::of(&drive.scenario, drive.seed, &spec))?)?;
             }
             let mut analyzer = Analyzer::new(&spec);
+            if let Some(w) = wanted {
+                let bytes = std::fs::read(w).map_err(|e| Error::io(w.clone(), e))?;
+                let ranges = crate::mapfile::text::parse_domain_checked(&bytes, w, false)?;
+                analyzer = analyzer.with_wanted(&ranges);
+            }
             if let Some(l) = log {
                 let f = std::fs::File::create(l).map_err(|e| Error::io(l.clone(), e))?;
                 analyzer = analyzer.with_log(Box::new(std::io::BufWriter::new(f)));
@@ -184,6 +231,10 @@ pub fn run(args: &SimArgs) -> Result<i32> {
             let analyzer = Arc::new(Mutex::new(analyzer));
             let mut src = FaultySource::new(spec, SimClock::new());
             src.set_log(Box::new(analyzer.clone()));
+            let src = match &drive.data {
+                Some(p) => SimSource::Data(scenario::DataBacked::open(src, p)?),
+                None => SimSource::Pattern(src),
+            };
             crate::fuse::serve_file(SimFile { src, page: *page }, mount, "disk", "salvor-sim")
                 .map_err(|e| Error::io(mount.clone(), e))?;
             let s = analyzer

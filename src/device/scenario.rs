@@ -153,6 +153,75 @@ pub fn build(name: &str, size: u64, seed: u64) -> Option<FaultySpec> {
     Some(spec)
 }
 
+/// A simulated drive that serves a real disk's contents: `inner` (a [`super::FaultySource`])
+/// decides what each request costs and which bytes fail, exactly as without data; the bytes it
+/// delivers are then taken from `data` (zeros past its end).
+pub struct DataBacked<S> {
+    inner: S,
+    data: std::fs::File,
+    path: std::path::PathBuf,
+}
+
+impl<S: super::Source> DataBacked<S> {
+    pub fn open(inner: S, path: &std::path::Path) -> crate::Result<DataBacked<S>> {
+        let data = std::fs::File::open(path).map_err(|e| crate::Error::io(path, e))?;
+        Ok(DataBacked {
+            inner,
+            data,
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn inner_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Replaces what `inner` delivered with the data file's bytes.
+    fn overlay(&self, pos: u64, buf: &mut [u8], out: super::ReadOutcome) -> super::ReadOutcome {
+        use std::os::unix::fs::FileExt;
+        let good = &mut buf[..out.good];
+        let mut done = 0;
+        while done < good.len() {
+            match self.data.read_at(&mut good[done..], pos + done as u64) {
+                Ok(0) => break,
+                Ok(n) => done += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    return super::ReadOutcome {
+                        good: done,
+                        fault: Some(super::ReadFault::Other(e)),
+                    }
+                }
+            }
+        }
+        good[done..].fill(0);
+        out
+    }
+}
+
+impl<S: super::Source> super::Source for DataBacked<S> {
+    fn geometry(&self) -> super::Geometry {
+        self.inner.geometry()
+    }
+    fn read_at(&mut self, pos: u64, buf: &mut [u8]) -> super::ReadOutcome {
+        let out = self.inner.read_at(pos, buf);
+        self.overlay(pos, buf, out)
+    }
+    fn describe(&self) -> String {
+        format!("{} serving {}", self.inner.describe(), self.path.display())
+    }
+    fn reopen(&mut self) -> std::io::Result<bool> {
+        self.inner.reopen()
+    }
+    fn is_direct(&self) -> bool {
+        self.inner.is_direct()
+    }
+    fn read_direct_at(&mut self, pos: u64, buf: &mut [u8]) -> Option<super::ReadOutcome> {
+        let out = self.inner.read_direct_at(pos, buf)?;
+        Some(self.overlay(pos, buf, out))
+    }
+}
+
 /// The truth of a drive, for benchmark reports (JSON).
 #[derive(Debug, serde::Serialize)]
 pub struct Truth {
@@ -209,6 +278,13 @@ pub struct RunSummary {
     /// Failed reads made until then.
     pub failed_at_99: Option<u64>,
     pub failed_at_100: Option<u64>,
+    /// With [`Analyzer::with_wanted`]: the readable bytes of the wanted ranges (a disk's
+    /// allocated data), how many were delivered, and the drive time (s) and failed reads when
+    /// the last of them was delivered.
+    pub wanted: u64,
+    pub wanted_delivered: u64,
+    pub t_wanted: Option<f64>,
+    pub failed_at_wanted: Option<u64>,
     /// The largest request, and how many requests of each size (the most common ones).
     pub max_request: u64,
     pub request_sizes: Vec<(u64, u64)>,
@@ -224,6 +300,9 @@ pub struct Analyzer {
     summary: RunSummary,
     sizes: std::collections::HashMap<u64, u64>,
     log: Option<Box<dyn std::io::Write + Send>>,
+    /// Wanted sectors (bit set), for `t_wanted`.
+    wanted_bits: Vec<u64>,
+    bad: Vec<(u64, u64)>,
 }
 
 impl Analyzer {
@@ -240,7 +319,37 @@ impl Analyzer {
             },
             sizes: std::collections::HashMap::new(),
             log: None,
+            wanted_bits: Vec::new(),
+            bad: spec.bad_ranges(),
         }
+    }
+
+    /// Also measures when every readable sector touching `wanted` (sorted byte ranges: the
+    /// allocated data of the disk the drive serves) had been delivered.
+    pub fn with_wanted(mut self, wanted: &[(u64, u64)]) -> Analyzer {
+        let sectors = self.size.div_ceil(self.sector);
+        self.wanted_bits = vec![0; sectors.div_ceil(64) as usize];
+        let mut readable = 0;
+        let mut b = 0;
+        for &(s, e) in wanted {
+            let (first, last) = (s / self.sector, e.min(self.size).div_ceil(self.sector));
+            for sec in first..last {
+                let (lo, hi) = (sec * self.sector, ((sec + 1) * self.sector).min(self.size));
+                while b < self.bad.len() && self.bad[b].1 <= lo {
+                    b += 1;
+                }
+                let is_bad = self.bad.get(b).is_some_and(|r| r.0 < hi);
+                let (w, bit) = ((sec / 64) as usize, sec % 64);
+                if !is_bad && self.wanted_bits[w] & (1 << bit) == 0 {
+                    self.wanted_bits[w] |= 1 << bit;
+                    readable += hi - lo;
+                }
+            }
+            // Ranges may overlap sectors of the previous one: restart the bad-range scan.
+            b = 0;
+        }
+        self.summary.wanted = readable;
+        self
     }
 
     pub fn with_log(mut self, log: Box<dyn std::io::Write + Send>) -> Analyzer {
@@ -278,7 +387,15 @@ impl super::RequestSink for Analyzer {
             if self.delivered_bits[w] & (1 << b) == 0 {
                 self.delivered_bits[w] |= 1 << b;
                 let lo = sec * self.sector;
-                s.delivered += (lo + self.sector).min(self.size) - lo;
+                let n = (lo + self.sector).min(self.size) - lo;
+                s.delivered += n;
+                if self.wanted_bits.get(w).is_some_and(|x| x & (1 << b) != 0) {
+                    s.wanted_delivered += n;
+                    if s.wanted_delivered >= s.wanted && s.t_wanted.is_none() {
+                        s.t_wanted = Some(end);
+                        s.failed_at_wanted = Some(s.failed_reads);
+                    }
+                }
             }
             sec += 1;
         }

@@ -445,7 +445,16 @@ pub(crate) fn analyze(vol: &mut Vol) -> Result<Found, Error> {
             }
         }
     }
-    found.allocated = match allocation(vol, &sb, &groups, &owned, &logged, !recovering) {
+    let mut unread = Vec::new();
+    let allocated = allocation(vol, &sb, &groups, &owned, &logged, !recovering, &mut unread);
+    if let Some(first) = unread.first() {
+        found.warnings.push(format!(
+            "the block bitmap of {} group(s) is unreadable (first: group {first}); those groups \
+             are counted as wholly used",
+            unread.len()
+        ));
+    }
+    found.allocated = match allocated {
         Ok(v) => Some(Ok(v)),
         Err(e) if e.is_gone() => return Err(e),
         Err(e) => Some(Err(e.to_string())),
@@ -461,6 +470,7 @@ fn allocation(
     owned: &[(u64, u64)],
     logged: &std::collections::HashMap<u64, Vec<u8>>,
     check_counts: bool,
+    unread: &mut Vec<u64>,
 ) -> Result<Vec<(u64, u64)>, Error> {
     let bs = sb.block_size;
     let cluster = bs * sb.ratio;
@@ -504,8 +514,17 @@ fn allocation(
             }
             used
         } else {
-            vol.read(gd.block_bitmap * bs, &mut bitmap)?;
-            bitmap_runs(&bitmap, nclusters, 0, cluster, start * bs, &mut out)
+            match vol.read(gd.block_bitmap * bs, &mut bitmap) {
+                Ok(()) => bitmap_runs(&bitmap, nclusters, 0, cluster, start * bs, &mut out),
+                Err(Error::Read { gone: false, .. }) => {
+                    // A bitmap that cannot be read: the whole group counts as used (never
+                    // leaves a byte out), and its descriptor's count stands for it.
+                    unread.push(g);
+                    out.add(start * bs, (start + nblocks) * bs);
+                    nclusters.saturating_sub(gd.free)
+                }
+                Err(e) => return Err(e),
+            }
         };
         let expect = nclusters.checked_sub(gd.free).ok_or_else(|| {
             Error::Inconsistent(format!(

@@ -158,6 +158,87 @@ pub fn looks_like_fat(s: &[u8]) -> bool {
 }
 
 /// The FAT entries of clusters `[from, from + n)` of FAT copy `copy`.
+/// Entries per piece when a FAT is read sector by sector after an unreadable sector (512 bytes
+/// of FAT32 entries; a FAT16 sector holds two pieces).
+const PIECE: usize = 128;
+
+/// Like [`read_entries`] from the first copy, but a piece of it that cannot be read is taken
+/// from the first copy that can (the copies are mirrors): an unreadable sector in one FAT costs
+/// nothing while another copy has it. FAT12 entries straddle sectors: no fallback there.
+fn read_entries_any(
+    vol: &mut Vol,
+    b: &Bpb,
+    from: u64,
+    n: u64,
+    out: &mut Vec<u32>,
+) -> Result<(), Error> {
+    match read_entries(vol, b, 0, from, n, out) {
+        Err(Error::Read { gone: false, .. }) if b.entry_bits() != 12 => {}
+        r => return r,
+    }
+    out.clear();
+    let mut piece = Vec::new();
+    let mut c = from;
+    while c < from + n {
+        let k = (PIECE as u64).min(from + n - c);
+        let mut last = None;
+        for copy in 0..b.fats {
+            match read_entries(vol, b, copy, c, k, &mut piece) {
+                Ok(()) => {
+                    last = None;
+                    break;
+                }
+                Err(e @ Error::Read { gone: false, .. }) => last = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        if let Some(e) = last {
+            return Err(e);
+        }
+        out.extend_from_slice(&piece);
+        c += k;
+    }
+    Ok(())
+}
+
+/// [`read_entries`] of one copy, piece by piece after an unreadable sector; returns which
+/// pieces were read (unread ones hold zeros).
+fn read_entries_where_readable(
+    vol: &mut Vol,
+    b: &Bpb,
+    copy: u64,
+    from: u64,
+    n: u64,
+    out: &mut Vec<u32>,
+) -> Result<Vec<bool>, Error> {
+    let pieces = (n as usize).div_ceil(PIECE);
+    match read_entries(vol, b, copy, from, n, out) {
+        Ok(()) => return Ok(vec![true; pieces]),
+        Err(Error::Read { gone: false, .. }) if b.entry_bits() != 12 => {}
+        Err(e) => return Err(e),
+    }
+    out.clear();
+    let mut readable = Vec::with_capacity(pieces);
+    let mut piece = Vec::new();
+    let mut c = from;
+    while c < from + n {
+        let k = (PIECE as u64).min(from + n - c);
+        match read_entries(vol, b, copy, c, k, &mut piece) {
+            Ok(()) => {
+                out.extend_from_slice(&piece);
+                readable.push(true);
+            }
+            Err(Error::Read { gone: false, .. }) => {
+                out.extend(std::iter::repeat_n(0, k as usize));
+                readable.push(false);
+            }
+            Err(e) => return Err(e),
+        }
+        c += k;
+    }
+    Ok(readable)
+}
+
 pub(crate) fn read_entries(
     vol: &mut Vol,
     b: &Bpb,
@@ -312,14 +393,22 @@ fn allocation(vol: &mut Vol, b: &Bpb, found: &mut Found) -> Result<Vec<(u64, u64
     let mut c = 2u64;
     while c < clusters + 2 {
         let n = step.min(clusters + 2 - c);
-        read_entries(vol, b, active, c, n, &mut first)?;
+        if mirrored {
+            read_entries_any(vol, b, c, n, &mut first)?;
+        } else {
+            read_entries(vol, b, active, c, n, &mut first)?;
+        }
         if let Some(t) = table.as_mut() {
             t.extend_from_slice(&first);
         }
         if mirrored {
             for copy in 1..b.fats {
-                read_entries(vol, b, copy, c, n, &mut other)?;
-                if let Some(i) = (0..first.len()).find(|&i| first[i] != other[i]) {
+                // Sectors of a copy that cannot be read are not compared (the entries came
+                // from a copy that could); the rest must agree.
+                let readable = read_entries_where_readable(vol, b, copy, c, n, &mut other)?;
+                if let Some(i) =
+                    (0..first.len()).find(|&i| readable[i / PIECE] && first[i] != other[i])
+                {
                     return Err(Error::Inconsistent(format!(
                         "FAT copy {} differs from the first at cluster {}",
                         copy + 1,
@@ -349,7 +438,18 @@ fn allocation(vol: &mut Vol, b: &Bpb, found: &mut Found) -> Result<Vec<(u64, u64
         Some(t) => {
             // Directory clusters are metadata too (a metadata-first rescue reads them early).
             let mut meta = Ranges::new();
-            for &(s, e) in found.metadata.iter().chain(&walk(vol, b, t)?) {
+            let mut unread = Vec::new();
+            let dirs = walk(vol, b, t, &mut unread)?;
+            if let Some(first) = unread.first() {
+                // The allocation is the FAT's; an unreadable directory only hides its entries
+                // from the check (and its subdirectories from the metadata list).
+                found.warnings.push(format!(
+                    "{} directory area(s) unreadable (first: {first}); their entries were not \
+                     checked",
+                    unread.len()
+                ));
+            }
+            for &(s, e) in found.metadata.iter().chain(&dirs) {
                 meta.add(s, e);
             }
             found.metadata = meta.finish();
@@ -390,7 +490,12 @@ const MAX_WALK_CLUSTERS: u64 = 1 << 24;
 /// an allocated cluster, run through allocated clusters only, and be long enough for the file's
 /// size. A zeroed FAT sector (in every copy) shows up here as a broken chain.
 /// Returns the byte ranges of every directory.
-fn walk(vol: &mut Vol, b: &Bpb, fat: &[u32]) -> Result<Vec<(u64, u64)>, Error> {
+fn walk(
+    vol: &mut Vol,
+    b: &Bpb,
+    fat: &[u32],
+    unread: &mut Vec<String>,
+) -> Result<Vec<(u64, u64)>, Error> {
     let clusters = b.clusters();
     let cs = b.cluster_bytes();
     let eoc_min: u32 = match b.entry_bits() {
@@ -449,7 +554,14 @@ fn walk(vol: &mut Vol, b: &Bpb, fat: &[u32]) -> Result<Vec<(u64, u64)>, Error> {
     while let Some((path, parts)) = dirs.pop() {
         all.extend_from_slice(&parts);
         'dir: for (s, e) in parts {
-            let data = vol.read_vec(s, e - s)?;
+            let data = match vol.read_vec(s, e - s) {
+                Ok(d) => d,
+                Err(e @ Error::Read { gone: false, .. }) => {
+                    unread.push(format!("{path}: {e}"));
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             for ent in data.chunks_exact(32) {
                 match ent[0] {
                     0x00 => break 'dir,

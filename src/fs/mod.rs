@@ -263,8 +263,19 @@ pub fn probe(src: &mut dyn Source, range: std::ops::Range<u64>) -> Result<FsRepo
     }
     let size = end - start;
     let mut vol = Vol::new(src, start, size);
-    let head_len = (fstype_probe_len() as u64).min(size);
-    let head = match vol.read_vec(0, head_len) {
+    // The first 8 KiB tell most filesystems; only then the whole probe area (btrfs keeps its
+    // superblock at 64 KiB): a metadata-first rescue that reads what the probe asks for does
+    // not read the file data that follows a small filesystem's first metadata.
+    let head = match vol.read_vec(0, HEAD_FIRST.min(size)) {
+        Ok(h) if matches!(detect(&h), FsKind::Unknown | FsKind::Swap) => {
+            vol.read_vec(0, (fstype_probe_len() as u64).min(size))
+        }
+        // An unreadable sector after the boot sector and the ext superblock (a FAT sector that
+        // the mirror has) must not hide the filesystem.
+        Err(Error::Read { gone: false, .. }) if size >= HEAD_MIN => vol.read_vec(0, HEAD_MIN),
+        r => r,
+    };
+    let head = match head {
         Ok(h) => h,
         Err(e) if e.is_gone() => return Err(e),
         Err(e) => {
@@ -317,6 +328,11 @@ pub fn probe(src: &mut dyn Source, range: std::ops::Range<u64>) -> Result<FsRepo
     };
     Ok(report(found, kind, start, size, warnings))
 }
+
+/// Bytes read first to recognise a filesystem (see [`probe`]).
+const HEAD_FIRST: u64 = 8192;
+/// What recognising needs at least: the boot sector and the ext superblock.
+const HEAD_MIN: u64 = 2048;
 
 fn fstype_probe_len() -> usize {
     crate::blockdev::fstype::PROBE_LEN

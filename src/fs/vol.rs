@@ -26,6 +26,31 @@ pub struct Vol<'a> {
     win_pos: u64,
 }
 
+thread_local! {
+    /// Set while [`record_missing`] runs: the bytes parsers asked for and could not read.
+    static MISSING: std::cell::RefCell<Option<Ranges>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f` and returns, with its result, the absolute byte ranges that reads through any
+/// [`Vol`] on this thread asked for and could not get (media errors, or bytes a
+/// [`crate::fs::files::Rescued`] copy does not hold yet). Only the bytes the parser asked for
+/// are listed, not the whole read window: a metadata-first rescue reads exactly those next
+/// ("metadata tells where more metadata is").
+pub fn record_missing<T>(f: impl FnOnce() -> T) -> (T, Vec<(u64, u64)>) {
+    let outer = MISSING.with(|m| m.borrow_mut().replace(Ranges::new()));
+    let out = f();
+    let got = MISSING.with(|m| std::mem::replace(&mut *m.borrow_mut(), outer));
+    (out, got.map(Ranges::finish).unwrap_or_default())
+}
+
+fn note_missing(start: u64, end: u64) {
+    MISSING.with(|m| {
+        if let Some(r) = m.borrow_mut().as_mut() {
+            r.add(start, end);
+        }
+    });
+}
+
 impl<'a> Vol<'a> {
     pub fn new(src: &'a mut dyn Source, start: u64, len: u64) -> Vol<'a> {
         Vol {
@@ -54,7 +79,12 @@ impl<'a> Vol<'a> {
         let abs_end = self.start + end;
         while pos < abs_end {
             if !(self.win_pos <= pos && pos < self.win_pos + self.win.len() as u64) {
-                self.fill(pos)?;
+                if let Err(e) = self.fill(pos) {
+                    if matches!(e, Error::Read { gone: false, .. }) {
+                        note_missing(pos, abs_end);
+                    }
+                    return Err(e);
+                }
             }
             let at = (pos - self.win_pos) as usize;
             let take = ((abs_end - pos) as usize).min(self.win.len() - at);

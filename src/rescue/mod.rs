@@ -35,6 +35,10 @@
 //! retries) bypass the page cache where the source allows it (`Source::read_direct_at`), so a
 //! readable sector sharing a page with a bad one is not lost.
 //!
+//! On a disk whose partition table and filesystems the filesystem layer knows, `staged` runs these
+//! phases once per stage: filesystem metadata first (parsed from the partially rescued copy as
+//! it arrives), then the data the filesystems use, then free space (`--plain-order` disables it).
+//!
 //! The destination is fsynced before every mapfile save, so the map never claims data that is not
 //! durable. A source that disappears is never marked bad: salvor saves and waits for it or stops.
 
@@ -43,8 +47,12 @@ pub mod job;
 pub mod modes;
 mod prepare;
 mod reader;
+pub mod staged;
 
-pub use engine::{rescue, Outcome, RescueStats};
+pub use engine::{Outcome, RescueStats};
+/// Every caller (CLI, TUI) runs rescues through the stage driver: it calls the engine once
+/// per stage, or once in the plain order.
+pub use staged::{rescue, Order};
 
 use std::time::Duration;
 
@@ -131,6 +139,10 @@ pub struct RescueOptions {
     /// what is not rescued reads as zeros and the file has the source's size (salvor's default;
     /// ddrescue's output ends at the last byte written).
     pub extend_new_dest: bool,
+    /// Filesystem-aware order (the default) or the plain one (`--plain-order`); see `staged`.
+    pub order: Order,
+    /// `--used-only`: with the filesystem-aware order, stop before free space.
+    pub used_only: bool,
 }
 
 impl Default for RescueOptions {
@@ -177,6 +189,8 @@ impl Default for RescueOptions {
             pause_on_error: None,
             pause_on_pass: Duration::ZERO,
             extend_new_dest: true,
+            order: Order::FsAware,
+            used_only: false,
         }
     }
 }
