@@ -273,6 +273,70 @@ pub(crate) fn analyze(vol: &mut Vol) -> Result<Found, Error> {
     Ok(found)
 }
 
+/// One file or directory of an exFAT directory: its file entry set (file entry, stream
+/// extension, name entries), as the layout parser and the damaged-files walker both read it.
+pub struct EntrySet {
+    pub name: String,
+    pub is_dir: bool,
+    /// The stream extension's general flags.
+    flags: u8,
+    pub first_cluster: u64,
+    pub data_length: u64,
+}
+
+impl EntrySet {
+    /// Whether clusters are allocated to it (AllocationPossible).
+    pub fn allocated(&self) -> bool {
+        self.flags & 1 != 0
+    }
+
+    /// Whether its clusters are contiguous, with no FAT chain (NoFatChain).
+    pub fn contiguous(&self) -> bool {
+        self.flags & 2 != 0
+    }
+}
+
+/// The entry sets of a directory's data (32-byte entries), in order, to the end-of-directory
+/// entry; a file entry without its stream extension is an `Err` with the reason, and the next
+/// entry is looked at.
+pub fn entry_sets(data: &[u8]) -> Vec<Result<EntrySet, String>> {
+    let entries: Vec<&[u8]> = data.chunks_exact(32).collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < entries.len() {
+        let e = entries[i];
+        if e[0] == 0 {
+            break;
+        }
+        if e[0] != 0x85 {
+            i += 1;
+            continue;
+        }
+        let secondary = (e[1] as usize).max(1);
+        let Some(st) = entries.get(i + 1).filter(|s| s[0] == 0xc0) else {
+            out.push(Err("a file entry without its stream extension".to_string()));
+            i += 1;
+            continue;
+        };
+        let name: String = entries
+            .iter()
+            .skip(i + 2)
+            .take(secondary - 1)
+            .filter(|n| n[0] == 0xc1)
+            .map(|n| super::utf16_name(&n[2..32]))
+            .collect();
+        out.push(Ok(EntrySet {
+            name: name.chars().take((st[3] as usize).max(1)).collect(),
+            is_dir: le16(e, 4) & 0x10 != 0,
+            flags: st[1],
+            first_cluster: u64::from(le32(st, 20)),
+            data_length: le64(st, 24),
+        }));
+        i += 1 + secondary;
+    }
+    out
+}
+
 /// Checks the bitmap against the directory tree: every cluster of every file and directory must
 /// be marked allocated (a zeroed bitmap block shows up here even when PercentInUse rounds it
 /// away).
@@ -304,36 +368,13 @@ fn walk(
                 return Err(Error::Unsupported(format!("directory {path} is too large")));
             }
         }
-        let entries: Vec<&[u8]> = data.chunks_exact(32).collect();
-        let mut i = 0;
-        while i < entries.len() {
-            let e = entries[i];
-            if e[0] == 0 {
-                break;
-            }
-            if e[0] != 0x85 {
-                i += 1;
-                continue;
-            }
-            let secondary = e[1] as usize;
-            let is_dir = le16(e, 4) & 0x10 != 0;
-            let Some(st) = entries.get(i + 1).filter(|s| s[0] == 0xc0) else {
-                return Err(Error::Corrupt(format!(
-                    "{path}: a file entry without its stream extension"
-                )));
-            };
-            let name: String = entries
-                .iter()
-                .skip(i + 2)
-                .take(secondary.saturating_sub(1))
-                .filter(|n| n[0] == 0xc1)
-                .map(|n| super::utf16_name(&n[2..32]))
-                .collect();
-            let what = format!("{path}{name}");
-            let (flags, first, len) = (st[1], le32(st, 20) as u64, le64(st, 24));
-            if flags & 1 != 0 && len > 0 {
+        for set in entry_sets(&data) {
+            let set = set.map_err(|why| Error::Corrupt(format!("{path}: {why}")))?;
+            let what = format!("{path}{}", set.name);
+            let (first, len, is_dir) = (set.first_cluster, set.data_length, set.is_dir);
+            if set.allocated() && len > 0 {
                 let n = len.div_ceil(cs);
-                let contiguous = flags & 2 != 0;
+                let contiguous = set.contiguous();
                 if contiguous && !is_dir {
                     // Checked as one range: a large file is not listed cluster by cluster.
                     if first < 2 || first.checked_add(n).is_none_or(|e| e > b.clusters + 2) {
@@ -366,7 +407,6 @@ fn walk(
                     }
                 }
             }
-            i += 1 + secondary.max(1);
         }
     }
     Ok(all)

@@ -2,7 +2,7 @@
 //! stream's clusters (contiguous, or through the FAT).
 
 use super::super::exfat::Boot;
-use super::super::vol::{le16, le32, le64, Vol};
+use super::super::vol::Vol;
 use super::super::Error;
 use super::{Collector, DamagedDir};
 
@@ -121,44 +121,23 @@ pub fn walk(vol: &mut Vol, c: &mut Collector) -> Result<(), Error> {
                 reason: format!("{bad} of its clusters were not rescued: entries unknown"),
             });
         }
-        let entries: Vec<&[u8]> = data.chunks_exact(32).collect();
-        let mut i = 0;
-        while i < entries.len() {
-            let e = entries[i];
-            if e[0] == 0 {
-                break;
-            }
-            if e[0] != 0x85 {
-                i += 1;
-                continue;
-            }
-            let secondary = (e[1] as usize).max(1);
-            let is_dir = le16(e, 4) & 0x10 != 0;
-            let Some(st) = entries.get(i + 1).filter(|s| s[0] == 0xc0) else {
-                c.note(format!(
-                    "{shown}: a file entry without its stream extension"
-                ));
-                i += 1;
-                continue;
+        for set in crate::fs::exfat::entry_sets(&data) {
+            let set = match set {
+                Ok(set) => set,
+                Err(why) => {
+                    c.note(format!("{shown}: {why}"));
+                    continue;
+                }
             };
-            let name: String = entries
-                .iter()
-                .skip(i + 2)
-                .take(secondary - 1)
-                .filter(|n| n[0] == 0xc1)
-                .map(|n| super::super::utf16_name(&n[2..32]))
-                .collect();
-            let name_len = st[3] as usize;
-            let name: String = name.chars().take(name_len.max(1)).collect();
+            let name = &set.name;
             let fpath = format!("{path}/{name}");
-            let (flags, first, len) = (st[1], le32(st, 20) as u64, le64(st, 24));
-            i += 1 + secondary;
-            let n = if flags & 1 != 0 { len.div_ceil(cs) } else { 0 };
+            let (first, len, is_dir) = (set.first_cluster, set.data_length, set.is_dir);
+            let n = if set.allocated() { len.div_ceil(cs) } else { 0 };
             if n > b.clusters {
                 c.note(format!("{fpath}: {len} bytes is more than the volume"));
                 continue;
             }
-            let (cl, why) = match clusters(vol, &b, first, n, flags & 2 != 0, &mut steps) {
+            let (cl, why) = match clusters(vol, &b, first, n, set.contiguous(), &mut steps) {
                 Ok(r) => r,
                 Err(e) if e.is_gone() => return Err(e),
                 Err(e) => {
