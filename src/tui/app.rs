@@ -262,6 +262,8 @@ pub struct Choices {
     pub direct: bool,
     pub reverse: bool,
     pub scrape: bool,
+    /// Leave out the space no file uses (the filesystem-aware order's last stage).
+    pub skip_free: bool,
 }
 
 impl Default for Choices {
@@ -271,6 +273,7 @@ impl Default for Choices {
             direct: false,
             reverse: false,
             scrape: true,
+            skip_free: false,
         }
     }
 }
@@ -1325,7 +1328,7 @@ impl App {
         Action::None
     }
 
-    pub const OPTION_COUNT: usize = 4;
+    pub const OPTION_COUNT: usize = 5;
 
     fn key_options(&mut self, code: KeyCode) -> Action {
         let c = &mut self.flow.choices;
@@ -1351,7 +1354,8 @@ impl App {
                     }
                     1 => c.direct = !c.direct,
                     2 => c.reverse = !c.reverse,
-                    _ => c.scrape = !c.scrape,
+                    3 => c.scrape = !c.scrape,
+                    _ => c.skip_free = !c.skip_free,
                 }
             }
             KeyCode::Enter => {

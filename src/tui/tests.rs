@@ -596,8 +596,10 @@ fn options_are_passed_on() {
     key(&mut a, KeyCode::Char(' ')); // direct on
     down(&mut a, 1);
     key(&mut a, KeyCode::Char(' ')); // reverse on
-    down(&mut a, 5); // clamps on the last option
+    down(&mut a, 1);
     key(&mut a, KeyCode::Char(' ')); // scrape off
+    down(&mut a, 5); // clamps on the last option
+    key(&mut a, KeyCode::Char(' ')); // unused space skipped
     key(&mut a, KeyCode::Enter);
     let Action::StartRescue(req) = key(&mut a, KeyCode::Enter) else {
         panic!("no start");
@@ -608,7 +610,8 @@ fn options_are_passed_on() {
             retry_passes: 3,
             direct: true,
             reverse: true,
-            scrape: false
+            scrape: false,
+            skip_free: true,
         }
     );
 }

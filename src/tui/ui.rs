@@ -1042,7 +1042,7 @@ fn retry_text(n: i32) -> String {
     }
 }
 
-fn option_rows(c: &Choices) -> [(&'static str, String, &'static str); 4] {
+fn option_rows(c: &Choices) -> [(&'static str, String, &'static str); 5] {
     [
         (
             "Retry bad sectors",
@@ -1063,6 +1063,11 @@ fn option_rows(c: &Choices) -> [(&'static str, String, &'static str); 4] {
             "Scrape bad areas",
             if c.scrape { "on" } else { "off" }.into(),
             "Read around bad areas sector by sector. Off = only the easy data, faster.",
+        ),
+        (
+            "Unused space",
+            if c.skip_free { "skip" } else { "read last" }.into(),
+            "Space no file uses is read after all files. Skip it to spare a dying disk.",
         ),
     ]
 }
@@ -1103,6 +1108,9 @@ fn choices_summary(c: &Choices) -> String {
     }
     if !c.scrape {
         v.push("no scraping".into());
+    }
+    if c.skip_free {
+        v.push("unused space skipped".into());
     }
     v.join(", ")
 }

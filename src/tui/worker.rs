@@ -298,6 +298,7 @@ fn options(req: &RescueRequest) -> RescueOptions {
         retry_passes: req.choices.retry_passes,
         reverse: req.choices.reverse,
         no_scrape: !req.choices.scrape,
+        used_only: req.choices.skip_free,
         ..RescueOptions::default()
     }
 }
