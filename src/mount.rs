@@ -455,7 +455,6 @@ fn wait_node(dev: &Path) {
     }
 }
 
-
 fn find_program(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/sbin:/usr/bin:/sbin:/bin".into());
     std::env::split_paths(&path)

@@ -487,10 +487,17 @@ fn partitions_are_shown_from_user_space() {
     let img = disk.image.to_str().expect("utf-8 path").to_string();
     let dev = PathBuf::from(run(&losetup, &["-f", "--show", &img]).trim());
     disk.dev = Some(dev.clone());
-    let name = dev.file_name().expect("name").to_string_lossy().into_owned();
+    let name = dev
+        .file_name()
+        .expect("name")
+        .to_string_lossy()
+        .into_owned();
     let sysfs = |n: u32| PathBuf::from(format!("/sys/class/block/{name}p{n}"));
     blockdev::show_partitions(&dev).expect("show_partitions");
-    assert!(disk.wait_parts(&[1, 2, 3], Duration::from_secs(10)), "no partition nodes");
+    assert!(
+        disk.wait_parts(&[1, 2, 3], Duration::from_secs(10)),
+        "no partition nodes"
+    );
     for (n, first, last, _, _) in sgdisk_parts(&disk.image) {
         let start: u64 = std::fs::read_to_string(sysfs(n).join("start"))
             .expect("start")
@@ -504,5 +511,9 @@ fn partitions_are_shown_from_user_space() {
             .expect("number");
         assert_eq!((start, start + size - 1), (first, last), "partition {n}");
     }
-    assert_eq!(blockdev::show_partitions(&dev).expect("again"), 0, "added twice");
+    assert_eq!(
+        blockdev::show_partitions(&dev).expect("again"),
+        0,
+        "added twice"
+    );
 }

@@ -82,7 +82,11 @@ fn qcow2_vhd_vhdx_vmdk_check_and_compare() {
             .arg(&raw)
             .arg(&foreign));
         let back = dir.path().join(format!("back-{ext}.raw"));
-        ok(salvor().arg("restore").arg("--yes").arg(&foreign).arg(&back));
+        ok(salvor()
+            .arg("restore")
+            .arg("--yes")
+            .arg(&foreign)
+            .arg(&back));
         assert!(
             std::fs::read(&back).unwrap()[..22 * MIB + 4096] == std::fs::read(&raw).unwrap()[..],
             "{ext} written by qemu-img, restored by salvor, differs"

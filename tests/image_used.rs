@@ -125,7 +125,10 @@ fn check_and_extract(kind: &str, img: &Path, tree: &Path) {
             // No userspace extractor for XFS: the kernel's driver, read-only, no log recovery.
             let mnt = tree.with_extension("mnt");
             let m = KernelMount::new("xfs", "ro,norecovery", img, &mnt);
-            sh(Command::new("cp").arg("-a").arg(format!("{}/.", m.0.display())).arg(tree));
+            sh(Command::new("cp")
+                .arg("-a")
+                .arg(format!("{}/.", m.0.display()))
+                .arg(tree));
         }
         "btrfs" => {
             sh(Command::new("btrfs").args(["check", "--readonly"]).arg(img));
@@ -145,7 +148,10 @@ impl KernelMount {
             .expect("/proc/filesystems")
             .split_whitespace()
             .any(|w| w == fs);
-        assert!(supported, "this kernel has no {fs} driver (needed to read the files back)");
+        assert!(
+            supported,
+            "this kernel has no {fs} driver (needed to read the files back)"
+        );
         sh(Command::new("mount")
             .args(["-t", fs, "-o"])
             .arg(format!("loop,{opts}"))
@@ -277,8 +283,14 @@ fn used_disk_round_trip() {
         let end = parts.last().map_or(0, |p| p.start + p.size) as usize;
         let backup = a.len() - 33 * 512;
         assert_eq!(a[backup..], b[backup..], "the GPT backup");
-        assert!(end < backup && a[end..backup] != b[end..backup], "the test needs old data there");
-        assert!(b[end..backup].iter().all(|&x| x == 0), "the unpartitioned tail restores as zeros");
+        assert!(
+            end < backup && a[end..backup] != b[end..backup],
+            "the test needs old data there"
+        );
+        assert!(
+            b[end..backup].iter().all(|&x| x == 0),
+            "the unpartitioned tail restores as zeros"
+        );
         let info = run(common::salvor().arg("info").arg(&img));
         let text = String::from_utf8_lossy(&info.stdout);
         assert!(text.contains("outside the partitions"), "{text}");
@@ -287,7 +299,10 @@ fn used_disk_round_trip() {
     // sgdisk finds the restored table sound (both GPT copies).
     let v = run(Command::new("sgdisk").arg("-v").arg(&restored));
     let vtext = String::from_utf8_lossy(&v.stdout);
-    assert!(v.status.success() && vtext.contains("No problems found"), "{vtext}");
+    assert!(
+        v.status.success() && vtext.contains("No problems found"),
+        "{vtext}"
+    );
     for p in &parts {
         let orig = slice(&disk, p, &d.path().join(format!("orig{}.img", p.number)));
         let back = slice(&unzstd, p, &d.path().join(format!("back{}.img", p.number)));
@@ -339,7 +354,10 @@ fn damaged_metadata_is_imaged_whole() {
         std::fs::read(&raw).expect("read"),
     );
     let part1 = MIB as usize..(33 * MIB) as usize;
-    assert!(a[part1.clone()] == b[part1], "partition 1 is not in the image bit for bit");
+    assert!(
+        a[part1.clone()] == b[part1],
+        "partition 1 is not in the image bit for bit"
+    );
 }
 
 #[test]
@@ -494,7 +512,9 @@ fn a_filesystem_outside_the_partitions_is_kept() {
     let d = tmp();
     let disk = d.path().join("disk.img");
     old_disk(&disk, 64 * MIB, 99);
-    sh(Command::new("sgdisk").args(["-n", "1:2048:+20M"]).arg(&disk));
+    sh(Command::new("sgdisk")
+        .args(["-n", "1:2048:+20M"])
+        .arg(&disk));
     let p1 = mkfs_ext(d.path(), "p1.img", 20 * MIB, &["-L", "listed"]);
     patch(&disk, MIB, &std::fs::read(p1).expect("read"));
     let lost = mkfs_ext(d.path(), "lost.img", 16 * MIB, &["-L", "deleted"]);
@@ -506,11 +526,19 @@ fn a_filesystem_outside_the_partitions_is_kept() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("holds a filesystem (ext4) at byte"), "{err}");
     let back = d.path().join("back.raw");
-    sh(common::salvor().arg("restore").arg("--yes").arg(&img).arg(&back));
+    sh(common::salvor()
+        .arg("restore")
+        .arg("--yes")
+        .arg(&img)
+        .arg(&back));
     let a = std::fs::read(&disk).expect("read");
     let b = std::fs::read(&back).expect("read");
     let (s, e) = (21 * MIB as usize, a.len() - 33 * 512);
-    assert_eq!(a[s..e], b[s..e], "the space after partition 1 holds a filesystem: kept");
+    assert_eq!(
+        a[s..e],
+        b[s..e],
+        "the space after partition 1 holds a filesystem: kept"
+    );
 }
 
 /// A volume that was not closed cleanly (here exFAT's dirty flag) is imaged whole, with the
@@ -562,8 +590,18 @@ fn xfs_and_btrfs_round_trip() {
     patch(&disk, MIB, &std::fs::read(&xfs).expect("read"));
     patch(&disk, 305 * MIB, &std::fs::read(&btrfs).expect("read"));
     let parts = [
-        Part { number: 1, kind: "xfs", start: MIB, size: 304 * MIB },
-        Part { number: 2, kind: "btrfs", start: 305 * MIB, size: 120 * MIB },
+        Part {
+            number: 1,
+            kind: "xfs",
+            start: MIB,
+            size: 304 * MIB,
+        },
+        Part {
+            number: 2,
+            kind: "btrfs",
+            start: 305 * MIB,
+            size: 120 * MIB,
+        },
     ];
     let img = d.path().join("disk.img.zst");
     let out = run(common::salvor().arg("image").arg(&disk).arg(&img));
@@ -574,7 +612,11 @@ fn xfs_and_btrfs_round_trip() {
         assert_eq!(f["mode"], "used", "{f}");
     }
     let back = d.path().join("back.raw");
-    sh(common::salvor().arg("restore").arg("--yes").arg(&img).arg(&back));
+    sh(common::salvor()
+        .arg("restore")
+        .arg("--yes")
+        .arg(&img)
+        .arg(&back));
     for p in &parts {
         let orig = slice(&disk, p, &d.path().join(format!("orig{}.img", p.number)));
         let restored = slice(&back, p, &d.path().join(format!("back{}.img", p.number)));

@@ -396,14 +396,17 @@ struct BlkpgPartition {
 pub fn show_partitions(dev: &Path) -> std::io::Result<usize> {
     use std::os::unix::io::AsRawFd;
     let reread = reread_partitions(dev);
-    let table = partition_table_of_path(dev)
-        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    let table = partition_table_of_path(dev).map_err(|e| std::io::Error::other(e.to_string()))?;
     let name = dev
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     // sysfs names partitions sdb1, or loop0p1 / nvme0n1p1 after a digit.
-    let sep = if name.ends_with(|c: char| c.is_ascii_digit()) { "p" } else { "" };
+    let sep = if name.ends_with(|c: char| c.is_ascii_digit()) {
+        "p"
+    } else {
+        ""
+    };
     let missing: Vec<&TableEntry> = table
         .entries
         .iter()
@@ -437,7 +440,9 @@ pub fn show_partitions(dev: &Path) -> std::io::Result<usize> {
             Err(nix::errno::Errno::EBUSY) => {}
             Err(err) => {
                 return Err(match reread {
-                    Err(r) => std::io::Error::other(format!("{r}; adding partition {}: {err}", e.number)),
+                    Err(r) => {
+                        std::io::Error::other(format!("{r}; adding partition {}: {err}", e.number))
+                    }
                     Ok(()) => std::io::Error::from(err),
                 })
             }

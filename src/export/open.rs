@@ -70,8 +70,9 @@ pub fn detect(path: &Path) -> Option<super::Format> {
 
 impl SparseDisk {
     pub fn open(path: &Path) -> Result<SparseDisk> {
-        let format = detect(path)
-            .ok_or_else(|| Error::corrupt(path, "offset 0", "not a qcow2, VHD, VHDX or VMDK file"))?;
+        let format = detect(path).ok_or_else(|| {
+            Error::corrupt(path, "offset 0", "not a qcow2, VHD, VHDX or VMDK file")
+        })?;
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
         let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
         let mut d = SparseDisk {
@@ -290,7 +291,10 @@ impl SparseDisk {
             } else if r[e..e + 16] == guid(super::vhdx::METADATA_GUID) {
                 meta = Some((at, rlen));
             } else if le32(&r, e + 28) & 1 != 0 {
-                return Err(self.bad(192 << 10, "a required VHDX region this reader does not know"));
+                return Err(self.bad(
+                    192 << 10,
+                    "a required VHDX region this reader does not know",
+                ));
             }
         }
         let (bat_at, bat_len) = bat.ok_or_else(|| self.bad(192 << 10, "VHDX without a BAT"))?;

@@ -344,7 +344,8 @@ fn run_pipeline(
                     } else {
                         out.clear();
                         if let Err(e) = cctx.compress_to_buffer(data, &mut out) {
-                            let _ = tx.send(Piece::Failed(None, Error::Internal(format!("zstd: {e}"))));
+                            let _ =
+                                tx.send(Piece::Failed(None, Error::Internal(format!("zstd: {e}"))));
                             return;
                         }
                         Frame::Data(out)

@@ -7,7 +7,9 @@
 
 use super::digest::{ChunkDigester, Sha256Digest};
 use super::format::to_hex;
-use super::pool::{buffers_for, check_control, in_order, Counters, Meter, Piece, Pool, PooledBuf, TICK};
+use super::pool::{
+    buffers_for, check_control, in_order, Counters, Meter, Piece, Pool, PooledBuf, TICK,
+};
 use super::reader::ImageFile;
 use super::srcread::{read_chunk, Readable};
 use crate::device::Source;

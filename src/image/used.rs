@@ -222,7 +222,9 @@ fn unpartitioned(
 
 /// Where the primary GPT's entry array ends (bytes, rounded up to a sector), from its header.
 fn primary_gpt_end(src: &mut dyn Source, ss: u64, size: u64) -> Option<u64> {
-    let h = crate::fs::vol::Vol::new(src, 0, size).read_vec(ss, ss).ok()?;
+    let h = crate::fs::vol::Vol::new(src, 0, size)
+        .read_vec(ss, ss)
+        .ok()?;
     if h.len() < 92 || &h[0..8] != b"EFI PART" {
         return None;
     }
@@ -238,7 +240,9 @@ fn primary_gpt_end(src: &mut dyn Source, ss: u64, size: u64) -> Option<u64> {
 /// Where the backup GPT's entry array starts (bytes), from the backup header in the last sector.
 fn backup_gpt_start(src: &mut dyn Source, ss: u64, size: u64) -> Option<u64> {
     let last = (size / ss).checked_sub(1)? * ss;
-    let h = crate::fs::vol::Vol::new(src, 0, size).read_vec(last, ss).ok()?;
+    let h = crate::fs::vol::Vol::new(src, 0, size)
+        .read_vec(last, ss)
+        .ok()?;
     if h.len() < 92 || &h[0..8] != b"EFI PART" {
         return None;
     }

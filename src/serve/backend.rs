@@ -260,8 +260,7 @@ impl ImageCore {
                     ),
                 };
                 // Filled by the decoder, never zeroed first.
-                let mut out =
-                    Vec::with_capacity(self.image.frames[k].entry.decompressed as usize);
+                let mut out = Vec::with_capacity(self.image.frames[k].entry.decompressed as usize);
                 self.image
                     .decode_frame(k, comp, dctx, &mut out)
                     .map_err(fail)?;
