@@ -67,7 +67,16 @@ fn main() {
                 std::process::exit(2);
             };
             let spec = spec.with_semantics(semantics);
-            let analyzer = Arc::new(Mutex::new(Analyzer::new(&spec)));
+            let mut an = Analyzer::new(&spec);
+            if let Ok(dir) = std::env::var("SIM_LOG_DIR") {
+                // The request log as TSV (start_ns cost_ns pos len good failed seek).
+                let path = format!("{dir}/{name}-{seed}.tsv");
+                match std::fs::File::create(&path) {
+                    Ok(f) => an = an.with_log(Box::new(std::io::BufWriter::new(f))),
+                    Err(e) => eprintln!("{path}: {e}"),
+                }
+            }
+            let analyzer = Arc::new(Mutex::new(an));
             let clock = SimClock::new();
             let mut src = FaultySource::new(spec.clone(), clock.clone());
             src.set_log(Box::new(analyzer.clone()));
@@ -91,7 +100,15 @@ fn main() {
             };
             let readable = spec.size - spec.bad_bytes();
             let never = readable.saturating_sub(map.totals().finished);
-            let _ = BlockStatus::Finished;
+            if std::env::var("SIM_SHOW_LOST").is_ok() {
+                let bad = spec.bad_ranges();
+                for b in map.blocks() {
+                    let inside = bad.iter().any(|&(s, e)| s <= b.pos && b.end() <= e);
+                    if b.status != BlockStatus::Finished && !inside {
+                        eprintln!("not rescued: 0x{:X}+{} {:?}", b.pos, b.size, b.status);
+                    }
+                }
+            }
             println!(
                 "{name} {seed} {} {} {} {:.1} {} {} {} {} {} {}",
                 f(s.t90),

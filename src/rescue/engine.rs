@@ -193,6 +193,12 @@ struct Engine<'a> {
     cluster: u64,
     /// Read size of the copying passes near errors (see `copy_step`).
     careful: u64,
+    /// Read size of the copying passes right after an error (see `copy_step`).
+    dense: u64,
+    /// Areas whose trimmed left edge met a solid bad spot (two failures in a row) or only a lone
+    /// failure (or none: a weak sector that read this time), for choosing how to trim the next.
+    trim_solid: u64,
+    trim_lone: u64,
     /// Bytes read without an error since the last read error.
     good_since_error: u64,
     skip_initial: u64,
@@ -289,9 +295,16 @@ impl<'a> Engine<'a> {
             careful: if opts.cluster_bytes != 0 || opts.cpass.is_some() {
                 cluster
             } else {
-                round_up(CAREFUL_CHUNK.min(cluster).max(sector), sector)
+                round_up(knob("CAREFUL", CAREFUL_CHUNK).min(cluster).max(sector), sector)
+            },
+            dense: if opts.cluster_bytes != 0 || opts.cpass.is_some() {
+                cluster
+            } else {
+                round_up(knob("DENSE", 64 << 10).min(cluster).max(sector), sector)
             },
             good_since_error: 0,
+            trim_solid: 0,
+            trim_lone: 0,
             skip_initial,
             skip_max,
             domain,
@@ -604,25 +617,78 @@ impl<'a> Engine<'a> {
                 // where requests are slow, sector reads cost more than that one request.
                 let mut lone = false;
                 let mut rest_tried = false;
+                // Where the areas trimmed so far held lone failures (weak or single bad sectors)
+                // rather than solid bad spots, the edge is read in growing requests and a request
+                // that fails is left whole for scraping: reading it sector by sector now would
+                // meet its failing sector a second time (2 s) for a few KiB; 99 % comes first.
+                let mut gallop = self.trim_lone > self.trim_solid;
+                let mut run = 1u64;
+                // The start of the last request that failed in several sectors.
+                let mut piece: Option<u64> = None;
+                // What this edge showed: lone failures (a failed sector, then a good one; or no
+                // failure at all, the read that failed before now reads) or a solid spot. A
+                // failed request of several sectors followed by good data says nothing.
+                let mut saw_lone = false;
                 while lo < hi && in_a_row < 2 {
                     if lone && !rest_tried && hi - lo > self.sector {
                         rest_tried = true;
                         let len = (hi - lo).min(self.careful);
                         let r = self.read(lo, len)?;
-                        lo += if r.failed { r.good } else { len };
+                        if r.failed {
+                            if let Some(start) = piece.take() {
+                                // Two failed requests next to each other: a solid spot after
+                                // all. The failed piece is trimmed sector by sector from its
+                                // start (its readable head must not be left inside an area that
+                                // scraping may take for dead).
+                                gallop = false;
+                                self.map.set(start, lo - start, BlockStatus::NonTrimmed);
+                                lo = start;
+                                continue;
+                            }
+                            lo += r.good;
+                        } else {
+                            lo += len;
+                        }
                         continue;
                     }
-                    let len = self.sector_end(lo, hi) - lo;
+                    let len = if gallop {
+                        let want = round_down(lo, self.sector) + run * self.sector;
+                        want.min(hi) - lo
+                    } else {
+                        self.sector_end(lo, hi) - lo
+                    };
                     let r = self.read(lo, len)?;
                     if r.failed {
-                        self.map.set(lo, len, BlockStatus::BadSector);
                         left_hit = true;
-                        in_a_row += 1;
+                        if len <= self.sector {
+                            self.map.set(lo, len, BlockStatus::BadSector);
+                            in_a_row += 1;
+                            lo += len;
+                        } else {
+                            // Left for scraping; the rest is tried in one request next.
+                            let at = lo + r.good;
+                            self.map.set(at, lo + len - at, BlockStatus::NonScraped);
+                            piece = Some(at);
+                            lo += len;
+                            lone = true;
+                            rest_tried = false;
+                        }
+                        run = 1;
                     } else {
+                        piece = None;
                         lone = in_a_row == 1;
+                        saw_lone |= lone;
                         in_a_row = 0;
+                        lo += len;
+                        if gallop {
+                            run = (run * 2).min(PROBE_MIN_SECTORS);
+                        }
                     }
-                    lo += len;
+                }
+                if in_a_row >= 2 {
+                    self.trim_solid += 1;
+                } else if saw_lone || !left_hit {
+                    self.trim_lone += 1;
                 }
             }
             if seg.open_right || (seg.open_left && !left_hit) {
@@ -826,7 +892,9 @@ impl<'a> Engine<'a> {
     /// errors, one failure loses little and the readable data comes in with about one failed read
     /// per bad spot. On a healthy drive nothing changes.
     fn copy_step(&self) -> u64 {
-        if self.stats.read_errors > 0 && self.good_since_error < CAREFUL_SPAN {
+        if self.stats.read_errors > 0 && self.good_since_error < knob("DENSE_SPAN", 1 << 20) {
+            self.dense
+        } else if self.stats.read_errors > 0 && self.good_since_error < CAREFUL_SPAN {
             self.careful
         } else {
             self.cluster
@@ -1407,6 +1475,11 @@ fn skip_past(
             (lo, target.max(lo), target)
         }
     }
+}
+
+// TEMP experiment knobs
+fn knob(name: &str, default: u64) -> u64 {
+    std::env::var(format!("SALVOR_X_{name}")).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
 fn round_up(x: u64, to: u64) -> u64 {
