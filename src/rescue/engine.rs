@@ -796,6 +796,7 @@ impl<'a> Engine<'a> {
         self.begin_pass(Phase::Scraping, 1, Direction::Forwards)?;
         segments.sort_by_key(|s| (s.end - s.pos, s.pos));
         let (mut dead_areas, mut dead_bytes) = (0u64, 0u64);
+        let mut live = Vec::new();
         for seg in segments {
             let sectors = (seg.end - seg.pos).div_ceil(self.sector);
             if !self.opts.scrape_dead_areas && sectors > PROBE_MIN_SECTORS {
@@ -820,16 +821,33 @@ impl<'a> Engine<'a> {
                     continue;
                 }
             }
-            let mut pos = seg.pos;
-            while pos < seg.end {
-                let len = self.sector_end(pos, seg.end) - pos;
-                if self.map.status_at(pos) == Some(BlockStatus::NonScraped) {
-                    let r = self.read(pos, len)?;
-                    if r.failed {
-                        self.map.set(pos, len, BlockStatus::BadSector);
+            live.push(seg);
+        }
+        // First a skimming pass: after a failed sector the next few are skipped, twice as many
+        // after each failure in a row, so that a bad run costs a few failed reads instead of one
+        // per sector and the readable sectors between bad runs come in first. Then every sector
+        // still non-scraped is read: each sector is read once either way, only the order changes.
+        for skim in [true, false] {
+            for seg in &live {
+                let mut pos = seg.pos;
+                let mut gap = 0u64;
+                while pos < seg.end {
+                    let len = self.sector_end(pos, seg.end) - pos;
+                    if self.map.status_at(pos) == Some(BlockStatus::NonScraped) {
+                        let r = self.read(pos, len)?;
+                        if r.failed {
+                            self.map.set(pos, len, BlockStatus::BadSector);
+                            if skim {
+                                gap = (gap * 2).clamp(1, knob("SKIM_MAX", PROBE_MIN_SECTORS));
+                                pos = (pos + len).saturating_add(gap * self.sector);
+                                continue;
+                            }
+                        } else {
+                            gap = 0;
+                        }
                     }
+                    pos += len;
                 }
-                pos += len;
             }
         }
         if dead_areas > 0 {
