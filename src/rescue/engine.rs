@@ -139,6 +139,14 @@ pub(super) fn engine_chunk(lo: u64, hi: u64, dir: Direction, cluster: u64) -> (u
 const CAREFUL_CHUNK: u64 = 32 << 10;
 /// How far past a read error reads stay small.
 const CAREFUL_SPAN: u64 = 32 << 20;
+/// Read size of the copying passes where errors come close together (dense damage): a bad
+/// 64 KiB cluster, the common unit of clustered damage, is met by one aligned read once instead
+/// of by two 32 KiB reads from both sides.
+const DENSE_CHUNK: u64 = 64 << 10;
+/// Errors closer than this (good bytes read between them) count as dense damage.
+const DENSE_SPAN: u64 = 512 << 10;
+/// Non-tried areas between two failed reads up to this size are read before trimming.
+const ENCLOSED_MAX: u64 = 512 << 10;
 
 /// Block size (sectors) of trimming backwards over long stretches.
 const TRIM_BLOCK_SECTORS: u64 = 128;
@@ -199,6 +207,8 @@ struct Engine<'a> {
     /// failure (or none: a weak sector that read this time), for choosing how to trim the next.
     trim_solid: u64,
     trim_lone: u64,
+    /// Bytes read without an error between the last two read errors.
+    error_gap: u64,
     /// Bytes read without an error since the last read error.
     good_since_error: u64,
     skip_initial: u64,
@@ -295,14 +305,15 @@ impl<'a> Engine<'a> {
             careful: if opts.cluster_bytes != 0 || opts.cpass.is_some() {
                 cluster
             } else {
-                round_up(knob("CAREFUL", CAREFUL_CHUNK).min(cluster).max(sector), sector)
+                round_up(CAREFUL_CHUNK.min(cluster).max(sector), sector)
             },
             dense: if opts.cluster_bytes != 0 || opts.cpass.is_some() {
                 cluster
             } else {
-                round_up(knob("DENSE", 64 << 10).min(cluster).max(sector), sector)
+                round_up(DENSE_CHUNK.min(cluster).max(sector), sector)
             },
             good_since_error: 0,
+            error_gap: u64::MAX,
             trim_solid: 0,
             trim_lone: 0,
             skip_initial,
@@ -352,6 +363,10 @@ impl<'a> Engine<'a> {
         }
         loop {
             pass = self.adjacency_passes(pass)?;
+            if self.enclosed_pass(pass)? {
+                pass += 1;
+                continue;
+            }
             if !self.opts.no_trim {
                 self.trim()?;
             }
@@ -546,6 +561,29 @@ impl<'a> Engine<'a> {
             pass += 1;
         }
         Ok(pass)
+    }
+
+    /// Small non-tried areas between two failed reads (the adjacency passes cannot enter them):
+    /// each is read forwards until its first error, before trimming. Where errors are sparse
+    /// (weak sectors) they hold readable data that trimming would reach only much later;
+    /// larger ones are the skipped insides of bad stripes and are left to the sweep. Returns
+    /// whether anything was rescued (then the adjacency passes go on from there).
+    fn enclosed_pass(&mut self, pass: u32) -> Step<bool> {
+        let max = ENCLOSED_MAX;
+        let enclosed: Vec<Segment> = self
+            .segments(BlockStatus::NonTried)
+            .into_iter()
+            .filter(|s| !s.open_left && !s.open_right && s.end - s.pos <= max)
+            .collect();
+        if enclosed.is_empty() {
+            return Ok(false);
+        }
+        self.begin_pass(Phase::Copying, pass, Direction::Forwards)?;
+        let before = self.stats.rescued_this_run;
+        for seg in enclosed {
+            self.read_until_error(seg, Direction::Forwards)?;
+        }
+        Ok(self.stats.rescued_this_run > before)
     }
 
     /// One of ddrescue's passes 2 to 4 (`--cpass`): non-tried areas entered from rescued data
@@ -838,7 +876,7 @@ impl<'a> Engine<'a> {
                         if r.failed {
                             self.map.set(pos, len, BlockStatus::BadSector);
                             if skim {
-                                gap = (gap * 2).clamp(1, knob("SKIM_MAX", PROBE_MIN_SECTORS));
+                                gap = (gap * 2).clamp(1, PROBE_MIN_SECTORS);
                                 pos = (pos + len).saturating_add(gap * self.sector);
                                 continue;
                             }
@@ -908,9 +946,13 @@ impl<'a> Engine<'a> {
     /// error, small reads for the next [`CAREFUL_SPAN`] bytes. A failed `O_DIRECT` read delivers
     /// nothing, so every failed read costs its whole size until trimming: with small reads near
     /// errors, one failure loses little and the readable data comes in with about one failed read
-    /// per bad spot. On a healthy drive nothing changes.
+    /// per bad spot. Where the last two errors came close together (dense damage such as bad
+    /// clusters) the reads are [`DENSE_CHUNK`]s aligned to it. On a healthy drive nothing changes.
     fn copy_step(&self) -> u64 {
-        if self.stats.read_errors > 0 && self.good_since_error < knob("DENSE_SPAN", 1 << 20) {
+        if self.stats.read_errors > 1
+            && self.error_gap < DENSE_SPAN
+            && self.good_since_error < DENSE_SPAN
+        {
             self.dense
         } else if self.stats.read_errors > 0 && self.good_since_error < CAREFUL_SPAN {
             self.careful
@@ -1071,6 +1113,7 @@ impl<'a> Engine<'a> {
                 })
             }
             Some(ReadFault::Media(e)) => {
+                self.error_gap = self.good_since_error.saturating_add(good);
                 self.good_since_error = 0;
                 self.stats.read_errors += 1;
                 self.error_time += self.clock.now().saturating_sub(t0);
@@ -1493,11 +1536,6 @@ fn skip_past(
             (lo, target.max(lo), target)
         }
     }
-}
-
-// TEMP experiment knobs
-fn knob(name: &str, default: u64) -> u64 {
-    std::env::var(format!("SALVOR_X_{name}")).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
 fn round_up(x: u64, to: u64) -> u64 {
