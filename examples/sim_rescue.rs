@@ -61,7 +61,11 @@ fn main() {
     println!("scenario seed t90 t99 t100 total failed f@99 f@100 seeks requests never_rescued_B");
     for name in &names {
         for &seed in &seeds {
-            let size = scenario::default_size(name);
+            // SIM_SIZE (bytes) scales the drive down, as the engine tests do.
+            let size = std::env::var("SIM_SIZE")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| scenario::default_size(name));
             let Some(spec) = scenario::build(name, size, seed) else {
                 eprintln!("unknown scenario {name}");
                 std::process::exit(2);
