@@ -150,6 +150,9 @@ const ENCLOSED_MAX: u64 = 512 << 10;
 
 /// Block size (sectors) of trimming backwards over long stretches.
 const TRIM_BLOCK_SECTORS: u64 = 128;
+/// Largest request (sectors) of trimming in growing requests: a failed one is left for scraping,
+/// so it stays small (a page).
+const TRIM_PIECE_SECTORS: u64 = 8;
 /// Scraping probes areas larger than this (sectors) before reading them sector by sector.
 const PROBE_MIN_SECTORS: u64 = 64;
 /// Probes per area.
@@ -685,6 +688,8 @@ impl<'a> Engine<'a> {
                             }
                             lo += r.good;
                         } else {
+                            // Still alone: the rest goes on in such requests.
+                            rest_tried = false;
                             lo += len;
                         }
                         continue;
@@ -719,7 +724,7 @@ impl<'a> Engine<'a> {
                         in_a_row = 0;
                         lo += len;
                         if gallop {
-                            run = (run * 2).min(PROBE_MIN_SECTORS);
+                            run = (run * 2).min(TRIM_PIECE_SECTORS);
                         }
                     }
                 }
