@@ -670,7 +670,13 @@ impl<'a> Engine<'a> {
                 // failure at all, the read that failed before now reads) or a solid spot. A
                 // failed request of several sectors followed by good data says nothing.
                 let mut saw_lone = false;
-                while lo < hi && in_a_row < 2 {
+                // Where areas have been solid spots, the left edge ends at its first failure
+                // (the right edge finds the other end); every eighth area still tries the sector
+                // after it, to notice if lone failures show up.
+                let learn = self.trim_solid <= self.trim_lone
+                    || (self.trim_solid + self.trim_lone) % 8 == 0;
+                let stop_after = if learn { 2 } else { 1 };
+                while lo < hi && in_a_row < stop_after {
                     if lone && !rest_tried && hi - lo > self.sector {
                         rest_tried = true;
                         let len = (hi - lo).min(self.careful);
@@ -730,7 +736,7 @@ impl<'a> Engine<'a> {
                 }
                 if in_a_row >= 2 {
                     self.trim_solid += 1;
-                } else if saw_lone || !left_hit {
+                } else if saw_lone || (learn && !left_hit) {
                     self.trim_lone += 1;
                 }
             }
