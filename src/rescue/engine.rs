@@ -139,9 +139,20 @@ pub(super) fn engine_chunk(lo: u64, hi: u64, dir: Direction, cluster: u64) -> (u
 const CAREFUL_CHUNK: u64 = 32 << 10;
 /// How far past a read error reads stay small.
 const CAREFUL_SPAN: u64 = 32 << 20;
+/// Read size of the copying passes where errors come close together (dense damage): a bad
+/// 64 KiB cluster, the common unit of clustered damage, is met by one aligned read once instead
+/// of by two 32 KiB reads from both sides.
+const DENSE_CHUNK: u64 = 64 << 10;
+/// Errors closer than this (good bytes read between them) count as dense damage.
+const DENSE_SPAN: u64 = 512 << 10;
+/// Non-tried areas between two failed reads up to this size are read before trimming.
+const ENCLOSED_MAX: u64 = 512 << 10;
 
 /// Block size (sectors) of trimming backwards over long stretches.
 const TRIM_BLOCK_SECTORS: u64 = 128;
+/// Largest request (sectors) of trimming in growing requests: a failed one is left for scraping,
+/// so it stays small (a page).
+const TRIM_PIECE_SECTORS: u64 = 8;
 /// Scraping probes areas larger than this (sectors) before reading them sector by sector.
 const PROBE_MIN_SECTORS: u64 = 64;
 /// Probes per area.
@@ -193,6 +204,14 @@ struct Engine<'a> {
     cluster: u64,
     /// Read size of the copying passes near errors (see `copy_step`).
     careful: u64,
+    /// Read size of the copying passes right after an error (see `copy_step`).
+    dense: u64,
+    /// Areas whose trimmed left edge met a solid bad spot (two failures in a row) or only a lone
+    /// failure (or none: a weak sector that read this time), for choosing how to trim the next.
+    trim_solid: u64,
+    trim_lone: u64,
+    /// Bytes read without an error between the last two read errors.
+    error_gap: u64,
     /// Bytes read without an error since the last read error.
     good_since_error: u64,
     skip_initial: u64,
@@ -291,7 +310,15 @@ impl<'a> Engine<'a> {
             } else {
                 round_up(CAREFUL_CHUNK.min(cluster).max(sector), sector)
             },
+            dense: if opts.cluster_bytes != 0 || opts.cpass.is_some() {
+                cluster
+            } else {
+                round_up(DENSE_CHUNK.min(cluster).max(sector), sector)
+            },
             good_since_error: 0,
+            error_gap: u64::MAX,
+            trim_solid: 0,
+            trim_lone: 0,
             skip_initial,
             skip_max,
             domain,
@@ -339,6 +366,10 @@ impl<'a> Engine<'a> {
         }
         loop {
             pass = self.adjacency_passes(pass)?;
+            if self.enclosed_pass(pass)? {
+                pass += 1;
+                continue;
+            }
             if !self.opts.no_trim {
                 self.trim()?;
             }
@@ -535,6 +566,29 @@ impl<'a> Engine<'a> {
         Ok(pass)
     }
 
+    /// Small non-tried areas between two failed reads (the adjacency passes cannot enter them):
+    /// each is read forwards until its first error, before trimming. Where errors are sparse
+    /// (weak sectors) they hold readable data that trimming would reach only much later;
+    /// larger ones are the skipped insides of bad stripes and are left to the sweep. Returns
+    /// whether anything was rescued (then the adjacency passes go on from there).
+    fn enclosed_pass(&mut self, pass: u32) -> Step<bool> {
+        let max = ENCLOSED_MAX;
+        let enclosed: Vec<Segment> = self
+            .segments(BlockStatus::NonTried)
+            .into_iter()
+            .filter(|s| !s.open_left && !s.open_right && s.end - s.pos <= max)
+            .collect();
+        if enclosed.is_empty() {
+            return Ok(false);
+        }
+        self.begin_pass(Phase::Copying, pass, Direction::Forwards)?;
+        let before = self.stats.rescued_this_run;
+        for seg in enclosed {
+            self.read_until_error(seg, Direction::Forwards)?;
+        }
+        Ok(self.stats.rescued_this_run > before)
+    }
+
     /// One of ddrescue's passes 2 to 4 (`--cpass`): non-tried areas entered from rescued data
     /// (or the domain's edge) in this pass's direction, each read until its first error.
     fn adjacency_pass(&mut self, pass: u32) -> Step {
@@ -604,25 +658,86 @@ impl<'a> Engine<'a> {
                 // where requests are slow, sector reads cost more than that one request.
                 let mut lone = false;
                 let mut rest_tried = false;
-                while lo < hi && in_a_row < 2 {
+                // Where the areas trimmed so far held lone failures (weak or single bad sectors)
+                // rather than solid bad spots, the edge is read in growing requests and a request
+                // that fails is left whole for scraping: reading it sector by sector now would
+                // meet its failing sector a second time (2 s) for a few KiB; 99 % comes first.
+                let mut gallop = self.trim_lone > self.trim_solid;
+                let mut run = 1u64;
+                // The start of the last request that failed in several sectors.
+                let mut piece: Option<u64> = None;
+                // What this edge showed: lone failures (a failed sector, then a good one; or no
+                // failure at all, the read that failed before now reads) or a solid spot. A
+                // failed request of several sectors followed by good data says nothing.
+                let mut saw_lone = false;
+                // Where areas have been solid spots, the left edge ends at its first failure
+                // (the right edge finds the other end); every eighth area still tries the sector
+                // after it, to notice if lone failures show up.
+                let learn = self.trim_solid <= self.trim_lone
+                    || (self.trim_solid + self.trim_lone) % 8 == 0;
+                let stop_after = if learn { 2 } else { 1 };
+                while lo < hi && in_a_row < stop_after {
                     if lone && !rest_tried && hi - lo > self.sector {
                         rest_tried = true;
                         let len = (hi - lo).min(self.careful);
                         let r = self.read(lo, len)?;
-                        lo += if r.failed { r.good } else { len };
+                        if r.failed {
+                            if let Some(start) = piece.take() {
+                                // Two failed requests next to each other: a solid spot after
+                                // all. The failed piece is trimmed sector by sector from its
+                                // start (its readable head must not be left inside an area that
+                                // scraping may take for dead).
+                                gallop = false;
+                                self.map.set(start, lo - start, BlockStatus::NonTrimmed);
+                                lo = start;
+                                continue;
+                            }
+                            lo += r.good;
+                        } else {
+                            // Still alone: the rest goes on in such requests.
+                            rest_tried = false;
+                            lo += len;
+                        }
                         continue;
                     }
-                    let len = self.sector_end(lo, hi) - lo;
+                    let len = if gallop {
+                        let want = round_down(lo, self.sector) + run * self.sector;
+                        want.min(hi) - lo
+                    } else {
+                        self.sector_end(lo, hi) - lo
+                    };
                     let r = self.read(lo, len)?;
                     if r.failed {
-                        self.map.set(lo, len, BlockStatus::BadSector);
                         left_hit = true;
-                        in_a_row += 1;
+                        if len <= self.sector {
+                            self.map.set(lo, len, BlockStatus::BadSector);
+                            in_a_row += 1;
+                            lo += len;
+                        } else {
+                            // Left for scraping; the rest is tried in one request next.
+                            let at = lo + r.good;
+                            self.map.set(at, lo + len - at, BlockStatus::NonScraped);
+                            piece = Some(at);
+                            lo += len;
+                            lone = true;
+                            rest_tried = false;
+                        }
+                        run = 1;
                     } else {
+                        piece = None;
                         lone = in_a_row == 1;
+                        saw_lone |= lone;
                         in_a_row = 0;
+                        lo += len;
+                        if gallop {
+                            run = (run * 2).min(TRIM_PIECE_SECTORS);
+                        }
                     }
-                    lo += len;
+                }
+                if in_a_row >= 2 {
+                    self.trim_solid += 1;
+                } else if saw_lone || (learn && !left_hit) {
+                    self.trim_lone += 1;
                 }
             }
             if seg.open_right || (seg.open_left && !left_hit) {
@@ -730,6 +845,7 @@ impl<'a> Engine<'a> {
         self.begin_pass(Phase::Scraping, 1, Direction::Forwards)?;
         segments.sort_by_key(|s| (s.end - s.pos, s.pos));
         let (mut dead_areas, mut dead_bytes) = (0u64, 0u64);
+        let mut live = Vec::new();
         for seg in segments {
             let sectors = (seg.end - seg.pos).div_ceil(self.sector);
             if !self.opts.scrape_dead_areas && sectors > PROBE_MIN_SECTORS {
@@ -754,16 +870,33 @@ impl<'a> Engine<'a> {
                     continue;
                 }
             }
-            let mut pos = seg.pos;
-            while pos < seg.end {
-                let len = self.sector_end(pos, seg.end) - pos;
-                if self.map.status_at(pos) == Some(BlockStatus::NonScraped) {
-                    let r = self.read(pos, len)?;
-                    if r.failed {
-                        self.map.set(pos, len, BlockStatus::BadSector);
+            live.push(seg);
+        }
+        // First a skimming pass: after a failed sector the next few are skipped, twice as many
+        // after each failure in a row, so that a bad run costs a few failed reads instead of one
+        // per sector and the readable sectors between bad runs come in first. Then every sector
+        // still non-scraped is read: each sector is read once either way, only the order changes.
+        for skim in [true, false] {
+            for seg in &live {
+                let mut pos = seg.pos;
+                let mut gap = 0u64;
+                while pos < seg.end {
+                    let len = self.sector_end(pos, seg.end) - pos;
+                    if self.map.status_at(pos) == Some(BlockStatus::NonScraped) {
+                        let r = self.read(pos, len)?;
+                        if r.failed {
+                            self.map.set(pos, len, BlockStatus::BadSector);
+                            if skim {
+                                gap = (gap * 2).clamp(1, PROBE_MIN_SECTORS);
+                                pos = (pos + len).saturating_add(gap * self.sector);
+                                continue;
+                            }
+                        } else {
+                            gap = 0;
+                        }
                     }
+                    pos += len;
                 }
-                pos += len;
             }
         }
         if dead_areas > 0 {
@@ -824,9 +957,15 @@ impl<'a> Engine<'a> {
     /// error, small reads for the next [`CAREFUL_SPAN`] bytes. A failed `O_DIRECT` read delivers
     /// nothing, so every failed read costs its whole size until trimming: with small reads near
     /// errors, one failure loses little and the readable data comes in with about one failed read
-    /// per bad spot. On a healthy drive nothing changes.
+    /// per bad spot. Where the last two errors came close together (dense damage such as bad
+    /// clusters) the reads are [`DENSE_CHUNK`]s aligned to it. On a healthy drive nothing changes.
     fn copy_step(&self) -> u64 {
-        if self.stats.read_errors > 0 && self.good_since_error < CAREFUL_SPAN {
+        if self.stats.read_errors > 1
+            && self.error_gap < DENSE_SPAN
+            && self.good_since_error < DENSE_SPAN
+        {
+            self.dense
+        } else if self.stats.read_errors > 0 && self.good_since_error < CAREFUL_SPAN {
             self.careful
         } else {
             self.cluster
@@ -985,6 +1124,7 @@ impl<'a> Engine<'a> {
                 })
             }
             Some(ReadFault::Media(e)) => {
+                self.error_gap = self.good_since_error.saturating_add(good);
                 self.good_since_error = 0;
                 self.stats.read_errors += 1;
                 self.error_time += self.clock.now().saturating_sub(t0);

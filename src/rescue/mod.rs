@@ -12,11 +12,16 @@
 //!    are never made. Passes repeat until no such area is left. After a read error these passes
 //!    read 32 KiB at a time for the next 32 MiB (1 MiB otherwise): a failed `O_DIRECT` read
 //!    delivers nothing, so small reads near errors lose little per failure and the readable data
-//!    comes in with about one failed read per bad spot.
+//!    comes in with about one failed read per bad spot. Where the last two errors came close
+//!    together (dense damage) they read aligned 64 KiB, so a bad 64 KiB cluster costs one failed
+//!    read. Small non-tried areas left between two failed reads are then read too.
 //! 2. **Trimming.** Non-trimmed areas are read sector by sector from each edge that touches
 //!    rescued data, until a bad sector (from the left edge, until the second failure in a row:
-//!    a single bad sector is passed, and after it the rest is tried once in one request); backwards over a long stretch, a block at a time first
-//!    (each backward request is a seek). The rest becomes non-scraped.
+//!    a single bad sector is passed, and after it the rest is tried in whole requests);
+//!    backwards over a long stretch, a block at a time first (each backward request is a seek).
+//!    The engine learns from the areas trimmed so far: after solid bad spots the left edge ends
+//!    at its first failure; after lone failures (weak sectors) it is read in growing requests of
+//!    up to a page, and a page that fails is left for scraping. The rest becomes non-scraped.
 //! 3. **Sweeping.** What is still non-tried lies between failures on both sides; it is read in full
 //!    (no skipping). Any good data found there is grown with the passes of 1 and trimmed again.
 //! 4. **Dividing** (part of trimming). The insides of failed areas are read in chunks of 1/16
@@ -25,7 +30,9 @@
 //! 5. **Scraping.** Non-scraped areas are read sector by sector, smallest areas (the edges of bad
 //!    areas) first. An area of more than 64 sectors is probed at 16 spread sectors first; if all
 //!    fail (a dead head's stripe) it is left non-scraped and the run says so
-//!    (`--scrape-dead-areas` scrapes it anyway).
+//!    (`--scrape-dead-areas` scrapes it anyway). A first skimming pass skips 1, 2, 4, … sectors
+//!    after each failed one, a second reads what it skipped: every sector is read once, but the
+//!    readable ones between bad runs come in first.
 //! 6. **Retrying** (`-r N`) bad sectors, alternating direction.
 //!
 //! A failed read that delivered some good bytes (as the kernel's buffered reads do) tells exactly
