@@ -39,18 +39,18 @@ MODULES_STORAGE=(
     virtio_pci virtio_blk virtio_scsi
     mpt3sas megaraid_sas hpsa aacraid smartpqi mptsas isci
 )
-MODULES_FS=(ext4 crc32c_generic crc32c_intel vfat exfat ntfs3 isofs nls_cp437 nls_utf8 nls_iso8859_1)
+MODULES_FS=(ext4 crc32c_generic crc32c_intel vfat exfat ntfs3 isofs nls_cp437 nls_utf8 nls_iso8859_1 nls_ascii)
 MODULES_INPUT=(hid usbhid hid_generic atkbd)
 MODULES_CONSOLE=(simpledrm efifb fbcon)
 MODULES_MISC=(efivarfs loop fuse nbd)
 # Loaded at boot whatever the hardware (no device alias, or wanted before any device shows up);
 # everything else is loaded by modalias (cold plug at boot, uevents later).
 MODULES_BOOT=(sd_mod sr_mod usb_storage uas ext4 crc32c_generic crc32c_intel vfat exfat ntfs3 isofs loop fuse nbd
-    nls_cp437 nls_utf8 nls_iso8859_1 hid_generic)
+    nls_cp437 nls_utf8 nls_iso8859_1 nls_ascii hid_generic)
 
 apt_pkgs=(musl-tools:musl-gcc xorriso:xorriso grub-pc-bin:/usr/lib/grub/i386-pc/boot_hybrid.img
     grub-efi-amd64-bin:/usr/lib/grub/x86_64-efi/linux.mod grub-common:grub-mkimage
-    mtools:mcopy kmod:depmod cpio:cpio zstd:zstd dosfstools:mkfs.vfat xz-utils:xz)
+    mtools:mcopy kmod:depmod cpio:cpio zstd:zstd dosfstools:mkfs.vfat xz-utils:xz ntfs-3g:ntfs-3g)
 specs=()
 for p in "${apt_pkgs[@]}"; do specs+=("${p#*:}:${p%%:*}"); done
 [[ $EFI_LOADER == signed ]] && specs+=(/usr/lib/shim/shimx64.efi.signed:shim-signed
@@ -64,7 +64,8 @@ salvor=${SALVOR_BIN:-$(build_salvor_musl)}
 file -L "$salvor" 2>/dev/null | grep -q 'dynamically linked' && die "$salvor is not static"
 fetch_kernel
 
-inputs=("$0" "$here"/lib/*.sh "$salvor" "$bb" "$KERNEL_PKG" "$KERNEL_VMLINUZ" "$GRUB_TIMEOUT"
+ntfs3g=$(command -v ntfs-3g)
+inputs=("$0" "$here"/lib/*.sh "$salvor" "$bb" "$ntfs3g" "$KERNEL_PKG" "$KERNEL_VMLINUZ" "$GRUB_TIMEOUT"
     "$INITRD_COMPRESSION" "$EFI_LOADER" "$SALVOR_REPO/iso/grub.cfg" "$SALVOR_REPO/iso/early.cfg"
     "${MODULES_STORAGE[*]} ${MODULES_FS[*]} ${MODULES_INPUT[*]} ${MODULES_CONSOLE[*]} ${MODULES_MISC[*]}"
     "${MODULES_BOOT[*]}")
@@ -85,6 +86,13 @@ tree="$tmp/initramfs"
 initramfs_skeleton "$tree"
 cp -a "$SALVOR_REPO/initramfs/." "$tree/"
 install -m 0755 "$salvor" "$tree/usr/bin/salvor"
+# NTFS: Debian 12's kernel has no ntfs3, so ntfs-3g comes along with the libraries it links
+# (libntfs-3g, libc, the loader); as root it mounts through /dev/fuse itself.
+install -m 0755 "$ntfs3g" "$tree/usr/bin/ntfs-3g"
+while read -r lib; do
+    mkdir -p "$tree$(dirname "$lib")"
+    cp -L "$lib" "$tree$lib"
+done < <(ldd "$ntfs3g" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }')
 mapfile -t mods < <(available_modules "$KERNEL_MODULES" "${MODULES_STORAGE[@]}" "${MODULES_FS[@]}" \
     "${MODULES_INPUT[@]}" "${MODULES_CONSOLE[@]}" "${MODULES_MISC[@]}")
 stage_modules "$KERNEL_MODULES" "$tree" "${mods[@]}"
