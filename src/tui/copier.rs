@@ -213,6 +213,10 @@ pub fn copy(
             }
         }
     }
+    // "Copied" must mean on the destination disk, not in the page cache: the user unplugs it
+    // next. One syncfs for the whole copy (an fsync per file would cost a flush each).
+    let dir = std::fs::File::open(&req.dest).map_err(|e| Error::io(&req.dest, e))?;
+    nix::unistd::syncfs(&dir).map_err(|e| Error::io(&req.dest, std::io::Error::from(e)))?;
     Ok(sum)
 }
 
