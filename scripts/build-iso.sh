@@ -45,7 +45,7 @@ MODULES_CONSOLE=(simpledrm efifb fbcon)
 MODULES_MISC=(efivarfs loop fuse nbd)
 # Loaded at boot whatever the hardware (no device alias, or wanted before any device shows up);
 # everything else is loaded by modalias (cold plug at boot, uevents later).
-MODULES_BOOT=(sd_mod sr_mod usb_storage uas ext4 crc32c_generic crc32c_intel vfat exfat ntfs3 isofs loop fuse nbd
+MODULES_BOOT=(sd_mod sr_mod usb_storage uas ext4 crc32c_generic crc32c_intel vfat exfat ntfs3 isofs loop fuse
     nls_cp437 nls_utf8 nls_iso8859_1 nls_ascii hid_generic)
 
 apt_pkgs=(musl-tools:musl-gcc xorriso:xorriso grub-pc-bin:/usr/lib/grub/i386-pc/boot_hybrid.img

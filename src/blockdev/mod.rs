@@ -148,7 +148,7 @@ impl Default for ListOptions {
 
 /// Lists the disks of this machine with partitions, tables, filesystem types and mounts.
 ///
-/// Left out: ram and zram devices, loop devices with nothing attached, and stacked devices
+/// Left out: ram and zram devices, loop and NBD devices with nothing attached, and stacked devices
 /// (device-mapper, md RAID: they appear as `holders` of the disks they sit on).
 pub fn list_disks() -> Result<Vec<DiskInfo>> {
     list_disks_with(ListOptions::default())
@@ -184,6 +184,10 @@ fn disk_info(sys: &Sys, name: &str, mounts: &[MountInfo], opts: ListOptions) -> 
     let size = attr_u64(&dir.join("size")).unwrap_or(0) * 512;
     let backing = attr(&dir.join("loop/backing_file")).map(PathBuf::from);
     if name.starts_with("loop") && backing.is_none() {
+        return None;
+    }
+    // An NBD device no client holds (nbd.ko makes 16 of them at load) has nothing on it.
+    if name.starts_with("nbd") && !dir.join("pid").exists() {
         return None;
     }
     let (major, minor) = attr(&dir.join("dev")).and_then(|d| sysfs::parse_dev(&d))?;

@@ -36,9 +36,26 @@ unsafe fn nbd_set(fd: libc::c_int, nr: u64, arg: libc::c_ulong) -> nix::Result<l
 const FLAG_HAS_FLAGS: libc::c_ulong = 1;
 const FLAG_READ_ONLY: libc::c_ulong = 2;
 
-/// Whether the kernel's NBD client is there (loaded, or built in).
+/// Whether the kernel's NBD client is there (loaded, built in, or loadable now: it is loaded on
+/// first use, not at boot, so that its empty devices do not crowd the disk lists before).
 pub fn available() -> bool {
-    Path::new("/sys/module/nbd").exists() && Path::new("/dev/nbd0").exists()
+    let present = || Path::new("/sys/module/nbd").exists() && Path::new("/dev/nbd0").exists();
+    if !present() {
+        let _ = std::process::Command::new("modprobe")
+            .args(["-q", "nbd"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+        // The device nodes follow the module asynchronously (devtmpfs).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        while Path::new("/sys/module/nbd").exists()
+            && !Path::new("/dev/nbd0").exists()
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+    present()
 }
 
 /// An export attached to `/dev/nbdN`; [`Attached::release`] detaches it.
