@@ -55,6 +55,7 @@ pub mod modes;
 mod prepare;
 mod reader;
 pub mod staged;
+pub mod through;
 
 pub use engine::{Outcome, RescueStats};
 /// Every caller (CLI, TUI) runs rescues through the stage driver: it calls the engine once

@@ -31,6 +31,7 @@
 //! known filesystem.
 
 use super::engine::{self, intersect, MapStore, Outcome, RescueStats};
+use super::through::ReadThrough;
 use super::RescueOptions;
 use crate::device::{Clock, Dest, Geometry, ReadFault, ReadOutcome, Source};
 use crate::error::Result;
@@ -239,6 +240,17 @@ fn non_tried_in(map: &Mapfile, d: &[(u64, u64)]) -> Vec<(u64, u64)> {
                 out.add(b.pos.max(s), b.end().min(e));
             }
             i += 1;
+        }
+    }
+    out.finish()
+}
+
+/// The finished ranges of `map`, merged.
+fn finished_ranges(map: &Mapfile) -> Vec<(u64, u64)> {
+    let mut out = Ranges::new();
+    for b in map.blocks() {
+        if b.status == BlockStatus::Finished {
+            out.add(b.pos, b.end());
         }
     }
     out.finish()
@@ -584,8 +596,10 @@ impl Staged<'_> {
             last,
         };
         let started = self.clock.now();
+        let finished = finished_ranges(self.map);
+        let mut src = ReadThrough::new(&mut *self.src, finished);
         let (outcome, st) = engine::rescue(
-            &mut *self.src,
+            &mut src,
             &mut *self.dest,
             self.map,
             &mut *self.store,
