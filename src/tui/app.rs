@@ -481,6 +481,8 @@ pub struct Job {
     /// The pauses so far, in the engine's elapsed time (start, end; end `None` while paused):
     /// the engine's clock runs on while paused, the shown times must not.
     pauses: Vec<(Duration, Option<Duration>)>,
+    /// The damaged-files count while a rescue runs.
+    pub live_files: super::livefiles::LiveFiles,
 }
 
 /// Oldest log lines are dropped beyond this; a disk with thousands of bad sectors must not eat RAM.
@@ -498,6 +500,7 @@ impl Job {
             confirm_abort: false,
             saves: 0,
             pauses: Vec::new(),
+            live_files: Default::default(),
         }
     }
 
@@ -614,6 +617,7 @@ impl Job {
             WorkerMsg::ImageDone(r) => self.on_image_done(r),
             // Task messages are the app's, not the job's.
             WorkerMsg::Files(..)
+            | WorkerMsg::LiveFiles(..)
             | WorkerMsg::CopyProgress(_)
             | WorkerMsg::CopyDone(_)
             | WorkerMsg::PartFacts(_)
@@ -1521,6 +1525,7 @@ impl App {
     pub fn on_worker(&mut self, msg: WorkerMsg) {
         match msg {
             WorkerMsg::Files(copy, r) => return self.on_files_report(&copy, r),
+            WorkerMsg::LiveFiles(copy, r) => return self.on_live_files(&copy, r),
             WorkerMsg::CopyProgress(p) => return self.on_copy_progress(p),
             WorkerMsg::CopyDone(r) => return self.on_copy_done(r),
             WorkerMsg::PartFacts(p) => return self.on_part_facts(p),
@@ -1535,6 +1540,7 @@ impl App {
         // stays, so that its state and log can be read). Its last map came before this.
         let finished = matches!(msg, WorkerMsg::Done(Ok(Outcome::Finished)));
         job.on_worker(msg);
+        self.ask_live_files();
         if finished && self.screen == Screen::Job {
             if let Some(j) = self
                 .job
@@ -1555,6 +1561,7 @@ impl App {
     pub fn on_task_failed(&mut self, task: &super::worker::Task, e: String) {
         match task {
             super::worker::Task::FilesReport { copy, .. } => self.on_files_report(copy, Err(e)),
+            super::worker::Task::LiveFiles { copy, .. } => self.on_live_files(copy, Err(e)),
             super::worker::Task::Copy(_) => self.on_copy_done(Err(e)),
             super::worker::Task::MountImage { .. } => self.on_image_mounted(Err(e)),
             super::worker::Task::ProbeDisk { parts, .. } => {

@@ -12,6 +12,7 @@ pub mod copier;
 pub mod disks;
 pub mod imaging;
 mod imgui;
+pub mod livefiles;
 pub mod partinfo;
 pub mod places;
 mod placesui;

@@ -2714,3 +2714,57 @@ fn result_from_the_menu_asks_for_a_disk_copy_and_never_retries_onto_it_unconfirm
         .is_some_and(|s| s.is_error && s.text.contains("typed")));
     assert!(a.job.is_none());
 }
+
+#[test]
+fn live_damaged_files_count_during_a_rescue() {
+    use super::worker::Task;
+    let mut a = job_app();
+    let at = |a: &mut App, secs: u64| {
+        let mut s = snapshot(&sample_map());
+        s.elapsed = Duration::from_secs(secs);
+        a.on_worker(WorkerMsg::Snapshot(s));
+    };
+    let live = Task::LiveFiles {
+        copy: "/mnt/backup/wd.img".into(),
+        mapfile: "/mnt/backup/wd.img.map".into(),
+    };
+    // Nothing to count from before the mapfile was first saved.
+    at(&mut a, 5);
+    assert_eq!(a.take_tasks(), vec![]);
+    // Asked for at the first save (engine time 5 s).
+    a.on_worker(WorkerMsg::Event(RescueEvent::MapfileSaved));
+    assert_eq!(a.take_tasks(), vec![live.clone()]);
+    at(&mut a, 10);
+    snap("job_live_files_counting", &a);
+    // One at a time.
+    at(&mut a, 50);
+    assert_eq!(a.take_tasks(), vec![]);
+    let copy = PathBuf::from("/mnt/backup/wd.img");
+    a.on_worker(WorkerMsg::LiveFiles(copy.clone(), Ok(fixture_report())));
+    snap("job_live_files", &a);
+    // The next one is due LIVE_FILES_EVERY of engine time after the last was asked for.
+    at(&mut a, 34);
+    assert_eq!(a.take_tasks(), vec![]);
+    at(&mut a, 36);
+    assert_eq!(a.take_tasks(), vec![live]);
+    // Fewer damaged files as the rescue goes on.
+    let mut fewer = fixture_report();
+    fewer.filesystems[0].damaged_files.truncate(1);
+    fewer.filesystems[0].damaged_dirs.clear();
+    fewer.filesystems[0].lost_names = 0;
+    a.on_worker(WorkerMsg::LiveFiles(copy.clone(), Ok(fewer)));
+    let c = a
+        .job
+        .as_ref()
+        .and_then(|j| j.live_files.count)
+        .expect("count");
+    assert_eq!((c.damaged_files, c.lost_bytes, c.lost_names), (1, 4096, 0));
+    let text = screen_text(&a, 80, 24);
+    assert!(text.contains("Files     1 damaged ("), "{text}");
+    // An answer about another copy is not this job's.
+    a.on_worker(WorkerMsg::LiveFiles(
+        "/other.img".into(),
+        Ok(fixture_report()),
+    ));
+    assert_eq!(a.job.as_ref().and_then(|j| j.live_files.count), Some(c));
+}

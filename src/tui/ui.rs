@@ -1443,6 +1443,7 @@ fn draw_job(app: &App, f: &mut Frame, area: Rect) {
                 )
             }),
         ));
+        l.push(kv("Files", fits(live_files_text(job))));
         r.push(kv(
             "Rate",
             if paused {
@@ -1490,6 +1491,33 @@ fn draw_job(app: &App, f: &mut Frame, area: Rect) {
     f.render_widget(Paragraph::new(l), left);
     f.render_widget(Paragraph::new(r), right);
     draw_log(job, f, log);
+}
+
+/// The damaged-files count of the job screen ([`super::livefiles`]).
+fn live_files_text(job: &Job) -> String {
+    let live = &job.live_files;
+    match (&live.count, &live.error) {
+        (_, Some(e)) => format!("not known ({e})"),
+        (None, None) if live.is_pending() => "counting damaged files...".into(),
+        (None, None) => "after the first mapfile save".into(),
+        (Some(c), None) if c.filesystems == 0 => "no filesystem known on the copy yet".into(),
+        (Some(c), None) => {
+            let mut v = if c.damaged_files == 0 {
+                "none damaged so far".to_string()
+            } else {
+                format!(
+                    "{} damaged ({} lost)",
+                    c.damaged_files,
+                    format_bytes(c.lost_bytes)
+                )
+            };
+            let unknown = c.damaged_dirs + c.lost_names;
+            if unknown > 0 {
+                v.push_str(&format!(", {unknown} dirs/names unknown"));
+            }
+            v
+        }
+    }
 }
 
 fn draw_sysinfo(app: &App, f: &mut Frame, area: Rect) {

@@ -39,6 +39,11 @@ pub enum WorkerMsg {
         PathBuf,
         std::result::Result<crate::fs::files::FilesReport, String>,
     ),
+    /// The damaged-files count of a running rescue's copy ([`super::livefiles`]).
+    LiveFiles(
+        PathBuf,
+        std::result::Result<crate::fs::files::FilesReport, String>,
+    ),
     CopyProgress(super::copier::CopyProgress),
     CopyDone(std::result::Result<super::copier::CopySummary, String>),
     /// What one partition holds (the Disks screen).
@@ -55,6 +60,11 @@ pub enum WorkerMsg {
 pub enum Task {
     /// [`crate::fs::files::report`] on the rescued copy through its mapfile.
     FilesReport {
+        copy: PathBuf,
+        mapfile: PathBuf,
+    },
+    /// The same report on a running rescue's copy, through the mapfile last saved.
+    LiveFiles {
         copy: PathBuf,
         mapfile: PathBuf,
     },
@@ -82,6 +92,10 @@ pub fn run_task(task: &Task, control: &Control, tx: &Sender<WorkerMsg>) {
         Task::FilesReport { copy, mapfile } => {
             let r = files_report(copy, mapfile).map_err(|e| e.to_string());
             let _ = tx.send(WorkerMsg::Files(copy.clone(), r));
+        }
+        Task::LiveFiles { copy, mapfile } => {
+            let r = files_report(copy, mapfile).map_err(|e| e.to_string());
+            let _ = tx.send(WorkerMsg::LiveFiles(copy.clone(), r));
         }
         Task::ProbeDisk { disk, parts } => super::partinfo::probe_disk(disk, parts, tx),
         Task::MountImage {
