@@ -73,6 +73,18 @@ fn main() {
             let spec = spec.with_semantics(semantics);
             let mut an = Analyzer::new(&spec);
             if let Ok(dir) = std::env::var("SIM_LOG_DIR") {
+                // The truth beside the log: bad ranges and weak sectors (start end).
+                let truth = format!("{dir}/{name}-{seed}.bad");
+                let mut text = String::new();
+                for (s, e) in spec.bad_ranges() {
+                    text.push_str(&format!("{s} {e} bad\n"));
+                }
+                for &(s, e, _) in &spec.weak_odds {
+                    text.push_str(&format!("{s} {e} weak\n"));
+                }
+                if let Err(e) = std::fs::write(&truth, text) {
+                    eprintln!("{truth}: {e}");
+                }
                 // The request log as TSV (start_ns cost_ns pos len good failed seek).
                 let path = format!("{dir}/{name}-{seed}.tsv");
                 match std::fs::File::create(&path) {

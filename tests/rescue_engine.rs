@@ -507,9 +507,10 @@ fn sim_isolated_spots_cost_one_failed_read_each_until_99_percent() {
     assert_eq!(spots, 25);
     let failed = s.failed_at_99.expect("99 % reached");
     assert!(failed <= spots + 2, "{failed} failed reads until 99 %");
-    // Every bad sector is read once more at most (8 per spot) plus the first failure.
+    // Every bad sector is read once more at most (8 per spot) plus the first failure, and the
+    // first spot once more by the piece of the split first read that holds it.
     assert!(
-        s.failed_reads <= spots * 9,
+        s.failed_reads <= spots * 9 + 1,
         "{} failed reads",
         s.failed_reads
     );
@@ -579,10 +580,11 @@ fn sim_buffered_reads_lose_no_readable_sector_next_to_a_bad_one() {
 fn sim_full_size_drives_reach_99_percent_in_time() {
     for (name, seed, bound) in [
         ("isolated", 2, 450.0),
-        // Dense damage: one aligned 64 KiB read per bad cluster.
-        ("clusters", 2, 400.0),
+        // Dense damage: one aligned 64 KiB read per bad cluster, a failed first read split
+        // (367 s; GNU ddrescue 363 s on this seed).
+        ("clusters", 2, 380.0),
         // Lone weak sectors in slow zones: trimming in growing requests, enclosed areas first.
-        ("weak-head", 2, 1_400.0),
+        ("weak-head", 2, 1_260.0),
         // Bad runs among weak ones: scraping skims past bad runs first.
         ("zones", 2, 2_500.0),
     ] {
@@ -651,4 +653,127 @@ fn sim_full_size_drives_reach_99_percent_in_time() {
             }
         }
     }
+}
+
+/// Reads and phase starts of one run, in order.
+#[derive(Default)]
+struct Trace {
+    /// (pos, size, good, failed) of every read.
+    reads: Vec<(u64, u64, u64, bool)>,
+    /// Index into `reads` where the first trimming pass began.
+    trimming_at: Option<usize>,
+}
+
+impl RescueObserver for Trace {
+    fn event(&mut self, e: &RescueEvent) {
+        if let RescueEvent::PassStarted { phase, .. } = e {
+            if *phase == salvor::mapfile::Phase::Trimming && self.trimming_at.is_none() {
+                self.trimming_at = Some(self.reads.len());
+            }
+        }
+    }
+    fn read_done(&mut self, pos: u64, size: u64, good: u64, failed: bool) {
+        self.reads.push((pos, size, good, failed));
+    }
+}
+
+/// A drive of the benchmark's model (O_DIRECT: a failed read delivers nothing) with `bad`,
+/// rescued with default options; the map must be the truth.
+fn traced_run(size: u64, bad: Vec<(u64, u64)>) -> Trace {
+    let mut spec = FaultySpec::drive(size);
+    spec.bad = bad;
+    let clock = SimClock::new();
+    let mut src = FaultySource::new(spec.clone(), clock.clone());
+    let mut map = Mapfile::new(size);
+    let mut trace = Trace::default();
+    let (outcome, _) = rescue(
+        &mut src,
+        &mut MemDest::new(0),
+        &mut map,
+        &mut NoStore,
+        &RescueOptions::default(),
+        &clock,
+        &Control::new(),
+        &mut trace,
+    )
+    .expect("rescue runs");
+    assert_eq!(outcome, Outcome::Finished);
+    // Bad areas whose probes all failed may stay non-scraped (the default).
+    assert_map_is_truth("traced", &map, &spec, true);
+    trace
+}
+
+/// The first error after a healthy stretch is a failed 1 MiB read; when the bad area after it is
+/// short (a bad cluster), its readable part is read again in 64 KiB pieces during copying, not
+/// left for trimming.
+#[test]
+fn failed_first_read_is_split_when_the_bad_area_is_short() {
+    let base = 4 * MIB;
+    let cluster = 64 << 10;
+    // One bad cluster in the middle of the read [4 MiB, 5 MiB), another just after it.
+    let bad = vec![
+        (base + 8 * cluster, base + 9 * cluster),
+        (base + MIB + 2 * cluster, base + MIB + 3 * cluster),
+    ];
+    let trace = traced_run(16 * MIB, bad.clone());
+    let trim = trace.trimming_at.expect("a trimming pass");
+    let copying = &trace.reads[..trim];
+    let failed_1m = copying
+        .iter()
+        .position(|&(p, l, _, f)| p == base && l == MIB && f)
+        .expect("the 1 MiB read at 4 MiB failed");
+    // Every readable byte of it was read before trimming began.
+    let mut got = Mapfile::new(16 * MIB);
+    for &(p, _, g, _) in copying {
+        if g > 0 {
+            got.set(p, g, BlockStatus::Finished);
+        }
+    }
+    let readable = MIB - cluster;
+    assert_eq!(
+        got.totals_in(&[(base, base + MIB)]).finished,
+        readable,
+        "the readable part of the failed read came in while copying"
+    );
+    // In pieces of at most 64 KiB, and its bad cluster was met by one failed piece.
+    let inside: Vec<_> = copying[failed_1m + 1..]
+        .iter()
+        .filter(|&&(p, l, _, _)| p >= base && p + l <= base + MIB)
+        .collect();
+    assert!(inside.iter().all(|&&(_, l, _, _)| l <= cluster));
+    assert_eq!(inside.iter().filter(|r| r.3).count(), 1, "{inside:?}");
+}
+
+/// A failed 1 MiB read whose error is its last sector: the pieces before it read, so the last
+/// piece must hold the error and is not read; trimming finds the sector with one failure. One
+/// at its first sector: the first-sector check fails and the rest is trimmed as before. Either
+/// way the run costs two failed reads in all.
+#[test]
+fn failed_first_read_costs_no_extra_failure_at_its_edges() {
+    let base = 4 * MIB;
+    for bad in [(base + MIB - 512, base + MIB), (base, base + 512)] {
+        let trace = traced_run(16 * MIB, vec![bad]);
+        let failed: Vec<_> = trace.reads.iter().filter(|r| r.3).collect();
+        assert_eq!(failed.len(), 2, "bad {bad:?}: {failed:?}");
+    }
+}
+
+/// A wide bad area starting at the read's start (a dead head's stripe): the failed read is not
+/// split, so nothing reads inside it again before trimming (which reads the data after the
+/// stripe first).
+#[test]
+fn failed_first_read_is_not_split_at_a_wide_bad_area() {
+    let base = 4 * MIB;
+    let trace = traced_run(32 * MIB, vec![(base, base + 8 * MIB)]);
+    let trim = trace.trimming_at.expect("a trimming pass");
+    let failed_1m = trace
+        .reads
+        .iter()
+        .position(|&(p, l, _, f)| p == base && l == MIB && f)
+        .expect("the 1 MiB read at 4 MiB failed");
+    let again: Vec<_> = trace.reads[failed_1m + 1..trim]
+        .iter()
+        .filter(|&&(p, l, _, _)| p < base + MIB && p + l > base)
+        .collect();
+    assert!(again.is_empty(), "read again before trimming: {again:?}");
 }

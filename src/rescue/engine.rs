@@ -145,6 +145,10 @@ const CAREFUL_SPAN: u64 = 32 << 20;
 const DENSE_CHUNK: u64 = 64 << 10;
 /// Errors closer than this (good bytes read between them) count as dense damage.
 const DENSE_SPAN: u64 = 512 << 10;
+/// Dense damage ends after this many good bytes in a row: a run of good clusters between bad
+/// ones (eight in a row are common at p = 0.3) must not switch back to [`CAREFUL_CHUNK`]s, whose
+/// halves of a bad cluster fail twice.
+const DENSE_KEEP: u64 = 2 * DENSE_SPAN;
 /// Non-tried areas between two failed reads up to this size are read before trimming.
 const ENCLOSED_MAX: u64 = 512 << 10;
 
@@ -212,6 +216,8 @@ struct Engine<'a> {
     trim_lone: u64,
     /// Bytes read without an error between the last two read errors.
     error_gap: u64,
+    /// Dense damage seen: two errors closer than [`DENSE_SPAN`], and no long good stretch since.
+    dense_damage: bool,
     /// Bytes read without an error since the last read error.
     good_since_error: u64,
     skip_initial: u64,
@@ -317,6 +323,7 @@ impl<'a> Engine<'a> {
             },
             good_since_error: 0,
             error_gap: u64::MAX,
+            dense_damage: false,
             trim_solid: 0,
             trim_lone: 0,
             skip_initial,
@@ -437,6 +444,8 @@ impl<'a> Engine<'a> {
         let mut good_since_run: u64 = 0;
         // Skipping moves the next read to here (exclusive bound in the pass direction).
         let mut next: Option<u64> = None;
+        // A failed read to split once the next read succeeds (see `split_failed_read`).
+        let mut split: Option<(u64, u64)> = None;
         let ordered: Vec<Segment> = match dir {
             Direction::Forwards => segments,
             Direction::Backwards => segments.into_iter().rev().collect(),
@@ -468,6 +477,20 @@ impl<'a> Engine<'a> {
                 let r = self.read(pos, len)?;
                 if !r.failed {
                     let read_time = self.clock.now().saturating_sub(read_started);
+                    if let Some((at, end)) = split.take() {
+                        // Good data within a read's size after it: the bad area was small, not
+                        // the edge of a wide one (a dead head's stripe is skipped in many
+                        // reads or by a learned skip), so the failed read is likely mostly
+                        // readable.
+                        let gap = match dir {
+                            Direction::Forwards => pos.saturating_sub(end),
+                            Direction::Backwards => at.saturating_sub(pos + len),
+                        };
+                        if gap <= self.cluster {
+                            self.split_failed_read(at, end)?;
+                            window = 0;
+                        }
+                    }
                     if let Some((start, last_fail, errors)) = run.take() {
                         // A run of one error was jumped over in one go: it says nothing new about
                         // the width of bad areas. Otherwise the bad area ended somewhere between the
@@ -505,6 +528,10 @@ impl<'a> Engine<'a> {
                 }
                 self.mark_failed_read(pos, len, r.good);
                 if run.is_none() {
+                    // A failed full-size read that says nothing about where it failed: split
+                    // if the bad area after it turns out short (see below).
+                    split = (r.good == 0 && len > self.dense && len >= self.cluster)
+                        .then_some((pos, pos + len));
                     // Bad areas that repeat closer together than the learned width are not the
                     // wide stripes of a dead head (a few unlucky probes among scattered bad
                     // sectors can look like one): start small again.
@@ -634,6 +661,47 @@ impl<'a> Engine<'a> {
                 Direction::Forwards => lo = pos + len,
                 Direction::Backwards => hi = pos,
             }
+        }
+        Ok(())
+    }
+
+    /// A failed full-size read of the skipping pass (the first error after a healthy stretch)
+    /// that told nothing about where it failed (`O_DIRECT` delivers nothing), once the read
+    /// after the initial skip past it succeeded (a small bad area, not the edge of a wide one):
+    /// it is read again at once in [`DENSE_CHUNK`] pieces, because where damage is dense (bad
+    /// clusters) most of it is readable and would otherwise wait for trimming. First its first
+    /// sector: if that fails the error is at the read's start and the rest is left to trimming,
+    /// which would have read that sector anyway. Then the pieces forward, until two in a row
+    /// fail (solid damage). The last piece is not read when every other piece read: the read's
+    /// error must be in it, so reading it would fail for nothing (trimming finds the bad sector
+    /// there with one failure).
+    fn split_failed_read(&mut self, pos: u64, end: u64) -> Step {
+        // Only while the area is still untouched (reads since may have overlapped it).
+        if self.map.totals_in(&[(pos, end)]).non_trimmed != end - pos {
+            return Ok(());
+        }
+        let first = self.sector_end(pos, end) - pos;
+        let r = self.read(pos, first)?;
+        if r.failed {
+            self.map.set(pos, first, BlockStatus::BadSector);
+            return Ok(());
+        }
+        let mut at = pos + first;
+        let (mut failed, mut in_a_row) = (0u32, 0u32);
+        while at < end && in_a_row < 2 {
+            let (_, n) = engine_chunk(at, end, Direction::Forwards, self.dense);
+            if at + n == end && failed == 0 {
+                break;
+            }
+            let r = self.read(at, n)?;
+            if r.failed {
+                self.mark_failed_read(at, n, r.good);
+                failed += 1;
+                in_a_row += 1;
+            } else {
+                in_a_row = 0;
+            }
+            at += n;
         }
         Ok(())
     }
@@ -957,13 +1025,10 @@ impl<'a> Engine<'a> {
     /// error, small reads for the next [`CAREFUL_SPAN`] bytes. A failed `O_DIRECT` read delivers
     /// nothing, so every failed read costs its whole size until trimming: with small reads near
     /// errors, one failure loses little and the readable data comes in with about one failed read
-    /// per bad spot. Where the last two errors came close together (dense damage such as bad
-    /// clusters) the reads are [`DENSE_CHUNK`]s aligned to it. On a healthy drive nothing changes.
+    /// per bad spot. Once two errors came close together (dense damage such as bad clusters) the
+    /// reads are [`DENSE_CHUNK`]s aligned to it, until [`DENSE_KEEP`] good bytes in a row. On a healthy drive nothing changes.
     fn copy_step(&self) -> u64 {
-        if self.stats.read_errors > 1
-            && self.error_gap < DENSE_SPAN
-            && self.good_since_error < DENSE_SPAN
-        {
+        if self.dense_damage {
             self.dense
         } else if self.stats.read_errors > 0 && self.good_since_error < CAREFUL_SPAN {
             self.careful
@@ -1117,6 +1182,9 @@ impl<'a> Engine<'a> {
             )))),
             None => {
                 self.good_since_error = self.good_since_error.saturating_add(good);
+                if self.good_since_error >= DENSE_KEEP {
+                    self.dense_damage = false;
+                }
                 self.after_read();
                 Ok(ReadResult {
                     good,
@@ -1125,6 +1193,9 @@ impl<'a> Engine<'a> {
             }
             Some(ReadFault::Media(e)) => {
                 self.error_gap = self.good_since_error.saturating_add(good);
+                if self.stats.read_errors > 0 && self.error_gap < DENSE_SPAN {
+                    self.dense_damage = true;
+                }
                 self.good_since_error = 0;
                 self.stats.read_errors += 1;
                 self.error_time += self.clock.now().saturating_sub(t0);
