@@ -12,6 +12,7 @@ pub mod exfat;
 pub mod ext;
 pub mod fat;
 pub mod ntfs;
+pub mod xfs;
 
 use super::vol::Ranges;
 use crate::device::{Geometry, ReadFault, ReadOutcome, Source};
@@ -304,6 +305,7 @@ fn one(
         K::Fat12 | K::Fat16 | K::Fat32 => fat::walk(&mut vol, &mut c),
         K::Exfat => exfat::walk(&mut vol, &mut c),
         K::Ntfs => ntfs::walk(&mut vol, &mut c),
+        K::Xfs => xfs::walk(&mut vol, &mut c),
         ref k => Err(super::Error::Unsupported(format!(
             "no file reader for {k} yet"
         ))),
