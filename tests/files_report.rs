@@ -10,7 +10,7 @@ mod common;
 
 use common::fsimg::{mkfs_ext, mkfs_fat, sh, tmp, MIB};
 use common::{require_tool, run, write_test_map};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -828,5 +828,260 @@ fn ntfs_damaged_files_match_ddru_ntfsfindbad() {
     assert!(
         log.contains("errorsize=001024") && log.contains("name=./$MFT"),
         "{log}"
+    );
+}
+
+// ---------------------------------------------------------------- XFS
+
+fn xfs_db(img: &Path, cmds: &[String]) -> String {
+    require_tool("xfs_db", "xfsprogs");
+    let mut cmd = Command::new("xfs_db");
+    cmd.arg("-r");
+    for c in cmds {
+        cmd.arg("-c").arg(c);
+    }
+    sh(cmd.arg(img))
+}
+
+/// Inode → path of every named inode, by `xfs_db ncheck`.
+fn xfs_paths(img: &Path) -> BTreeMap<u64, String> {
+    xfs_db(img, &["blockget -n".into(), "ncheck".into()])
+        .lines()
+        .filter_map(|l| {
+            let (i, p) = l.trim().split_once(char::is_whitespace)?;
+            let p = p.trim();
+            Some((
+                i.parse().ok()?,
+                format!("/{}", p.strip_suffix("/.").unwrap_or(p)),
+            ))
+        })
+        .collect()
+}
+
+/// The data fork of an inode, by `xfs_db bmap`: (file block, fs block, blocks, unwritten).
+fn xfs_bmap(img: &Path, ino: u64) -> Vec<(u64, u64, u64, bool)> {
+    xfs_db(img, &[format!("inode {ino}"), "bmap".into()])
+        .lines()
+        .filter_map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            (w.first() == Some(&"data")).then(|| {
+                (
+                    w[2].parse().expect("offset"),
+                    w[4].parse().expect("startblock"),
+                    w[7].parse().expect("count"),
+                    w[9] == "1",
+                )
+            })
+        })
+        .collect()
+}
+
+/// `xfs_db convert FROM N TO`.
+fn xfs_convert(img: &Path, from: &str, n: u64, to: &str) -> u64 {
+    let out = xfs_db(img, &[format!("convert {from} {n} {to}")]);
+    out.split('(')
+        .nth(1)
+        .and_then(|s| s.split(')').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("convert {from} {n} {to}: {out}"))
+}
+
+/// Type and owning inode of each fs block, by `xfs_db blockget -n` + `blockuse -n`.
+fn xfs_blockuse(img: &Path, fsbs: &[u64]) -> Vec<(String, Option<u64>)> {
+    let mut cmds = vec!["blockget -n".to_string()];
+    for b in fsbs {
+        cmds.push(format!("fsblock {b}"));
+        cmds.push("blockuse -n".into());
+    }
+    xfs_db(img, &cmds)
+        .lines()
+        .filter(|l| l.starts_with("block "))
+        .map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            (w[4].to_string(), w.get(6).and_then(|s| s.parse().ok()))
+        })
+        .collect()
+}
+
+#[test]
+fn xfs_damaged_files_match_xfs_db() {
+    let d = tmp();
+    let img = common::fsimg::mkfs_xfs_forks(d.path(), "x.img", 320 * MIB);
+    let paths = xfs_paths(&img);
+    let ino_of = |p: &str| -> u64 {
+        *paths
+            .iter()
+            .find(|(_, q)| q.as_str() == p)
+            .unwrap_or_else(|| panic!("{p} not in ncheck"))
+            .0
+    };
+    let fmt = |p: &str| {
+        let out = xfs_db(
+            &img,
+            &[format!("inode {}", ino_of(p)), "p core.format".into()],
+        );
+        out.trim().to_string()
+    };
+    assert!(fmt("/frag.bin").contains("btree"), "{}", fmt("/frag.bin"));
+    assert!(fmt("/many").contains("btree"), "{}", fmt("/many"));
+    assert!(fmt("/dir0").contains("local"), "{}", fmt("/dir0"));
+    let block_of = |p: &str, nth: usize| -> u64 {
+        // Written extents only (the kernel preallocates unwritten ones between frag.bin's).
+        let m: Vec<_> = xfs_bmap(&img, ino_of(p))
+            .into_iter()
+            .filter(|e| !e.3)
+            .collect();
+        let e = m
+            .get(nth)
+            .unwrap_or_else(|| panic!("{p}: extent {nth} of {m:?}"));
+        e.1
+    };
+    let big = xfs_bmap(&img, ino_of("/big.bin"));
+    assert_eq!(big[0].0, 0);
+    let big_block = big[0].1 + 100;
+    let pre = xfs_bmap(&img, ino_of("/pre.bin"));
+    let unwritten = pre.iter().find(|e| e.3).expect("an unwritten extent").1;
+    // Data blocks: big.bin's 100th, a file's first, frag.bin's 150th extent (in its bmbt
+    // leaves), an unwritten block of pre.bin (holds no data: not damaged).
+    let data = [
+        big_block,
+        block_of("/dir1/file2.bin", 0),
+        block_of("/frag.bin", 150),
+        unwritten,
+    ];
+    // A data block of /many (below the leaf offset, 32 GiB).
+    let many = ino_of("/many");
+    let dir_block = xfs_bmap(&img, many)
+        .iter()
+        .filter(|e| e.0 < (32 << 30) / 4096)
+        .nth(3)
+        .expect("many's data blocks")
+        .1;
+    // The inode cluster block holding /dir2/file1.bin.
+    let it_block = xfs_convert(&img, "inode", ino_of("/dir2/file1.bin"), "fsblock");
+    // A free block.
+    let free = xfs_db(&img, &["freesp -d".into()]);
+    let (fag, fbno): (u64, u64) = free
+        .lines()
+        .filter_map(|l| {
+            let w: Vec<u64> = l
+                .split_whitespace()
+                .filter_map(|x| x.parse().ok())
+                .collect();
+            (w.len() == 3).then(|| (w[0], w[1] + w[2] - 1))
+        })
+        .last()
+        .unwrap_or_else(|| panic!("freesp: {free}"));
+    let agblocks: u64 = xfs_db(&img, &["sb".into(), "p agblocks".into()])
+        .split('=')
+        .nth(1)
+        .and_then(|s| s.trim().parse().ok())
+        .expect("agblocks");
+    let agblklog = 64 - (agblocks - 1).leading_zeros() as u64;
+    let free_block = fag << agblklog | fbno;
+    let blocks: Vec<u64> = data
+        .iter()
+        .copied()
+        .chain([dir_block, it_block, free_block])
+        .collect();
+    let uses = xfs_blockuse(&img, &blocks);
+    assert_eq!(uses.len(), blocks.len(), "{uses:?}");
+    assert_eq!(uses[4], ("dir".to_string(), Some(many)), "{uses:?}");
+    assert_eq!(uses[5].0, "inode", "{uses:?}");
+    assert!(uses[6].0.starts_with("free"), "{uses:?}");
+    let bad: Vec<(u64, u64)> = blocks
+        .iter()
+        .map(|&b| {
+            let at = xfs_convert(&img, "fsblock", b, "byte");
+            (at, at + 4096)
+        })
+        .collect();
+    let (copy, map) = damage(&img, &bad);
+    let v = files_json(&map, &copy);
+    let fs = &v["filesystems"][0];
+    assert_eq!(fs["kind"], "xfs", "{v}");
+    assert!(fs["error"].is_null(), "{v}");
+
+    // The oracle: owners of the data blocks, less the unwritten one (no data there).
+    let mut candidates: Vec<u64> = uses[..3].iter().filter_map(|u| u.1).collect();
+    assert_eq!(uses[3].1, Some(ino_of("/pre.bin")));
+    let inopblog = 64 - (4096u64 / 512 - 1).leading_zeros() as u64;
+    let in_block: BTreeSet<u64> = paths
+        .keys()
+        .copied()
+        .filter(|&i| i >> inopblog == it_block)
+        .collect();
+    assert!(!in_block.is_empty());
+    assert!(!in_block.contains(&ino_of("/frag.bin")) && !in_block.contains(&ino_of("/big.bin")));
+    let mut dead = BTreeSet::new();
+    let mut expected_dirs = BTreeSet::from([paths[&many].clone()]);
+    for &i in &in_block {
+        let mode = xfs_db(&img, &[format!("inode {i}"), "p core.mode".into()]);
+        if mode.contains("= 04") {
+            expected_dirs.insert(paths[&i].clone());
+            dead.insert(paths[&i].clone());
+        } else {
+            candidates.push(i);
+        }
+    }
+    // The names in /many's lost block.
+    let k = xfs_bmap(&img, many)
+        .iter()
+        .find(|e| e.1 <= dir_block && dir_block < e.1 + e.2)
+        .map(|e| e.0 + dir_block - e.1)
+        .expect("dir block offset");
+    let lost_entries: BTreeSet<u64> = xfs_db(
+        &img,
+        &[format!("inode {many}"), format!("dblock {k}"), "p".into()],
+    )
+    .lines()
+    .filter(|l| l.contains(".inumber = "))
+    .filter_map(|l| l.split("= ").nth(1)?.trim().parse().ok())
+    .filter(|&i| i != many && paths.get(&i).is_some_and(|p| p.starts_with("/many/")))
+    .collect();
+    assert!(lost_entries.len() > 20, "{lost_entries:?}");
+    let unnamed = |i: u64| {
+        lost_entries.contains(&i) || dead.iter().any(|d| paths[&i].starts_with(&format!("{d}/")))
+    };
+    let expected_files: BTreeSet<String> = candidates
+        .iter()
+        .map(|&i| {
+            if unnamed(i) {
+                format!("<inode {i}>")
+            } else {
+                paths[&i].clone()
+            }
+        })
+        .collect();
+    assert_eq!(strings(fs, "damaged_files", "path"), expected_files, "{v}");
+    assert_eq!(strings(fs, "damaged_dirs", "path"), expected_dirs, "{v}");
+    let named = paths.keys().filter(|&&i| unnamed(i)).count() as u64;
+    assert_eq!(fs["lost_names"], named, "{v}");
+    assert_eq!(fs["unreadable_inodes"], in_block.len() as u64, "{v}");
+    assert_eq!(fs["unrescued_free"], 4096, "{v}");
+    let find = |p: &str| {
+        fs["damaged_files"]
+            .as_array()
+            .expect("files")
+            .iter()
+            .find(|f| f["path"] == p)
+            .unwrap_or_else(|| panic!("{p} in {v}"))
+            .clone()
+    };
+    assert_eq!(
+        find("/big.bin")["lost"],
+        serde_json::json!([[100 * 4096, 101 * 4096]])
+    );
+    // frag.bin's 150th extent: file block 300 (every other block written).
+    let frag = xfs_bmap(&img, ino_of("/frag.bin"))
+        .into_iter()
+        .filter(|e| !e.3)
+        .nth(150)
+        .expect("extent")
+        .0
+        * 4096;
+    assert_eq!(
+        find("/frag.bin")["lost"],
+        serde_json::json!([[frag, frag + 4096]])
     );
 }
