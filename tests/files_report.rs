@@ -970,7 +970,7 @@ fn xfs_damaged_files_match_xfs_db() {
                 .collect();
             (w.len() == 3).then(|| (w[0], w[1] + w[2] - 1))
         })
-        .last()
+        .next_back()
         .unwrap_or_else(|| panic!("freesp: {free}"));
     let agblocks: u64 = xfs_db(&img, &["sb".into(), "p agblocks".into()])
         .split('=')
@@ -1083,5 +1083,372 @@ fn xfs_damaged_files_match_xfs_db() {
     assert_eq!(
         find("/frag.bin")["lost"],
         serde_json::json!([[frag, frag + 4096]])
+    );
+}
+
+// ---------------------------------------------------------------- btrfs
+
+type BKey = (u64, u8, u64);
+
+/// What `btrfs inspect-internal dump-tree` says about one tree: its leaves (address, first
+/// key) in key order, and its items.
+#[derive(Default)]
+struct Dump {
+    leaves: Vec<(u64, BKey)>,
+    /// objectid → (size, mode).
+    inodes: BTreeMap<u64, (u64, u32)>,
+    /// (key, child objectid, name) of every DIR_INDEX and DIR_ITEM.
+    entries: Vec<(BKey, u64, String)>,
+    /// (key, type, disk bytenr, disk bytes, offset, bytes, compression).
+    extents: Vec<(BKey, u8, u64, u64, u64, u64, bool)>,
+}
+
+fn btrfs_type(name: &str) -> u8 {
+    match name {
+        "INODE_ITEM" => 1,
+        "INODE_REF" => 12,
+        "INODE_EXTREF" => 13,
+        "XATTR_ITEM" => 24,
+        "ORPHAN_ITEM" => 48,
+        "DIR_ITEM" => 84,
+        "DIR_INDEX" => 96,
+        "EXTENT_DATA" => 108,
+        "EXTENT_CSUM" => 128,
+        "ROOT_ITEM" => 132,
+        "CHUNK_ITEM" => 228,
+        n => n.parse().unwrap_or_else(|_| panic!("key type {n}")),
+    }
+}
+
+fn btrfs_key(s: &str) -> BKey {
+    // "(OID TYPE OFF)"
+    let w: Vec<&str> = s
+        .trim_matches(|c| c == '(' || c == ')')
+        .split(' ')
+        .collect();
+    let oid = match w[0] {
+        "ORPHAN" => (-5i64) as u64,
+        "FIRST_CHUNK_TREE" => 256,
+        n => n.parse().unwrap_or_else(|_| panic!("objectid {n}")),
+    };
+    (oid, btrfs_type(w[1]), w[2].parse().expect("key offset"))
+}
+
+fn after<'a>(l: &'a str, word: &str) -> &'a str {
+    l.split(word)
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no {word} in {l}"))
+}
+
+fn btrfs_dump(img: &Path, tree: &str) -> Dump {
+    require_tool("btrfs", "btrfs-progs");
+    let out = sh(Command::new("btrfs")
+        .args(["inspect-internal", "dump-tree", "-t", tree])
+        .arg(img));
+    let mut d = Dump::default();
+    let mut lines = out.lines().peekable();
+    let mut new_leaf = None;
+    while let Some(l) = lines.next() {
+        let t = l.trim();
+        if t.starts_with("leaf ") && t.contains(" items ") {
+            new_leaf = Some(after(t, "leaf ").parse().expect("leaf"));
+            continue;
+        }
+        let Some(rest) = t.strip_prefix("item ") else {
+            continue;
+        };
+        let key = btrfs_key(&rest[rest.find('(').expect("key")..=rest.find(')').expect("key")]);
+        if let Some(at) = new_leaf.take() {
+            d.leaves.push((at, key));
+        }
+        match key.1 {
+            1 => {
+                let a = lines.next().expect("inode line");
+                let b = lines.next().expect("inode line");
+                d.inodes.insert(
+                    key.0,
+                    (
+                        after(a, "size ").parse().expect("size"),
+                        u32::from_str_radix(after(b, "mode "), 8).expect("mode"),
+                    ),
+                );
+            }
+            84 | 96 => {
+                while let Some(a) = lines.next_if(|l| l.trim().starts_with("location key")) {
+                    let child = btrfs_key(&a[a.find('(').expect("(")..=a.find(')').expect(")")]);
+                    lines.next();
+                    let name = lines.next().expect("name line");
+                    let name = name.split("name: ").nth(1).expect("name").to_string();
+                    d.entries.push((key, child.0, name));
+                }
+            }
+            108 => {
+                let a = lines.next().expect("extent line");
+                let ty: u8 = after(a, " type ").parse().expect("type");
+                if ty == 0 {
+                    continue;
+                }
+                let b = lines.next().expect("extent line");
+                let c = lines.next().expect("extent line");
+                // Prealloc extents print no compression line.
+                let e = if ty == 1 {
+                    lines.next().expect("extent line")
+                } else {
+                    "compression 0"
+                };
+                d.extents.push((
+                    key,
+                    ty,
+                    after(b, "disk byte ").parse().expect("disk byte"),
+                    after(b, " nr ").parse().expect("nr"),
+                    after(c, "offset ").parse().expect("offset"),
+                    after(c, " nr ").parse().expect("nr"),
+                    after(e, "compression ") != "0",
+                ));
+            }
+            _ => {}
+        }
+    }
+    d
+}
+
+/// The chunk map by `dump-tree -t chunk`: (logical, length, device offsets of the stripes).
+fn btrfs_chunks(img: &Path) -> Vec<(u64, u64, Vec<u64>)> {
+    let out = sh(Command::new("btrfs")
+        .args(["inspect-internal", "dump-tree", "-t", "chunk"])
+        .arg(img));
+    let mut v: Vec<(u64, u64, Vec<u64>)> = Vec::new();
+    for l in out.lines().map(str::trim) {
+        if l.starts_with("item ") && l.contains("CHUNK_ITEM") {
+            let logical = l
+                .split("CHUNK_ITEM ")
+                .nth(1)
+                .and_then(|s| s.split(')').next());
+            v.push((
+                logical.expect("logical").parse().expect("logical"),
+                0,
+                Vec::new(),
+            ));
+        } else if l.starts_with("length ") {
+            if let Some(c) = v.last_mut() {
+                c.1 = after(l, "length ").parse().expect("length");
+            }
+        } else if l.starts_with("stripe ") && l.contains(" offset ") {
+            if let Some(c) = v.last_mut() {
+                c.2.push(after(l, " offset ").parse().expect("offset"));
+            }
+        }
+    }
+    v
+}
+
+fn btrfs_phys(chunks: &[(u64, u64, Vec<u64>)], logical: u64) -> Vec<u64> {
+    let c = chunks
+        .iter()
+        .find(|c| c.0 <= logical && logical < c.0 + c.1)
+        .unwrap_or_else(|| panic!("logical {logical} in no chunk"));
+    c.2.iter().map(|s| s + logical - c.0).collect()
+}
+
+#[test]
+fn btrfs_damaged_files_match_dump_tree() {
+    let d = tmp();
+    let size = 256 * MIB;
+    let img = common::fsimg::mkfs_btrfs_mounted(d.path(), "b.img", size);
+    let t = btrfs_dump(&img, "5");
+    let chunks = btrfs_chunks(&img);
+    // Paths, from the directory entries.
+    let mut paths: BTreeMap<u64, String> = BTreeMap::from([(256, String::new())]);
+    let mut todo = vec![256u64];
+    while let Some(dir) = todo.pop() {
+        for (k, child, name) in &t.entries {
+            if k.0 == dir && !paths.contains_key(child) {
+                paths.insert(*child, format!("{}/{name}", paths[&dir]));
+                todo.push(*child);
+            }
+        }
+    }
+    let ino_of = |p: &str| {
+        *paths
+            .iter()
+            .find(|x| x.1 == p)
+            .unwrap_or_else(|| panic!("{p}"))
+            .0
+    };
+    let ext_of = |p: &str, want: u8, compressed: bool| {
+        *t.extents
+            .iter()
+            .find(|e| e.0 .0 == ino_of(p) && e.1 == want && e.6 == compressed)
+            .unwrap_or_else(|| panic!("{p}: no extent of type {want}"))
+    };
+    let big = ext_of("/big.bin", 1, false);
+    let comp = ext_of("/comp.bin", 1, true);
+    let pre = ext_of("/pre.bin", 2, false);
+    let page = |logical: u64| -> (u64, u64) {
+        let p = btrfs_phys(&chunks, logical)[0];
+        (p, p + 4096)
+    };
+    let mut bad = vec![
+        // big.bin: 1 MiB into its first extent.
+        page(big.2 + big.4 + MIB),
+        // comp.bin: the middle of its first compressed extent's disk bytes.
+        page(comp.2 + comp.3 / 2 / 4096 * 4096),
+        // pre.bin: its preallocated part holds no data.
+        page(pre.2 + pre.4),
+        // The device's last page.
+        (size - 4096, size),
+    ];
+    assert!(
+        chunks
+            .iter()
+            .all(|c| c.2.iter().all(|&s| s + c.1 <= size - 4096)),
+        "the last page is in a chunk: {chunks:?}"
+    );
+    // Leaves of /many, both copies: one of its DIR_ITEMs, one of its DIR_INDEXes (the names
+    // in both are lost), one of its files' inodes. Another leaf, its first copy only: read from
+    // the second.
+    let many = ino_of("/many");
+    let pick = |f: &dyn Fn(BKey) -> bool| {
+        t.leaves
+            .iter()
+            .position(|l| f(l.1))
+            .unwrap_or_else(|| panic!("no such leaf in {:?}", t.leaves))
+    };
+    let dead = [
+        pick(&|k| k.0 == many && k.1 == 84),
+        pick(&|k| k.0 == many && k.1 == 96),
+        pick(&|k| k.0 > many + 50 && k.0 < many + 350),
+    ];
+    let ranges: Vec<(BKey, BKey)> = dead
+        .iter()
+        .map(|&i| {
+            let hi = t
+                .leaves
+                .get(i + 1)
+                .map_or((u64::MAX, 255, u64::MAX), |l| l.1);
+            (t.leaves[i].1, hi)
+        })
+        .collect();
+    for &i in &dead {
+        let copies = btrfs_phys(&chunks, t.leaves[i].0);
+        assert_eq!(copies.len(), 2, "metadata is DUP");
+        for &p in &copies {
+            bad.push((p, p + 16384));
+        }
+    }
+    let other = (0..t.leaves.len())
+        .rev()
+        .find(|i| !dead.contains(i))
+        .expect("another leaf");
+    let p = btrfs_phys(&chunks, t.leaves[other].0)[0];
+    bad.push((p, p + 16384));
+    let (copy, map) = damage(&img, &bad);
+    let v = files_json(&map, &copy);
+    let fs = &v["filesystems"][0];
+    assert_eq!(fs["kind"], "btrfs", "{v}");
+    assert!(fs["error"].is_null(), "{v}");
+
+    // The oracle, from btrfs-progs' dump of the undamaged image.
+    let hidden = |k: BKey| ranges.iter().any(|&(lo, hi)| lo <= k && k < hi);
+    let space = |oid: u64, ty: u8| {
+        ranges
+            .iter()
+            .any(|&(lo, hi)| lo <= (oid, ty, u64::MAX) && (oid, ty, 0) < hi)
+    };
+    let data_bad: Vec<(u64, u64)> = bad[..4].to_vec();
+    let phys_bad = |logical: u64, len: u64| {
+        (logical..logical + len).step_by(4096).any(|l| {
+            btrfs_phys(&chunks, l)
+                .iter()
+                .all(|&p| data_bad.iter().any(|b| b.0 <= p && p < b.1))
+        })
+    };
+    let mut reached = BTreeMap::from([(256u64, "/".to_string())]);
+    let mut todo = vec![(256u64, String::new())];
+    let mut expected_dirs = BTreeSet::new();
+    let mut expected_files = BTreeSet::new();
+    let mut unreadable = 0u64;
+    let damaged = |oid: u64, size: u64| {
+        space(oid, 108)
+            || t.extents.iter().any(|e| {
+                e.0 .0 == oid
+                    && e.1 == 1
+                    && e.0 .2 < size
+                    && if e.6 {
+                        phys_bad(e.2, e.3)
+                    } else {
+                        phys_bad(e.2 + e.4, e.5.min(size - e.0 .2))
+                    }
+            })
+    };
+    while let Some((dir, dpath)) = todo.pop() {
+        if space(dir, 96) && space(dir, 84) {
+            expected_dirs.insert(if dpath.is_empty() {
+                "/".into()
+            } else {
+                dpath.clone()
+            });
+        }
+        for (k, child, name) in &t.entries {
+            if k.0 != dir || hidden(*k) || reached.contains_key(child) {
+                continue;
+            }
+            let path = format!("{dpath}/{name}");
+            reached.insert(*child, path.clone());
+            let is_dir = t
+                .inodes
+                .get(child)
+                .is_some_and(|x| x.1 & 0o170000 == 0o040000);
+            if hidden((*child, 1, 0)) {
+                unreadable += 1;
+                if is_dir {
+                    expected_dirs.insert(path);
+                } else {
+                    expected_files.insert(path);
+                }
+            } else if is_dir {
+                todo.push((*child, path));
+            } else if damaged(*child, t.inodes[child].0) {
+                expected_files.insert(path);
+            }
+        }
+    }
+    let mut lost_names = 0u64;
+    for (&oid, &(size, _)) in &t.inodes {
+        if oid >= 256 && !reached.contains_key(&oid) && !hidden((oid, 1, 0)) {
+            lost_names += 1;
+            if damaged(oid, size) {
+                expected_files.insert(format!("<inode {oid}>"));
+            }
+        }
+    }
+    assert!(lost_names > 10, "{lost_names}");
+    assert!(unreadable > 10, "{unreadable}");
+    assert!(expected_dirs.contains("/many"), "{expected_dirs:?}");
+    assert_eq!(strings(fs, "damaged_files", "path"), expected_files, "{v}");
+    assert_eq!(strings(fs, "damaged_dirs", "path"), expected_dirs, "{v}");
+    assert_eq!(fs["lost_names"], lost_names, "{v}");
+    assert_eq!(fs["unreadable_inodes"], unreadable, "{v}");
+    assert_eq!(fs["unrescued_free"], 4096, "{v}");
+    let find = |p: &str| {
+        fs["damaged_files"]
+            .as_array()
+            .expect("files")
+            .iter()
+            .find(|f| f["path"] == p)
+            .unwrap_or_else(|| panic!("{p} in {v}"))
+            .clone()
+    };
+    let off = big.0 .2 + MIB;
+    assert_eq!(
+        find("/big.bin")["lost"],
+        serde_json::json!([[off, off + 4096]])
+    );
+    // The whole file range of the compressed extent.
+    let c0 = comp.0 .2;
+    assert_eq!(
+        find("/comp.bin")["lost"],
+        serde_json::json!([[c0, c0 + comp.5]])
     );
 }

@@ -350,3 +350,45 @@ pub fn mkfs_xfs_forks(dir: &Path, name: &str, size: u64) -> PathBuf {
     drop(lo);
     img
 }
+
+/// A btrfs image as [`mkfs_btrfs`] makes it, then mounted once (zlib compression on) to add what
+/// `--rootdir` cannot make: `/comp.bin` (compressed extents), `/pre.bin` (1 MiB preallocated,
+/// its first 64 KiB written), `/tiny.txt` (an inline extent) and `/many` (400 small files: a
+/// tree of many leaves).
+pub fn mkfs_btrfs_mounted(dir: &Path, name: &str, size: u64) -> PathBuf {
+    require_tool("xfs_io", "xfsprogs");
+    let img = mkfs_btrfs(dir, name, size);
+    let lo = super::LoopDev::attach(&img, false);
+    let mnt = dir.join(format!("{name}.mnt"));
+    std::fs::create_dir_all(&mnt).expect("mkdir");
+    let out = super::run(
+        Command::new("mount")
+            .args(["-o", "compress=zlib"])
+            .arg(&lo.dev)
+            .arg(&mnt),
+    );
+    assert!(
+        out.status.success(),
+        "mount btrfs: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let m = super::Mount { dir: mnt };
+    let text: Vec<u8> = (0..600_000u32)
+        .flat_map(|i| format!("line {} of a compressible file\n", i % 977).into_bytes())
+        .take(3 * MIB as usize)
+        .collect();
+    std::fs::write(m.dir.join("comp.bin"), &text).expect("write comp.bin");
+    sh(Command::new("xfs_io")
+        .args(["-f", "-c", "falloc 0 1m", "-c", "pwrite -q 0 64k"])
+        .arg(m.dir.join("pre.bin")));
+    std::fs::write(m.dir.join("tiny.txt"), b"a small file kept in its leaf\n").expect("write");
+    let many = m.dir.join("many");
+    std::fs::create_dir(&many).expect("mkdir many");
+    for i in 0..400u64 {
+        std::fs::write(many.join(format!("entry-{i}")), pattern(i, 3000)).expect("create");
+    }
+    sh(&mut Command::new("sync"));
+    drop(m);
+    drop(lo);
+    img
+}

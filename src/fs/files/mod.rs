@@ -8,6 +8,7 @@
 //! names are lost"). Every loop is bounded by the filesystem's own size, never by a count read
 //! from the metadata; a hostile or damaged structure ends that part of the walk with a note.
 
+pub mod btrfs;
 pub mod exfat;
 pub mod ext;
 pub mod fat;
@@ -306,6 +307,7 @@ fn one(
         K::Exfat => exfat::walk(&mut vol, &mut c),
         K::Ntfs => ntfs::walk(&mut vol, &mut c),
         K::Xfs => xfs::walk(&mut vol, &mut c),
+        K::Btrfs => btrfs::walk(&mut vol, &mut c),
         ref k => Err(super::Error::Unsupported(format!(
             "no file reader for {k} yet"
         ))),
