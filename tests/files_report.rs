@@ -1452,3 +1452,105 @@ fn btrfs_damaged_files_match_dump_tree() {
         serde_json::json!([[c0, c0 + comp.5]])
     );
 }
+
+// ---------------------------------------------------------------- hostile XFS and btrfs
+
+/// XFS: big.bin's size says 8 EiB (its extents are still the real ones); dir0's first entry
+/// names the root directory (a loop). btrfs: the same, by patching a leaf and its checksum.
+#[test]
+fn xfs_and_btrfs_huge_sizes_and_looping_directories() {
+    let d = tmp();
+    let img = common::fsimg::mkfs_xfs(d.path(), "x.img", 320 * MIB);
+    let paths = xfs_paths(&img);
+    let ino_of = |p: &str| *paths.iter().find(|x| x.1 == p).expect("path").0;
+    let big = ino_of("/big.bin");
+    let root: u64 = xfs_db(&img, &["sb".into(), "p rootino".into()])
+        .split('=')
+        .nth(1)
+        .and_then(|s| s.trim().parse().ok())
+        .expect("rootino");
+    sh(Command::new("xfs_db")
+        .arg("-x")
+        .args([
+            "-c",
+            &format!("inode {big}"),
+            "-c",
+            "write core.size 0xffffffffffffff00",
+        ])
+        .args(["-c", &format!("inode {}", ino_of("/dir0"))])
+        .args([
+            "-c",
+            &format!("write u3.sfdir3.list[0].inumber.i4 {}", root),
+        ])
+        .args(["-c", "write u3.sfdir3.list[0].filetype 2"])
+        .arg(&img));
+    let b = xfs_bmap(&img, big)[0].1 + 3;
+    let at = xfs_convert(&img, "fsblock", b, "byte");
+    let (copy, map) = damage(&img, &[(at, at + 4096)]);
+    let v = files_json(&map, &copy);
+    let fs = &v["filesystems"][0];
+    assert!(fs["error"].is_null(), "{v}");
+    let f = &fs["damaged_files"][0];
+    assert_eq!(f["path"], "/big.bin", "{v}");
+    assert_eq!(f["lost"], serde_json::json!([[3 * 4096, 4 * 4096]]), "{v}");
+
+    let img = common::fsimg::mkfs_btrfs(d.path(), "b.img", 256 * MIB);
+    let t = btrfs_dump(&img, "5");
+    let chunks = btrfs_chunks(&img);
+    let mut paths: BTreeMap<u64, String> = BTreeMap::from([(256, String::new())]);
+    for (k, child, name) in &t.entries {
+        if k.0 == 256 {
+            paths.insert(*child, format!("/{name}"));
+        }
+    }
+    let ino_of = |p: &str| *paths.iter().find(|x| x.1 == p).expect("path").0;
+    let (big, dir0) = (ino_of("/big.bin"), ino_of("/dir0"));
+    let mut data = std::fs::read(&img).expect("read");
+    let mut patched = 0;
+    for &(leaf, _) in &t.leaves {
+        let copies = btrfs_phys(&chunks, leaf);
+        let mut node = data[copies[0] as usize..copies[0] as usize + 16384].to_vec();
+        let n = u32::from_le_bytes(node[0x60..0x64].try_into().expect("4")) as usize;
+        let mut changed = false;
+        for i in 0..n {
+            let it = 0x65 + 25 * i;
+            let oid = u64::from_le_bytes(node[it..it + 8].try_into().expect("8"));
+            let ty = node[it + 8];
+            let doff =
+                0x65 + u32::from_le_bytes(node[it + 17..it + 21].try_into().expect("4")) as usize;
+            if oid == big && ty == 1 {
+                node[doff + 16..doff + 24].copy_from_slice(&0xffff_ffff_ffff_ff00u64.to_le_bytes());
+                changed = true;
+            }
+            if oid == dir0 && ty == 96 && !changed {
+                // The first entry of dir0 becomes the root directory.
+                node[doff..doff + 8].copy_from_slice(&256u64.to_le_bytes());
+                node[doff + 29] = 2;
+                changed = true;
+            }
+        }
+        if changed {
+            let c = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI).checksum(&node[0x20..]);
+            node[..4].copy_from_slice(&c.to_le_bytes());
+            for p in copies {
+                data[p as usize..p as usize + 16384].copy_from_slice(&node);
+            }
+            patched += 1;
+        }
+    }
+    assert!(patched > 0);
+    std::fs::write(&img, &data).expect("write");
+    let e = t
+        .extents
+        .iter()
+        .find(|e| e.0 .0 == big && e.0 .2 == 0)
+        .expect("big.bin's first extent");
+    let at = btrfs_phys(&chunks, e.2 + e.4 + 3 * 4096)[0];
+    let (copy, map) = damage(&img, &[(at, at + 4096)]);
+    let v = files_json(&map, &copy);
+    let fs = &v["filesystems"][0];
+    assert!(fs["error"].is_null(), "{v}");
+    let f = &fs["damaged_files"][0];
+    assert_eq!(f["path"], "/big.bin", "{v}");
+    assert_eq!(f["lost"], serde_json::json!([[3 * 4096, 4 * 4096]]), "{v}");
+}
