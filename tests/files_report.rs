@@ -10,7 +10,7 @@ mod common;
 
 use common::fsimg::{mkfs_ext, mkfs_fat, sh, tmp, MIB};
 use common::{require_tool, run, write_test_map};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -829,4 +829,728 @@ fn ntfs_damaged_files_match_ddru_ntfsfindbad() {
         log.contains("errorsize=001024") && log.contains("name=./$MFT"),
         "{log}"
     );
+}
+
+// ---------------------------------------------------------------- XFS
+
+fn xfs_db(img: &Path, cmds: &[String]) -> String {
+    require_tool("xfs_db", "xfsprogs");
+    let mut cmd = Command::new("xfs_db");
+    cmd.arg("-r");
+    for c in cmds {
+        cmd.arg("-c").arg(c);
+    }
+    sh(cmd.arg(img))
+}
+
+/// Inode → path of every named inode, by `xfs_db ncheck`.
+fn xfs_paths(img: &Path) -> BTreeMap<u64, String> {
+    xfs_db(img, &["blockget -n".into(), "ncheck".into()])
+        .lines()
+        .filter_map(|l| {
+            let (i, p) = l.trim().split_once(char::is_whitespace)?;
+            let p = p.trim();
+            Some((
+                i.parse().ok()?,
+                format!("/{}", p.strip_suffix("/.").unwrap_or(p)),
+            ))
+        })
+        .collect()
+}
+
+/// The data fork of an inode, by `xfs_db bmap`: (file block, fs block, blocks, unwritten).
+fn xfs_bmap(img: &Path, ino: u64) -> Vec<(u64, u64, u64, bool)> {
+    xfs_db(img, &[format!("inode {ino}"), "bmap".into()])
+        .lines()
+        .filter_map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            (w.first() == Some(&"data")).then(|| {
+                (
+                    w[2].parse().expect("offset"),
+                    w[4].parse().expect("startblock"),
+                    w[7].parse().expect("count"),
+                    w[9] == "1",
+                )
+            })
+        })
+        .collect()
+}
+
+/// `xfs_db convert FROM N TO`.
+fn xfs_convert(img: &Path, from: &str, n: u64, to: &str) -> u64 {
+    let out = xfs_db(img, &[format!("convert {from} {n} {to}")]);
+    out.split('(')
+        .nth(1)
+        .and_then(|s| s.split(')').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("convert {from} {n} {to}: {out}"))
+}
+
+/// Type and owning inode of each fs block, by `xfs_db blockget -n` + `blockuse -n`.
+fn xfs_blockuse(img: &Path, fsbs: &[u64]) -> Vec<(String, Option<u64>)> {
+    let mut cmds = vec!["blockget -n".to_string()];
+    for b in fsbs {
+        cmds.push(format!("fsblock {b}"));
+        cmds.push("blockuse -n".into());
+    }
+    xfs_db(img, &cmds)
+        .lines()
+        .filter(|l| l.starts_with("block "))
+        .map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            (w[4].to_string(), w.get(6).and_then(|s| s.parse().ok()))
+        })
+        .collect()
+}
+
+#[test]
+fn xfs_damaged_files_match_xfs_db() {
+    let d = tmp();
+    let img = common::fsimg::mkfs_xfs_forks(d.path(), "x.img", 320 * MIB);
+    let paths = xfs_paths(&img);
+    let ino_of = |p: &str| -> u64 {
+        *paths
+            .iter()
+            .find(|(_, q)| q.as_str() == p)
+            .unwrap_or_else(|| panic!("{p} not in ncheck"))
+            .0
+    };
+    let fmt = |p: &str| {
+        let out = xfs_db(
+            &img,
+            &[format!("inode {}", ino_of(p)), "p core.format".into()],
+        );
+        out.trim().to_string()
+    };
+    assert!(fmt("/frag.bin").contains("btree"), "{}", fmt("/frag.bin"));
+    assert!(fmt("/many").contains("btree"), "{}", fmt("/many"));
+    assert!(fmt("/dir0").contains("local"), "{}", fmt("/dir0"));
+    let block_of = |p: &str, nth: usize| -> u64 {
+        // Written extents only (the kernel preallocates unwritten ones between frag.bin's).
+        let m: Vec<_> = xfs_bmap(&img, ino_of(p))
+            .into_iter()
+            .filter(|e| !e.3)
+            .collect();
+        let e = m
+            .get(nth)
+            .unwrap_or_else(|| panic!("{p}: extent {nth} of {m:?}"));
+        e.1
+    };
+    let big = xfs_bmap(&img, ino_of("/big.bin"));
+    assert_eq!(big[0].0, 0);
+    let big_block = big[0].1 + 100;
+    let pre = xfs_bmap(&img, ino_of("/pre.bin"));
+    let unwritten = pre.iter().find(|e| e.3).expect("an unwritten extent").1;
+    // Data blocks: big.bin's 100th, a file's first, frag.bin's 150th extent (in its bmbt
+    // leaves), an unwritten block of pre.bin (holds no data: not damaged).
+    let data = [
+        big_block,
+        block_of("/dir1/file2.bin", 0),
+        block_of("/frag.bin", 150),
+        unwritten,
+    ];
+    // A data block of /many (below the leaf offset, 32 GiB).
+    let many = ino_of("/many");
+    let dir_block = xfs_bmap(&img, many)
+        .iter()
+        .filter(|e| e.0 < (32 << 30) / 4096)
+        .nth(3)
+        .expect("many's data blocks")
+        .1;
+    // The inode cluster block holding /dir2/file1.bin.
+    let it_block = xfs_convert(&img, "inode", ino_of("/dir2/file1.bin"), "fsblock");
+    // A free block.
+    let free = xfs_db(&img, &["freesp -d".into()]);
+    let (fag, fbno): (u64, u64) = free
+        .lines()
+        .filter_map(|l| {
+            let w: Vec<u64> = l
+                .split_whitespace()
+                .filter_map(|x| x.parse().ok())
+                .collect();
+            (w.len() == 3).then(|| (w[0], w[1] + w[2] - 1))
+        })
+        .next_back()
+        .unwrap_or_else(|| panic!("freesp: {free}"));
+    let agblocks: u64 = xfs_db(&img, &["sb".into(), "p agblocks".into()])
+        .split('=')
+        .nth(1)
+        .and_then(|s| s.trim().parse().ok())
+        .expect("agblocks");
+    let agblklog = 64 - (agblocks - 1).leading_zeros() as u64;
+    let free_block = fag << agblklog | fbno;
+    let blocks: Vec<u64> = data
+        .iter()
+        .copied()
+        .chain([dir_block, it_block, free_block])
+        .collect();
+    let uses = xfs_blockuse(&img, &blocks);
+    assert_eq!(uses.len(), blocks.len(), "{uses:?}");
+    assert_eq!(uses[4], ("dir".to_string(), Some(many)), "{uses:?}");
+    assert_eq!(uses[5].0, "inode", "{uses:?}");
+    assert!(uses[6].0.starts_with("free"), "{uses:?}");
+    let bad: Vec<(u64, u64)> = blocks
+        .iter()
+        .map(|&b| {
+            let at = xfs_convert(&img, "fsblock", b, "byte");
+            (at, at + 4096)
+        })
+        .collect();
+    let (copy, map) = damage(&img, &bad);
+    let v = files_json(&map, &copy);
+    let fs = &v["filesystems"][0];
+    assert_eq!(fs["kind"], "xfs", "{v}");
+    assert!(fs["error"].is_null(), "{v}");
+
+    // The oracle: owners of the data blocks, less the unwritten one (no data there).
+    let mut candidates: Vec<u64> = uses[..3].iter().filter_map(|u| u.1).collect();
+    assert_eq!(uses[3].1, Some(ino_of("/pre.bin")));
+    let inopblog = 64 - (4096u64 / 512 - 1).leading_zeros() as u64;
+    let in_block: BTreeSet<u64> = paths
+        .keys()
+        .copied()
+        .filter(|&i| i >> inopblog == it_block)
+        .collect();
+    assert!(!in_block.is_empty());
+    assert!(!in_block.contains(&ino_of("/frag.bin")) && !in_block.contains(&ino_of("/big.bin")));
+    let mut dead = BTreeSet::new();
+    let mut expected_dirs = BTreeSet::from([paths[&many].clone()]);
+    for &i in &in_block {
+        let mode = xfs_db(&img, &[format!("inode {i}"), "p core.mode".into()]);
+        if mode.contains("= 04") {
+            expected_dirs.insert(paths[&i].clone());
+            dead.insert(paths[&i].clone());
+        } else {
+            candidates.push(i);
+        }
+    }
+    // The names in /many's lost block.
+    let k = xfs_bmap(&img, many)
+        .iter()
+        .find(|e| e.1 <= dir_block && dir_block < e.1 + e.2)
+        .map(|e| e.0 + dir_block - e.1)
+        .expect("dir block offset");
+    let lost_entries: BTreeSet<u64> = xfs_db(
+        &img,
+        &[format!("inode {many}"), format!("dblock {k}"), "p".into()],
+    )
+    .lines()
+    .filter(|l| l.contains(".inumber = "))
+    .filter_map(|l| l.split("= ").nth(1)?.trim().parse().ok())
+    .filter(|&i| i != many && paths.get(&i).is_some_and(|p| p.starts_with("/many/")))
+    .collect();
+    assert!(lost_entries.len() > 20, "{lost_entries:?}");
+    let unnamed = |i: u64| {
+        lost_entries.contains(&i) || dead.iter().any(|d| paths[&i].starts_with(&format!("{d}/")))
+    };
+    let expected_files: BTreeSet<String> = candidates
+        .iter()
+        .map(|&i| {
+            if unnamed(i) {
+                format!("<inode {i}>")
+            } else {
+                paths[&i].clone()
+            }
+        })
+        .collect();
+    assert_eq!(strings(fs, "damaged_files", "path"), expected_files, "{v}");
+    assert_eq!(strings(fs, "damaged_dirs", "path"), expected_dirs, "{v}");
+    let named = paths.keys().filter(|&&i| unnamed(i)).count() as u64;
+    assert_eq!(fs["lost_names"], named, "{v}");
+    assert_eq!(fs["unreadable_inodes"], in_block.len() as u64, "{v}");
+    assert_eq!(fs["unrescued_free"], 4096, "{v}");
+    let find = |p: &str| {
+        fs["damaged_files"]
+            .as_array()
+            .expect("files")
+            .iter()
+            .find(|f| f["path"] == p)
+            .unwrap_or_else(|| panic!("{p} in {v}"))
+            .clone()
+    };
+    assert_eq!(
+        find("/big.bin")["lost"],
+        serde_json::json!([[100 * 4096, 101 * 4096]])
+    );
+    // frag.bin's 150th extent: file block 300 (every other block written).
+    let frag = xfs_bmap(&img, ino_of("/frag.bin"))
+        .into_iter()
+        .filter(|e| !e.3)
+        .nth(150)
+        .expect("extent")
+        .0
+        * 4096;
+    assert_eq!(
+        find("/frag.bin")["lost"],
+        serde_json::json!([[frag, frag + 4096]])
+    );
+}
+
+// ---------------------------------------------------------------- btrfs
+
+type BKey = (u64, u8, u64);
+
+/// What `btrfs inspect-internal dump-tree` says about one tree: its leaves (address, first
+/// key) in key order, and its items.
+#[derive(Default)]
+struct Dump {
+    leaves: Vec<(u64, BKey)>,
+    /// objectid → (size, mode).
+    inodes: BTreeMap<u64, (u64, u32)>,
+    /// (key, child objectid, name) of every DIR_INDEX and DIR_ITEM.
+    entries: Vec<(BKey, u64, String)>,
+    /// (key, type, disk bytenr, disk bytes, offset, bytes, compression).
+    extents: Vec<(BKey, u8, u64, u64, u64, u64, bool)>,
+}
+
+fn btrfs_type(name: &str) -> u8 {
+    match name {
+        "INODE_ITEM" => 1,
+        "INODE_REF" => 12,
+        "INODE_EXTREF" => 13,
+        "XATTR_ITEM" => 24,
+        "ORPHAN_ITEM" => 48,
+        "DIR_ITEM" => 84,
+        "DIR_INDEX" => 96,
+        "EXTENT_DATA" => 108,
+        "EXTENT_CSUM" => 128,
+        "ROOT_ITEM" => 132,
+        "CHUNK_ITEM" => 228,
+        n => n.parse().unwrap_or_else(|_| panic!("key type {n}")),
+    }
+}
+
+fn btrfs_key(s: &str) -> BKey {
+    // "(OID TYPE OFF)"
+    let w: Vec<&str> = s
+        .trim_matches(|c| c == '(' || c == ')')
+        .split(' ')
+        .collect();
+    let oid = match w[0] {
+        "ORPHAN" => (-5i64) as u64,
+        "FIRST_CHUNK_TREE" => 256,
+        n => n.parse().unwrap_or_else(|_| panic!("objectid {n}")),
+    };
+    (oid, btrfs_type(w[1]), w[2].parse().expect("key offset"))
+}
+
+fn after<'a>(l: &'a str, word: &str) -> &'a str {
+    l.split(word)
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no {word} in {l}"))
+}
+
+fn btrfs_dump(img: &Path, tree: &str) -> Dump {
+    require_tool("btrfs", "btrfs-progs");
+    let out = sh(Command::new("btrfs")
+        .args(["inspect-internal", "dump-tree", "-t", tree])
+        .arg(img));
+    let mut d = Dump::default();
+    let mut lines = out.lines().peekable();
+    let mut new_leaf = None;
+    while let Some(l) = lines.next() {
+        let t = l.trim();
+        if t.starts_with("leaf ") && t.contains(" items ") {
+            new_leaf = Some(after(t, "leaf ").parse().expect("leaf"));
+            continue;
+        }
+        let Some(rest) = t.strip_prefix("item ") else {
+            continue;
+        };
+        let key = btrfs_key(&rest[rest.find('(').expect("key")..=rest.find(')').expect("key")]);
+        if let Some(at) = new_leaf.take() {
+            d.leaves.push((at, key));
+        }
+        match key.1 {
+            1 => {
+                let a = lines.next().expect("inode line");
+                let b = lines.next().expect("inode line");
+                d.inodes.insert(
+                    key.0,
+                    (
+                        after(a, "size ").parse().expect("size"),
+                        u32::from_str_radix(after(b, "mode "), 8).expect("mode"),
+                    ),
+                );
+            }
+            84 | 96 => {
+                while let Some(a) = lines.next_if(|l| l.trim().starts_with("location key")) {
+                    let child = btrfs_key(&a[a.find('(').expect("(")..=a.find(')').expect(")")]);
+                    lines.next();
+                    let name = lines.next().expect("name line");
+                    let name = name.split("name: ").nth(1).expect("name").to_string();
+                    d.entries.push((key, child.0, name));
+                }
+            }
+            108 => {
+                let a = lines.next().expect("extent line");
+                let ty: u8 = after(a, " type ").parse().expect("type");
+                if ty == 0 {
+                    continue;
+                }
+                let b = lines.next().expect("extent line");
+                let c = lines.next().expect("extent line");
+                // Prealloc extents print no compression line.
+                let e = if ty == 1 {
+                    lines.next().expect("extent line")
+                } else {
+                    "compression 0"
+                };
+                d.extents.push((
+                    key,
+                    ty,
+                    after(b, "disk byte ").parse().expect("disk byte"),
+                    after(b, " nr ").parse().expect("nr"),
+                    after(c, "offset ").parse().expect("offset"),
+                    after(c, " nr ").parse().expect("nr"),
+                    after(e, "compression ") != "0",
+                ));
+            }
+            _ => {}
+        }
+    }
+    d
+}
+
+/// The chunk map by `dump-tree -t chunk`: (logical, length, device offsets of the stripes).
+fn btrfs_chunks(img: &Path) -> Vec<(u64, u64, Vec<u64>)> {
+    let out = sh(Command::new("btrfs")
+        .args(["inspect-internal", "dump-tree", "-t", "chunk"])
+        .arg(img));
+    let mut v: Vec<(u64, u64, Vec<u64>)> = Vec::new();
+    for l in out.lines().map(str::trim) {
+        if l.starts_with("item ") && l.contains("CHUNK_ITEM") {
+            let logical = l
+                .split("CHUNK_ITEM ")
+                .nth(1)
+                .and_then(|s| s.split(')').next());
+            v.push((
+                logical.expect("logical").parse().expect("logical"),
+                0,
+                Vec::new(),
+            ));
+        } else if l.starts_with("length ") {
+            if let Some(c) = v.last_mut() {
+                c.1 = after(l, "length ").parse().expect("length");
+            }
+        } else if l.starts_with("stripe ") && l.contains(" offset ") {
+            if let Some(c) = v.last_mut() {
+                c.2.push(after(l, " offset ").parse().expect("offset"));
+            }
+        }
+    }
+    v
+}
+
+fn btrfs_phys(chunks: &[(u64, u64, Vec<u64>)], logical: u64) -> Vec<u64> {
+    let c = chunks
+        .iter()
+        .find(|c| c.0 <= logical && logical < c.0 + c.1)
+        .unwrap_or_else(|| panic!("logical {logical} in no chunk"));
+    c.2.iter().map(|s| s + logical - c.0).collect()
+}
+
+#[test]
+fn btrfs_damaged_files_match_dump_tree() {
+    let d = tmp();
+    let size = 256 * MIB;
+    let img = common::fsimg::mkfs_btrfs_mounted(d.path(), "b.img", size);
+    let t = btrfs_dump(&img, "5");
+    let chunks = btrfs_chunks(&img);
+    // Paths, from the directory entries.
+    let mut paths: BTreeMap<u64, String> = BTreeMap::from([(256, String::new())]);
+    let mut todo = vec![256u64];
+    while let Some(dir) = todo.pop() {
+        for (k, child, name) in &t.entries {
+            if k.0 == dir && !paths.contains_key(child) {
+                paths.insert(*child, format!("{}/{name}", paths[&dir]));
+                todo.push(*child);
+            }
+        }
+    }
+    let ino_of = |p: &str| {
+        *paths
+            .iter()
+            .find(|x| x.1 == p)
+            .unwrap_or_else(|| panic!("{p}"))
+            .0
+    };
+    let ext_of = |p: &str, want: u8, compressed: bool| {
+        *t.extents
+            .iter()
+            .find(|e| e.0 .0 == ino_of(p) && e.1 == want && e.6 == compressed)
+            .unwrap_or_else(|| panic!("{p}: no extent of type {want}"))
+    };
+    let big = ext_of("/big.bin", 1, false);
+    let comp = ext_of("/comp.bin", 1, true);
+    let pre = ext_of("/pre.bin", 2, false);
+    let page = |logical: u64| -> (u64, u64) {
+        let p = btrfs_phys(&chunks, logical)[0];
+        (p, p + 4096)
+    };
+    let mut bad = vec![
+        // big.bin: 1 MiB into its first extent.
+        page(big.2 + big.4 + MIB),
+        // comp.bin: the middle of its first compressed extent's disk bytes.
+        page(comp.2 + comp.3 / 2 / 4096 * 4096),
+        // pre.bin: its preallocated part holds no data.
+        page(pre.2 + pre.4),
+        // The device's last page.
+        (size - 4096, size),
+    ];
+    assert!(
+        chunks
+            .iter()
+            .all(|c| c.2.iter().all(|&s| s + c.1 <= size - 4096)),
+        "the last page is in a chunk: {chunks:?}"
+    );
+    // Leaves of /many, both copies: one of its DIR_ITEMs, one of its DIR_INDEXes (the names
+    // in both are lost), one of its files' inodes. Another leaf, its first copy only: read from
+    // the second.
+    let many = ino_of("/many");
+    let pick = |f: &dyn Fn(BKey) -> bool| {
+        t.leaves
+            .iter()
+            .position(|l| f(l.1))
+            .unwrap_or_else(|| panic!("no such leaf in {:?}", t.leaves))
+    };
+    let dead = [
+        pick(&|k| k.0 == many && k.1 == 84),
+        pick(&|k| k.0 == many && k.1 == 96),
+        pick(&|k| k.0 > many + 50 && k.0 < many + 350),
+    ];
+    let ranges: Vec<(BKey, BKey)> = dead
+        .iter()
+        .map(|&i| {
+            let hi = t
+                .leaves
+                .get(i + 1)
+                .map_or((u64::MAX, 255, u64::MAX), |l| l.1);
+            (t.leaves[i].1, hi)
+        })
+        .collect();
+    for &i in &dead {
+        let copies = btrfs_phys(&chunks, t.leaves[i].0);
+        assert_eq!(copies.len(), 2, "metadata is DUP");
+        for &p in &copies {
+            bad.push((p, p + 16384));
+        }
+    }
+    let other = (0..t.leaves.len())
+        .rev()
+        .find(|i| !dead.contains(i))
+        .expect("another leaf");
+    let p = btrfs_phys(&chunks, t.leaves[other].0)[0];
+    bad.push((p, p + 16384));
+    let (copy, map) = damage(&img, &bad);
+    let v = files_json(&map, &copy);
+    let fs = &v["filesystems"][0];
+    assert_eq!(fs["kind"], "btrfs", "{v}");
+    assert!(fs["error"].is_null(), "{v}");
+
+    // The oracle, from btrfs-progs' dump of the undamaged image.
+    let hidden = |k: BKey| ranges.iter().any(|&(lo, hi)| lo <= k && k < hi);
+    let space = |oid: u64, ty: u8| {
+        ranges
+            .iter()
+            .any(|&(lo, hi)| lo <= (oid, ty, u64::MAX) && (oid, ty, 0) < hi)
+    };
+    let data_bad: Vec<(u64, u64)> = bad[..4].to_vec();
+    let phys_bad = |logical: u64, len: u64| {
+        (logical..logical + len).step_by(4096).any(|l| {
+            btrfs_phys(&chunks, l)
+                .iter()
+                .all(|&p| data_bad.iter().any(|b| b.0 <= p && p < b.1))
+        })
+    };
+    let mut reached = BTreeMap::from([(256u64, "/".to_string())]);
+    let mut todo = vec![(256u64, String::new())];
+    let mut expected_dirs = BTreeSet::new();
+    let mut expected_files = BTreeSet::new();
+    let mut unreadable = 0u64;
+    let damaged = |oid: u64, size: u64| {
+        space(oid, 108)
+            || t.extents.iter().any(|e| {
+                e.0 .0 == oid
+                    && e.1 == 1
+                    && e.0 .2 < size
+                    && if e.6 {
+                        phys_bad(e.2, e.3)
+                    } else {
+                        phys_bad(e.2 + e.4, e.5.min(size - e.0 .2))
+                    }
+            })
+    };
+    while let Some((dir, dpath)) = todo.pop() {
+        if space(dir, 96) && space(dir, 84) {
+            expected_dirs.insert(if dpath.is_empty() {
+                "/".into()
+            } else {
+                dpath.clone()
+            });
+        }
+        for (k, child, name) in &t.entries {
+            if k.0 != dir || hidden(*k) || reached.contains_key(child) {
+                continue;
+            }
+            let path = format!("{dpath}/{name}");
+            reached.insert(*child, path.clone());
+            let is_dir = t
+                .inodes
+                .get(child)
+                .is_some_and(|x| x.1 & 0o170000 == 0o040000);
+            if hidden((*child, 1, 0)) {
+                unreadable += 1;
+                if is_dir {
+                    expected_dirs.insert(path);
+                } else {
+                    expected_files.insert(path);
+                }
+            } else if is_dir {
+                todo.push((*child, path));
+            } else if damaged(*child, t.inodes[child].0) {
+                expected_files.insert(path);
+            }
+        }
+    }
+    let mut lost_names = 0u64;
+    for (&oid, &(size, _)) in &t.inodes {
+        if oid >= 256 && !reached.contains_key(&oid) && !hidden((oid, 1, 0)) {
+            lost_names += 1;
+            if damaged(oid, size) {
+                expected_files.insert(format!("<inode {oid}>"));
+            }
+        }
+    }
+    assert!(lost_names > 10, "{lost_names}");
+    assert!(unreadable > 10, "{unreadable}");
+    assert!(expected_dirs.contains("/many"), "{expected_dirs:?}");
+    assert_eq!(strings(fs, "damaged_files", "path"), expected_files, "{v}");
+    assert_eq!(strings(fs, "damaged_dirs", "path"), expected_dirs, "{v}");
+    assert_eq!(fs["lost_names"], lost_names, "{v}");
+    assert_eq!(fs["unreadable_inodes"], unreadable, "{v}");
+    assert_eq!(fs["unrescued_free"], 4096, "{v}");
+    let find = |p: &str| {
+        fs["damaged_files"]
+            .as_array()
+            .expect("files")
+            .iter()
+            .find(|f| f["path"] == p)
+            .unwrap_or_else(|| panic!("{p} in {v}"))
+            .clone()
+    };
+    let off = big.0 .2 + MIB;
+    assert_eq!(
+        find("/big.bin")["lost"],
+        serde_json::json!([[off, off + 4096]])
+    );
+    // The whole file range of the compressed extent.
+    let c0 = comp.0 .2;
+    assert_eq!(
+        find("/comp.bin")["lost"],
+        serde_json::json!([[c0, c0 + comp.5]])
+    );
+}
+
+// ---------------------------------------------------------------- hostile XFS and btrfs
+
+/// XFS: big.bin's size says 8 EiB (its extents are still the real ones); dir0's first entry
+/// names the root directory (a loop). btrfs: the same, by patching a leaf and its checksum.
+#[test]
+fn xfs_and_btrfs_huge_sizes_and_looping_directories() {
+    let d = tmp();
+    let img = common::fsimg::mkfs_xfs(d.path(), "x.img", 320 * MIB);
+    let paths = xfs_paths(&img);
+    let ino_of = |p: &str| *paths.iter().find(|x| x.1 == p).expect("path").0;
+    let big = ino_of("/big.bin");
+    let root: u64 = xfs_db(&img, &["sb".into(), "p rootino".into()])
+        .split('=')
+        .nth(1)
+        .and_then(|s| s.trim().parse().ok())
+        .expect("rootino");
+    sh(Command::new("xfs_db")
+        .arg("-x")
+        .args([
+            "-c",
+            &format!("inode {big}"),
+            "-c",
+            "write core.size 0xffffffffffffff00",
+        ])
+        .args(["-c", &format!("inode {}", ino_of("/dir0"))])
+        .args([
+            "-c",
+            &format!("write u3.sfdir3.list[0].inumber.i4 {}", root),
+        ])
+        .args(["-c", "write u3.sfdir3.list[0].filetype 2"])
+        .arg(&img));
+    let b = xfs_bmap(&img, big)[0].1 + 3;
+    let at = xfs_convert(&img, "fsblock", b, "byte");
+    let (copy, map) = damage(&img, &[(at, at + 4096)]);
+    let v = files_json(&map, &copy);
+    let fs = &v["filesystems"][0];
+    assert!(fs["error"].is_null(), "{v}");
+    let f = &fs["damaged_files"][0];
+    assert_eq!(f["path"], "/big.bin", "{v}");
+    assert_eq!(f["lost"], serde_json::json!([[3 * 4096, 4 * 4096]]), "{v}");
+
+    let img = common::fsimg::mkfs_btrfs(d.path(), "b.img", 256 * MIB);
+    let t = btrfs_dump(&img, "5");
+    let chunks = btrfs_chunks(&img);
+    let mut paths: BTreeMap<u64, String> = BTreeMap::from([(256, String::new())]);
+    for (k, child, name) in &t.entries {
+        if k.0 == 256 {
+            paths.insert(*child, format!("/{name}"));
+        }
+    }
+    let ino_of = |p: &str| *paths.iter().find(|x| x.1 == p).expect("path").0;
+    let (big, dir0) = (ino_of("/big.bin"), ino_of("/dir0"));
+    let mut data = std::fs::read(&img).expect("read");
+    let mut patched = 0;
+    for &(leaf, _) in &t.leaves {
+        let copies = btrfs_phys(&chunks, leaf);
+        let mut node = data[copies[0] as usize..copies[0] as usize + 16384].to_vec();
+        let n = u32::from_le_bytes(node[0x60..0x64].try_into().expect("4")) as usize;
+        let mut changed = false;
+        for i in 0..n {
+            let it = 0x65 + 25 * i;
+            let oid = u64::from_le_bytes(node[it..it + 8].try_into().expect("8"));
+            let ty = node[it + 8];
+            let doff =
+                0x65 + u32::from_le_bytes(node[it + 17..it + 21].try_into().expect("4")) as usize;
+            if oid == big && ty == 1 {
+                node[doff + 16..doff + 24].copy_from_slice(&0xffff_ffff_ffff_ff00u64.to_le_bytes());
+                changed = true;
+            }
+            if oid == dir0 && ty == 96 && !changed {
+                // The first entry of dir0 becomes the root directory.
+                node[doff..doff + 8].copy_from_slice(&256u64.to_le_bytes());
+                node[doff + 29] = 2;
+                changed = true;
+            }
+        }
+        if changed {
+            let c = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI).checksum(&node[0x20..]);
+            node[..4].copy_from_slice(&c.to_le_bytes());
+            for p in copies {
+                data[p as usize..p as usize + 16384].copy_from_slice(&node);
+            }
+            patched += 1;
+        }
+    }
+    assert!(patched > 0);
+    std::fs::write(&img, &data).expect("write");
+    let e = t
+        .extents
+        .iter()
+        .find(|e| e.0 .0 == big && e.0 .2 == 0)
+        .expect("big.bin's first extent");
+    let at = btrfs_phys(&chunks, e.2 + e.4 + 3 * 4096)[0];
+    let (copy, map) = damage(&img, &[(at, at + 4096)]);
+    let v = files_json(&map, &copy);
+    let fs = &v["filesystems"][0];
+    assert!(fs["error"].is_null(), "{v}");
+    let f = &fs["damaged_files"][0];
+    assert_eq!(f["path"], "/big.bin", "{v}");
+    assert_eq!(f["lost"], serde_json::json!([[3 * 4096, 4 * 4096]]), "{v}");
 }

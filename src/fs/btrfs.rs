@@ -30,12 +30,17 @@ const PROFILE_MASK: u64 = 0x8 | 0x10 | 0x20 | 0x40 | 0x80 | 0x100 | 0x200 | 0x40
 const DUP: u64 = 0x20;
 
 #[derive(Debug, Clone)]
-struct Chunk {
-    logical: u64,
-    length: u64,
+pub(crate) struct Chunk {
+    pub logical: u64,
+    pub length: u64,
     /// Device offsets of the stripes (one, or two for DUP).
-    stripes: Vec<u64>,
+    pub stripes: Vec<u64>,
 }
+
+/// A tree item's key: (objectid, type, offset), ordered as btrfs orders them.
+pub(crate) type Key = (u64, u8, u64);
+pub(crate) const KEY_MIN: Key = (0, 0, 0);
+pub(crate) const KEY_MAX: Key = (u64::MAX, u8::MAX, u64::MAX);
 
 /// Whether `block`'s checksum (its first bytes, over everything after the 32-byte checksum
 /// field) is right. Checksum types without a hasher here are not checked.
@@ -51,18 +56,25 @@ fn csum_ok(block: &[u8], csum_type: u16) -> bool {
     }
 }
 
+/// Called for every leaf item in key order: (key, data).
+pub(crate) type KeyItemFn<'a> = dyn FnMut(Key, &[u8]) -> Result<(), Error> + 'a;
+/// Called for every subtree that cannot be read: (lo, hi, address, why).
+pub(crate) type LostFn<'a> = dyn FnMut(Key, Key, u64, Error) -> Result<(), Error> + 'a;
+
 /// Called for every leaf item: (objectid, type, offset, data).
 type ItemFn<'a> = dyn FnMut(u64, u8, u64, &[u8]) -> Result<(), Error> + 'a;
 
-struct Fs {
-    nodesize: u64,
+pub(crate) struct Fs {
+    pub nodesize: u64,
     csum_type: u16,
-    chunks: Vec<Chunk>,
-    dev_size: u64,
+    pub chunks: Vec<Chunk>,
+    pub dev_size: u64,
+    /// Read a node's other copy (DUP) when the first cannot be read or fails its checksum.
+    pub any_copy: bool,
 }
 
 impl Fs {
-    fn map(&self, logical: u64) -> Option<(&Chunk, u64)> {
+    pub(crate) fn map(&self, logical: u64) -> Option<(&Chunk, u64)> {
         let i = self
             .chunks
             .partition_point(|c| c.logical + c.length <= logical);
@@ -79,58 +91,124 @@ impl Fs {
         if off + self.nodesize > c.length {
             return Err(Error::Corrupt("tree node crosses its chunk".into()));
         }
-        let node = vol.read_vec(c.stripes[0] + off, self.nodesize)?;
-        if !csum_ok(&node, self.csum_type) {
-            return Err(Error::Corrupt(format!(
-                "tree node {logical}: checksum mismatch"
-            )));
+        let copies = if self.any_copy { c.stripes.len() } else { 1 };
+        let mut last = None;
+        for &stripe in &c.stripes[..copies] {
+            let node = match vol.read_vec(stripe + off, self.nodesize) {
+                Ok(n) => n,
+                Err(e) if e.is_gone() => return Err(e),
+                Err(e) => {
+                    last = Some(e);
+                    continue;
+                }
+            };
+            if !csum_ok(&node, self.csum_type) {
+                last = Some(Error::Corrupt(format!(
+                    "tree node {logical}: checksum mismatch"
+                )));
+            } else if le64(&node, 0x30) != logical {
+                last = Some(Error::Corrupt(format!(
+                    "tree node {logical} records another address"
+                )));
+            } else {
+                return Ok(node);
+            }
         }
-        if le64(&node, 0x30) != logical {
-            return Err(Error::Corrupt(format!(
-                "tree node {logical} records another address"
-            )));
-        }
-        Ok(node)
+        Err(last.unwrap_or_else(|| Error::Corrupt(format!("tree node {logical}: no copy"))))
     }
 
     /// Visits every leaf item of the tree at `root`: (objectid, type, offset, data).
     fn walk(&self, vol: &mut Vol, root: u64, f: &mut ItemFn) -> Result<(), Error> {
-        let mut stack = vec![(root, None::<u8>)];
+        self.walk_keys(
+            vol,
+            root,
+            &mut |(oid, ty, off), d| f(oid, ty, off, d),
+            &mut |_, _, _, e| Err(e),
+        )
+    }
+
+    /// Visits every leaf item of the tree at `root` in key order. A node that cannot be read
+    /// (no copy of it) or does not parse is passed to `lost` with the key range `[lo, hi)` its
+    /// parent says it covers, its address and why; the walk goes on if `lost` returns Ok.
+    pub(crate) fn walk_keys(
+        &self,
+        vol: &mut Vol,
+        root: u64,
+        f: &mut KeyItemFn,
+        lost: &mut LostFn,
+    ) -> Result<(), Error> {
+        let mut stack = vec![(root, None::<u8>, KEY_MIN, KEY_MAX)];
         let mut visited = 0u64;
         let max_nodes = self.dev_size / self.nodesize + 1;
-        while let Some((at, expect_level)) = stack.pop() {
+        while let Some((at, expect_level, lo, hi)) = stack.pop() {
             visited += 1;
             if visited > max_nodes {
                 return Err(Error::Corrupt("tree has more nodes than the device".into()));
             }
-            let node = self.read_node(vol, at)?;
+            let node = match self.read_node(vol, at) {
+                Ok(n) => n,
+                Err(e) if e.is_gone() => return Err(e),
+                Err(e) => {
+                    lost(lo, hi, at, e)?;
+                    continue;
+                }
+            };
             let n = le32(&node, 0x60) as usize;
             let level = node[0x64];
             if expect_level.is_some_and(|l| l != level) || level > 8 {
-                return Err(Error::Corrupt(format!(
-                    "tree node {at}: unexpected level {level}"
-                )));
+                lost(
+                    lo,
+                    hi,
+                    at,
+                    Error::Corrupt(format!("tree node {at}: unexpected level {level}")),
+                )?;
+                continue;
             }
+            let key = |at: usize| (le64(&node, at), node[at + 8], le64(&node, at + 9));
             if level == 0 {
                 if HEADER + 25 * n > node.len() {
-                    return Err(Error::Corrupt(format!("tree leaf {at}: {n} items")));
+                    lost(
+                        lo,
+                        hi,
+                        at,
+                        Error::Corrupt(format!("tree leaf {at}: {n} items")),
+                    )?;
+                    continue;
                 }
-                for i in 0..n {
+                let data = |i: usize| {
                     let it = HEADER + 25 * i;
-                    let (oid, ty, off) = (le64(&node, it), node[it + 8], le64(&node, it + 9));
                     let doff = HEADER + le32(&node, it + 17) as usize;
                     let dlen = le32(&node, it + 21) as usize;
-                    let data = node
-                        .get(doff..doff.saturating_add(dlen))
-                        .ok_or_else(|| Error::Corrupt(format!("tree leaf {at}: item data")))?;
-                    f(oid, ty, off, data)?;
+                    node.get(doff..doff.saturating_add(dlen))
+                };
+                if (0..n).any(|i| data(i).is_none()) {
+                    let e = Error::Corrupt(format!("tree leaf {at}: item data"));
+                    lost(lo, hi, at, e)?;
+                    continue;
+                }
+                for i in 0..n {
+                    f(key(HEADER + 25 * i), data(i).unwrap_or_default())?;
                 }
             } else {
                 if HEADER + 33 * n > node.len() {
-                    return Err(Error::Corrupt(format!("tree node {at}: {n} pointers")));
+                    lost(
+                        lo,
+                        hi,
+                        at,
+                        Error::Corrupt(format!("tree node {at}: {n} pointers")),
+                    )?;
+                    continue;
                 }
                 for i in (0..n).rev() {
-                    stack.push((le64(&node, HEADER + 33 * i + 17), Some(level - 1)));
+                    let p = HEADER + 33 * i;
+                    // A child covers its key up to the next one's (clipped to the parent's).
+                    let child_lo = key(p).clamp(lo, hi);
+                    let child_hi = if i + 1 < n {
+                        key(p + 33).clamp(child_lo, hi)
+                    } else {
+                        hi
+                    };
+                    stack.push((le64(&node, p + 17), Some(level - 1), child_lo, child_hi));
                 }
             }
         }
@@ -167,8 +245,8 @@ fn parse_chunk(logical: u64, d: &[u8], dev_size: u64) -> Result<Chunk, Error> {
     })
 }
 
-/// Reads a btrfs filesystem.
-pub(crate) fn analyze(vol: &mut Vol) -> Result<Found, Error> {
+/// Reads the superblock and the chunk map.
+pub(crate) fn open(vol: &mut Vol) -> Result<(Fs, Vec<u8>), Error> {
     let sb = vol.read_vec(SB_OFFSET, 4096)?;
     if sb.get(0x40..0x48) != Some(b"_BHRfS_M") {
         return Err(Error::Corrupt("no btrfs superblock magic".into()));
@@ -178,7 +256,6 @@ pub(crate) fn analyze(vol: &mut Vol) -> Result<Found, Error> {
         return Err(Error::Corrupt("superblock checksum mismatch".into()));
     }
     let total = le64(&sb, 0x70);
-    let bytes_used = le64(&sb, 0x78);
     let sectorsize = le32(&sb, 0x90) as u64;
     let nodesize = le32(&sb, 0x94) as u64;
     let num_devices = le64(&sb, 0x88);
@@ -196,20 +273,6 @@ pub(crate) fn analyze(vol: &mut Vol) -> Result<Found, Error> {
             vol.len
         )));
     }
-    let label = {
-        let raw = &sb[0x12b..0x12b + 256];
-        let end = raw.iter().position(|&c| c == 0).unwrap_or(raw.len());
-        String::from_utf8_lossy(&raw[..end]).into_owned()
-    };
-    let mut found = Found {
-        kind: Some(FsKind::Btrfs),
-        label: Some(label).filter(|l| !l.is_empty()),
-        uuid: Some(super::uuid_string(&sb[0x20..0x30])),
-        block_size: sectorsize as u32,
-        fs_bytes: dev_size,
-        used_bytes: Some(bytes_used),
-        ..Found::default()
-    };
     if num_devices != 1 {
         return Err(Error::Unsupported(format!(
             "btrfs over {num_devices} devices"
@@ -241,6 +304,7 @@ pub(crate) fn analyze(vol: &mut Vol) -> Result<Found, Error> {
         csum_type,
         chunks,
         dev_size,
+        any_copy: false,
     };
     let mut all = Vec::new();
     fs.walk(vol, le64(&sb, 0x58), &mut |_, ty, off, d| {
@@ -257,6 +321,26 @@ pub(crate) fn analyze(vol: &mut Vol) -> Result<Found, Error> {
         return Err(Error::Corrupt("overlapping chunks".into()));
     }
     fs.chunks = all;
+    Ok((fs, sb))
+}
+
+/// Reads a btrfs filesystem.
+pub(crate) fn analyze(vol: &mut Vol) -> Result<Found, Error> {
+    let (fs, sb) = open(vol)?;
+    let label = {
+        let raw = &sb[0x12b..0x12b + 256];
+        let end = raw.iter().position(|&c| c == 0).unwrap_or(raw.len());
+        String::from_utf8_lossy(&raw[..end]).into_owned()
+    };
+    let mut found = Found {
+        kind: Some(FsKind::Btrfs),
+        label: Some(label).filter(|l| !l.is_empty()),
+        uuid: Some(super::uuid_string(&sb[0x20..0x30])),
+        block_size: le32(&sb, 0x90),
+        fs_bytes: fs.dev_size,
+        used_bytes: Some(le64(&sb, 0x78)),
+        ..Found::default()
+    };
     let mut meta = Ranges::new();
     for m in [SB_OFFSET, 64 << 20, 256 << 30] {
         meta.add(m, m + 4096);

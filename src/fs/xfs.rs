@@ -16,15 +16,15 @@
 use super::vol::{Ranges, Vol};
 use super::{Error, Found, FsKind};
 
-fn be16(b: &[u8], o: usize) -> u16 {
+pub(crate) fn be16(b: &[u8], o: usize) -> u16 {
     b.get(o..o + 2)
         .map_or(0, |s| u16::from_be_bytes([s[0], s[1]]))
 }
-fn be32(b: &[u8], o: usize) -> u32 {
+pub(crate) fn be32(b: &[u8], o: usize) -> u32 {
     b.get(o..o + 4)
         .map_or(0, |s| u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
 }
-fn be64(b: &[u8], o: usize) -> u64 {
+pub(crate) fn be64(b: &[u8], o: usize) -> u64 {
     ((be32(b, o) as u64) << 32) | be32(b, o + 4) as u64
 }
 
@@ -40,6 +40,21 @@ pub struct Super {
     pub logblocks: u64,
     pub agblklog: u32,
     pub v5: bool,
+    /// The root directory's inode.
+    pub rootino: u64,
+    pub inode_size: u64,
+    /// log2 of the inodes per block.
+    pub inopblog: u32,
+    /// log2 of the blocks per directory block.
+    pub dirblklog: u32,
+    /// Directory entries carry a file type byte.
+    pub ftype: bool,
+    /// 64-bit extent counters (the data fork's count moves).
+    pub nrext64: bool,
+    /// Sparse inode chunks (inode B+tree records carry a hole mask).
+    pub spinodes: bool,
+    /// Inodes no directory names: realtime bitmap and summary, quotas.
+    pub hidden_inodes: Vec<u64>,
     pub label: String,
     pub uuid: [u8; 16],
 }
@@ -73,6 +88,12 @@ impl Super {
         }
         let mut uuid = [0u8; 16];
         uuid.copy_from_slice(&s[32..48]);
+        let v5 = be16(s, 100) & 0xf == 5;
+        let inode_size = be16(s, 104) as u64;
+        // Checked by the file walker, which is the only user (the used-blocks reader needs no
+        // inodes).
+        let inopblog = s[123] as u32;
+        let incompat = if v5 { be32(s, 216) } else { 0 };
         let raw = &s[108..120];
         let end = raw.iter().position(|&c| c == 0).unwrap_or(raw.len());
         Ok(Super {
@@ -84,18 +105,34 @@ impl Super {
             logstart: be64(s, 48),
             logblocks: be32(s, 96) as u64,
             agblklog,
-            v5: be16(s, 100) & 0xf == 5,
+            v5,
+            rootino: be64(s, 56),
+            inode_size,
+            inopblog,
+            dirblklog: (s[192] as u32).min(8),
+            ftype: if v5 {
+                incompat & 1 != 0
+            } else {
+                be32(s, 200) & 0x200 != 0
+            },
+            nrext64: incompat & 0x20 != 0,
+            spinodes: incompat & 2 != 0,
+            hidden_inodes: [64, 72, 160, 168, 232]
+                .iter()
+                .map(|&o| be64(s, o))
+                .filter(|&i| i != 0 && i != u64::MAX)
+                .collect(),
             label: String::from_utf8_lossy(&raw[..end]).into_owned(),
             uuid,
         })
     }
 
-    fn ag_offset(&self, ag: u64) -> u64 {
+    pub(crate) fn ag_offset(&self, ag: u64) -> u64 {
         ag * self.agblocks * self.block_size
     }
 
     /// A filesystem block number (AG number in the high bits) as a byte offset.
-    fn fsb_offset(&self, fsb: u64) -> Option<u64> {
+    pub(crate) fn fsb_offset(&self, fsb: u64) -> Option<u64> {
         let ag = fsb >> self.agblklog;
         let bno = fsb & ((1u64 << self.agblklog) - 1);
         (ag < self.agcount && bno < self.agblocks)

@@ -321,3 +321,74 @@ pub fn mkfs_btrfs(dir: &Path, name: &str, size: u64) -> PathBuf {
         .arg(&img));
     img
 }
+
+/// An XFS image as [`mkfs_xfs`] makes it, then mounted once to add what a prototype file cannot
+/// make: `/frag.bin` (300 separate blocks: more extents than the inode holds, so a bmbt
+/// B+tree fork), `/pre.bin` (1 MiB preallocated, its first 64 KiB written: the rest unwritten
+/// extents) and `/many` (2000 entries: a B+tree directory with leaf and node blocks).
+pub fn mkfs_xfs_forks(dir: &Path, name: &str, size: u64) -> PathBuf {
+    require_tool("xfs_io", "xfsprogs");
+    let img = mkfs_xfs(dir, name, size);
+    let lo = super::LoopDev::attach(&img, false);
+    let m = super::Mount::new(&lo.dev, &dir.join(format!("{name}.mnt")));
+    let mut cmd = Command::new("xfs_io");
+    cmd.arg("-f");
+    for i in 0..300u64 {
+        cmd.arg("-c")
+            .arg(format!("pwrite -q -S {} {} 4096", i % 251, i * 8192));
+    }
+    sh(cmd.arg(m.dir.join("frag.bin")));
+    sh(Command::new("xfs_io")
+        .args(["-f", "-c", "falloc 0 1m", "-c", "pwrite -q 0 64k"])
+        .arg(m.dir.join("pre.bin")));
+    let many = m.dir.join("many");
+    std::fs::create_dir(&many).expect("mkdir many");
+    for i in 0..2000 {
+        std::fs::write(many.join(format!("entry-{i}")), b"").expect("create entry");
+    }
+    drop(m);
+    drop(lo);
+    img
+}
+
+/// A btrfs image as [`mkfs_btrfs`] makes it, then mounted once (zlib compression on) to add what
+/// `--rootdir` cannot make: `/comp.bin` (compressed extents), `/pre.bin` (1 MiB preallocated,
+/// its first 64 KiB written), `/tiny.txt` (an inline extent) and `/many` (400 small files: a
+/// tree of many leaves).
+pub fn mkfs_btrfs_mounted(dir: &Path, name: &str, size: u64) -> PathBuf {
+    require_tool("xfs_io", "xfsprogs");
+    let img = mkfs_btrfs(dir, name, size);
+    let lo = super::LoopDev::attach(&img, false);
+    let mnt = dir.join(format!("{name}.mnt"));
+    std::fs::create_dir_all(&mnt).expect("mkdir");
+    let out = super::run(
+        Command::new("mount")
+            .args(["-o", "compress=zlib"])
+            .arg(&lo.dev)
+            .arg(&mnt),
+    );
+    assert!(
+        out.status.success(),
+        "mount btrfs: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let m = super::Mount { dir: mnt };
+    let text: Vec<u8> = (0..600_000u32)
+        .flat_map(|i| format!("line {} of a compressible file\n", i % 977).into_bytes())
+        .take(3 * MIB as usize)
+        .collect();
+    std::fs::write(m.dir.join("comp.bin"), &text).expect("write comp.bin");
+    sh(Command::new("xfs_io")
+        .args(["-f", "-c", "falloc 0 1m", "-c", "pwrite -q 0 64k"])
+        .arg(m.dir.join("pre.bin")));
+    std::fs::write(m.dir.join("tiny.txt"), b"a small file kept in its leaf\n").expect("write");
+    let many = m.dir.join("many");
+    std::fs::create_dir(&many).expect("mkdir many");
+    for i in 0..400u64 {
+        std::fs::write(many.join(format!("entry-{i}")), pattern(i, 3000)).expect("create");
+    }
+    sh(&mut Command::new("sync"));
+    drop(m);
+    drop(lo);
+    img
+}

@@ -8,10 +8,12 @@
 //! names are lost"). Every loop is bounded by the filesystem's own size, never by a count read
 //! from the metadata; a hostile or damaged structure ends that part of the walk with a note.
 
+pub mod btrfs;
 pub mod exfat;
 pub mod ext;
 pub mod fat;
 pub mod ntfs;
+pub mod xfs;
 
 use super::vol::Ranges;
 use crate::device::{Geometry, ReadFault, ReadOutcome, Source};
@@ -304,6 +306,8 @@ fn one(
         K::Fat12 | K::Fat16 | K::Fat32 => fat::walk(&mut vol, &mut c),
         K::Exfat => exfat::walk(&mut vol, &mut c),
         K::Ntfs => ntfs::walk(&mut vol, &mut c),
+        K::Xfs => xfs::walk(&mut vol, &mut c),
+        K::Btrfs => btrfs::walk(&mut vol, &mut c),
         ref k => Err(super::Error::Unsupported(format!(
             "no file reader for {k} yet"
         ))),
