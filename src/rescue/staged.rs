@@ -102,15 +102,9 @@ pub fn rescue(
     }
     let why = plain_reason(opts)
         .map(str::to_string)
-        .or_else(|| (!readable_back(dest)).then(|| "the destination cannot be read back".into()))
-        .or_else(|| peek(src).err());
+        .or_else(|| (!readable_back(dest)).then(|| "the destination cannot be read back".into()));
     if let Some(why) = why {
-        let used = if opts.used_only {
-            "; --used-only has no used data to stop after: everything is read"
-        } else {
-            ""
-        };
-        say(observer, format!("Rescue order: plain ({why}){used}"));
+        say_plain(observer, &why, opts.used_only);
         return engine::rescue(src, dest, map, store, opts, clock, control, observer);
     }
     let geo = src.geometry();
@@ -148,7 +142,19 @@ fn readable_back(dest: &dyn Dest) -> bool {
     })
 }
 
-/// Whether the first bytes of the source show a partition table or a known filesystem.
+fn say_plain(observer: &mut dyn RescueObserver, why: &str, used_only: bool) {
+    let used = if used_only {
+        "; --used-only has no used data to stop after: everything is read"
+    } else {
+        ""
+    };
+    say(observer, format!("Rescue order: plain ({why}){used}"));
+}
+
+/// Whether the first bytes of the source (as rescued into the copy) show a partition table or
+/// a known filesystem. Read from the copy, after the engine rescued the partition tables' sectors:
+/// a look at the source itself would be one more read of its first sectors, a failed one (2 s on
+/// a dying disk) where they are bad.
 fn peek(src: &mut dyn Source) -> std::result::Result<(), String> {
     let size = src.geometry().size;
     let mut head = vec![0u8; PEEK.min(size as usize)];
@@ -374,7 +380,10 @@ impl Staged<'_> {
     fn run(&mut self) -> Result<(Outcome, RescueStats)> {
         // A new file gets the full size now, as the engine gives it at the first write of a
         // plain run: holes for what is not rescued, whatever stage a stop comes in.
-        if self.opts.extend_new_dest && self.dest.size().map(|s| s == 0).unwrap_or(false) {
+        // (Not when nothing is left to read: a plain run would not write at all.)
+        let pending = self.map.totals_in(&self.user).pending() > 0;
+        if pending && self.opts.extend_new_dest && self.dest.size().map(|s| s == 0).unwrap_or(false)
+        {
             if let Some(&(_, end)) = self.user.last() {
                 self.dest.extend_to(end)?;
             }
@@ -383,11 +392,28 @@ impl Staged<'_> {
         let size = self.geo.size;
         let count = if self.opts.used_only { 2 } else { 3 };
 
-        // Stage 1: metadata, in rounds.
-        let mut table = Ranges::new();
-        table.add(0, (GPT_HEAD_SECTORS * ss).min(size));
-        table.add(size.saturating_sub(GPT_BACKUP_SECTORS * ss), size);
-        let table = table.finish();
+        // Stage 1: metadata, in rounds. The first sectors come first: they tell whether the
+        // order can know anything about this disk (if not, the plain order goes on from there,
+        // without a seek).
+        let head = [(0, (GPT_HEAD_SECTORS * ss).max(PEEK as u64).min(size))];
+        if let Step::Stop(o) = self.stage_with(&head, false, true)? {
+            return Ok((o, self.stats));
+        }
+        let known = {
+            let mut copy = CopyView {
+                dest: &mut *self.dest,
+                geo: self.geo,
+            };
+            peek(&mut Rescued::new(&mut copy, self.map))
+        };
+        if let Err(why) = known {
+            // The rest in the plain order: one last stage over everything left.
+            say_plain(self.observer, &why, self.opts.used_only);
+            return match self.stage(&self.user.clone(), true)? {
+                Step::Stop(o) => Ok((o, self.stats)),
+                Step::Next => Ok((Outcome::Finished, self.stats)),
+            };
+        }
         say(
             self.observer,
             format!(
@@ -395,7 +421,8 @@ impl Staged<'_> {
                  the copy shows it)"
             ),
         );
-        if let Step::Stop(o) = self.stage(&table, false)? {
+        let backup = [(size.saturating_sub(GPT_BACKUP_SECTORS * ss), size)];
+        if let Step::Stop(o) = self.stage(&backup, false)? {
             return Ok((o, self.stats));
         }
         let mut found: Option<DiskDomain> = None;
@@ -548,6 +575,13 @@ impl Staged<'_> {
     /// One engine call over `ranges` ∩ the user's domain minus earlier stages (the last stage:
     /// everything left).
     fn stage(&mut self, ranges: &[(u64, u64)], last: bool) -> Result<Step> {
+        self.stage_with(ranges, last, false)
+    }
+
+    /// [`Self::stage`]; `copy_only`: only the copying passes, and the ranges stay for a later
+    /// stage's trimming, scraping and retries (the first look at the disk's first sectors must
+    /// not spend failed reads on them before the rest of the disk is copied).
+    fn stage_with(&mut self, ranges: &[(u64, u64)], last: bool, copy_only: bool) -> Result<Step> {
         let done = self.done.clone().finish();
         let domain = subtract(&intersect(ranges, &self.user), &done);
         if domain.is_empty() && !last {
@@ -564,8 +598,14 @@ impl Staged<'_> {
         } else {
             domain
         };
-        for &(s, e) in &domain {
-            self.done.add(s, e);
+        if copy_only {
+            opts.no_trim = true;
+            opts.no_scrape = true;
+            opts.retry_passes = 0;
+        } else {
+            for &(s, e) in &domain {
+                self.done.add(s, e);
+            }
         }
         // The map's pass-1 position belongs to the stage it lies in; other stages start afresh.
         match self.resume {
