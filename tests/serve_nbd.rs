@@ -183,6 +183,64 @@ fn image_map_copy_and_compare() {
 }
 
 #[test]
+fn zero_runs_inside_chunks_are_holes() {
+    require_tool("nbdinfo", "libnbd-bin");
+    require_tool("nbdcopy", "libnbd-bin");
+    let dir = tempfile::tempdir().unwrap();
+    // Two 4 MiB chunks and a short one, each mixing random data with zero runs.
+    let m = MIB;
+    let mut data = vec![0u8; 9 * m + 12345];
+    for (s, e, seed) in [
+        (0, m, 1),
+        (2 * m, 4 * m + m / 2, 2),
+        (6 * m, 7 * m, 3),
+        (9 * m, 9 * m + 100, 4),
+    ] {
+        data[s..e].copy_from_slice(&pattern(seed, e - s));
+    }
+    let raw = dir.path().join("disk.raw");
+    std::fs::write(&raw, &data).unwrap();
+    let img = dir.path().join("disk.img.zst");
+    let out = run(salvor().arg("image").arg(&raw).arg(&img));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s = Server::start(&img, &dir.path().join("nbd.sock"), &[]);
+    let map = nbd_map(&s.uri);
+    // Every hole is really zeros, and the map covers the disk.
+    let mut at = 0u64;
+    for &(o, l, t) in &map {
+        assert_eq!(o, at, "{map:?}");
+        at = o + l;
+        if t & 2 != 0 {
+            assert!(
+                data[o as usize..(o + l) as usize].iter().all(|&b| b == 0),
+                "hole at {o}+{l} holds data: {map:?}"
+            );
+        }
+    }
+    assert_eq!(at, data.len() as u64);
+    // The zero megabyte between data inside chunk 0 (compressed as RLE blocks) is a hole.
+    let (a, b) = (m as u64, 2 * m as u64);
+    assert!(
+        map.iter().any(|&(o, l, t)| t == 3 && o <= a && o + l >= b),
+        "{map:?}"
+    );
+    // Reads with holes skipped and with every byte read give the disk back.
+    for extra in [&[][..], &["--no-extents"][..]] {
+        let copy = dir.path().join("copy.raw");
+        let _ = std::fs::remove_file(&copy);
+        tool(Command::new("nbdcopy").args(extra).arg(&s.uri).arg(&copy));
+        assert!(
+            std::fs::read(&copy).unwrap() == data,
+            "nbdcopy {extra:?} differs"
+        );
+    }
+}
+
+#[test]
 fn sparse_raw_file_over_tcp() {
     require_tool("nbdinfo", "libnbd-bin");
     let dir = tempfile::tempdir().unwrap();

@@ -57,6 +57,15 @@ impl Format {
 pub trait SparseWriter {
     fn granule(&self) -> u64;
     fn write_granule(&mut self, dest: &mut dyn Dest, index: u64, data: &[u8]) -> Result<()>;
+    /// Consecutive granules from `first` on (`data` is a whole number of them): formats that
+    /// store them one after the other write them in one piece.
+    fn write_granules(&mut self, dest: &mut dyn Dest, first: u64, data: &[u8]) -> Result<()> {
+        let g = self.granule() as usize;
+        for (i, part) in data.chunks(g).enumerate() {
+            self.write_granule(dest, first + i as u64, part)?;
+        }
+        Ok(())
+    }
     /// Writes the metadata; returns the output's length.
     fn finish(&mut self, dest: &mut dyn Dest) -> Result<u64>;
 }
@@ -210,19 +219,35 @@ pub fn export(
             if c.offset % g != 0 {
                 return Err(Error::Internal("chunk not aligned to the granule".into()));
             }
-            for (i, part) in data.chunks(g as usize).enumerate() {
-                if is_zero(part) {
-                    continue;
+            // Runs of non-zero whole granules go out as one write each, straight from the
+            // decoded chunk; a short last granule is padded.
+            let gl = g as usize;
+            let whole = data.len() / gl * gl;
+            let mut run: Option<usize> = None;
+            for (i, part) in data[..whole].chunks(gl).enumerate() {
+                match (is_zero(part), run) {
+                    (false, None) => run = Some(i),
+                    (true, Some(r)) => {
+                        writer.write_granules(
+                            &mut dest,
+                            c.offset / g + r as u64,
+                            &data[r * gl..i * gl],
+                        )?;
+                        data_bytes += ((i - r) * gl) as u64;
+                        run = None;
+                    }
+                    _ => {}
                 }
-                let index = c.offset / g + i as u64;
-                let full = if part.len() as u64 == g {
-                    part
-                } else {
-                    pad.fill(0);
-                    pad[..part.len()].copy_from_slice(part);
-                    &pad[..]
-                };
-                writer.write_granule(&mut dest, index, full)?;
+            }
+            if let Some(r) = run {
+                writer.write_granules(&mut dest, c.offset / g + r as u64, &data[r * gl..whole])?;
+                data_bytes += (whole - r * gl) as u64;
+            }
+            let tail = &data[whole..];
+            if !tail.is_empty() && !is_zero(tail) {
+                pad.fill(0);
+                pad[..tail.len()].copy_from_slice(tail);
+                writer.write_granule(&mut dest, c.offset / g + (whole / gl) as u64, &pad)?;
                 data_bytes += g;
             }
             Ok(())
@@ -293,6 +318,9 @@ struct Coalesce<'a> {
 }
 
 const COALESCE: usize = 8 << 20;
+/// Writes at least this long skip the buffer (after flushing it): a copy of them would cost
+/// more than the system call it saves.
+const DIRECT: usize = 256 << 10;
 
 impl Coalesce<'_> {
     fn flush_buf(&mut self) -> Result<()> {
@@ -314,8 +342,10 @@ impl Dest for Coalesce<'_> {
             self.flush_buf()?;
             self.at = pos;
         }
-        if data.len() >= COALESCE {
+        if data.len() >= DIRECT {
+            self.flush_buf()?;
             self.inner.write_at(pos, data)?;
+            self.inner.start_writeback(pos, pos + data.len() as u64);
             self.at = pos + data.len() as u64;
             return Ok(());
         }

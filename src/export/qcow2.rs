@@ -51,16 +51,22 @@ impl SparseWriter for Qcow2Writer {
     }
 
     fn write_granule(&mut self, dest: &mut dyn Dest, index: u64, data: &[u8]) -> Result<()> {
-        let at = self.next * CLUSTER;
-        dest.write_at(at, data)?;
-        let l1 = (index / L2_ENTRIES) as usize;
-        let table = self
-            .l2
-            .get_mut(l1)
-            .ok_or_else(|| Error::Internal(format!("cluster {index} beyond the disk")))?
-            .get_or_insert_with(|| vec![0u64; L2_ENTRIES as usize]);
-        table[(index % L2_ENTRIES) as usize] = at | COPIED;
-        self.next += 1;
+        self.write_granules(dest, index, data)
+    }
+
+    fn write_granules(&mut self, dest: &mut dyn Dest, first: u64, data: &[u8]) -> Result<()> {
+        // Data clusters are allocated in order, so consecutive ones are one write.
+        dest.write_at(self.next * CLUSTER, data)?;
+        for i in 0..(data.len() as u64).div_ceil(CLUSTER) {
+            let (index, at) = (first + i, self.next * CLUSTER);
+            let table = self
+                .l2
+                .get_mut((index / L2_ENTRIES) as usize)
+                .ok_or_else(|| Error::Internal(format!("cluster {index} beyond the disk")))?
+                .get_or_insert_with(|| vec![0u64; L2_ENTRIES as usize]);
+            table[(index % L2_ENTRIES) as usize] = at | COPIED;
+            self.next += 1;
+        }
         Ok(())
     }
 

@@ -278,6 +278,102 @@ impl ImageFile {
     }
 }
 
+/// The largest block a zstd frame holds (the format's limit; smaller with a smaller window).
+const ZSTD_BLOCK_MAX: u64 = 128 << 10;
+
+impl ImageFile {
+    /// The all-zero runs of chunk `k` as `(start, end)` offsets within the chunk, sorted and
+    /// merged, found from the frame's block headers without decoding it: zstd stores a block
+    /// of one repeated byte as an RLE block. Where a block starts is known only when every
+    /// compressed block holds a full block (the compressor's usual cut); the sizes then add up
+    /// to the chunk's exactly, and otherwise (or for anything unexpected in the frame) the
+    /// answer is `None`: nothing known. Reads a few bytes per block.
+    pub fn zero_runs(&self, k: usize) -> Result<Option<Vec<(u64, u64)>>> {
+        let f = self.frames[k];
+        let frame_len = u64::from(f.entry.compressed);
+        let want = u64::from(f.entry.decompressed);
+        let mut head = [0u8; 18];
+        let n = head.len().min(frame_len as usize);
+        self.parts.read_exact_at(f.offset, &mut head[..n])?;
+        let head = &head[..n];
+        if n < 6 || le32(head, 0) != ZSTD_FRAME_MAGIC {
+            return Ok(None);
+        }
+        let fhd = head[4];
+        let single = fhd & 0x20 != 0;
+        if fhd & 0x08 != 0 {
+            return Ok(None);
+        }
+        let dict_len = [0usize, 1, 2, 4][usize::from(fhd & 3)];
+        let fcs_len = match fhd >> 6 {
+            0 => usize::from(single),
+            1 => 2,
+            2 => 4,
+            _ => 8,
+        };
+        let block_max = if single {
+            ZSTD_BLOCK_MAX.min(want)
+        } else {
+            let wd = head[5];
+            let base = 1u64 << (10 + (wd >> 3));
+            ZSTD_BLOCK_MAX.min(base + base / 8 * u64::from(wd & 7))
+        };
+        let mut pos = (5 + usize::from(!single) + dict_len + fcs_len) as u64;
+        let checksum = if fhd & 0x04 != 0 { 4 } else { 0 };
+        let mut regen = 0u64;
+        let mut last_compressed;
+        let mut runs: Vec<(u64, u64)> = Vec::new();
+        // Every block header is 3 bytes and moves `pos` on, so the frame's own length bounds this.
+        loop {
+            if pos + 3 > frame_len {
+                return Ok(None);
+            }
+            let mut b = [0u8; 4];
+            let m = 4.min(frame_len - pos) as usize;
+            self.parts.read_exact_at(f.offset + pos, &mut b[..m])?;
+            let h = u32::from(b[0]) | u32::from(b[1]) << 8 | u32::from(b[2]) << 16;
+            let (last, kind, size) = (h & 1 != 0, (h >> 1) & 3, u64::from(h >> 3));
+            pos += 3;
+            last_compressed = kind == 2;
+            match kind {
+                0 => {
+                    regen += size;
+                    pos += size;
+                }
+                1 => {
+                    if m < 4 {
+                        return Ok(None);
+                    }
+                    if b[3] == 0 && size > 0 {
+                        match runs.last_mut() {
+                            Some(r) if r.1 == regen => r.1 += size,
+                            _ => runs.push((regen, regen + size)),
+                        }
+                    }
+                    regen += size;
+                    pos += 1;
+                }
+                2 => {
+                    regen += block_max;
+                    pos += size;
+                }
+                _ => return Ok(None),
+            }
+            if last {
+                break;
+            }
+        }
+        // The last block may be short: of the chunk's last bytes, a compressed one holds the rest.
+        if last_compressed && regen > want && regen - want < block_max {
+            regen = want;
+        }
+        if regen != want || pos + checksum != frame_len {
+            return Ok(None);
+        }
+        Ok(Some(runs))
+    }
+}
+
 /// Whether a single-file image looks like one part of a split image.
 fn split_hint(parts: &PartReader) -> bool {
     parts

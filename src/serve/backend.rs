@@ -4,7 +4,7 @@
 //! with EIO the way nbdkit's ddrescue filter does). Every backend is read-only; writes go to an
 //! [`super::overlay::Overlay`] on top.
 
-use super::cache::ChunkCache;
+use super::cache::{ChunkBuf, ChunkCache};
 use super::proto::{EIO, EPERM, ESHUTDOWN, STATE_HOLE, STATE_ZERO};
 use crate::device::{FileSource, OpenOptions, ReadFault, Source};
 use crate::error::{Error, Result};
@@ -59,6 +59,18 @@ pub trait Export: Send + Sync {
     /// least one byte (the caller checked the range).
     fn extents(&self, offset: u64, len: u64) -> Vec<Extent>;
 
+    /// Like [`Export::read`], but the bytes are handed out as [`Piece`]s of buffers the export
+    /// already holds (decoded chunks), so a reply is written from them without a copy. `None`:
+    /// not supported, use `read`. On a fault, `out` covers the bytes before `fault.offset`.
+    fn read_shared(
+        &self,
+        _offset: u64,
+        _len: usize,
+        _out: &mut Vec<Piece>,
+    ) -> Option<std::result::Result<(), Fault>> {
+        None
+    }
+
     fn write(&self, offset: u64, _data: &[u8]) -> std::result::Result<(), Fault> {
         Err(Fault::new(offset, EPERM, "the export is read-only"))
     }
@@ -70,6 +82,23 @@ pub trait Export: Send + Sync {
 
     /// A line for `NBD_OPT_LIST` and `NBD_INFO_DESCRIPTION`.
     fn describe(&self) -> String;
+}
+
+/// A run of a read served from memory: `len` bytes at `start` of a shared buffer, or zeros.
+#[derive(Clone)]
+pub struct Piece {
+    pub data: Option<Arc<ChunkBuf>>,
+    pub start: usize,
+    pub len: usize,
+}
+
+impl Piece {
+    /// The bytes (`None`: `len` zeros).
+    pub fn bytes(&self) -> Option<&[u8]> {
+        self.data
+            .as_deref()
+            .map(|d| &d[self.start..self.start + self.len])
+    }
 }
 
 /// At most this many extents per reply: a client asks again from where the list ended.
@@ -115,25 +144,74 @@ pub fn paint(ext: Vec<Extent>, start: u64, s: u64, e: u64, flags: u32) -> Vec<Ex
 }
 
 /// A salvor image: chunks decoded on demand into the shared cache; all-zero chunks are never
-/// decoded, read as zeros and reported as holes. A large read near the end of a chunk has the
-/// next chunk decoded by a prefetch thread meanwhile, so sequential readers (nbdcopy, a booting
-/// VM, `dd`) find it decoded; small random reads never trigger it.
+/// decoded, read as zeros and reported as holes. Sequential readers (nbdcopy, a booting VM,
+/// `dd`) have the chunks ahead of them decoded by a small pool of read-ahead threads, so that a
+/// connection's thread only copies decoded bytes to its socket; small random reads never
+/// trigger read-ahead.
 pub struct ImageExport {
     core: Arc<ImageCore>,
-    prefetch: Mutex<Option<std::sync::mpsc::Sender<usize>>>,
+    ahead: Arc<ReadAhead>,
 }
 
-/// Reads at least this long near a chunk's end start the next chunk's decoding.
+/// Reads at least this long may start read-ahead.
 const PREFETCH_MIN_READ: usize = 64 << 10;
+/// Read streams remembered (a client's connections each read their own part sequentially).
+const STREAMS: usize = 16;
 
-struct ImageCore {
-    image: ImageFile,
-    /// Unrescued `[start, end)` ranges whose reads fail (empty unless asked).
-    holes: Vec<(u64, u64)>,
-    chunk: u64,
-    size: u64,
-    zero: Vec<bool>,
-    cache: ChunkCache,
+/// The read-ahead queue shared by the pool's threads.
+struct ReadAhead {
+    state: Mutex<AheadState>,
+    wake: std::sync::Condvar,
+    /// Chunks decoded ahead of each sequential stream (and the most queued at once, per
+    /// thread): bounded, so read-ahead never holds more than a few chunks beyond the cache.
+    depth: usize,
+}
+
+#[derive(Default)]
+struct AheadState {
+    queue: std::collections::VecDeque<usize>,
+    /// Where recent large reads ended: a read starting at or shortly after one continues it.
+    ends: [u64; STREAMS],
+    next_slot: usize,
+    stop: bool,
+}
+
+impl ReadAhead {
+    fn lock(&self) -> std::sync::MutexGuard<'_, AheadState> {
+        match self.state.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    fn worker(&self, core: &ImageCore) {
+        loop {
+            let k = {
+                let mut g = self.lock();
+                loop {
+                    if g.stop {
+                        return;
+                    }
+                    if let Some(k) = g.queue.pop_front() {
+                        break k;
+                    }
+                    g = match self.wake.wait(g) {
+                        Ok(g) => g,
+                        Err(p) => p.into_inner(),
+                    };
+                }
+            };
+            // A failure shows up again when a client reads the chunk.
+            let _ = core.chunk_data(k);
+        }
+    }
+}
+
+impl Drop for ImageExport {
+    fn drop(&mut self) {
+        self.ahead.lock().stop = true;
+        self.ahead.wake.notify_all();
+    }
 }
 
 impl ImageExport {
@@ -153,20 +231,22 @@ impl ImageExport {
             core.holes = h;
         }
         let core = Arc::new(core);
-        let (tx, rx) = std::sync::mpsc::channel::<usize>();
-        let worker = core.clone();
-        let spawned = std::thread::Builder::new()
-            .name("nbd-prefetch".into())
-            .spawn(move || {
-                while let Ok(k) = rx.recv() {
-                    // A failure shows up again when a client reads the chunk.
-                    let _ = worker.chunk_data(k);
-                }
-            });
-        Ok(ImageExport {
-            core,
-            prefetch: Mutex::new(spawned.ok().map(|_| tx)),
-        })
+        let threads = crate::image::default_threads().clamp(1, 8);
+        // Never more read-ahead than a quarter of the cache holds, so it does not evict itself.
+        let fit = (cache_bytes / core.chunk.max(1) as usize / 4).max(1);
+        let ahead = Arc::new(ReadAhead {
+            state: Mutex::new(AheadState::default()),
+            wake: std::sync::Condvar::new(),
+            depth: threads.max(2).min(fit),
+        });
+        for i in 0..threads {
+            let (ahead, core) = (ahead.clone(), core.clone());
+            // Without the pool, connections decode on their own threads: slower, still right.
+            let _ = std::thread::Builder::new()
+                .name(format!("nbd-ahead-{i}"))
+                .spawn(move || ahead.worker(&core));
+        }
+        Ok(ImageExport { core, ahead })
     }
 
     pub fn cache(&self) -> &ChunkCache {
@@ -177,26 +257,63 @@ impl ImageExport {
         self.core.zero.iter().filter(|z| **z).count()
     }
 
+    /// Queues the chunks after a large read for decoding when the read continues an earlier
+    /// one (a sequential stream), or ends in a chunk's last quarter.
     fn maybe_prefetch(&self, offset: u64, len: usize) {
-        let c = self.core.chunk;
-        let end = offset + len as u64;
-        let k = ((end - 1) / c) as usize + 1;
-        if len < PREFETCH_MIN_READ
-            || (end - 1) % c < c * 3 / 4
-            || k >= self.core.zero.len()
-            || self.core.zero[k]
-            || self.core.cache.is_present(k)
-        {
+        if len < PREFETCH_MIN_READ {
             return;
         }
-        let g = match self.prefetch.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
+        let c = self.core.chunk;
+        let end = offset + len as u64;
+        let last = ((end - 1) / c) as usize;
+        let mut g = self.ahead.lock();
+        let stream = g
+            .ends
+            .iter()
+            .position(|&e| e > 0 && offset >= e && offset - e <= c);
+        let depth = match stream {
+            Some(i) => {
+                g.ends[i] = end;
+                self.ahead.depth
+            }
+            None => {
+                let slot = g.next_slot;
+                g.ends[slot] = end;
+                g.next_slot = (slot + 1) % STREAMS;
+                if (end - 1) % c < c * 3 / 4 {
+                    return;
+                }
+                1
+            }
         };
-        if let Some(tx) = g.as_ref() {
-            let _ = tx.send(k);
+        let before = g.queue.len();
+        for k in last + 1..(last + 1 + depth).min(self.core.zero.len()) {
+            if g.queue.len() >= self.ahead.depth * 2 {
+                break;
+            }
+            if self.core.zero[k] || g.queue.contains(&k) || self.core.cache.is_present(k) {
+                continue;
+            }
+            g.queue.push_back(k);
+        }
+        let added = g.queue.len() - before;
+        drop(g);
+        for _ in 0..added {
+            self.ahead.wake.notify_one();
         }
     }
+}
+
+struct ImageCore {
+    image: ImageFile,
+    /// Unrescued `[start, end)` ranges whose reads fail (empty unless asked).
+    holes: Vec<(u64, u64)>,
+    chunk: u64,
+    size: u64,
+    zero: Vec<bool>,
+    /// Each chunk's all-zero runs (from its frame's block headers, read on first use).
+    zero_runs: Vec<std::sync::OnceLock<Box<[(u64, u64)]>>>,
+    cache: ChunkCache,
 }
 
 impl ImageCore {
@@ -235,12 +352,15 @@ impl ImageCore {
             holes: Vec::new(),
             chunk,
             size,
+            zero_runs: (0..zero.len())
+                .map(|_| std::sync::OnceLock::new())
+                .collect(),
             zero,
             cache: ChunkCache::new(cache_bytes.max(chunk as usize)),
         })
     }
 
-    fn chunk_data(&self, k: usize) -> std::result::Result<Arc<Vec<u8>>, Fault> {
+    fn chunk_data(&self, k: usize) -> std::result::Result<Arc<ChunkBuf>, Fault> {
         thread_local! {
             // Per connection thread: the compressed frame's buffer and a decoder context, reused
             // (a fresh zeroed buffer per chunk cost a fifth of a cold copy's CPU in memset and
@@ -259,10 +379,14 @@ impl ImageCore {
                             .map_err(|e| fail(Error::Internal(format!("zstd: {e}"))))?,
                     ),
                 };
-                // Filled by the decoder, never zeroed first.
-                let mut out = Vec::with_capacity(self.image.frames[k].entry.decompressed as usize);
+                let want = self.image.frames[k].entry.decompressed as usize;
+                let mut out = self.cache.buffer(want).ok_or_else(|| {
+                    fail(Error::Internal(format!(
+                        "no memory for a {want}-byte chunk buffer"
+                    )))
+                })?;
                 self.image
-                    .decode_frame(k, comp, dctx, &mut out)
+                    .decode_frame(k, comp, dctx, &mut out[..])
                     .map_err(fail)?;
                 Ok(out)
             })
@@ -276,20 +400,41 @@ impl Export for ImageExport {
     }
 
     fn read(&self, offset: u64, buf: &mut [u8]) -> std::result::Result<(), Fault> {
-        self.maybe_prefetch(offset, buf.len());
-        let end = offset + buf.len() as u64;
+        let mut pieces = Vec::new();
+        let r = self.read_shared(offset, buf.len(), &mut pieces);
+        let mut at = 0;
+        for p in &pieces {
+            let out = &mut buf[at..at + p.len];
+            match p.bytes() {
+                Some(b) => out.copy_from_slice(b),
+                None => out.fill(0),
+            }
+            at += p.len;
+        }
+        r.unwrap_or(Ok(()))
+    }
+
+    fn read_shared(
+        &self,
+        offset: u64,
+        len: usize,
+        out: &mut Vec<Piece>,
+    ) -> Option<std::result::Result<(), Fault>> {
+        self.maybe_prefetch(offset, len);
+        out.clear();
+        let end = offset + len as u64;
         let i = self.core.holes.partition_point(|h| h.1 <= offset);
         if let Some(&(s, _)) = self.core.holes.get(i).filter(|h| h.0 < end) {
             let bad = s.max(offset);
-            self.core
-                .read(offset, &mut buf[..(bad - offset) as usize])?;
-            return Err(Fault::new(
-                bad,
-                EIO,
-                format!("offset {bad} was not rescued (the image records it as a hole)"),
-            ));
+            return Some(self.core.pieces(offset, bad, out).and_then(|()| {
+                Err(Fault::new(
+                    bad,
+                    EIO,
+                    format!("offset {bad} was not rescued (the image records it as a hole)"),
+                ))
+            }));
         }
-        self.core.read(offset, buf)
+        Some(self.core.pieces(offset, end, out))
     }
 
     fn extents(&self, offset: u64, len: u64) -> Vec<Extent> {
@@ -309,41 +454,89 @@ impl Export for ImageExport {
 }
 
 impl ImageCore {
-    fn read(&self, offset: u64, buf: &mut [u8]) -> std::result::Result<(), Fault> {
-        let mut done = 0usize;
-        while done < buf.len() {
-            let pos = offset + done as u64;
+    /// `[offset, end)` as pieces of decoded chunks (zero chunks as zeros, never decoded).
+    fn pieces(
+        &self,
+        offset: u64,
+        end: u64,
+        out: &mut Vec<Piece>,
+    ) -> std::result::Result<(), Fault> {
+        let mut pos = offset;
+        while pos < end {
             let k = (pos / self.chunk) as usize;
             let within = (pos % self.chunk) as usize;
-            let n = (self.chunk as usize - within).min(buf.len() - done);
-            let out = &mut buf[done..done + n];
-            if self.zero.get(k).copied().unwrap_or(true) {
-                out.fill(0);
+            let n = (self.chunk - within as u64).min(end - pos) as usize;
+            let end_in = within as u64 + n as u64;
+            let in_zeros = || {
+                self.runs(k)
+                    .iter()
+                    .any(|&(s, e)| s <= within as u64 && end_in <= e)
+            };
+            if self.zero.get(k).copied().unwrap_or(true) || in_zeros() {
+                out.push(Piece {
+                    data: None,
+                    start: 0,
+                    len: n,
+                });
             } else {
-                let data = self.chunk_data(k)?;
-                let src = data
-                    .get(within..within + n)
-                    .ok_or_else(|| Fault::new(pos, EIO, "chunk shorter than the image says"))?;
-                out.copy_from_slice(src);
+                // A fault is reported inside the request, where the failed chunk's part begins.
+                let data = self.chunk_data(k).map_err(|mut f| {
+                    f.offset = f.offset.max(pos);
+                    f
+                })?;
+                if data.len() < within + n {
+                    return Err(Fault::new(pos, EIO, "chunk shorter than the image says"));
+                }
+                out.push(Piece {
+                    data: Some(data),
+                    start: within,
+                    len: n,
+                });
             }
-            done += n;
+            pos += n as u64;
         }
         Ok(())
+    }
+
+    /// Chunk `k`'s zero runs (empty when unknown or on a read error: then it is all data, and
+    /// the error shows when the chunk is read).
+    fn runs(&self, k: usize) -> &[(u64, u64)] {
+        match self.zero_runs.get(k) {
+            Some(r) => r.get_or_init(|| {
+                self.image
+                    .zero_runs(k)
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default()
+                    .into_boxed_slice()
+            }),
+            None => &[],
+        }
     }
 
     fn extents(&self, offset: u64, len: u64) -> Vec<Extent> {
         let mut out = Extents::default();
         let end = offset + len;
         let mut pos = offset;
+        let zero = STATE_HOLE | STATE_ZERO;
         while pos < end && !out.full() {
             let k = (pos / self.chunk) as usize;
-            let next = ((k as u64 + 1) * self.chunk).min(end);
-            let flags = if self.zero.get(k).copied().unwrap_or(false) {
-                STATE_HOLE | STATE_ZERO
+            let base = k as u64 * self.chunk;
+            let next = (base + self.chunk).min(end);
+            if self.zero.get(k).copied().unwrap_or(false) {
+                out.push(next - pos, zero);
             } else {
-                0
-            };
-            out.push(next - pos, flags);
+                // Zero runs inside the chunk (as a sparse raw file's holes would be).
+                for &(s, e) in self.runs(k) {
+                    let (s, e) = ((base + s).max(pos), (base + e).min(next));
+                    if s < e {
+                        out.push(s - pos, 0);
+                        out.push(e - s, zero);
+                        pos = e;
+                    }
+                }
+                out.push(next - pos, 0);
+            }
             pos = next;
         }
         out.0

@@ -2,9 +2,104 @@
 //! not decode a 4 MiB chunk each time. A chunk being decoded by one thread is waited for by the
 //! others instead of being decoded twice (sequential readers on several connections often ask
 //! for the same chunk at once).
+//!
+//! Chunks live in [`ChunkBuf`]s, and the buffers of evicted chunks are reused for the next
+//! decodes: fresh memory costs a page fault and a page clearing per 4 KiB, which in a cold copy
+//! was more CPU than zstd itself. (Transparent huge pages were tried: fewer faults, but more
+//! system time on this benchmark machine, so they are not asked for.)
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Condvar, Mutex};
+
+/// Buffers of evicted chunks kept for reuse.
+const FREE_BUFFERS: usize = 8;
+/// A decoded chunk's memory: an anonymous mapping, so its bytes start as zeros (it is always
+/// initialised, and a decoder can fill it without clearing it first) and it goes back to the
+/// kernel whole when dropped.
+pub struct ChunkBuf {
+    ptr: std::ptr::NonNull<u8>,
+    len: usize,
+    /// The whole mapping (`len` rounded up to pages).
+    mapped: usize,
+}
+
+// SAFETY: the mapping is owned by this value alone; access goes through & and &mut borrows.
+unsafe impl Send for ChunkBuf {}
+// SAFETY: as above; shared access is read-only.
+unsafe impl Sync for ChunkBuf {}
+
+impl ChunkBuf {
+    /// A zero-filled buffer of `len` bytes; None if the kernel has no memory for it.
+    pub fn new(len: usize) -> Option<ChunkBuf> {
+        let mapped = len.max(1).div_ceil(4096) * 4096;
+        // SAFETY: a fresh private anonymous mapping; no existing memory is touched.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                mapped,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return None;
+        }
+        Some(ChunkBuf {
+            ptr: std::ptr::NonNull::new(p.cast())?,
+            len,
+            mapped,
+        })
+    }
+
+    /// Room for this many bytes (a reused buffer may be larger than asked).
+    pub fn capacity(&self) -> usize {
+        self.mapped
+    }
+
+    /// Sets the length to `len` (at most the capacity; the bytes are whatever was there).
+    pub fn set_len(&mut self, len: usize) {
+        self.len = len.min(self.mapped);
+    }
+}
+
+impl Drop for ChunkBuf {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly the mapping this value owns.
+        unsafe {
+            libc::munmap(self.ptr.as_ptr().cast(), self.mapped);
+        }
+    }
+}
+
+impl std::ops::Deref for ChunkBuf {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        // SAFETY: `len` bytes of a live mapping, initialised (zero-filled or written since).
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl std::ops::DerefMut for ChunkBuf {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as above, and &mut self makes the borrow unique.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+#[cfg(test)]
+impl From<&[u8]> for ChunkBuf {
+    /// A copy of `data`.
+    fn from(data: &[u8]) -> ChunkBuf {
+        let mut b = match ChunkBuf::new(data.len()) {
+            Some(b) => b,
+            None => std::process::abort(),
+        };
+        b.copy_from_slice(data);
+        b
+    }
+}
 
 pub struct ChunkCache {
     inner: Mutex<Inner>,
@@ -13,7 +108,9 @@ pub struct ChunkCache {
 }
 
 struct Inner {
-    map: HashMap<usize, (Arc<Vec<u8>>, u64)>,
+    map: HashMap<usize, (Arc<ChunkBuf>, u64)>,
+    /// Buffers of evicted chunks nobody else held, for reuse.
+    free: Vec<ChunkBuf>,
     loading: HashSet<usize>,
     bytes: usize,
     tick: u64,
@@ -27,6 +124,7 @@ impl ChunkCache {
         ChunkCache {
             inner: Mutex::new(Inner {
                 map: HashMap::new(),
+                free: Vec::new(),
                 loading: HashSet::new(),
                 bytes: 0,
                 tick: 0,
@@ -38,12 +136,24 @@ impl ChunkCache {
         }
     }
 
+    /// A buffer of at least `len` bytes for a decode: an evicted chunk's if one fits.
+    pub fn buffer(&self, len: usize) -> Option<ChunkBuf> {
+        let reused = {
+            let mut g = self.lock();
+            let i = g.free.iter().position(|b| b.capacity() >= len);
+            i.map(|i| g.free.swap_remove(i))
+        };
+        let mut b = reused.or_else(|| ChunkBuf::new(len))?;
+        b.set_len(len);
+        Some(b)
+    }
+
     /// Chunk `k` from the cache, or decoded by `load` (once, even with concurrent callers).
     pub fn get_or_load<E>(
         &self,
         k: usize,
-        load: impl FnOnce() -> Result<Vec<u8>, E>,
-    ) -> Result<Arc<Vec<u8>>, E> {
+        load: impl FnOnce() -> Result<ChunkBuf, E>,
+    ) -> Result<Arc<ChunkBuf>, E> {
         {
             let mut g = self.lock();
             loop {
@@ -88,6 +198,12 @@ impl ChunkCache {
                     };
                     if let Some((old, _)) = g.map.remove(&victim) {
                         g.bytes -= old.len();
+                        // A reader still sending from it keeps it; it is then freed there.
+                        if let Ok(buf) = Arc::try_unwrap(old) {
+                            if g.free.len() < FREE_BUFFERS {
+                                g.free.push(buf);
+                            }
+                        }
                     }
                 }
                 Ok(data)
@@ -131,21 +247,22 @@ mod tests {
     #[test]
     fn bounded_lru() {
         let c = ChunkCache::new(3 * 10);
+        let buf = |v: u8| ChunkBuf::from(&[v; 10][..]);
         for k in 0..3 {
-            c.get_or_load::<()>(k, || Ok(vec![k as u8; 10])).unwrap();
+            c.get_or_load::<()>(k, || Ok(buf(k as u8))).unwrap();
         }
         // Touch 0 so that 1 is the least recently used.
         c.get_or_load::<()>(0, || panic!("cached")).unwrap();
-        c.get_or_load::<()>(3, || Ok(vec![3; 10])).unwrap();
+        c.get_or_load::<()>(3, || Ok(buf(3))).unwrap();
         assert_eq!(c.bytes(), 30);
         let mut reloaded = false;
         c.get_or_load::<()>(1, || {
             reloaded = true;
-            Ok(vec![1; 10])
+            Ok(buf(1))
         })
         .unwrap();
         assert!(reloaded);
-        assert_eq!(c.get_or_load::<()>(0, || Ok(vec![9; 10])).unwrap()[0], 0);
+        assert_eq!(c.get_or_load::<()>(0, || Ok(buf(9))).unwrap()[0], 0);
         assert!(c.get_or_load(7, || Err("bad")).is_err());
         assert_eq!(c.bytes(), 30);
     }
@@ -161,7 +278,7 @@ mod tests {
                     c.get_or_load::<()>(5, || {
                         loads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                         std::thread::sleep(std::time::Duration::from_millis(50));
-                        Ok(vec![5; 100])
+                        Ok(ChunkBuf::from(&[5u8; 100][..]))
                     })
                     .unwrap()
                 })
@@ -171,5 +288,20 @@ mod tests {
             assert_eq!(t.join().unwrap()[0], 5);
         }
         assert_eq!(loads.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn evicted_buffers_are_reused() {
+        let len = 4 << 20;
+        let b = ChunkBuf::new(len).unwrap();
+        assert!(b.iter().all(|&x| x == 0));
+        let c = ChunkCache::new(len);
+        let first = c.get_or_load::<()>(0, || Ok(b)).unwrap().as_ptr() as usize;
+        // Chunk 1 evicts chunk 0, whose buffer is then handed out again.
+        c.get_or_load::<()>(1, || Ok(c.buffer(len).unwrap()))
+            .unwrap();
+        let again = c.buffer(len).unwrap();
+        assert_eq!(again.as_ptr() as usize, first);
+        assert_eq!(again.len(), len);
     }
 }

@@ -2,9 +2,26 @@
 //! Generic over the byte stream (Unix or TCP socket, or an in-memory pipe in tests); all parsing
 //! is in [`super::proto`].
 
-use super::backend::Export;
+use super::backend::{Export, Fault, Piece};
 use super::proto::*;
 use std::io::{self, Read, Write};
+
+/// Zeros to send zero pieces from.
+static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
+
+/// `write_all` over several buffers (std's is not stable): the kernel gathers them.
+fn write_all_vectored(w: &mut impl Write, mut slices: &mut [io::IoSlice<'_>]) -> io::Result<()> {
+    io::IoSlice::advance_slices(&mut slices, 0);
+    while !slices.is_empty() {
+        match w.write_vectored(slices) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => io::IoSlice::advance_slices(&mut slices, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
 
 /// Options a client may send before it is cut off.
 const MAX_OPTIONS: usize = 1024;
@@ -66,6 +83,7 @@ pub struct Session<'a, R: Read, W: Write> {
     structured: bool,
     meta: bool,
     buf: Vec<u8>,
+    pieces: Vec<Piece>,
     pub stats: Stats,
     /// Called once the handshake is done (the server lifts its handshake timeout there).
     pub on_transmission: Option<Box<dyn FnOnce() + 'a>>,
@@ -81,6 +99,7 @@ impl<'a, R: Read, W: Write> Session<'a, R, W> {
             structured: false,
             meta: false,
             buf: Vec::new(),
+            pieces: Vec::new(),
             stats: Stats::default(),
             on_transmission: None,
         }
@@ -333,6 +352,13 @@ impl<'a, R: Read, W: Write> Session<'a, R, W> {
                 return Ok(());
             }
         }
+        let mut pieces = std::mem::take(&mut self.pieces);
+        if let Some(result) = self.export.read_shared(req.offset, len, &mut pieces) {
+            let out = self.reply_pieces(req, result, &pieces);
+            pieces.clear();
+            self.pieces = pieces;
+            return out;
+        }
         let mut buf = std::mem::take(&mut self.buf);
         buf.resize(len, 0);
         let result = self.export.read(req.offset, &mut buf);
@@ -390,6 +416,84 @@ impl<'a, R: Read, W: Write> Session<'a, R, W> {
         };
         self.buf = buf;
         out.map_err(End::from)
+    }
+
+    /// A read's reply written from the export's own buffers: header and data in one
+    /// `writev`, no copy of the data in between.
+    fn reply_pieces(
+        &mut self,
+        req: &Request,
+        result: std::result::Result<(), Fault>,
+        pieces: &[Piece],
+    ) -> Result<(), End> {
+        let len = u64::from(req.length);
+        let (good, fault) = match result {
+            Ok(()) => (len, None),
+            Err(f) => {
+                self.stats.errors += 1;
+                let good = f.offset.saturating_sub(req.offset).min(len);
+                (good, Some(f))
+            }
+        };
+        let mut head = Vec::with_capacity(32);
+        if let Some(f) = &fault {
+            if !self.structured {
+                // A simple reply with an error carries no data.
+                self.w.write_all(&simple_reply(f.errno, req.cookie))?;
+                return Ok(());
+            }
+        }
+        if self.structured {
+            if good > 0 {
+                let flags = if fault.is_some() { 0 } else { REPLY_FLAG_DONE };
+                head.extend_from_slice(&structured_header(
+                    flags,
+                    REPLY_TYPE_OFFSET_DATA,
+                    req.cookie,
+                    good as u32 + 8,
+                ));
+                head.extend_from_slice(&req.offset.to_be_bytes());
+            }
+        } else {
+            head.extend_from_slice(&simple_reply(0, req.cookie));
+        }
+        let mut slices = vec![io::IoSlice::new(&head)];
+        let mut left = good as usize;
+        for p in pieces {
+            if left == 0 {
+                break;
+            }
+            let n = p.len.min(left);
+            left -= n;
+            match p.bytes() {
+                Some(b) => slices.push(io::IoSlice::new(&b[..n])),
+                None => {
+                    let mut z = n;
+                    while z > 0 {
+                        let m = z.min(ZEROS.len());
+                        slices.push(io::IoSlice::new(&ZEROS[..m]));
+                        z -= m;
+                    }
+                }
+            }
+        }
+        if left > 0 {
+            return Err(End::Io(io::Error::other(
+                "the export returned a short read",
+            )));
+        }
+        write_all_vectored(&mut self.w, &mut slices)?;
+        if let Some(f) = fault {
+            self.w.write_all(&structured_error(
+                req.cookie,
+                f.errno,
+                &f.message,
+                Some(f.offset),
+            ))?;
+        } else {
+            self.stats.bytes_read += len;
+        }
+        Ok(())
     }
 
     fn write(&mut self, req: &Request) -> Result<(), End> {
