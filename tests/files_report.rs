@@ -584,12 +584,18 @@ mod fuzz {
                 common::fsimg::mkfs_exfat(d.path(), "x.img", 32 * MIB, &[])
             };
             let n = common::fsimg::mkfs_ntfs(d.path(), "n.img", 32 * MIB, &[]);
+            // XFS: superblocks, AG headers and the first inode chunks of AG 0; btrfs: the
+            // superblock and the system and metadata chunks mkfs places first.
+            let xfs = common::fsimg::mkfs_xfs(d.path(), "xfs.img", 320 * MIB);
+            let b = common::fsimg::mkfs_btrfs(d.path(), "b.img", 256 * MIB);
             [
                 (e, 4 * MIB),
                 (f, 256 << 10),
                 (g, MIB),
                 (x, 4 * MIB),
                 (n, 32 * MIB),
+                (xfs, 8 * MIB),
+                (b, 64 * MIB),
             ]
             .into_iter()
             .map(|(p, hot)| (Arc::new(std::fs::read(p).expect("read")), hot))
@@ -599,7 +605,7 @@ mod fuzz {
 
     proptest! {
         #![proptest_config(ProptestConfig {
-            cases: 64,
+            cases: 256,
             failure_persistence: None,
             ..ProptestConfig::default()
         })]
@@ -607,7 +613,7 @@ mod fuzz {
         /// Mutated metadata and random unrescued areas: never a panic or a hang.
         #[test]
         fn mutated_filesystems_never_panic(
-            which in 0usize..5,
+            which in 0usize..7,
             muts in proptest::collection::vec((any::<u64>(), any::<u8>(), any::<u64>()), 1..12),
             bad in proptest::collection::vec((any::<u64>(), 1u64..65536), 0..6),
         ) {

@@ -157,6 +157,11 @@ const TRIM_BLOCK_SECTORS: u64 = 128;
 /// Largest request (sectors) of trimming in growing requests: a failed one is left for scraping,
 /// so it stays small (a page).
 const TRIM_PIECE_SECTORS: u64 = 8;
+/// Where bad spots have been small, trimming's left edge hops this far past its first failed
+/// sector instead of ending there: a bad spot of a 4 KiB physical sector (the common failing unit
+/// of 512e and 4Kn drives) is then passed with one failed read instead of a second one from the
+/// right edge. The page hopped over is left for scraping, which comes after all readable data.
+const TRIM_HOP: u64 = 4096;
 /// Scraping probes areas larger than this (sectors) before reading them sector by sector.
 const PROBE_MIN_SECTORS: u64 = 64;
 /// Probes per area.
@@ -214,6 +219,11 @@ struct Engine<'a> {
     /// failure (or none: a weak sector that read this time), for choosing how to trim the next.
     trim_solid: u64,
     trim_lone: u64,
+    /// Trimming hops over a page that passed the bad spot / that landed in bad data again, and
+    /// edges that ended without a hop because hops had not paid (every eighth still hops).
+    hop_good: u64,
+    hop_bad: u64,
+    hop_declined: u64,
     /// Bytes read without an error between the last two read errors.
     error_gap: u64,
     /// Dense damage seen: two errors closer than [`DENSE_SPAN`], and no long good stretch since.
@@ -326,6 +336,9 @@ impl<'a> Engine<'a> {
             dense_damage: false,
             trim_solid: 0,
             trim_lone: 0,
+            hop_good: 0,
+            hop_bad: 0,
+            hop_declined: 0,
             skip_initial,
             skip_max,
             domain,
@@ -738,6 +751,10 @@ impl<'a> Engine<'a> {
                 // failure at all, the read that failed before now reads) or a solid spot. A
                 // failed request of several sectors followed by good data says nothing.
                 let mut saw_lone = false;
+                // The first failed sector of the current run, and whether a spot of two or more
+                // failed sectors was hopped over (a solid spot, though small).
+                let mut first_fail = lo;
+                let mut solid_hopped = false;
                 // Where areas have been solid spots, the left edge ends at its first failure
                 // (the right edge finds the other end); every eighth area still tries the sector
                 // after it, to notice if lone failures show up.
@@ -779,8 +796,25 @@ impl<'a> Engine<'a> {
                         left_hit = true;
                         if len <= self.sector {
                             self.map.set(lo, len, BlockStatus::BadSector);
+                            if in_a_row == 0 {
+                                first_fail = lo;
+                            }
                             in_a_row += 1;
                             lo += len;
+                            if !gallop && in_a_row >= stop_after {
+                                match self.hop(first_fail, lo, hi)? {
+                                    Some(next) => {
+                                        // Past the spot: the rest goes on in large requests.
+                                        solid_hopped |= in_a_row >= 2;
+                                        lo = next;
+                                        in_a_row = 0;
+                                        lone = true;
+                                        rest_tried = false;
+                                        piece = None;
+                                    }
+                                    None => break,
+                                }
+                            }
                         } else {
                             // Left for scraping; the rest is tried in one request next.
                             let at = lo + r.good;
@@ -802,7 +836,7 @@ impl<'a> Engine<'a> {
                         }
                     }
                 }
-                if in_a_row >= 2 {
+                if in_a_row >= 2 || solid_hopped {
                     self.trim_solid += 1;
                 } else if saw_lone || (learn && !left_hit) {
                     self.trim_lone += 1;
@@ -837,6 +871,36 @@ impl<'a> Engine<'a> {
             }
         }
         Ok(())
+    }
+
+    /// Trimming's hop over the page that starts at the failed sector `fail` (the left edge is at
+    /// `lo`, the area ends at `hi`): one request past the page. Returns where the left edge goes
+    /// on (the page is left non-scraped), or None when no hop was made or it failed (the right
+    /// edge then finds the end of the spot).
+    fn hop(&mut self, fail: u64, lo: u64, hi: u64) -> Step<Option<u64>> {
+        let to = round_up(fail + TRIM_HOP, self.sector);
+        if to >= hi {
+            return Ok(None);
+        }
+        if self.hop_bad > self.hop_good {
+            self.hop_declined += 1;
+            if self.hop_declined % 8 != 0 {
+                return Ok(None);
+            }
+        }
+        let len = (hi - to).min(self.careful);
+        let r = self.read(to, len)?;
+        if r.failed {
+            // The spot is longer than a page. A good prefix (buffered reads) is written; the
+            // right edge reads back over it and the rest.
+            self.hop_bad += 1;
+            return Ok(None);
+        }
+        self.hop_good += 1;
+        if to > lo {
+            self.map.set(lo, to - lo, BlockStatus::NonScraped);
+        }
+        Ok(Some(to + len))
     }
 
     /// Sweeping: reads what is still non-tried in full. Returns whether it rescued anything (then
