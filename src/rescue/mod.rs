@@ -20,7 +20,10 @@
 //!    a single bad sector is passed, and after it the rest is tried in whole requests);
 //!    backwards over a long stretch, a block at a time first (each backward request is a seek).
 //!    The engine learns from the areas trimmed so far: after solid bad spots the left edge ends
-//!    at its first failure; after lone failures (weak sectors) it is read in growing requests of
+//!    at its first failure and hops a page (4 KiB) past it: when the read there succeeds, a
+//!    bad spot of one physical sector cost a single failed read and trimming goes on beyond it
+//!    (the page is left for scraping); hops that keep failing are given up (every eighth edge
+//!    still hops). After lone failures (weak sectors) the edge is read in growing requests of
 //!    up to a page, and a page that fails is left for scraping. The rest becomes non-scraped.
 //! 3. **Sweeping.** What is still non-tried lies between failures on both sides; it is read in full
 //!    (no skipping). Any good data found there is grown with the passes of 1 and trimmed again.
