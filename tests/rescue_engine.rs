@@ -402,6 +402,18 @@ fn sim_run(
     semantics: ReadSemantics,
     opts: &RescueOptions,
 ) -> (Mapfile, RunSummary, FaultySpec, Events) {
+    sim_run_into(name, size, seed, semantics, opts, &mut MemDest::new(0))
+}
+
+/// [`sim_run`] writing to `dest`.
+fn sim_run_into(
+    name: &str,
+    size: u64,
+    seed: u64,
+    semantics: ReadSemantics,
+    opts: &RescueOptions,
+    dest: &mut dyn Dest,
+) -> (Mapfile, RunSummary, FaultySpec, Events) {
     let spec = scenario::build(name, size, seed)
         .expect("known scenario")
         .with_semantics(semantics);
@@ -413,7 +425,7 @@ fn sim_run(
     let mut events = Events::default();
     let (outcome, _) = rescue(
         &mut src,
-        &mut MemDest::new(0),
+        dest,
         &mut map,
         &mut NoStore,
         opts,
@@ -537,6 +549,34 @@ fn sim_isolated_page_spots_cost_two_failed_reads_each_until_all_readable() {
         until_all <= 2 * spots + spots.div_ceil(8) + 1,
         "{until_all} failed reads until all readable data, {spots} spots"
     );
+}
+
+#[test]
+fn sim_edges_cost_no_hop_at_the_start_of_the_disk() {
+    // Sectors 0-1 and 8 are bad: a page hop from sector 0 would land on sector 8 and fail. At
+    // a domain's start nothing says where a spot begins, so no hop is made there: one failed
+    // read per bad sector (7), one for the first sectors' read and one each for the failed
+    // first reads in the middle and at the end: 10 (a hop from sector 0 made it 11).
+    let size = 64 * MIB + 1536;
+    // A file destination, as the CLI's: the filesystem-aware order reads the first sectors
+    // back from the copy.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut dest = salvor::device::FileDest::open(&dir.path().join("copy"), false, true)
+        .expect("destination file");
+    let (map, s, spec, _) = sim_run_into(
+        "edges",
+        size,
+        1,
+        ReadSemantics::Direct,
+        &RescueOptions::default(),
+        &mut dest,
+    );
+    assert_map_is_truth("edges", &map, &spec, false);
+    eprintln!(
+        "edges: {} failed reads, {:.1} s",
+        s.failed_reads, s.drive_time
+    );
+    assert!(s.failed_reads <= 10, "{} failed reads", s.failed_reads);
 }
 
 #[test]

@@ -755,6 +755,11 @@ impl<'a> Engine<'a> {
                 // failed sectors was hopped over (a solid spot, though small).
                 let mut first_fail = lo;
                 let mut solid_hopped = false;
+                // A failure at the very start of the area says where a spot begins only if
+                // rescued data lies before it; at a domain's start (sector 0 of a disk, say)
+                // the damage may be anything, and no page hop is made from there.
+                let data_before =
+                    seg.pos > 0 && self.map.status_at(seg.pos - 1) == Some(BlockStatus::Finished);
                 // Where areas have been solid spots, the left edge ends at its first failure
                 // (the right edge finds the other end); every eighth area still tries the sector
                 // after it, to notice if lone failures show up.
@@ -801,7 +806,10 @@ impl<'a> Engine<'a> {
                             }
                             in_a_row += 1;
                             lo += len;
-                            if !gallop && in_a_row >= stop_after {
+                            if !gallop
+                                && in_a_row >= stop_after
+                                && (first_fail > seg.pos || data_before)
+                            {
                                 match self.hop(first_fail, lo, hi)? {
                                     Some(next) => {
                                         // Past the spot: the rest goes on in large requests.
