@@ -149,13 +149,24 @@ const DENSE_SPAN: u64 = 512 << 10;
 /// ones (eight in a row are common at p = 0.3) must not switch back to [`CAREFUL_CHUNK`]s, whose
 /// halves of a bad cluster fail twice.
 const DENSE_KEEP: u64 = 2 * DENSE_SPAN;
+/// Read size of the copying passes near errors where requests are slow (the last good request
+/// took more than [`SLOW_REQUEST`]: a weak head's zone, +25 ms per request on the benchmark's
+/// drive). A failed `O_DIRECT` read loses its whole size until trimming, and each byte trimmed
+/// back costs about 1.2 / size seconds of failed reads per KiB (the failed block's weak sector
+/// read again), against 25 ms per request for reading in smaller requests: the sum is lowest
+/// near 26 KiB (see "Split of failed first reads" in `docs/benchmarks.md`). Not in dense damage,
+/// whose aligned [`DENSE_CHUNK`]s meet a bad cluster once.
+const SLOW_CHUNK: u64 = 26 << 10;
+/// A good request of at most [`DENSE_CHUNK`] that took longer than this is slow: a seek is
+/// about 8 ms and the transfer of 64 KiB less than 1 ms.
+const SLOW_REQUEST: Duration = Duration::from_millis(20);
 /// Non-tried areas between two failed reads up to this size are read before trimming.
 const ENCLOSED_MAX: u64 = 512 << 10;
 
 /// Block size (sectors) of trimming backwards over long stretches.
 const TRIM_BLOCK_SECTORS: u64 = 128;
-/// Largest request (sectors) of trimming in growing requests: a failed one is left for scraping,
-/// so it stays small (a page).
+/// Request size (sectors) of trimming's left edge where failures have been lone: a failed one is
+/// left for scraping, so it stays small (a page); aligned, from the area's start.
 const TRIM_PIECE_SECTORS: u64 = 8;
 /// Where bad spots have been small, trimming's left edge hops this far past its first failed
 /// sector instead of ending there: a bad spot of a 4 KiB physical sector (the common failing unit
@@ -199,6 +210,45 @@ struct Segment {
     open_right: bool,
 }
 
+/// Trimming's areas still to trim: in position order, or the largest first.
+struct TrimQueue {
+    by_pos: std::collections::BTreeMap<u64, Segment>,
+    by_size: std::collections::BTreeSet<(std::cmp::Reverse<u64>, u64)>,
+}
+
+impl TrimQueue {
+    fn new(segments: Vec<Segment>) -> TrimQueue {
+        let mut q = TrimQueue {
+            by_pos: std::collections::BTreeMap::new(),
+            by_size: std::collections::BTreeSet::new(),
+        };
+        for seg in segments {
+            q.push(seg);
+        }
+        q
+    }
+
+    fn push(&mut self, seg: Segment) {
+        if seg.end > seg.pos {
+            self.by_size
+                .insert((std::cmp::Reverse(seg.end - seg.pos), seg.pos));
+            self.by_pos.insert(seg.pos, seg);
+        }
+    }
+
+    fn pop(&mut self, largest: bool) -> Option<Segment> {
+        let pos = if largest {
+            self.by_size.first()?.1
+        } else {
+            *self.by_pos.keys().next()?
+        };
+        let seg = self.by_pos.remove(&pos)?;
+        self.by_size
+            .remove(&(std::cmp::Reverse(seg.end - seg.pos), seg.pos));
+        Some(seg)
+    }
+}
+
 struct Engine<'a> {
     reader: Reader,
     dest: &'a mut dyn Dest,
@@ -215,6 +265,8 @@ struct Engine<'a> {
     careful: u64,
     /// Read size of the copying passes right after an error (see `copy_step`).
     dense: u64,
+    /// Read size of the copying passes near errors where requests are slow (see `copy_step`).
+    slow: u64,
     /// Areas whose trimmed left edge met a solid bad spot (two failures in a row) or only a lone
     /// failure (or none: a weak sector that read this time), for choosing how to trim the next.
     trim_solid: u64,
@@ -262,6 +314,10 @@ struct Engine<'a> {
     last_good_sector: Option<(u64, Vec<u8>)>,
     /// Slow reads so far (`-a`, `--max-slow-reads`).
     slow_reads: u64,
+    /// The last good request of at most [`DENSE_CHUNK`] took longer than [`SLOW_REQUEST`], and
+    /// how many such requests there have been.
+    last_slow: bool,
+    slow_seen: u64,
 }
 
 impl<'a> Engine<'a> {
@@ -331,6 +387,7 @@ impl<'a> Engine<'a> {
             } else {
                 round_up(DENSE_CHUNK.min(cluster).max(sector), sector)
             },
+            slow: round_up(SLOW_CHUNK.min(cluster).max(sector), sector),
             good_since_error: 0,
             error_gap: u64::MAX,
             dense_damage: false,
@@ -364,6 +421,8 @@ impl<'a> Engine<'a> {
             error_rate: (0, now),
             last_good_sector: None,
             slow_reads: 0,
+            last_slow: false,
+            slow_seen: 0,
         })
     }
 
@@ -482,7 +541,12 @@ impl<'a> Engine<'a> {
             while lo < hi {
                 let step = self.copy_step();
                 if step != window {
-                    self.reader.sequential(lo, hi, dir, step);
+                    // Near errors the I/O thread does not read ahead: the read size follows each
+                    // request's time (see `copy_step`), and a chunk read ahead at the old size
+                    // would be read again.
+                    if step >= self.cluster {
+                        self.reader.sequential(lo, hi, dir, step);
+                    }
                     window = step;
                 }
                 let (pos, len) = engine_chunk(lo, hi, dir, step);
@@ -506,7 +570,12 @@ impl<'a> Engine<'a> {
                     }
                     if let Some((start, last_fail, errors)) = run.take() {
                         // A run of one error was jumped over in one go: it says nothing new about
-                        // the width of bad areas. Otherwise the bad area ended somewhere between the
+                        // the width of bad areas, except when that error was a small read near
+                        // earlier errors (a lone weak or bad spot): then the learned width came from
+                        // spots that happened to be close, and skipping it after every lone error
+                        // leaves wide areas that the later passes read backwards, a seek per read
+                        // (`weak-head`: 640 KiB skips, ≈ 3,000 seeks). Back to the initial skip.
+                        // Otherwise the bad area ended somewhere between the
                         // last failed read and here: take the distance to here, but no more than
                         // twice what is known to be bad.
                         // With -K the skip follows ddrescue: back to the initial size after good
@@ -519,6 +588,8 @@ impl<'a> Engine<'a> {
                             let width = upper.min(known.saturating_mul(2));
                             learned = round_up(width, self.sector)
                                 .clamp(self.skip_initial, self.skip_max);
+                        } else if errors == 1 && start.abs_diff(last_fail) <= self.careful {
+                            learned = self.skip_initial;
                         }
                     }
                     skip = learned;
@@ -661,7 +732,10 @@ impl<'a> Engine<'a> {
         while lo < hi {
             let step = self.copy_step();
             if step != window {
-                self.reader.sequential(lo, hi, dir, step);
+                // Near errors, no reading ahead (see `skipping_pass`).
+                if step >= self.cluster {
+                    self.reader.sequential(lo, hi, dir, step);
+                }
                 window = step;
             }
             let (pos, len) = engine_chunk(lo, hi, dir, step);
@@ -723,15 +797,22 @@ impl<'a> Engine<'a> {
     /// area; the inside becomes non-scraped. From the left edge (reading forwards, no seeks) a
     /// single failed sector does not end it: the next sector is tried too, so a bad spot of one
     /// sector is passed without going round to the right edge; two failures in a row end it.
+    ///
+    /// Where failures have been lone (weak or single bad sectors), every area costs about one
+    /// failed read whatever its size, so the largest areas are trimmed first (most bytes per
+    /// failure: a failed 1 MiB or 64 KiB read before the 32 KiB ones), and the rest of an area
+    /// that fails a second time waits behind the others (see below).
     fn trim(&mut self) -> Step {
         let segments = self.segments(BlockStatus::NonTrimmed);
         if segments.is_empty() {
             return Ok(());
         }
         self.begin_pass(Phase::Trimming, 1, Direction::Forwards)?;
-        for seg in segments {
+        let mut queue = TrimQueue::new(segments);
+        while let Some(seg) = queue.pop(self.trim_lone > self.trim_solid) {
             let (mut lo, mut hi) = (seg.pos, seg.end);
             let mut left_hit = false;
+            let mut deferred = false;
             if seg.open_left {
                 let mut in_a_row = 0;
                 // After a lone bad sector (a failure, then a good sector), the rest of the area
@@ -743,8 +824,14 @@ impl<'a> Engine<'a> {
                 // rather than solid bad spots, the edge is read in growing requests and a request
                 // that fails is left whole for scraping: reading it sector by sector now would
                 // meet its failing sector a second time (2 s) for a few KiB; 99 % comes first.
-                let mut gallop = self.trim_lone > self.trim_solid;
-                let mut run = 1u64;
+                // Before anything is learned, so do drives with slow requests (a weak head):
+                // sector reads there cost a slow request each. The requests are whole
+                // [`TRIM_PIECE_SECTORS`] pieces, aligned, from the start: smaller ones cost a
+                // request each for no fewer failures.
+                let mut gallop = self.trim_lone > self.trim_solid
+                    || (self.trim_lone + self.trim_solid == 0 && self.slow_seen > 0);
+                let start_run = if gallop { TRIM_PIECE_SECTORS } else { 1 };
+                let mut run = start_run;
                 // The start of the last request that failed in several sectors.
                 let mut piece: Option<u64> = None;
                 // What this edge showed: lone failures (a failed sector, then a good one; or no
@@ -772,6 +859,14 @@ impl<'a> Engine<'a> {
                         let len = (hi - lo).min(self.careful);
                         let r = self.read(lo, len)?;
                         if r.failed {
+                            if gallop && piece.is_some() {
+                                // A second lone failure in this area (a second weak sector): the
+                                // failed piece stays for scraping and the rest goes back to the
+                                // queue, behind the areas that give more per failure.
+                                lo += r.good;
+                                deferred = true;
+                                break;
+                            }
                             if let Some(start) = piece.take() {
                                 // Two failed requests next to each other: a solid spot after
                                 // all. The failed piece is trimmed sector by sector from its
@@ -791,7 +886,7 @@ impl<'a> Engine<'a> {
                         continue;
                     }
                     let len = if gallop {
-                        let want = round_down(lo, self.sector) + run * self.sector;
+                        let want = round_down(lo, run * self.sector) + run * self.sector;
                         want.min(hi) - lo
                     } else {
                         self.sector_end(lo, hi) - lo
@@ -832,7 +927,7 @@ impl<'a> Engine<'a> {
                             lone = true;
                             rest_tried = false;
                         }
-                        run = 1;
+                        run = start_run;
                     } else {
                         piece = None;
                         lone = in_a_row == 1;
@@ -843,6 +938,15 @@ impl<'a> Engine<'a> {
                             run = (run * 2).min(TRIM_PIECE_SECTORS);
                         }
                     }
+                }
+                if deferred {
+                    queue.push(Segment {
+                        pos: lo,
+                        end: hi,
+                        open_left: true,
+                        open_right: seg.open_right,
+                    });
+                    continue;
                 }
                 if in_a_row >= 2 || solid_hopped {
                     self.trim_solid += 1;
@@ -1098,8 +1202,14 @@ impl<'a> Engine<'a> {
     /// nothing, so every failed read costs its whole size until trimming: with small reads near
     /// errors, one failure loses little and the readable data comes in with about one failed read
     /// per bad spot. Once two errors came close together (dense damage such as bad clusters) the
-    /// reads are [`DENSE_CHUNK`]s aligned to it, until [`DENSE_KEEP`] good bytes in a row. On a healthy drive nothing changes.
+    /// reads are [`DENSE_CHUNK`]s aligned to it, until [`DENSE_KEEP`] good bytes in a row. Near
+    /// sparse errors where the last request was slow, the reads are [`SLOW_CHUNK`]s. On a healthy
+    /// drive nothing changes.
     fn copy_step(&self) -> u64 {
+        let careful = self.stats.read_errors > 0 && self.good_since_error < CAREFUL_SPAN;
+        if careful && self.last_slow && !self.dense_damage && self.careful < self.cluster {
+            return self.slow.min(self.careful);
+        }
         if self.dense_damage {
             self.dense
         } else if self.stats.read_errors > 0 && self.good_since_error < CAREFUL_SPAN {
@@ -1253,6 +1363,11 @@ impl<'a> Engine<'a> {
                 pos + good
             )))),
             None => {
+                if len <= self.dense.max(DENSE_CHUNK) {
+                    let took = self.clock.now().saturating_sub(t0);
+                    self.last_slow = took > SLOW_REQUEST;
+                    self.slow_seen += u64::from(self.last_slow);
+                }
                 self.good_since_error = self.good_since_error.saturating_add(good);
                 if self.good_since_error >= DENSE_KEEP {
                     self.dense_damage = false;
