@@ -208,6 +208,11 @@ struct Segment {
     open_left: bool,
     /// The byte after is rescued, or this is the edge of the domain.
     open_right: bool,
+    /// Trimming put this area back after a failed piece at `head..pos` (left for scraping): if
+    /// its first request fails too, the damage is solid after all and is trimmed sector by
+    /// sector from `head`, so the piece's readable start is not left inside an area that
+    /// scraping may take for dead.
+    head: Option<u64>,
 }
 
 /// Trimming's areas still to trim: in position order, or the largest first.
@@ -832,8 +837,10 @@ impl<'a> Engine<'a> {
                     || (self.trim_lone + self.trim_solid == 0 && self.slow_seen > 0);
                 let start_run = if gallop { TRIM_PIECE_SECTORS } else { 1 };
                 let mut run = start_run;
-                // The start of the last request that failed in several sectors.
-                let mut piece: Option<u64> = None;
+                // The last request that failed in several sectors (left for scraping).
+                let mut piece: Option<(u64, u64)> = None;
+                // An area put back after a failed piece: see [`Segment::head`].
+                let mut head = seg.head;
                 // What this edge showed: lone failures (a failed sector, then a good one; or no
                 // failure at all, the read that failed before now reads) or a solid spot. A
                 // failed request of several sectors followed by good data says nothing.
@@ -859,19 +866,23 @@ impl<'a> Engine<'a> {
                         let len = (hi - lo).min(self.careful);
                         let r = self.read(lo, len)?;
                         if r.failed {
-                            if gallop && piece.is_some() {
-                                // A second lone failure in this area (a second weak sector): the
-                                // failed piece stays for scraping and the rest goes back to the
-                                // queue, behind the areas that give more per failure.
-                                lo += r.good;
-                                deferred = true;
-                                break;
-                            }
-                            if let Some(start) = piece.take() {
-                                // Two failed requests next to each other: a solid spot after
-                                // all. The failed piece is trimmed sector by sector from its
-                                // start (its readable head must not be left inside an area that
-                                // scraping may take for dead).
+                            // The failed piece right before this request, if any.
+                            let next_to = piece.take().filter(|p| p.1 == lo);
+                            if let Some((start, end)) = next_to {
+                                if gallop && seg.head.is_none() {
+                                    // Two failures in a row where failures have been lone: a
+                                    // second weak sector, or a solid spot. The failed piece stays
+                                    // for scraping and the rest goes back to the queue, behind
+                                    // the areas that give more per failure; if it fails again at
+                                    // once, it is solid after all (`head`).
+                                    piece = Some((start, end));
+                                    lo += r.good;
+                                    deferred = true;
+                                    break;
+                                }
+                                // A solid spot after all. The failed piece is trimmed sector by
+                                // sector from its start (its readable head must not be left
+                                // inside an area that scraping may take for dead).
                                 gallop = false;
                                 self.map.set(start, lo - start, BlockStatus::NonTrimmed);
                                 lo = start;
@@ -918,11 +929,18 @@ impl<'a> Engine<'a> {
                                     None => break,
                                 }
                             }
+                        } else if let Some(h) = head.take().filter(|_| lo == seg.pos) {
+                            // Put back after a failed piece, and the first request fails too:
+                            // solid after all; sector by sector from the piece's start.
+                            gallop = false;
+                            self.map.set(h, lo - h, BlockStatus::NonTrimmed);
+                            lo = h;
+                            continue;
                         } else {
                             // Left for scraping; the rest is tried in one request next.
                             let at = lo + r.good;
                             self.map.set(at, lo + len - at, BlockStatus::NonScraped);
-                            piece = Some(at);
+                            piece = Some((at, lo + len));
                             lo += len;
                             lone = true;
                             rest_tried = false;
@@ -945,6 +963,7 @@ impl<'a> Engine<'a> {
                         end: hi,
                         open_left: true,
                         open_right: seg.open_right,
+                        head: piece.map(|p| p.0),
                     });
                     continue;
                 }
@@ -1304,6 +1323,7 @@ impl<'a> Engine<'a> {
                         end,
                         open_left,
                         open_right,
+                        head: None,
                     });
                 }
                 i += 1;
