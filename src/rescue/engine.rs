@@ -323,6 +323,9 @@ struct Engine<'a> {
     /// how many such requests there have been.
     last_slow: bool,
     slow_seen: u64,
+    /// A failed read returned the good data before its error (buffered reads do, `O_DIRECT`
+    /// reads never): a failure then loses little, and [`SLOW_CHUNK`]s would only add requests.
+    prefix_seen: bool,
 }
 
 impl<'a> Engine<'a> {
@@ -428,6 +431,7 @@ impl<'a> Engine<'a> {
             slow_reads: 0,
             last_slow: false,
             slow_seen: 0,
+            prefix_seen: false,
         })
     }
 
@@ -1226,7 +1230,12 @@ impl<'a> Engine<'a> {
     /// drive nothing changes.
     fn copy_step(&self) -> u64 {
         let careful = self.stats.read_errors > 0 && self.good_since_error < CAREFUL_SPAN;
-        if careful && self.last_slow && !self.dense_damage && self.careful < self.cluster {
+        if careful
+            && self.last_slow
+            && !self.dense_damage
+            && !self.prefix_seen
+            && self.careful < self.cluster
+        {
             return self.slow.min(self.careful);
         }
         if self.dense_damage {
@@ -1399,6 +1408,7 @@ impl<'a> Engine<'a> {
                 })
             }
             Some(ReadFault::Media(e)) => {
+                self.prefix_seen |= good > 0;
                 self.error_gap = self.good_since_error.saturating_add(good);
                 if self.stats.read_errors > 0 && self.error_gap < DENSE_SPAN {
                     self.dense_damage = true;
