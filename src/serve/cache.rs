@@ -21,6 +21,8 @@ pub struct ChunkBuf {
     len: usize,
     /// The whole mapping (`len` rounded up to pages).
     mapped: usize,
+    /// Never written since it was mapped: every byte reads as zero without being touched.
+    fresh: bool,
 }
 
 // SAFETY: the mapping is owned by this value alone; access goes through & and &mut borrows.
@@ -50,7 +52,34 @@ impl ChunkBuf {
             ptr: std::ptr::NonNull::new(p.cast())?,
             len,
             mapped,
+            fresh: true,
         })
+    }
+
+    /// Whether the buffer was never written (its bytes are zeros no page holds yet).
+    pub fn is_fresh(&self) -> bool {
+        self.fresh
+    }
+
+    /// Faults in the pages of `[start, end)` in one call before they are written: one page
+    /// fault per 4 KiB costs more than the kernel's batched population (and on kernels older
+    /// than 5.14, which lack it, the writes fault them in as before).
+    pub fn populate(&mut self, start: usize, end: usize) {
+        let (s, e) = (
+            start / 4096 * 4096,
+            end.min(self.mapped).div_ceil(4096) * 4096,
+        );
+        if s < e {
+            // SAFETY: the range lies inside this value's own mapping; the advice only faults in
+            // pages (their contents stay zero).
+            unsafe {
+                libc::madvise(
+                    self.ptr.as_ptr().add(s).cast(),
+                    e - s,
+                    libc::MADV_POPULATE_WRITE,
+                );
+            }
+        }
     }
 
     /// Room for this many bytes (a reused buffer may be larger than asked).
@@ -83,6 +112,8 @@ impl std::ops::Deref for ChunkBuf {
 
 impl std::ops::DerefMut for ChunkBuf {
     fn deref_mut(&mut self) -> &mut [u8] {
+        // Whoever borrows it mutably may write it.
+        self.fresh = false;
         // SAFETY: as above, and &mut self makes the borrow unique.
         unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
     }
