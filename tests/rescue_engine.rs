@@ -504,6 +504,9 @@ fn sim_classes_rescue_every_readable_sector() {
     }
 }
 
+/// Also: a spot of one 4 KiB page costs two failed reads until every readable byte is in (its
+/// first read, then trimming's left edge fails on its first sector and hops past the page, whose
+/// other sectors are scraped afterwards; before the hop, three).
 #[test]
 fn sim_isolated_spots_cost_one_failed_read_each_until_99_percent() {
     let (map, s, spec, _) = sim_run(
@@ -526,25 +529,9 @@ fn sim_isolated_spots_cost_one_failed_read_each_until_99_percent() {
         "{} failed reads",
         s.failed_reads
     );
-}
-
-#[test]
-fn sim_isolated_page_spots_cost_two_failed_reads_each_until_all_readable() {
-    // A spot of one 4 KiB page: its first read fails, trimming's left edge fails on its first
-    // sector and hops past the page; nothing else fails until every readable byte is in (the
-    // page's other sectors are scraped afterwards). Before the hop: three failed reads a spot.
-    let (map, s, spec, _) = sim_run(
-        "isolated",
-        128 * MIB,
-        3,
-        ReadSemantics::Direct,
-        &RescueOptions::default(),
-    );
-    assert_map_is_truth("isolated", &map, &spec, false);
-    let spots = spec.bad_ranges().len() as u64;
-    let until_all = s.failed_at_100.expect("all readable data rescued");
     // Plus one in every eighth spot, where trimming still tries the sector after a failure to
     // notice lone failures, and one for the split first read.
+    let until_all = s.failed_at_100.expect("all readable data rescued");
     assert!(
         until_all <= 2 * spots + spots.div_ceil(8) + 1,
         "{until_all} failed reads until all readable data, {spots} spots"
