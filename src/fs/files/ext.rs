@@ -264,11 +264,7 @@ pub fn walk(vol: &mut Vol, c: &mut Collector) -> Result<(), Error> {
     while let Some((dino, dpath)) = todo.pop() {
         let shown = if dpath.is_empty() { "/" } else { &dpath };
         let Some(ino) = fs.inode(vol, dino)? else {
-            c.unreadable_inodes += 1;
-            c.dirs.push(DamagedDir {
-                path: shown.to_string(),
-                reason: format!("its inode {dino} was not rescued: its entries are unknown"),
-            });
+            c.unreadable_dir(shown, dino);
             continue;
         };
         let size = inode_size(&ino);

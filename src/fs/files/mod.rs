@@ -176,6 +176,15 @@ impl Collector {
         }
     }
 
+    /// A directory at `path` whose inode `ino` was not rescued: its entries are unknown.
+    pub fn unreadable_dir(&mut self, path: &str, ino: u64) {
+        self.unreadable_inodes += 1;
+        self.dirs.push(DamagedDir {
+            path: path.to_string(),
+            reason: format!("its inode {ino} was not rescued: its entries are unknown"),
+        });
+    }
+
     pub fn note(&mut self, s: String) {
         if self.notes.len() < MAX_NOTES {
             self.notes.push(s);

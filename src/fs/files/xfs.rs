@@ -477,11 +477,7 @@ pub fn walk(vol: &mut Vol, c: &mut Collector) -> Result<(), Error> {
     while let Some((dino, dpath)) = todo.pop() {
         let shown = if dpath.is_empty() { "/" } else { &dpath };
         let Some(ino) = fs.inode(vol, dino)? else {
-            c.unreadable_inodes += 1;
-            c.dirs.push(DamagedDir {
-                path: shown.to_string(),
-                reason: format!("its inode {dino} was not rescued: its entries are unknown"),
-            });
+            c.unreadable_dir(shown, dino);
             continue;
         };
         c.checked += 1;
@@ -520,15 +516,10 @@ pub fn walk(vol: &mut Vol, c: &mut Collector) -> Result<(), Error> {
                 continue;
             }
             let Some(ci) = fs.inode(vol, child)? else {
-                c.unreadable_inodes += 1;
                 if ftype == FT_DIR {
-                    c.dirs.push(DamagedDir {
-                        path: path.clone(),
-                        reason: format!(
-                            "its inode {child} was not rescued: its entries are unknown"
-                        ),
-                    });
+                    c.unreadable_dir(&path, child);
                 } else {
+                    c.unreadable_inodes += 1;
                     c.file(
                         &path,
                         0,
