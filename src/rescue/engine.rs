@@ -320,9 +320,9 @@ struct Engine<'a> {
     /// Slow reads so far (`-a`, `--max-slow-reads`).
     slow_reads: u64,
     /// The last good request of at most [`DENSE_CHUNK`] took longer than [`SLOW_REQUEST`], and
-    /// how many such requests there have been.
+    /// whether any such request has been seen.
     last_slow: bool,
-    slow_seen: u64,
+    slow_seen: bool,
     /// A failed read returned the good data before its error (buffered reads do, `O_DIRECT`
     /// reads never): a failure then loses little, and [`SLOW_CHUNK`]s would only add requests.
     prefix_seen: bool,
@@ -430,7 +430,7 @@ impl<'a> Engine<'a> {
             last_good_sector: None,
             slow_reads: 0,
             last_slow: false,
-            slow_seen: 0,
+            slow_seen: false,
             prefix_seen: false,
         })
     }
@@ -838,7 +838,7 @@ impl<'a> Engine<'a> {
                 // [`TRIM_PIECE_SECTORS`] pieces, aligned, from the start: smaller ones cost a
                 // request each for no fewer failures.
                 let mut gallop = self.trim_lone > self.trim_solid
-                    || (self.trim_lone + self.trim_solid == 0 && self.slow_seen > 0);
+                    || (self.trim_lone + self.trim_solid == 0 && self.slow_seen);
                 let start_run = if gallop { TRIM_PIECE_SECTORS } else { 1 };
                 let mut run = start_run;
                 // The last request that failed in several sectors (left for scraping).
@@ -1395,7 +1395,7 @@ impl<'a> Engine<'a> {
                 if len <= self.dense.max(DENSE_CHUNK) {
                     let took = self.clock.now().saturating_sub(t0);
                     self.last_slow = took > SLOW_REQUEST;
-                    self.slow_seen += u64::from(self.last_slow);
+                    self.slow_seen |= self.last_slow;
                 }
                 self.good_since_error = self.good_since_error.saturating_add(good);
                 if self.good_since_error >= DENSE_KEEP {
