@@ -521,6 +521,22 @@ def cmd_sim(runs_tsv, tmp):
         print('| %s | %s | %s | %s | %s | %s | %s |' % (
             sc, fmt_t(lim), fmt_k(lim_f), fmt_t(goal), fmt_t(a['t99']), 'yes' if met else 'no', hs))
     print()
+    multi = [sc for sc in scens if len({r['seed'] for r in rows if r['scen'] == sc}) > 1]
+    if multi:
+        # The medians above hide how close two tools are seed by seed (weak sectors are luck).
+        print('Per seed (to 99 % / total drive time / readable never rescued):\n')
+        print('| scenario | seed | ' + ' | '.join(labels) + ' |')
+        print('|---|---|' + '---:|' * len(labels))
+        for sc in multi:
+            for seed in sorted({r['seed'] for r in rows if r['scen'] == sc}):
+                cells = []
+                for lb in labels:
+                    r = next((r for r in rows if (r['scen'], r['seed'], r['label']) == (sc, seed, lb)), None)
+                    s = (r['s'] or {}) if r else {}
+                    cells.append('%s / %s / %s' % (fmt_t(s.get('t99')), fmt_t(s.get('drive_time')),
+                                                   human(r['missed'])) if r else '')
+                print('| %s | %s | %s |' % (sc, seed, ' | '.join(cells)))
+        print()
     for r in rows:
         if r['rc'] not in (0,) or r['s'] is None:
             failures.append('%s seed %s %s: exit %d%s' % (r['scen'], r['seed'], r['label'], r['rc'],

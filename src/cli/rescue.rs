@@ -105,6 +105,10 @@ pub struct RescueArgs {
     /// Also scrape areas where every probe failed (dead heads: one failed read per sector).
     #[arg(long = "scrape-dead-areas")]
     scrape_dead_areas: bool,
+    /// No extra read for the sectors of the shortest bad areas where weak sectors were seen
+    /// (failed reads that read later); at most one per 200 failed reads otherwise.
+    #[arg(long = "no-weak-retry")]
+    no_weak_retry: bool,
     /// Read in the plain order (ddrescue's) instead of filesystem metadata first, then used
     /// data, then free space.
     #[arg(long = "plain-order", overrides_with = "plain_order")]
@@ -709,6 +713,7 @@ fn options(args: &RescueArgs) -> Result<RescueOptions> {
         no_trim: args.no_trim,
         no_sweep: args.no_sweep || ddrescue_passes(args),
         scrape_dead_areas: args.scrape_dead_areas,
+        no_weak_retry: args.no_weak_retry || ddrescue_passes(args),
         no_scrape: args.no_scrape,
         input_pos: size_arg("--input-position", &args.input_position, unit)?.unwrap_or(0),
         output_pos: size_arg("--output-position", &args.output_position, unit)?,

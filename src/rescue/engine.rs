@@ -177,6 +177,14 @@ const TRIM_HOP: u64 = 4096;
 const PROBE_MIN_SECTORS: u64 = 64;
 /// Probes per area.
 const PROBES: u64 = 16;
+/// After scraping and retrying, the failed sectors of the shortest bad areas (lone failed sectors
+/// first: more likely weak than one inside a long bad run) get one more read, at most one for
+/// every this many failed reads so far, so that the extra drive time stays within half a percent
+/// of what the failures cost. Weak sectors (which read with some probability per try) give up
+/// part of their data this way.
+const WEAK_RETRY_DIVISOR: u64 = 200;
+/// If none of this many weak retries reads, the bad sectors are simply bad: no more retries.
+const WEAK_PROBES: u64 = 8;
 
 /// Why a phase stopped early.
 enum Halt {
@@ -475,7 +483,11 @@ impl<'a> Engine<'a> {
         if !self.opts.no_scrape {
             self.scrape()?;
         }
+        let weak_budget = self.stats.read_errors / WEAK_RETRY_DIVISOR;
         self.retry()?;
+        if !self.opts.no_weak_retry {
+            self.weak_retry(weak_budget)?;
+        }
         Ok(())
     }
 
@@ -1216,6 +1228,42 @@ impl<'a> Engine<'a> {
             }
             pass += 1;
         }
+    }
+
+    /// One more read for up to `budget` bad sectors, those of the shortest bad areas first, until
+    /// [`WEAK_PROBES`] reads in a row failed at the start: see [`WEAK_RETRY_DIVISOR`].
+    fn weak_retry(&mut self, budget: u64) -> Step {
+        let mut segments = self.segments(BlockStatus::BadSector);
+        if budget == 0 || segments.is_empty() {
+            return Ok(());
+        }
+        segments.sort_by_key(|s| (s.end - s.pos, s.pos));
+        let pass = u32::try_from(self.opts.retry_passes.max(0))
+            .unwrap_or(u32::MAX)
+            .saturating_add(1);
+        self.begin_pass(Phase::Retrying, pass, Direction::Forwards)?;
+        let (mut tried, mut rescued) = (0u64, 0u64);
+        'areas: for seg in segments {
+            let mut p = seg.pos;
+            while p < seg.end {
+                if tried == budget || (tried == WEAK_PROBES && rescued == 0) {
+                    break 'areas;
+                }
+                let len = self.sector_end(p, seg.end) - p;
+                tried += 1;
+                if !self.read(p, len)?.failed {
+                    rescued += 1;
+                }
+                p += len;
+            }
+        }
+        self.observer.event(&RescueEvent::Message {
+            message: format!(
+                "Weak sectors: {tried} bad sector(s) of the shortest bad areas read once more, \
+                 {rescued} rescued (--no-weak-retry leaves them)"
+            ),
+        });
+        Ok(())
     }
 
     // ----- helpers -----

@@ -36,7 +36,9 @@
 //!    (`--scrape-dead-areas` scrapes it anyway). A first skimming pass skips 1, 2, 4, … sectors
 //!    after each failed one, a second reads what it skipped: every sector is read once, but the
 //!    readable ones between bad runs come in first.
-//! 6. **Retrying** (`-r N`) bad sectors, alternating direction.
+//! 6. **Retrying** (`-r N`) bad sectors, alternating direction. Then, where a failed read has
+//!    been seen to read whole later (weak sectors), the shortest bad areas' sectors get one more
+//!    read, at most one per 200 failed reads (`--no-weak-retry` leaves them).
 //!
 //! A failed read that delivered some good bytes (as the kernel's buffered reads do) tells exactly
 //! where it failed: that sector is marked non-scraped (it has been tried once and will be tried
@@ -105,6 +107,9 @@ pub struct RescueOptions {
     pub progress_interval: Duration,
     /// Scrape areas whose probes all failed too (by default they are left non-scraped).
     pub scrape_dead_areas: bool,
+    /// No extra read for the shortest bad areas where weak sectors were seen (see the engine's
+    /// weak retry).
+    pub no_weak_retry: bool,
     /// `-K 0`: no skipping after errors in the copying passes.
     pub no_skip: bool,
     /// `-K` given: the skip doubles after each error and returns to the initial size after good
@@ -180,6 +185,7 @@ impl Default for RescueOptions {
             wait_for_device: Duration::ZERO,
             progress_interval: Duration::from_millis(200),
             scrape_dead_areas: false,
+            no_weak_retry: false,
             no_skip: false,
             fixed_skip: false,
             cpass: None,
