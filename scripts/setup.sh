@@ -26,16 +26,22 @@ packages=(
   nbdkit libnbd-bin     # salvor files tests: reads of unrescued sectors fail (ddrescue filter)
   ddrutility            # ddru_ntfsfindbad: the NTFS damaged-files oracle
 )
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "setup: installing ${missing[*]}"
+# Twice: installing one package can remove another that was there (a machine with a backported
+# qemu-utils loses it when Debian's qemu-system-x86 comes in), and the second round puts it back.
+for round in 1 2; do
+  missing=()
+  for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  [ ${#missing[@]} -gt 0 ] || break
+  echo "setup: installing ${missing[*]} (round $round)"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -q || true
+  [ "$round" = 2 ] || apt-get update -q || true
   apt-get install -y -q "${missing[@]}"
-fi
+done
+for c in qemu-img qemu-nbd qemu-system-x86_64 ddrescue nbdcopy; do
+  command -v "$c" >/dev/null || { echo "setup: $c is still missing" >&2; exit 1; }
+done
 if ! rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-linux-musl; then
   rustup target add x86_64-unknown-linux-musl
 fi
