@@ -62,11 +62,13 @@ PY
 echo "disk: ${size_mib} MiB raw, $(du -m "$work/disk.raw" | cut -f1) MiB allocated, image $(du -m "$work/disk.img.zst" | cut -f1) MiB"
 cat "$work/disk.raw" "$work/disk.img.zst" > /dev/null
 
-start_salvor() {
+big_cache="--cache $((size_mib + 256))MiB"
+start_salvor() {  # [CACHE_OPTION]: default, the whole image fits the chunk cache (as a page cache
+                  # holds the whole raw file); "" = salvor's default cache
   if [ -n "${spid:-}" ]; then kill "$spid" 2>/dev/null || true; wait "$spid" 2>/dev/null || true; fi
   rm -f "$work/s.sock" "$work/s.uri"
-  # The whole image fits the chunk cache, as a page cache holds the whole raw file.
-  "$salvor" serve "$work/disk.img.zst" --unix "$work/s.sock" --cache "$((size_mib + 256))MiB" \
+  # shellcheck disable=SC2086 # the option is two words on purpose
+  "$salvor" serve "$work/disk.img.zst" --unix "$work/s.sock" ${1-$big_cache} \
     > "$work/s.uri" 2>/dev/null &
   spid=$!
   pids+=($spid)
@@ -92,22 +94,22 @@ median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 secs() { local t0; t0=$(now); "$@" >/dev/null 2>&1; echo "$(now) - $t0" | bc -l; }
 
 drop_caches() { sync; echo 3 > /proc/sys/vm/drop_caches; }
-copy_bench() {  # $1: cold|warm|disk, $2: extra nbdcopy flags
-  local s=() q=()
+copy_bench() {  # $1: cold|warm|disk, $2: extra nbdcopy flags, $3: salvor's cache option
+  local s=() q=() cache=${3-$big_cache}
   for _ in $(seq "$runs"); do
     # cold: a fresh server, every chunk decoded during the copy, the raw file in the page cache;
     # warm: decoded chunks cached; disk: both read from the disk (page cache dropped, fresh
     # servers), as when an image or disk file is opened for the first time.
-    [ "$1" = cold ] && start_salvor
-    if [ "$1" = disk ]; then start_salvor; drop_caches; fi
+    [ "$1" = cold ] && start_salvor "$cache"
+    if [ "$1" = disk ]; then start_salvor "$cache"; drop_caches; fi
     s+=("$(secs nbdcopy $2 "$S" null:)")
     if [ "$1" = disk ]; then start_qemu; drop_caches; fi
     q+=("$(secs nbdcopy $2 "$Q" null:)")
   done
   local sm qm
   sm=$(printf '%s\n' "${s[@]}" | median); qm=$(printf '%s\n' "${q[@]}" | median)
-  printf 'nbdcopy %-4s %-14s salvor %6.0f MiB/s  qemu-nbd %6.0f MiB/s  ratio %.2f\n' \
-    "$1" "${2:-(extents)}" "$(echo "$size_mib / $sm" | bc -l)" "$(echo "$size_mib / $qm" | bc -l)" \
+  printf 'nbdcopy %-4s %-14s %-13s salvor %6.0f MiB/s  qemu-nbd %6.0f MiB/s  ratio %.2f\n' \
+    "$1" "${2:-(extents)}" "${cache:---cache default}" "$(echo "$size_mib / $sm" | bc -l)" "$(echo "$size_mib / $qm" | bc -l)" \
     "$(echo "$qm / $sm" | bc -l)"
 }
 if [ "${ONLY:-}" = mount ]; then
@@ -131,12 +133,16 @@ if [ "${ONLY:-}" = mount ]; then
   exit 0
 fi
 if [ "${ONLY:-}" != export ]; then
+# cold with salvor's default cache (128 MiB: once full, evicted chunks' buffers are reused), and
+# with a cache that holds the image (every chunk needs fresh memory, which the kernel clears).
+copy_bench cold "" ""
+copy_bench cold "--no-extents" ""
 copy_bench cold ""
-copy_bench cold "--no-extents"
 copy_bench warm ""
 copy_bench warm "--no-extents"
 if [ "$(id -u)" = 0 ]; then
-  copy_bench disk ""
+  copy_bench disk "" ""
+  start_salvor
   # Back to the state the rows below expect: inputs in the page cache, salvor's cache full.
   cat "$work/disk.raw" "$work/disk.img.zst" > /dev/null
   nbdcopy "$S" null:

@@ -287,22 +287,25 @@ impl ImageFile {
     /// of one repeated byte as an RLE block. Where a block starts is known only when every
     /// compressed block holds a full block (the compressor's usual cut); the sizes then add up
     /// to the chunk's exactly, and otherwise (or for anything unexpected in the frame) the
-    /// answer is `None`: nothing known. Reads a few bytes per block.
-    pub fn zero_runs(&self, k: usize) -> Result<Option<Vec<(u64, u64)>>> {
+    /// answer is `None`: nothing known. `frame` is the frame as [`Self::read_frame`] reads it
+    /// (one read of the whole frame: a few bytes per block read one by one were tens of
+    /// thousands of reads per GiB, each a disk request when the image is not in the page cache).
+    pub fn zero_runs(&self, k: usize, frame: &[u8]) -> Option<Vec<(u64, u64)>> {
         let f = self.frames[k];
         let frame_len = u64::from(f.entry.compressed);
         let want = u64::from(f.entry.decompressed);
-        let mut head = [0u8; 18];
-        let n = head.len().min(frame_len as usize);
-        self.parts.read_exact_at(f.offset, &mut head[..n])?;
-        let head = &head[..n];
+        if frame.len() as u64 != frame_len {
+            return None;
+        }
+        let head = &frame[..18.min(frame.len())];
+        let n = head.len();
         if n < 6 || le32(head, 0) != ZSTD_FRAME_MAGIC {
-            return Ok(None);
+            return None;
         }
         let fhd = head[4];
         let single = fhd & 0x20 != 0;
         if fhd & 0x08 != 0 {
-            return Ok(None);
+            return None;
         }
         let dict_len = [0usize, 1, 2, 4][usize::from(fhd & 3)];
         let fcs_len = match fhd >> 6 {
@@ -326,11 +329,11 @@ impl ImageFile {
         // Every block header is 3 bytes and moves `pos` on, so the frame's own length bounds this.
         loop {
             if pos + 3 > frame_len {
-                return Ok(None);
+                return None;
             }
             let mut b = [0u8; 4];
             let m = 4.min(frame_len - pos) as usize;
-            self.parts.read_exact_at(f.offset + pos, &mut b[..m])?;
+            b[..m].copy_from_slice(&frame[pos as usize..pos as usize + m]);
             let h = u32::from(b[0]) | u32::from(b[1]) << 8 | u32::from(b[2]) << 16;
             let (last, kind, size) = (h & 1 != 0, (h >> 1) & 3, u64::from(h >> 3));
             pos += 3;
@@ -342,7 +345,7 @@ impl ImageFile {
                 }
                 1 => {
                     if m < 4 {
-                        return Ok(None);
+                        return None;
                     }
                     if b[3] == 0 && size > 0 {
                         match runs.last_mut() {
@@ -357,7 +360,7 @@ impl ImageFile {
                     regen += block_max;
                     pos += size;
                 }
-                _ => return Ok(None),
+                _ => return None,
             }
             if last {
                 break;
@@ -368,9 +371,9 @@ impl ImageFile {
             regen = want;
         }
         if regen != want || pos + checksum != frame_len {
-            return Ok(None);
+            return None;
         }
-        Ok(Some(runs))
+        Some(runs)
     }
 }
 

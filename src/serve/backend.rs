@@ -361,18 +361,10 @@ impl ImageCore {
     }
 
     fn chunk_data(&self, k: usize) -> std::result::Result<Arc<ChunkBuf>, Fault> {
-        thread_local! {
-            // Per connection thread: the compressed frame's buffer, a decoder context and a
-            // scratch buffer for chunks with zero runs, reused (a fresh zeroed buffer per chunk
-            // cost a fifth of a cold copy's CPU in memset and page faults).
-            static DECODE: std::cell::RefCell<Decode> = const {
-                std::cell::RefCell::new(Decode { comp: Vec::new(), dctx: None, scratch: Vec::new() })
-            };
-        }
         self.cache.get_or_load(k, || {
             let fail = |e: Error| Fault::new(k as u64 * self.chunk, EIO, e.to_string());
             DECODE.with_borrow_mut(|d| {
-                self.image.read_frame(k, &mut d.comp).map_err(fail)?;
+                d.load(&self.image, k).map_err(fail)?;
                 let dctx = match &mut d.dctx {
                     Some(x) => x,
                     None => d.dctx.insert(
@@ -386,7 +378,15 @@ impl ImageCore {
                         "no memory for a {want}-byte chunk buffer"
                     )))
                 })?;
-                let runs = self.runs(k);
+                let runs: &[(u64, u64)] = match self.zero_runs.get(k) {
+                    Some(cell) => cell.get_or_init(|| {
+                        self.image
+                            .zero_runs(k, &d.comp)
+                            .unwrap_or_default()
+                            .into_boxed_slice()
+                    }),
+                    None => &[],
+                };
                 if !out.is_fresh() || runs.is_empty() {
                     if out.is_fresh() {
                         out.populate(0, want);
@@ -421,11 +421,35 @@ impl ImageCore {
     }
 }
 
+thread_local! {
+    // Per connection thread: the compressed frame's buffer, a decoder context and a scratch
+    // buffer for chunks with zero runs, reused (a fresh zeroed buffer per chunk cost a fifth of
+    // a cold copy's CPU in memset and page faults).
+    static DECODE: std::cell::RefCell<Decode> = const {
+        std::cell::RefCell::new(Decode { comp: Vec::new(), frame: None, dctx: None, scratch: Vec::new() })
+    };
+}
+
 /// A connection thread's decoding state (see [`ImageCore::chunk_data`]).
 struct Decode {
     comp: Vec<u8>,
+    /// Which frame `comp` holds: a chunk's zero runs are parsed from its frame, and the frame
+    /// is then decoded from the same read.
+    frame: Option<usize>,
     dctx: Option<zstd::bulk::Decompressor<'static>>,
     scratch: Vec<u8>,
+}
+
+impl Decode {
+    /// Frame `k` into `comp`, unless it is there already.
+    fn load(&mut self, image: &ImageFile, k: usize) -> Result<()> {
+        if self.frame != Some(k) {
+            self.frame = None;
+            image.read_frame(k, &mut self.comp)?;
+            self.frame = Some(k);
+        }
+        Ok(())
+    }
 }
 
 /// The parts of a decoded chunk to copy into a fresh buffer: everything but its zero runs
@@ -572,10 +596,23 @@ impl ImageCore {
     fn runs(&self, k: usize) -> &[(u64, u64)] {
         match self.zero_runs.get(k) {
             Some(r) => r.get_or_init(|| {
-                self.image
-                    .zero_runs(k)
-                    .ok()
-                    .flatten()
+                let parse = |d: &mut Decode| {
+                    d.load(&self.image, k)
+                        .ok()
+                        .and_then(|()| self.image.zero_runs(k, &d.comp))
+                };
+                DECODE
+                    .with(|cell| match cell.try_borrow_mut() {
+                        Ok(mut d) => parse(&mut d),
+                        // Not expected (the decoder does not ask for runs while it holds the
+                        // state): a state of its own then.
+                        Err(_) => parse(&mut Decode {
+                            comp: Vec::new(),
+                            frame: None,
+                            dctx: None,
+                            scratch: Vec::new(),
+                        }),
+                    })
                     .unwrap_or_default()
                     .into_boxed_slice()
             }),
