@@ -365,6 +365,7 @@ impl ImageCore {
             let fail = |e: Error| Fault::new(k as u64 * self.chunk, EIO, e.to_string());
             DECODE.with_borrow_mut(|d| {
                 d.load(&self.image, k).map_err(fail)?;
+                let runs = self.runs_with(k, d);
                 let dctx = match &mut d.dctx {
                     Some(x) => x,
                     None => d.dctx.insert(
@@ -378,15 +379,6 @@ impl ImageCore {
                         "no memory for a {want}-byte chunk buffer"
                     )))
                 })?;
-                let runs: &[(u64, u64)] = match self.zero_runs.get(k) {
-                    Some(cell) => cell.get_or_init(|| {
-                        self.image
-                            .zero_runs(k, &d.comp)
-                            .unwrap_or_default()
-                            .into_boxed_slice()
-                    }),
-                    None => &[],
-                };
                 if !out.is_fresh() || runs.is_empty() {
                     if out.is_fresh() {
                         out.populate(0, want);
@@ -426,7 +418,7 @@ thread_local! {
     // buffer for chunks with zero runs, reused (a fresh zeroed buffer per chunk cost a fifth of
     // a cold copy's CPU in memset and page faults).
     static DECODE: std::cell::RefCell<Decode> = const {
-        std::cell::RefCell::new(Decode { comp: Vec::new(), frame: None, dctx: None, scratch: Vec::new() })
+        std::cell::RefCell::new(Decode::new())
     };
 }
 
@@ -441,6 +433,15 @@ struct Decode {
 }
 
 impl Decode {
+    const fn new() -> Decode {
+        Decode {
+            comp: Vec::new(),
+            frame: None,
+            dctx: None,
+            scratch: Vec::new(),
+        }
+    }
+
     /// Frame `k` into `comp`, unless it is there already.
     fn load(&mut self, image: &ImageFile, k: usize) -> Result<()> {
         if self.frame != Some(k) {
@@ -594,25 +595,22 @@ impl ImageCore {
     /// Chunk `k`'s zero runs (empty when unknown or on a read error: then it is all data, and
     /// the error shows when the chunk is read).
     fn runs(&self, k: usize) -> &[(u64, u64)] {
+        DECODE.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut d) => self.runs_with(k, &mut d),
+            // Not expected (the decoder does not ask for runs while it holds the state): a
+            // state of its own then.
+            Err(_) => self.runs_with(k, &mut Decode::new()),
+        })
+    }
+
+    /// [`Self::runs`], parsed on first use from the frame that `d` holds or reads (the decoder
+    /// then decodes the same bytes).
+    fn runs_with(&self, k: usize, d: &mut Decode) -> &[(u64, u64)] {
         match self.zero_runs.get(k) {
             Some(r) => r.get_or_init(|| {
-                let parse = |d: &mut Decode| {
-                    d.load(&self.image, k)
-                        .ok()
-                        .and_then(|()| self.image.zero_runs(k, &d.comp))
-                };
-                DECODE
-                    .with(|cell| match cell.try_borrow_mut() {
-                        Ok(mut d) => parse(&mut d),
-                        // Not expected (the decoder does not ask for runs while it holds the
-                        // state): a state of its own then.
-                        Err(_) => parse(&mut Decode {
-                            comp: Vec::new(),
-                            frame: None,
-                            dctx: None,
-                            scratch: Vec::new(),
-                        }),
-                    })
+                d.load(&self.image, k)
+                    .ok()
+                    .and_then(|()| self.image.zero_runs(k, &d.comp))
                     .unwrap_or_default()
                     .into_boxed_slice()
             }),
