@@ -304,6 +304,9 @@ impl ImageExport {
     }
 }
 
+/// A chunk's all-zero `[start, end)` runs, offsets within the chunk.
+type ZeroRuns = Box<[(u64, u64)]>;
+
 struct ImageCore {
     image: ImageFile,
     /// Unrescued `[start, end)` ranges whose reads fail (empty unless asked).
@@ -312,7 +315,7 @@ struct ImageCore {
     size: u64,
     zero: Vec<bool>,
     /// Each chunk's all-zero runs (from its frame's block headers, read on first use).
-    zero_runs: Vec<std::sync::OnceLock<Box<[(u64, u64)]>>>,
+    zero_runs: Vec<std::sync::OnceLock<ZeroRuns>>,
     cache: ChunkCache,
 }
 
