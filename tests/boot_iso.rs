@@ -16,7 +16,9 @@
 //! - `iso_mounts_an_image`: `salvor mount` of an image's partition in the rescue environment
 //!   (FUSE + a read-only loop device by ioctl, no util-linux); the files' digests match.
 //! - `iso_boots_from_its_image_over_nbd`: the ISO as a disk, imaged (used blocks), served by
-//!   `salvor serve` on a Unix socket, booted by QEMU from the NBD export to the first screen.
+//!   `salvor serve` on a Unix socket, booted by QEMU from the NBD export to the first screen;
+//!   then exported to VMDK and VHD, each checked (`qemu-img check`), compared with the served
+//!   image (`qemu-img compare`) and booted the same way.
 //!
 //! The boots are serialised (one QEMU at a time: TCG on two cores). Needs root on Debian: the
 //! scripts apt-get install what they use. They never skip.
