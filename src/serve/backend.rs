@@ -598,6 +598,9 @@ impl ImageCore {
     /// Chunk `k`'s zero runs (empty when unknown or on a read error: then it is all data, and
     /// the error shows when the chunk is read).
     fn runs(&self, k: usize) -> &[(u64, u64)] {
+        if let Some(r) = self.zero_runs.get(k).and_then(|c| c.get()) {
+            return r;
+        }
         DECODE.with(|cell| match cell.try_borrow_mut() {
             Ok(mut d) => self.runs_with(k, &mut d),
             // Not expected (the decoder does not ask for runs while it holds the state): a
