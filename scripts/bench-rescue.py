@@ -18,6 +18,7 @@ Subcommands:
                                    request log)
 """
 import json
+import math
 import os
 import random
 import re
@@ -382,10 +383,19 @@ def overlap(a, b, ranges):
 
 
 def physical_limit(truth, frac=0.99):
-    """What no tool can beat on the way to `frac` of the readable data: one failed read for each
-    bad area next to the good runs it must read (largest runs first), one for each weak sector
-    failing its first read (expected), the transfer, one seek per failure, and the slow zones'
-    penalty per 64 KiB request."""
+    """What no tool can beat on the way to `frac` of the readable data, reading with O_DIRECT as
+    the benchmark's runs do (a failed read returns nothing):
+    - one failed read for each bad area next to the good runs it must read (largest runs first:
+      the bound even grants the tool the map's big runs);
+    - where the damage was drawn unit by unit (`truth['drawn']`: a failure on one unit says
+      nothing of the next), a tool without the map meets bad units in the order it reads them:
+      to collect n good units out of G good and B bad it fails n * B / (G + 1) times on average
+      whatever its order (negative hypergeometric), instead of once per merged area;
+    - one failed first read for each weak sector (expected), the transfer, one seek per failure;
+    - the slow zones' penalty per request, with the request size s the loss allows: each weak
+      sector's failed first read there loses its whole request, and at most the 1 - frac left over
+      may be missing; losses beyond that are taken back at about (1 - p) failed reads and two
+      slow requests per failed request (the s with the least total is taken, 64 KiB at most)."""
     size = truth['size']
     bad = merge([tuple(r) for r in truth['bad']])
     runs, pos = [], 0
@@ -405,16 +415,44 @@ def physical_limit(truth, frac=0.99):
         chosen.append((s, e))
         areas.update(a for a in (left, right) if a is not None)
     chosen.sort()
-    weak_fail = 0.0
+    area_fail = float(len(areas))
+    drawn = truth.get('drawn') or []
+    if drawn:
+        zones = merge([(z['start'], z['end']) for z in drawn])
+        unit = max(z['unit'] for z in drawn)
+        inside = lambda a: any(zs <= bad[a][0] and bad[a][1] <= ze for zs, ze in zones)
+        zone_bytes = sum(e - s for s, e in zones)
+        zone_bad = sum(overlap(s, e, zones) for s, e in bad)
+        good_units = (zone_bytes - zone_bad) // unit
+        bad_units = zone_bad // unit
+        need_in = max(0.0, need - (readable - (zone_bytes - zone_bad)))
+        n = math.ceil(need_in / unit)
+        blind = n * bad_units / (good_units + 1) + sum(1 for a in areas if not inside(a))
+        area_fail = max(area_fail, blind)
+    slow = merge([(s, e) for s, e, _ in truth['slow']])
+    weak_fail, weak_slow, weak_p = 0.0, 0.0, []
     for s, e, p in truth['weak']:
         inside = overlap(s, e, chosen)
         weak_fail += inside / truth['sector_size'] * (1 - p)
-    slow = merge([(s, e) for s, e, _ in truth['slow']])
+        # Only in slow zones does a small request cost more than a large one.
+        in_slow = sum(overlap(max(s, a), min(e, b), chosen) for a, b in slow if a < e and s < b)
+        weak_slow += in_slow / truth['sector_size'] * (1 - p)
+        weak_p.append(p)
+    fail_s = truth['error_s'] + truth['seek_ms'] / 1e3
     extra = max((ms for _, _, ms in truth['slow']), default=0) / 1e3
     slow_bytes = sum(overlap(s, e, chosen) for s, e in slow) * min(1.0, need / max(got, 1))
-    failures = len(areas) + weak_fail
-    t = (failures * (truth['error_s'] + truth['seek_ms'] / 1e3) + need / truth['rate']
-         + slow_bytes / 65536 * extra)
+    sector = truth['sector_size']
+    budget = max(0.0, got - need)
+    q = 1 - (statistics.mean(weak_p) if weak_p else 0.0)
+
+    def slow_cost(req):
+        over = max(0.0, weak_slow * req - budget)
+        back = math.ceil(over / max(req - sector, sector)) * (q * fail_s + 2 * extra)
+        return slow_bytes / req * extra + back
+
+    slow_t = min(slow_cost(k * sector) for k in range(1, 65536 // sector + 1)) if slow_bytes else 0
+    failures = area_fail + weak_fail
+    t = failures * fail_s + need / truth['rate'] + slow_t
     return t, failures, readable
 
 

@@ -51,6 +51,22 @@ pub fn describe(name: &str) -> &'static str {
 /// The drive of scenario `name` of `size` bytes (scaled layouts for small test drives), or None
 /// for an unknown name.
 pub fn build(name: &str, size: u64, seed: u64) -> Option<FaultySpec> {
+    draw(name, size, seed).map(|(spec, _)| spec)
+}
+
+/// A region whose aligned units were each drawn bad on their own, with the same odds: a read
+/// failing on one unit says nothing of the next, so a tool without the map pays about one
+/// failed read per bad unit it meets there (the benchmark's knowledge-free bound).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct DrawnZone {
+    pub start: u64,
+    pub end: u64,
+    pub unit: u64,
+}
+
+/// [`build`], and the zones of independently drawn units behind its bad ranges.
+fn draw(name: &str, size: u64, seed: u64) -> Option<(FaultySpec, Vec<DrawnZone>)> {
+    let mut drawn = Vec::new();
     let mut rng = XorShift::new(
         seed.wrapping_mul(0x9E37_79B9)
             .wrapping_add(name.len() as u64),
@@ -126,8 +142,14 @@ pub fn build(name: &str, size: u64, seed: u64) -> Option<FaultySpec> {
             let third = size / 3;
             for z in 0..3u64 {
                 let start = align(z * third + rng.below(third.saturating_sub(zone).max(1)), cl);
+                let end = (start + zone).min(size);
+                drawn.push(DrawnZone {
+                    start,
+                    end: start + (end.saturating_sub(start)) / cl * cl,
+                    unit: cl,
+                });
                 let mut c = start;
-                while c + cl <= (start + zone).min(size) {
+                while c + cl <= end {
                     if rng.below(100) < 30 {
                         spec.bad.push((c, c + cl));
                     }
@@ -150,7 +172,7 @@ pub fn build(name: &str, size: u64, seed: u64) -> Option<FaultySpec> {
         }
         _ => return None,
     }
-    Some(spec)
+    Some((spec, drawn))
 }
 
 /// A simulated drive that serves a real disk's contents: `inner` (a [`super::FaultySource`])
@@ -237,6 +259,8 @@ pub struct Truth {
     pub seek_ms: f64,
     pub rate: u64,
     pub error_s: f64,
+    /// Where the bad ranges were drawn unit by unit ([`DrawnZone`]).
+    pub drawn: Vec<DrawnZone>,
 }
 
 impl Truth {
@@ -256,6 +280,9 @@ impl Truth {
             seek_ms: spec.seek_cost.as_secs_f64() * 1e3,
             rate: spec.rate,
             error_s: spec.error_latency.as_secs_f64(),
+            drawn: draw(name, spec.size, seed)
+                .map(|(_, d)| d)
+                .unwrap_or_default(),
         }
     }
 }
@@ -458,5 +485,29 @@ mod tests {
         assert_ne!(edges.size % 4096, 0);
         assert!(edges.size > 1 << 32);
         assert_eq!(edges.bad_ranges().last().map(|r| r.1), Some(edges.size));
+    }
+
+    #[test]
+    fn the_truth_names_the_zones_drawn_unit_by_unit() {
+        for name in NAMES {
+            let size = default_size(name);
+            let spec = build(name, size, 2).unwrap_or_default();
+            let truth = Truth::of(name, 2, &spec);
+            if *name != "clusters" {
+                assert!(truth.drawn.is_empty(), "{name}");
+                continue;
+            }
+            assert_eq!(truth.drawn.len(), 3);
+            // Every bad range is whole units inside one drawn zone, and some units are good.
+            for &(s, e) in &truth.bad {
+                let z = truth.drawn.iter().find(|z| z.start <= s && e <= z.end);
+                let Some(z) = z else { panic!("bad range {s}..{e} outside the drawn zones") };
+                assert_eq!((s - z.start) % z.unit, 0);
+                assert_eq!((e - s) % z.unit, 0);
+            }
+            let zone: u64 = truth.drawn.iter().map(|z| z.end - z.start).sum();
+            let bad: u64 = truth.bad.iter().map(|r| r.1 - r.0).sum();
+            assert!(bad > zone / 10 && bad < zone / 2, "{bad} of {zone}");
+        }
     }
 }
