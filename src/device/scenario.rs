@@ -501,7 +501,9 @@ mod tests {
             // Every bad range is whole units inside one drawn zone, and some units are good.
             for &(s, e) in &truth.bad {
                 let z = truth.drawn.iter().find(|z| z.start <= s && e <= z.end);
-                let Some(z) = z else { panic!("bad range {s}..{e} outside the drawn zones") };
+                let Some(z) = z else {
+                    panic!("bad range {s}..{e} outside the drawn zones")
+                };
                 assert_eq!((s - z.start) % z.unit, 0);
                 assert_eq!((e - s) % z.unit, 0);
             }

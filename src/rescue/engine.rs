@@ -160,6 +160,8 @@ const SLOW_CHUNK: u64 = 26 << 10;
 /// A good request of at most [`DENSE_CHUNK`] that took longer than this is slow: a seek is
 /// about 8 ms and the transfer of 64 KiB less than 1 ms.
 const SLOW_REQUEST: Duration = Duration::from_millis(20);
+/// Slow requests in a row that show a slow zone (see `Engine::last_slow`).
+const SLOW_EVIDENCE: u32 = 2;
 /// Non-tried areas between two failed reads up to this size are read before trimming.
 const ENCLOSED_MAX: u64 = 512 << 10;
 
@@ -327,10 +329,14 @@ struct Engine<'a> {
     last_good_sector: Option<(u64, Vec<u8>)>,
     /// Slow reads so far (`-a`, `--max-slow-reads`).
     slow_reads: u64,
-    /// The last good request of at most [`DENSE_CHUNK`] took longer than [`SLOW_REQUEST`], and
-    /// whether any such request has been seen.
+    /// The last [`SLOW_EVIDENCE`] good requests of at most [`DENSE_CHUNK`] took longer than
+    /// [`SLOW_REQUEST`], and whether that has happened at all: one slow request proves nothing
+    /// (a busy host, a seek on a healthy disk), and taken for a weak head it used to switch a
+    /// whole run's trimming (200 more failed reads on the isolated bench drive, now and then).
     last_slow: bool,
     slow_seen: bool,
+    /// Good requests of at most [`DENSE_CHUNK`] in a row that were slow.
+    slow_streak: u32,
     /// A failed read returned the good data before its error (buffered reads do, `O_DIRECT`
     /// reads never): a failure then loses little, and [`SLOW_CHUNK`]s would only add requests.
     prefix_seen: bool,
@@ -439,6 +445,7 @@ impl<'a> Engine<'a> {
             slow_reads: 0,
             last_slow: false,
             slow_seen: false,
+            slow_streak: 0,
             prefix_seen: false,
         })
     }
@@ -1442,7 +1449,12 @@ impl<'a> Engine<'a> {
             None => {
                 if len <= self.dense.max(DENSE_CHUNK) {
                     let took = self.clock.now().saturating_sub(t0);
-                    self.last_slow = took > SLOW_REQUEST;
+                    self.slow_streak = if took > SLOW_REQUEST {
+                        self.slow_streak.saturating_add(1)
+                    } else {
+                        0
+                    };
+                    self.last_slow = self.slow_streak >= SLOW_EVIDENCE;
                     self.slow_seen |= self.last_slow;
                 }
                 self.good_since_error = self.good_since_error.saturating_add(good);
