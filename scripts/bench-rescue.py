@@ -429,14 +429,14 @@ def physical_limit(truth, frac=0.99):
     if drawn:
         zones = merge([(z['start'], z['end']) for z in drawn])
         unit = max(z['unit'] for z in drawn)
-        inside = lambda a: any(zs <= bad[a][0] and bad[a][1] <= ze for zs, ze in zones)
+        in_zone = lambda a: any(zs <= bad[a][0] and bad[a][1] <= ze for zs, ze in zones)
         zone_bytes = sum(e - s for s, e in zones)
         zone_bad = sum(overlap(s, e, zones) for s, e in bad)
         good_units = (zone_bytes - zone_bad) // unit
         bad_units = zone_bad // unit
         need_in = max(0.0, need - (readable - (zone_bytes - zone_bad)))
         n = math.ceil(need_in / unit)
-        blind = n * bad_units / (good_units + 1) + sum(1 for a in areas if not inside(a))
+        blind = n * bad_units / (good_units + 1) + sum(1 for a in areas if not in_zone(a))
         area_fail = max(area_fail, blind)
     slow = merge([(s, e) for s, e, _ in truth['slow']])
     weak_fail, weak_slow, weak_p = 0.0, 0.0, []
