@@ -111,12 +111,12 @@ mkdir -p "$work/res"
 tar -xf "$work/out.img" -C "$work/res" 2>"$work/tar.err" \
     || fail "could not read the results from the out disk: $(cat "$work/tar.err")"
 res=$work/res
-ctx="phase A map"
-rescue_check "$work" "$size" "$res/a.map" "$work/src.img" "$work/dst-a.img" 512
-echo "phase A map: rescued ${RESCUED:-?} of $size bytes, non-finished sectors ${N_NOTFIN:-?} (injected ${N_BAD:-?})"
 # From salvor's own output (the guest's a.log), not the console: there the kernel's messages
 # can land in the middle of a line (a CI run lost this line that way).
 grep -q '"event":"device_back"' "$res/a.log" || fail "phase A: salvor never reported the device back"
+ctx="phase A map"
+rescue_check "$work" "$size" "$res/a.map" "$work/src.img" "$work/dst-a.img" 512
+echo "phase A map: rescued ${RESCUED:-?} of $size bytes, non-finished sectors ${N_NOTFIN:-?} (injected ${N_BAD:-?})"
 ctx="phase B stopped map"
 if rescue_parse_map "$work" "$size" "$res/b1.map"; then
     rescue_ddrescuelog "$res/b1.map"
